@@ -1,0 +1,5 @@
+"""`python -m reconciler` runs the same CLI as the `reconciler` script."""
+
+from reconciler.cli import main
+
+main()

@@ -1,0 +1,115 @@
+"""The vendor field catalogue: which fields users declare, which the server owns, and how enums normalise.
+
+API.md marks facts as [seed], [docs] or [assumed]. Every [assumed] fact the code depends on lives here,
+named, so that a real tenant that behaves otherwise means changing one line, not hunting through modules.
+The JSON Schemas in schemas/ list the same fields; tests/test_schemas.py keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = [
+    "ASSIGNED",
+    "COUNTED_SLEEVE_TYPES",
+    "INSTRUCTION_FIELDS",
+    "NUMERIC_TOLERANCE",
+    "ORION_BATCH_LIMIT",
+    "ORION_READ_CHUNK",
+    "REGISTRATION_FIELDS",
+    "SEI_PAGE_LIMIT",
+    "SERVER_OWNED_REGISTRATION_FIELDS",
+    "SERVER_OWNED_SLEEVE_FIELDS",
+    "SINGLETON_SLEEVE_TYPES",
+    "SLEEVE_FIELDS",
+    "SLEEVE_TYPES",
+    "TARGET_BALANCE_TYPES",
+    "normalise_value",
+    "sleeve_model_id",
+]
+
+# Registration-level fields a manifest may declare [docs].
+REGISTRATION_FIELDS = (
+    "isActive", "isDoNotTrade", "contributionAllocationMethod", "distributionAllocationMethod",
+    "corporateActionAllocationMethod", "autoRebalFrequency", "autoRebalMonth", "autoRebalDay",
+    "sleeveStrategyId", "sleeveStrategyAggId", "mandate", "tolerancePercent", "custodialBilling",
+    "sleeveBilling", "excludedAssets", "includedAssets",
+)
+
+# Per-sleeve fields a manifest may declare [docs]. accountId is identity, not a value.
+SLEEVE_FIELDS = (
+    "sleeveType", "modelAggId", "model", "managementStyleId", "subAdvisorId", "targetAllocation",
+    "contributionAllocation", "distributionAllocation", "corporateActionAllocation", "toleranceUpper",
+    "toleranceLower", "targetBalanceType", "doNotTrade", "minimumCash", "replenishMinCash",
+    "minimumInvestmentAmount",
+)
+
+SERVER_OWNED_REGISTRATION_FIELDS = (
+    "clientId", "sweepAssetId", "createdBy", "createdDate", "editedBy", "editedDate", "rowId",
+    "regValue", "assets", "categoryAllocations", "riskScore", "aggregateRiskScore", "needsUpdate",
+    "needsUpdateReason", "eclipseFirmId", "contributionTotal", "distributionTotal", "targetTotal",
+    "riskScoreTotal", "normalGroupedSleeves", "custodialAccountNumber", "asOfDate",
+    "registrationRiskTolerance", "isValid", "validationMessage",
+)
+
+SERVER_OWNED_SLEEVE_FIELDS = (
+    "sweepAssetId", "createdBy", "createdDate", "editedBy", "editedDate", "rowId", "currentAllocation",
+    "currentValue", "regValue", "assets", "categoryAllocations", "sleeveDescription", "modelAgg",
+    "managementStyle", "managementStyleName", "subAdvisor", "riskScore", "createdFromOciProcess",
+    "hasSMAModel", "registrationId",
+)
+
+# The instruction fields SEI stores as submitted [seed]; batchSize is derived, never declared.
+INSTRUCTION_FIELDS = (
+    "batchId", "tradeTicketId", "masterOrderId", "strategyCode", "side", "ticker", "cusip",
+    "securityName", "target", "orderGenerationPrice", "minimumCash", "affectsModel", "comments",
+)
+
+SLEEVE_TYPES = ("Normal sleeve", "Custodial account", "Contribution sleeve", "Distribution sleeve",
+                "Unmanaged sleeve")
+# targetAllocation sums to 100 over these [docs]; so do Assigned contribution/distribution [assumed].
+COUNTED_SLEEVE_TYPES = frozenset({"Normal sleeve", "Unmanaged sleeve"})
+# At most one of each per registration [assumed].
+SINGLETON_SLEEVE_TYPES = ("Custodial account", "Contribution sleeve", "Distribution sleeve")
+ASSIGNED = "Assigned"
+
+# targetBalanceType arrives as 1 in the seed and "Percent" in the docs [docs]; 2 ↔ Amount [assumed].
+TARGET_BALANCE_TYPES = {1: "Percent", 2: "Amount"}
+
+# Sums of percentages are compared with this slack so that 33.33 + 33.33 + 33.34 is 100 [assumed].
+NUMERIC_TOLERANCE = 0.01
+
+ORION_BATCH_LIMIT = 100   # more than 100 items is a 400 [assumed]; the seed recommends 50–100
+ORION_READ_CHUNK = 500    # ids per ListWithAccountSleeves call [assumed]
+SEI_PAGE_LIMIT = 1000     # largest `limit` SEI accepts [assumed]
+
+
+def normalise_value(field: str, value: Any) -> Any:
+    """Bring one vendor value to a canonical form so that spelling never counts as a change.
+
+    Numbers become floats (20 == 20.0), enum codes become names (1 → "Percent"), SEI's upper-case
+    sides become title case. Booleans stay booleans even though Python counts them as ints.
+    """
+    if field == "targetBalanceType" and isinstance(value, int) and not isinstance(value, bool):
+        return TARGET_BALANCE_TYPES.get(value, value)
+    if field == "side" and isinstance(value, str):
+        return value.strip().title()
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        f = float(value)
+        return f if math.isfinite(f) else value
+    if isinstance(value, dict):
+        return {k: normalise_value(k, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalise_value(field, v) for v in value]
+    return value
+
+
+def sleeve_model_id(sleeve: dict) -> Any:
+    """The model a sleeve holds: `modelAggId`, else `model.id` (API.md allows either)."""
+    model_id = sleeve.get("modelAggId")
+    if model_id is None and isinstance(sleeve.get("model"), dict):
+        model_id = sleeve["model"].get("id")
+    return model_id

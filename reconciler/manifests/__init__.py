@@ -1,0 +1,102 @@
+"""Manifests: files on disk → a validated ManifestSet, or a ManifestError listing every problem.
+
+Three stages, each reporting all it finds before the next runs on what survived:
+hardened YAML (loader), JSON Schema per kind (schema), then the cross-document resolution and
+business rules (resolve). Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from reconciler.errors import Diagnostic, ManifestError
+from reconciler.manifests.loader import Document, iter_manifest_files, load_documents
+from reconciler.manifests.resolve import resolve_documents
+from reconciler.model import ManifestSet
+from reconciler.schema import KIND_SCHEMAS, validate_document
+
+__all__ = ["load_manifests"]
+
+API_VERSION = "reconciler/v1"
+# Parsing and schema checks are per file and CPU-bound; past this many files they are spread over
+# worker processes (spawned, so a running sandbox thread is never forked). Below it, start-up costs more.
+PARALLEL_THRESHOLD = 2000
+
+
+def load_manifests(paths: list[str] | tuple[str, ...], *, workers: int | None = None) -> ManifestSet:
+    """Load, check and resolve every manifest under `paths`; raise ManifestError with all problems."""
+    files = iter_manifest_files(paths)
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if workers > 1 and len(files) >= PARALLEL_THRESHOLD:
+        size = -(-len(files) // (workers * 4))
+        chunks = [files[i:i + size] for i in range(0, len(files), size)]
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            results = [r for chunk in pool.map(_check_files, chunks) for r in chunk]
+    else:
+        results = _check_files(files)
+    digest = hashlib.sha256()
+    diags: list[Diagnostic] = []
+    typed: list[tuple[str, Document]] = []
+    for display, file_digest, file_typed, file_diags in results:
+        digest.update(display.encode() + b"\0" + file_digest)
+        typed.extend(file_typed)
+        diags.extend(file_diags)
+    registrations, batches, resolve_diags = resolve_documents(typed)
+    diags.extend(resolve_diags)
+    if diags:
+        raise ManifestError(diags)
+    return ManifestSet(registrations, batches, digest.hexdigest(), tuple(d for _, d in files))
+
+
+def _check_files(files: list[tuple[Path, str]]) -> list[tuple[str, bytes, list[tuple[str, Document]], list[Diagnostic]]]:
+    """Per file: (display, sha256 of bytes, schema-valid documents with their kind, diagnostics)."""
+    out = []
+    for path, display in files:
+        diags: list[Diagnostic] = []
+        typed: list[tuple[str, Document]] = []
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            out.append((display, b"", [], [Diagnostic(display, 1, 1, f"cannot read file: {e.strerror}",
+                                                      "check permissions")]))
+            continue
+        docs, file_diags = load_documents(data, display)
+        diags.extend(file_diags)
+        for doc in docs:
+            kind = _check_header(doc, diags)
+            if kind is None:
+                continue
+            schema_diags = validate_document(doc, kind)
+            explained = {(d.line, d.col) for d in schema_diags}
+            diags.extend(schema_diags)
+            diags.extend(d for p, d in doc.surprises.items() if doc.pos(p) not in explained)
+            if not schema_diags:  # surprises keep their (well-typed) value, so the rules still run
+                doc.scalars = {}  # only schema messages need raw text; don't ship it between processes
+                typed.append((kind, doc))
+        out.append((display, hashlib.sha256(data).digest(), typed, diags))
+    return out
+
+
+def _check_header(doc: Document, diags: list[Diagnostic]) -> str | None:
+    if doc.broken:
+        return None
+    data = doc.data
+    if data is None:
+        return None  # an empty document (a trailing ---) is allowed
+    if not isinstance(data, dict):
+        diags.append(doc.diagnostic((), "a manifest must be a mapping with apiVersion, kind, metadata and spec",
+                                    "see manifests/ for examples"))
+        return None
+    if data.get("apiVersion") != API_VERSION:
+        diags.append(doc.diagnostic(("apiVersion",), f"apiVersion must be {API_VERSION}, got {data.get('apiVersion')!r}",
+                                    f"set apiVersion: {API_VERSION}"))
+        return None
+    kind = data.get("kind")
+    if kind not in KIND_SCHEMAS:
+        diags.append(doc.diagnostic(("kind",), f"unknown kind {kind!r}", f"use one of: {', '.join(KIND_SCHEMAS)}"))
+        return None
+    return kind

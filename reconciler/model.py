@@ -1,0 +1,182 @@
+"""Value objects shared by every layer: desired resources, changes, submissions and the plan.
+
+Frozen dataclasses with tuples, so a Plan built once can be rendered, saved and applied without anyone
+mutating it on the way (the sqlmesh habit: the plan is data). Dict-valued fields hold vendor objects
+exactly as JSON; they are treated as read-only by convention.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Action",
+    "Change",
+    "DesiredBatch",
+    "DesiredInstruction",
+    "DesiredRegistration",
+    "DesiredSleeve",
+    "FieldChange",
+    "IgnoredChange",
+    "ManifestSet",
+    "Plan",
+    "Source",
+    "Submission",
+    "instruction_address",
+    "registration_address",
+]
+
+
+def registration_address(name: str) -> str:
+    return f"SleeveRegistration/{name}"
+
+
+def instruction_address(ticket_id: int) -> str:
+    return f"TradeInstruction/{ticket_id}"
+
+
+@dataclass(frozen=True, order=True)
+class Source:
+    """Where a desired resource was declared: 1-based line and column, as editors count."""
+
+    file: str
+    line: int
+    col: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class DesiredSleeve:
+    fields: dict[str, Any]          # declared sleeve fields, accountId included when given
+    source: Source
+
+    @property
+    def account_id(self) -> int | None:
+        return self.fields.get("accountId") or None
+
+
+@dataclass(frozen=True)
+class DesiredRegistration:
+    name: str
+    registration_id: int
+    fields: dict[str, Any]          # declared registration-level fields (template merged)
+    sleeves: tuple[DesiredSleeve, ...]
+    source: Source
+    labels: dict[str, str] = field(default_factory=dict)
+    template: str | None = None
+
+    @property
+    def address(self) -> str:
+        return registration_address(self.name)
+
+
+@dataclass(frozen=True)
+class DesiredInstruction:
+    ticket_id: int
+    fields: dict[str, Any]          # the instruction as SEI will store it, batch defaults merged
+    batch_id: str
+    batch_name: str
+    source: Source
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return instruction_address(self.ticket_id)
+
+
+@dataclass(frozen=True)
+class DesiredBatch:
+    name: str
+    batch_id: str
+    instructions: tuple[DesiredInstruction, ...]
+    source: Source
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        """Derived, never declared: every instruction of the model change, sent or not."""
+        return len(self.instructions)
+
+
+@dataclass(frozen=True)
+class ManifestSet:
+    """Everything the manifests declare, resolved and validated."""
+
+    registrations: tuple[DesiredRegistration, ...]
+    batches: tuple[DesiredBatch, ...]
+    digest: str                       # sha256 over the files' paths and bytes
+    files: tuple[str, ...] = ()
+
+    @property
+    def instructions(self) -> tuple[DesiredInstruction, ...]:
+        return tuple(i for b in self.batches for i in b.instructions)
+
+
+class Action(str, enum.Enum):
+    UPDATE = "update"
+    CREATE = "create"
+    NO_OP = "no-op"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field's before → after. `before` is None for an added sleeve, `after` None for a removal."""
+
+    path: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class IgnoredChange:
+    address: str
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Change:
+    address: str
+    action: Action
+    source: Source
+    fields: tuple[FieldChange, ...] = ()
+    removed_sleeves: tuple[int, ...] = ()   # accountIds sent in deletedSleeveTargets
+    added_sleeves: int = 0
+    payload: dict[str, Any] | None = None   # what apply sends: whole registration or SEI body
+    fingerprint: str = ""                   # of the live state this change was computed from
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One HTTP write apply will make. Orion batches form wave 1, SEI requests wave 2."""
+
+    api: str                          # "orion" | "sei"
+    method: str
+    path: str
+    items: tuple[str, ...]            # addresses
+    wave: int
+    body: Any = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+    submissions: tuple[Submission, ...]
+    unchanged: int
+    ignored: tuple[IgnoredChange, ...] = ()
+
+    def actionable(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.action is not Action.NO_OP)
+
+    @property
+    def conflicts(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.action is Action.CONFLICT)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actionable())

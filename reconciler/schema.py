@@ -1,0 +1,171 @@
+"""JSON Schema validation of manifest documents: the only module that imports jsonschema.
+
+Validators are compiled once per process. Schemas refer to each other by relative file name
+(`common.schema.json#/$defs/...`) so that editors resolve them beside the manifests; here every
+schema is pre-registered under that name, and any other reference fails instead of being fetched.
+Errors come back as Diagnostics with the file and line of the offending key, and with messages
+that say what to do, e.g. "quote it" when YAML turned an identifier into a number.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from importlib import resources
+from typing import Any, Iterator
+
+import jsonschema
+import referencing
+import referencing.exceptions
+
+from reconciler.errors import Diagnostic
+from reconciler.manifests.loader import Document
+
+__all__ = ["KIND_SCHEMAS", "load_schema", "validate_document", "validate_instance"]
+
+KIND_SCHEMAS = {
+    "SleeveRegistration": "sleeve-registration.schema.json",
+    "SleeveTemplate": "sleeve-template.schema.json",
+    "TradeBatch": "trade-batch.schema.json",
+}
+
+_UNEXPECTED = re.compile(r"'([^']+)'")
+
+
+def _read_only(validator, value, instance, schema):
+    if value:
+        yield jsonschema.ValidationError("read-only", validator="readOnly")
+
+
+@functools.cache
+def load_schema(name: str) -> dict:
+    return json.loads(resources.files("reconciler.schemas").joinpath(name).read_text("utf-8"))
+
+
+@functools.cache
+def _registry() -> referencing.Registry:
+    def refuse(uri: str):
+        raise referencing.exceptions.NoSuchResource(ref=uri)
+
+    names = [p.name for p in resources.files("reconciler.schemas").iterdir() if p.name.endswith(".json")]
+    return referencing.Registry(retrieve=refuse).with_resources(
+        (n, referencing.Resource.from_contents(load_schema(n))) for n in names
+    )
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"readOnly": _read_only})
+
+
+@functools.cache
+def _validator(name: str):
+    # Validate against a copy with every $ref inlined: resolving references is ~80% of
+    # jsonschema's time per document, and 10,000 manifests must validate in seconds. The
+    # registry stays as a guard: a reference the inliner could not see still never fetches.
+    return _Validator(_inline(load_schema(name), name), registry=_registry())
+
+
+def _inline(node: Any, base: str) -> Any:
+    """The schema with local and sibling-file $refs replaced by what they point at (no cycles here)."""
+    if isinstance(node, list):
+        return [_inline(v, base) for v in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _inline(v, base) for k, v in node.items()}
+    ref = node.pop("$ref", None)
+    if ref is None:
+        return node
+    file, _, pointer = ref.partition("#")
+    target: Any = load_schema(file or base)
+    for part in filter(None, pointer.split("/")):
+        target = target[part]
+    merged = dict(_inline(target, file or base))
+    for k, v in node.items():
+        if k == "properties":
+            merged["properties"] = {**merged.get("properties", {}), **v}
+        elif k == "required":
+            merged["required"] = [*merged.get("required", []), *v]
+        else:
+            merged[k] = v
+    if merged.pop("unevaluatedProperties", True) is False:
+        merged["additionalProperties"] = False  # every property is now local, so this is equivalent
+    return merged
+
+
+def validate_instance(schema_name: str, instance: Any) -> list[str]:
+    """Plain messages for non-manifest documents (plan files, reports) validated in tests and on load."""
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in _validator(schema_name).iter_errors(instance)]
+
+
+def validate_document(doc: Document, kind: str) -> list[Diagnostic]:
+    """Every schema error in one document, as Diagnostics pointing at the offending key."""
+    out: list[Diagnostic] = []
+    for error in _iter_leaf_errors(_validator(KIND_SCHEMAS[kind]).iter_errors(doc.data)):
+        out.extend(_explain(doc, error))
+    return out
+
+
+def _iter_leaf_errors(errors) -> Iterator[jsonschema.ValidationError]:
+    for e in errors:
+        if e.context:  # anyOf/oneOf: the branches say more than the summary
+            yield from _iter_leaf_errors(e.context)
+        else:
+            yield e
+
+
+def _explain(doc: Document, e: jsonschema.ValidationError) -> list[Diagnostic]:
+    path = tuple(e.absolute_path)
+    field = str(path[-1]) if path else "document"
+    v = e.validator
+    if v in ("additionalProperties", "unevaluatedProperties"):
+        names = _UNEXPECTED.findall(e.message.split("(", 1)[-1]) if "(" in e.message else []
+        return [doc.diagnostic(path + (n,), f"unknown field '{n}'",
+                               "check the spelling against the schema in schemas/") for n in names]
+    if v == "readOnly":
+        if field == "batchSize":
+            return [doc.diagnostic(path, "batchSize is derived from the number of instructions",
+                                   "remove it; reconciler computes it")]
+        return [doc.diagnostic(path, f"'{field}' is owned by the server", "remove it from the manifest")]
+    if v == "required":
+        missing = _UNEXPECTED.findall(e.message)[:1] or ["?"]
+        return [doc.diagnostic(path, f"missing required field '{missing[0]}'", f"add {missing[0]}")]
+    if v == "type":
+        tag, raw = doc.scalars.get(path, ("", ""))
+        wanted = e.validator_value
+        wants_text = wanted == "string" or (isinstance(wanted, list) and "string" in wanted)
+        if wants_text and tag in ("int", "float", "bool", "timestamp", "null"):
+            kind = {"int": "a number", "float": "a number", "bool": "a boolean", "timestamp": "a date",
+                    "null": "null"}[tag]
+            return [doc.diagnostic(path, f"{field}: '{raw}' is read by YAML as {kind}",
+                                   f"quote it: {field}: \"{raw}\"")]
+        return [doc.diagnostic(path, f"{field}: expected {_types(wanted)}, got {_show(e.instance)}",
+                               "fix the value's type")]
+    if v in ("enum", "const"):
+        choices = e.validator_value if v == "enum" else [e.validator_value]
+        tag, raw = doc.scalars.get(path, ("", ""))
+        if tag == "bool" and any(isinstance(c, str) for c in choices):
+            return [doc.diagnostic(path, f"{field}: '{raw}' is read by YAML as a boolean",
+                                   f"quote it, and use one of: {', '.join(map(str, choices))}")]
+        return [doc.diagnostic(path, f"{field}: {_show(e.instance)} is not allowed",
+                               f"use one of: {', '.join(map(str, choices))}")]
+    if v == "pattern" and field == "cusip":
+        return [doc.diagnostic(path, f"cusip: {_show(e.instance)} is not 9 letters or digits",
+                               "a CUSIP is 9 characters; quote it")]
+    if v == "pattern" and field == "name":
+        return [doc.diagnostic(path, f"name: {_show(e.instance)} is not a valid name",
+                               "use lower-case letters, digits, '-', '.', '_'")]
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return [doc.diagnostic(path, f"{field}: {e.message}", "use a value in range")]
+    if v in ("maxLength", "minLength", "minItems"):
+        return [doc.diagnostic(path, f"{field}: {e.message}", "shorten or fill it as the schema says")]
+    return [doc.diagnostic(path, f"{field}: {e.message}", "see the schema in schemas/")]
+
+
+def _types(wanted: Any) -> str:
+    return " or ".join(wanted) if isinstance(wanted, list) else str(wanted)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
