@@ -102,3 +102,53 @@ def validate(ctx: Context, paths: tuple[str, ...]) -> int:
                  f"{len(manifests.batches)} trade batches ({len(manifests.instructions)} instructions), "
                  f"{n} resources valid.")
     return 0
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (keep it on loopback).")
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--state", "state_file", type=click.Path(dir_okay=False), help="JSON state file: seeded from the demo if missing, kept after every write.")
+@click.option("--faults", help="Fault spec, e.g. '429=2@POST:/api/*#3,drop@POST:/v1/order/tradetickets#1'.")
+@click.option("--batch-latency", default=2.0, show_default=True, type=float, help="Seconds a batch takes from submit to done.")
+@click.option("--orion-token", envvar="ORION_TOKEN", help="Orion session token to accept [env ORION_TOKEN].")
+@click.option("--sei-token", envvar="SEI_TOKEN", help="SEI bearer token to accept [env SEI_TOKEN].")
+@click.option("--sei-app-key", envvar="SEI_APP_KEY", help="SEI AppKey to accept [env SEI_APP_KEY].")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS with this certificate (PEM).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Its private key (PEM).")
+@click.option("--client-ca", type=click.Path(exists=True, dir_okay=False), help="Require client certificates signed by this CA (mTLS).")
+@click.pass_obj
+def sandbox(ctx: Context, host, port, state_file, faults, batch_latency, orion_token, sei_token, sei_app_key,
+            tls_cert, tls_key, client_ca) -> int:
+    """Serve the built-in emulator of both APIs: Orion under /api, SEI at the root."""
+    from pathlib import Path
+
+    from reconciler.sandbox.app import DEMO_CREDENTIALS, SandboxCredentials
+    from reconciler.sandbox.faults import parse_faults
+    from reconciler.sandbox.server import TlsFiles, load_state, serve
+    from reconciler.sandbox.state import SandboxTiming
+
+    try:
+        parse_faults(faults)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--faults") from None
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    given = any((orion_token, sei_token, sei_app_key))
+    creds = SandboxCredentials(
+        orion_token=orion_token or DEMO_CREDENTIALS["ORION_TOKEN"], sei_token=sei_token or DEMO_CREDENTIALS["SEI_TOKEN"],
+        sei_app_key=sei_app_key or DEMO_CREDENTIALS["SEI_APP_KEY"])
+    state = load_state(Path(state_file) if state_file else None, SandboxTiming(batch_latency=batch_latency))
+    tls = TlsFiles(tls_cert, tls_key, client_ca) if tls_cert else None
+    base = f"{'https' if tls else 'http'}://{host}:{port}"
+    lines = [f"reconciler sandbox: Orion at {base}/api, SEI at {base}",
+             f"state: {state_file + ' (kept after every write)' if state_file else 'in memory (demo)'}; "
+             f"{len(state.registrations)} registrations, {len(state.tickets)} ticket rows",
+             f"controls: {base}/_sandbox/counters, /_sandbox/writes, /_sandbox/state, /_sandbox/faults",
+             "", "To point reconciler at it:", f"  export ORION_BASE_URL={base}/api SEI_BASE_URL={base}"]
+    if not given:
+        lines.append("  export " + " ".join(f"{k}={v}" for k, v in DEMO_CREDENTIALS.items()) + "   # demo values")
+    else:
+        lines.append("  (credentials: the ORION_TOKEN / SEI_TOKEN / SEI_APP_KEY values it was started with)")
+    ctx.out.info("\n".join(lines))
+    serve(state, creds, host=host, port=port, faults=faults, tls=tls)
+    return 0

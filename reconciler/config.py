@@ -1,0 +1,311 @@
+"""Settings: reconciler.yaml beside the manifests, then RECONCILER_* and vendor variables, then flags.
+
+Credentials come only from the environment (or `<NAME>_FILE` files named there), never from
+reconciler.yaml, manifests or plans. They are held as `Secret`, whose repr and str are masked, and
+every Secret's value is registered with `secret_values()` so that error messages can be redacted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from reconciler.errors import ConfigError, ManifestError
+from reconciler.fields import ORION_BATCH_LIMIT, ORION_READ_CHUNK
+
+__all__ = [
+    "CONFIG_FILE",
+    "IgnoreRule",
+    "OrionSettings",
+    "SeiSettings",
+    "Secret",
+    "Settings",
+    "load_settings",
+    "require_safe_url",
+]
+
+CONFIG_FILE = "reconciler.yaml"
+MASK = "****"
+
+
+class Secret:
+    """A credential. Never shows its value unless asked with reveal()."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK!r})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __reduce__(self):  # a Secret never travels into a pickle (plan files, worker processes)
+        raise TypeError("secrets cannot be serialised")
+
+
+@dataclass(frozen=True)
+class OrionSettings:
+    base_url: str = ""
+    token: Secret | None = None
+    username: str | None = None
+    password: Secret | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+
+
+@dataclass(frozen=True)
+class SeiSettings:
+    base_url: str = ""
+    token: Secret | None = None
+    app_key: Secret | None = None
+    app_secret: Secret | None = None
+    username: str | None = None
+    password: Secret | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    ca_bundle: str | None = None
+
+
+@dataclass(frozen=True)
+class IgnoreRule:
+    """Known drift to leave alone: an address glob, a field-path glob, why, and until when."""
+
+    address: str
+    field: str
+    reason: str
+    expires: dt.date | None = None
+
+    def active(self, today: dt.date) -> bool:
+        return self.expires is None or today <= self.expires
+
+
+@dataclass(frozen=True)
+class Settings:
+    orion: OrionSettings = OrionSettings()
+    sei: SeiSettings = SeiSettings()
+    batch_size: int = ORION_BATCH_LIMIT
+    parallelism: int = 4
+    read_chunk: int = ORION_READ_CHUNK
+    read_workers: int = 4
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    write_timeout: float = 60.0
+    pool_timeout: float = 30.0
+    request_deadline: float = 300.0    # one request, all retries included
+    max_attempts: int = 5
+    retry_after_cap: float = 120.0
+    poll_timeout: float = 1800.0       # how long apply waits for one Orion batch
+    plan_expiry_hours: float = 24.0
+    ignore: tuple[IgnoreRule, ...] = ()
+    workspace: Path = field(default_factory=lambda: Path(".reconciler"))
+
+    def with_overrides(self, **kw: Any) -> "Settings":
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+# reconciler.yaml key → (Settings attribute, type). Credentials are deliberately absent.
+_FILE_KEYS = {
+    "batchSize": ("batch_size", int), "parallelism": ("parallelism", int), "readChunk": ("read_chunk", int),
+    "readWorkers": ("read_workers", int), "pollTimeout": ("poll_timeout", float),
+    "planExpiryHours": ("plan_expiry_hours", float), "maxAttempts": ("max_attempts", int),
+    "retryAfterCap": ("retry_after_cap", float), "requestDeadline": ("request_deadline", float),
+}
+_TIMEOUT_KEYS = {"connect": "connect_timeout", "read": "read_timeout", "write": "write_timeout",
+                 "pool": "pool_timeout"}
+_ENV_KEYS = {
+    "RECONCILER_BATCH_SIZE": ("batch_size", int), "RECONCILER_PARALLELISM": ("parallelism", int),
+    "RECONCILER_READ_CHUNK": ("read_chunk", int), "RECONCILER_POLL_TIMEOUT": ("poll_timeout", float),
+    "RECONCILER_PLAN_EXPIRY_HOURS": ("plan_expiry_hours", float),
+    "RECONCILER_MAX_ATTEMPTS": ("max_attempts", int), "RECONCILER_REQUEST_DEADLINE": ("request_deadline", float),
+    "RECONCILER_RETRY_AFTER_CAP": ("retry_after_cap", float),
+}
+_SECRET_WORDS = ("token", "password", "secret", "key", "credential")
+
+
+def load_settings(paths: tuple[str, ...] | list[str] = (), env: Mapping[str, str] | None = None,
+                  config_file: str | None = None) -> Settings:
+    """Settings for a run over `paths`: file, then environment. Flags are applied by the caller."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    file = Path(config_file) if config_file else _find_config(paths)
+    orion_file: dict[str, Any] = {}
+    sei_file: dict[str, Any] = {}
+    if file is not None:
+        data = _read_config(file)
+        orion_file, sei_file = data.pop("orion", {}) or {}, data.pop("sei", {}) or {}
+        values.update(_parse_file(file, data))
+    for name, (attr, typ) in _ENV_KEYS.items():
+        if env.get(name):
+            values[attr] = _convert(env[name], typ, name)
+    if env.get("RECONCILER_WORKSPACE"):
+        values["workspace"] = Path(env["RECONCILER_WORKSPACE"])
+    orion = OrionSettings(
+        base_url=env.get("ORION_BASE_URL") or _url(orion_file, file, "orion"),
+        token=_secret(env, "ORION_TOKEN"),
+        username=env.get("ORION_USERNAME"),
+        password=_secret(env, "ORION_PASSWORD"),
+        client_id=env.get("ORION_CLIENT_ID"),
+        client_secret=_secret(env, "ORION_CLIENT_SECRET"),
+    )
+    sei = SeiSettings(
+        base_url=env.get("SEI_BASE_URL") or _url(sei_file, file, "sei"),
+        token=_secret(env, "SEI_TOKEN"),
+        app_key=_secret(env, "SEI_APP_KEY"),
+        app_secret=_secret(env, "SEI_APP_SECRET"),
+        username=env.get("SEI_USERNAME"),
+        password=_secret(env, "SEI_PASSWORD"),
+        client_cert=env.get("SEI_CLIENT_CERT") or None,
+        client_key=env.get("SEI_CLIENT_KEY") or None,
+        ca_bundle=env.get("SEI_CA_BUNDLE") or None,
+    )
+    settings = Settings(orion=orion, sei=sei, **values)
+    check_settings(settings)
+    return settings
+
+
+def check_settings(s: Settings) -> None:
+    if not 1 <= s.batch_size <= ORION_BATCH_LIMIT:
+        raise ConfigError(f"batchSize {s.batch_size} must be between 1 and {ORION_BATCH_LIMIT} (Orion refuses larger batches)")
+    if not 1 <= s.read_chunk <= ORION_READ_CHUNK:
+        raise ConfigError(f"readChunk {s.read_chunk} must be between 1 and {ORION_READ_CHUNK}")
+    if s.parallelism < 1 or s.read_workers < 1:
+        raise ConfigError("parallelism and readWorkers must be at least 1")
+
+
+def require_safe_url(url: str, what: str) -> str:
+    """https anywhere; plain http only to loopback (the sandbox, tests), never across a network."""
+    if not url:
+        raise ConfigError(f"{what} is not set (set it in the environment, or use --sandbox)")
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url.rstrip("/")
+    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+        return url.rstrip("/")
+    raise ConfigError(f"{what}={url!r}: use https:// (plain http:// is allowed only for a loopback address)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _secret(env: Mapping[str, str], name: str) -> Secret | None:
+    if env.get(name):
+        return Secret(env[name])
+    path = env.get(f"{name}_FILE")
+    if path:
+        try:
+            return Secret(Path(path).read_text(encoding="utf-8").strip())
+        except OSError as e:
+            raise ConfigError(f"{name}_FILE: cannot read the file it names ({e.strerror})") from None
+    return None
+
+
+def _find_config(paths: tuple[str, ...] | list[str]) -> Path | None:
+    candidates = []
+    for p in paths or ("manifests",):
+        base = Path(p)
+        base = base if base.is_dir() else base.parent
+        candidates += [base / CONFIG_FILE, base.parent / CONFIG_FILE]
+    candidates.append(Path(CONFIG_FILE))
+    for c in candidates:
+        if c.is_file():
+            return c
+    return None
+
+
+def _read_config(file: Path) -> dict[str, Any]:
+    from reconciler.manifests.loader import load_documents  # the same hardened YAML as manifests
+
+    try:
+        docs, diags = load_documents(file.read_bytes(), str(file))
+    except OSError as e:
+        raise ConfigError(f"{file}: cannot read ({e.strerror})") from None
+    if diags:
+        raise ManifestError(diags)
+    if not docs or docs[0].data is None:
+        return {}
+    if len(docs) > 1 or not isinstance(docs[0].data, dict):
+        raise ConfigError(f"{file}: must hold one mapping of settings")
+    _refuse_secrets(file, docs[0].data)
+    return dict(docs[0].data)
+
+
+def _refuse_secrets(file: Path, data: Any, path: str = "") -> None:
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if any(w in str(k).lower() for w in _SECRET_WORDS) and k not in ("ignore",):
+                raise ConfigError(f"{file}: '{path}{k}' looks like a credential; credentials come only from the "
+                                  f"environment (e.g. ORION_TOKEN) or files it names (ORION_TOKEN_FILE)")
+            _refuse_secrets(file, v, f"{path}{k}.")
+
+
+def _url(section: dict, file: Path | None, name: str) -> str:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{file}: '{name}' must be a mapping with baseUrl")
+    unknown = set(section) - {"baseUrl"}
+    if unknown:
+        raise ConfigError(f"{file}: unknown key(s) under {name}: {', '.join(sorted(unknown))}")
+    return str(section.get("baseUrl") or "")
+
+
+def _parse_file(file: Path, data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _FILE_KEYS:
+            attr, typ = _FILE_KEYS[key]
+            out[attr] = _convert(value, typ, f"{file}: {key}")
+        elif key == "timeouts" and isinstance(value, dict):
+            for k, v in value.items():
+                if k not in _TIMEOUT_KEYS:
+                    raise ConfigError(f"{file}: unknown timeout '{k}' (use {', '.join(_TIMEOUT_KEYS)})")
+                out[_TIMEOUT_KEYS[k]] = _convert(v, float, f"{file}: timeouts.{k}")
+        elif key == "ignore":
+            out["ignore"] = tuple(_ignore_rule(file, i, r) for i, r in enumerate(value or []))
+        elif key == "workspace":
+            out["workspace"] = Path(str(value))
+        else:
+            raise ConfigError(f"{file}: unknown setting '{key}' (known: {', '.join(sorted([*_FILE_KEYS, 'timeouts', 'ignore', 'orion', 'sei', 'workspace']))})")
+    return out
+
+
+def _ignore_rule(file: Path, i: int, raw: Any) -> IgnoreRule:
+    if not isinstance(raw, dict) or not raw.get("reason") or not (raw.get("address") or raw.get("field")):
+        raise ConfigError(f"{file}: ignore[{i}] needs address and/or field patterns and a reason "
+                          f"(e.g. {{address: 'SleeveRegistration/*', field: 'isDoNotTrade', reason: '...', expires: 2026-12-31}})")
+    expires = raw.get("expires")
+    if expires is not None and not isinstance(expires, dt.date):
+        try:
+            expires = dt.date.fromisoformat(str(expires))
+        except ValueError:
+            raise ConfigError(f"{file}: ignore[{i}].expires {expires!r} is not a date (YYYY-MM-DD)") from None
+    if isinstance(expires, dt.datetime):
+        expires = expires.date()
+    return IgnoreRule(str(raw.get("address") or "*"), str(raw.get("field") or "*"), str(raw["reason"]), expires)
+
+
+def _convert(value: Any, typ: type, where: str) -> Any:
+    try:
+        return typ(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not a valid {typ.__name__}") from None

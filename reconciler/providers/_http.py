@@ -1,0 +1,271 @@
+"""One careful HTTP request: auth, retries for safe calls only, a shared Retry-After pause, redaction.
+
+Rules it enforces (API.md §3):
+- Safe requests (GET, and the bulk-read POST) are retried with jittered exponential backoff on
+  connection failures, time-outs, 5xx and 429/503.
+- Writes are retried only when the server surely did not act: the connection was refused, or it
+  answered 429, or 503 with Retry-After (load shedding before reading the request). Any other
+  failure after the request was written raises AmbiguousWriteError: the caller reads live state
+  before deciding to send again.
+- 429/503 Retry-After (seconds or an HTTP date), capped, pauses *every* worker sharing the PauseGate.
+- A refused TLS handshake or client certificate is a TlsConfigError, never retried.
+- Every error carries method, path, status and the vendor trackingId; bodies are quoted only up to
+  BODY_EXCERPT_LIMIT and only after every secret value was masked.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import httpx
+
+from reconciler.errors import (
+    BODY_EXCERPT_LIMIT,
+    AmbiguousWriteError,
+    ApiAuthError,
+    ApiError,
+    NotFoundError,
+    TicketExistsError,
+    TlsConfigError,
+)
+
+__all__ = ["HttpPolicy", "PauseGate", "Redactor", "VendorHttp", "parse_retry_after"]
+
+log = logging.getLogger("reconciler.http")
+
+# A full registration chunk (500 × ~3 KB) is ~2 MB; 256 MiB refuses a runaway answer before it
+# exhausts memory, far above anything legitimate.
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+_TLS_MARKERS = ("certificate", "ssl", "tls", "handshake")
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    max_attempts: int = 5
+    backoff_base: float = 0.5      # first retry waits up to 0.5 s, doubling
+    backoff_cap: float = 20.0
+    retry_after_cap: float = 120.0
+    deadline: float = 300.0         # one logical request, every attempt and pause included
+
+
+class PauseGate:
+    """One pause shared by all workers: a 429 seen by one worker holds back the others too."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+        self._until = 0.0
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._until = max(self._until, self._clock() + seconds)
+
+    def wait(self, deadline: float) -> None:
+        while True:
+            with self._lock:
+                remaining = self._until - self._clock()
+            if remaining <= 0:
+                return
+            if self._clock() + remaining > deadline:
+                raise TimeoutError("the vendor asked to wait past this request's deadline")
+            self._sleep(min(remaining, 0.25))
+
+
+class Redactor:
+    """Masks every known secret value in text that may reach a user."""
+
+    def __init__(self, secrets: list[str] | None = None):
+        self._secrets: list[str] = []
+        for s in secrets or []:
+            self.add(s)
+
+    def add(self, value: str | None) -> None:
+        if value and len(value) >= 4 and value not in self._secrets:
+            self._secrets.append(value)
+            self._secrets.sort(key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for s in self._secrets:
+            if s in text:
+                text = text.replace(s, "****")
+        return text
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP date relative to now. None if absent or garbled."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class VendorHttp:
+    """Sends requests for one vendor with its auth, the shared policy and the shared pause."""
+
+    def __init__(
+        self,
+        vendor: str,
+        client: httpx.Client,
+        *,
+        auth_headers: Callable[[], dict[str, str]],
+        reauth: Callable[[], None],
+        redact: Redactor,
+        policy: HttpPolicy = HttpPolicy(),
+        gate: PauseGate | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.vendor = vendor
+        self.client = client
+        self.auth_headers = auth_headers
+        self.reauth = reauth
+        self.redact = redact
+        self.policy = policy
+        self.gate = gate or PauseGate()
+        self.sleep = sleep
+
+    def request(self, method: str, path: str, *, safe: bool, params: dict | None = None, json_body: Any = None,
+                content: bytes | None = None, data: dict | None = None, headers: dict | None = None,
+                authenticated: bool = True) -> httpx.Response:
+        deadline = time.monotonic() + self.policy.deadline
+        attempt = 0
+        reauthed = False
+        while True:
+            attempt += 1
+            try:
+                self.gate.wait(deadline)
+            except TimeoutError as e:
+                raise ApiError(str(e), method=method, path=path) from None
+            hdrs = dict(headers or {})
+            if authenticated:
+                hdrs.update(self.auth_headers())
+            started = time.monotonic()
+            try:
+                resp = self._send(method, path, params, json_body, content, data, hdrs, deadline)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+                self._raise_if_tls(e, method, path)
+                # the request never left: safe to repeat, even for a write
+                self._retry_or_raise(e, method, path, attempt, deadline, "could not connect")
+                continue
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, _DeadlineExceeded) as e:
+                self._raise_if_tls(e, method, path)
+                if not safe:
+                    raise AmbiguousWriteError(
+                        f"the request was sent but no complete answer came back ({type(e).__name__}); "
+                        "its outcome is unknown, so live state must be read before any re-send",
+                        method=method, path=path) from None
+                self._retry_or_raise(e, method, path, attempt, deadline, "no complete answer")
+                continue
+            except httpx.HTTPError as e:
+                raise ApiError(self.redact(f"request failed: {type(e).__name__}: {e}"), method=method, path=path) from None
+            log.debug("%s %s %s → %s in %.0f ms", self.vendor, method, path, resp.status_code,
+                      (time.monotonic() - started) * 1000)
+            status = resp.status_code
+            if status == 401 and authenticated and not reauthed:
+                reauthed = True
+                self.reauth()
+                attempt -= 1  # a token renewal is not a retry
+                continue
+            if status in (429, 503):
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                if status == 503 and retry_after is None and not safe:
+                    raise self._error(resp, method, path, AmbiguousWriteError,
+                                      "answered 503 without Retry-After to a write; its outcome is unknown")
+                delay = min(retry_after if retry_after is not None else self._backoff(attempt),
+                            self.policy.retry_after_cap)
+                self.gate.pause(delay + random.uniform(0, min(1.0, delay * 0.1)))
+                if attempt >= self.policy.max_attempts or time.monotonic() + delay > deadline:
+                    raise self._error(resp, method, path, ApiError, f"still throttled after {attempt} attempts")
+                continue
+            if status >= 500:
+                if not safe:
+                    raise self._error(resp, method, path, AmbiguousWriteError,
+                                      "server error answering a write; its outcome is unknown")
+                if attempt < self.policy.max_attempts and time.monotonic() < deadline:
+                    self.sleep(self._backoff(attempt))
+                    continue
+                raise self._error(resp, method, path, ApiError, f"server error after {attempt} attempts")
+            if status >= 400:
+                cls = {401: ApiAuthError, 403: ApiAuthError, 404: NotFoundError, 409: TicketExistsError}.get(status, ApiError)
+                raise self._error(resp, method, path, cls, "refused")
+            return resp
+
+    def _send(self, method, path, params, json_body, content, data, headers, deadline) -> httpx.Response:
+        if json_body is not None:
+            content = json.dumps(json_body, separators=(",", ":")).encode()
+            headers.setdefault("Content-Type", "application/json")
+        with self.client.stream(method, path, params=params, content=content, data=data, headers=headers) as resp:
+            chunks = []
+            size = 0
+            for chunk in resp.iter_bytes():
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise ApiError(f"answer larger than {MAX_RESPONSE_BYTES} bytes", method=method, path=path)
+                if time.monotonic() > deadline:
+                    raise _DeadlineExceeded()
+                chunks.append(chunk)
+        return httpx.Response(resp.status_code, headers=resp.headers, content=b"".join(chunks), request=resp.request)
+
+    def _backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (attempt - 1)))
+
+    def _retry_or_raise(self, e: Exception, method: str, path: str, attempt: int, deadline: float, what: str) -> None:
+        delay = self._backoff(attempt)
+        if attempt >= self.policy.max_attempts or time.monotonic() + delay > deadline:
+            raise ApiError(self.redact(f"{what} after {attempt} attempts ({type(e).__name__}: {e})"),
+                           method=method, path=path) from None
+        log.debug("%s %s %s: %s, retrying in %.2f s", self.vendor, method, path, type(e).__name__, delay)
+        self.sleep(delay)
+
+    def _raise_if_tls(self, e: Exception, method: str, path: str) -> None:
+        chain: list[BaseException] = []
+        cur: BaseException | None = e
+        while cur is not None and len(chain) < 10:
+            chain.append(cur)
+            cur = cur.__cause__ or cur.__context__
+        if any(isinstance(c, ssl.SSLError) for c in chain) or any(
+                m in str(c).lower() for c in chain for m in _TLS_MARKERS):
+            raise TlsConfigError(
+                self.redact(f"the TLS handshake was refused ({str(e) or type(e).__name__}); check the client "
+                            "certificate, key and CA bundle (SEI_CLIENT_CERT, SEI_CLIENT_KEY, SEI_CA_BUNDLE)"),
+                method=method, path=path) from None
+
+    def _error(self, resp: httpx.Response, method: str, path: str, cls: type[ApiError], what: str) -> ApiError:
+        text = self.redact(resp.text)
+        message, tracking, transient = what, None, False
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            tracking = body.get("trackingId") or body.get("correlationId")
+            vendor_message = body.get("message") or body.get("Message") or body.get("error_description")
+            code = body.get("code")
+            if vendor_message or code:
+                message = f"{what}: {code + ': ' if code else ''}{vendor_message or ''}".rstrip(": ")
+            t = body.get("transient")
+            transient = t is True or (isinstance(t, str) and t.strip().lower() == "true")
+        return cls(self.redact(message), method=method, path=path, status=resp.status_code,
+                   tracking_id=tracking, body_excerpt=text[:BODY_EXCERPT_LIMIT], transient=transient)
+
+
+class _DeadlineExceeded(Exception):
+    """The answer trickled in past the request's overall deadline."""

@@ -1,0 +1,386 @@
+"""The sandbox's HTTP face: Orion under /api, SEI at the root, controls under /_sandbox (starlette).
+
+Follows API.md: Session/Bearer+AppKey auth with token minting, the batch workflow, cursor paging,
+409 on duplicate tickets, SEI's error body. A pure-ASGI middleware counts requests, moves batches
+along the clock and injects faults, including the nastiest: act on a write, start the answer, then
+drop the connection, so a client sees neither success nor failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from reconciler.fields import ORION_BATCH_LIMIT, ORION_READ_CHUNK, SEI_PAGE_LIMIT
+from reconciler.sandbox.faults import FaultBook, parse_faults
+from reconciler.sandbox.state import SandboxState
+
+__all__ = ["DEMO_CREDENTIALS", "SandboxCredentials", "create_app"]
+
+SEI_DEFAULT_PAGE = 100
+
+
+@dataclass
+class SandboxCredentials:
+    orion_token: str
+    sei_token: str
+    sei_app_key: str
+    orion_username: str = "demo-user"
+    orion_password: str = "demo-password"
+    sei_app_secret: str = "demo-app-secret"
+    sei_username: str = "demo-user"
+    sei_password: str = "demo-password"
+    sei_token_ttl: float = 3600.0
+    minted_orion: set[str] = field(default_factory=set)
+    minted_sei: dict[str, float] = field(default_factory=dict)
+
+
+# Printed by `reconciler sandbox` when no credentials are given, and named in the README.
+DEMO_CREDENTIALS = {"ORION_TOKEN": "demo-orion-token", "SEI_TOKEN": "demo-sei-token", "SEI_APP_KEY": "demo-app-key"}
+
+
+class _Dropped(Exception):
+    """Raised after the response started: uvicorn then closes the connection mid-answer."""
+
+
+class _DropFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _Dropped))
+
+
+logging.getLogger("uvicorn.error").addFilter(_DropFilter())
+
+
+def _sei_error(status: int, code: str, message: str, transient: Any = False, errors: list | None = None,
+               headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message, "trackingId": uuid.uuid4().hex, "transient": transient,
+                         "errors": errors or []}, status_code=status, headers=headers)
+
+
+def _orion_error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"message": message, "correlationId": uuid.uuid4().hex}, status_code=status, headers=headers)
+
+
+class FaultMiddleware:
+    def __init__(self, app, state: SandboxState, faults: FaultBook):
+        self.app, self.state, self.faults = app, state, faults
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
+            return await self.app(scope, receive, send)
+        method, path = scope["method"], scope["path"]
+        self.state.count(f"{method} {path}")
+        self.state.advance()
+        fault = self.faults.take(method, path, ("429", "503", "500", "502"))
+        if fault is not None:
+            headers = {}
+            if fault.kind in ("429", "503"):
+                headers["Retry-After"] = _retry_after(fault.arg)
+            maker = _orion_error if path.startswith("/api/") else (
+                lambda s, m, headers=None: _sei_error(s, "gateway.throttled" if s == 429 else "server.error", m,
+                                                      transient="true", headers=headers))
+            return await maker(int(fault.kind), f"sandbox fault {fault.kind}", headers=headers)(scope, receive, send)
+        drop = self.faults.take(method, path, ("drop",))
+        slow = self.faults.take(method, path, ("slow",))
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                if slow is not None:
+                    await asyncio.sleep(float(slow.arg or 1.0))
+                await send(message)
+                if drop is not None:
+                    raise _Dropped()
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+def _retry_after(arg: str | None) -> str:
+    if arg == "date":
+        import email.utils
+
+        return email.utils.formatdate(time.time() + 1.5, usegmt=True)
+    return str(arg or 1)
+
+
+def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook | None = None) -> Starlette:
+    faults = faults or FaultBook()
+
+    # --- auth -------------------------------------------------------------------------------------
+
+    def orion_user(request: Request) -> str | None:
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme != "Session" or not token:
+            return None
+        if secrets.compare_digest(token, creds.orion_token) or token in creds.minted_orion:
+            return creds.orion_username
+        return None
+
+    def sei_refusal(request: Request) -> Response | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if request.headers.get("appkey") != creds.sei_app_key:
+            return _sei_error(401, "gateway.authentication.failure", "Invalid AppKey")
+        if scheme != "Bearer" or not token:
+            return _sei_error(401, "gateway.authentication.failure", "Missing Access Token")
+        if secrets.compare_digest(token, creds.sei_token):
+            return None
+        expiry = creds.minted_sei.get(token)
+        if expiry is None or time.monotonic() > expiry:
+            return _sei_error(401, "gateway.authentication.failure", "Access Token expired")
+        return None
+
+    def basic(request: Request) -> tuple[str, str] | None:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme != "Basic":
+            return None
+        try:
+            user, _, pw = base64.b64decode(value).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return user, pw
+
+    async def body_json(request: Request) -> Any:
+        try:
+            return json.loads(await request.body())
+        except ValueError:
+            return _Invalid()
+
+    def orion(handler):
+        async def wrapped(request: Request) -> Response:
+            user = orion_user(request)
+            if user is None:
+                return _orion_error(401, "Authorization has been denied for this request.")
+            return await handler(request, user)
+        return wrapped
+
+    def sei(handler):
+        async def wrapped(request: Request) -> Response:
+            refusal = sei_refusal(request)
+            return refusal if refusal is not None else await handler(request)
+        return wrapped
+
+    # --- Orion ------------------------------------------------------------------------------------
+
+    async def orion_token(request: Request) -> Response:
+        if basic(request) != (creds.orion_username, creds.orion_password):
+            return _orion_error(401, "Invalid username or password.")
+        token = secrets.token_urlsafe(24)
+        creds.minted_orion.add(token)
+        return JSONResponse({"access_token": token, "expires_in": 36000})
+
+    async def list_registrations(request: Request, user: str) -> Response:
+        return JSONResponse(state.summaries())
+
+    async def get_registration(request: Request, user: str) -> Response:
+        reg = state.get(request.path_params["rid"])
+        if reg is None:
+            return _orion_error(404, f"Registration {request.path_params['rid']} was not found.")
+        if request.query_params.get("includeAssets", "true").lower() == "false":
+            for s in reg.get("accountSleeves") or []:
+                s["assets"] = []
+        return JSONResponse(reg)
+
+    async def bulk_read(request: Request, user: str) -> Response:
+        ids = await body_json(request)
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            return _orion_error(400, "The body must be a JSON array of registration ids.")
+        if len(ids) > ORION_READ_CHUNK:
+            return _orion_error(400, f"At most {ORION_READ_CHUNK} registration ids per request.")
+        return JSONResponse(state.list_with_sleeves(ids))
+
+    async def histories(request: Request, user: str) -> Response:
+        rid = request.path_params["rid"]
+        if state.get(rid) is None:
+            return _orion_error(404, f"Registration {rid} was not found.")
+        with state.lock:
+            return JSONResponse(list(state.histories.get(rid, [])))
+
+    async def validate(request: Request, user: str) -> Response:
+        body = await body_json(request)
+        if not isinstance(body, dict):
+            return _orion_error(400, "The body must be one registration object.")
+        return JSONResponse(state.validate({**body, "registrationId": request.path_params["rid"]}))
+
+    async def submit_batch(request: Request, user: str) -> Response:
+        items = await body_json(request)
+        if not isinstance(items, list) or not items:
+            return _orion_error(400, "The body must be a non-empty JSON array of registrations.")
+        if len(items) > ORION_BATCH_LIMIT:
+            return _orion_error(400, f"A batch holds at most {ORION_BATCH_LIMIT} registrations.")
+        if not all(isinstance(i, dict) and isinstance(i.get("registrationId"), int) for i in items):
+            return _orion_error(400, "Every item must be a registration object with a registrationId.")
+        stuck = faults.take("POST", request.url.path, ("stuck",)) is not None
+        batch_id = state.submit_batch(items, user, stuck=stuck)
+        return PlainTextResponse(str(batch_id))
+
+    async def batch_status(request: Request, user: str) -> Response:
+        status = state.batch_status(request.path_params["bid"])
+        return _orion_error(404, "Batch not found.") if status is None else JSONResponse(status)
+
+    async def batch_errors(request: Request, user: str) -> Response:
+        errors = state.batch_errors(request.path_params["bid"])
+        return _orion_error(404, "Batch not found.") if errors is None else JSONResponse(errors)
+
+    # --- SEI --------------------------------------------------------------------------------------
+
+    async def sei_token(request: Request) -> Response:
+        form = await request.form()
+        if basic(request) != (creds.sei_app_key, creds.sei_app_secret):
+            return _sei_error(401, "gateway.authentication.failure", "Invalid client credentials")
+        if (form.get("grant_type") != "client_credentials" or form.get("username") != creds.sei_username
+                or form.get("password") != creds.sei_password):
+            return _sei_error(401, "gateway.authentication.failure", "Invalid username or password")
+        token = secrets.token_urlsafe(24)
+        creds.minted_sei[token] = time.monotonic() + creds.sei_token_ttl
+        return JSONResponse({"access_token": token, "expires_in": int(creds.sei_token_ttl), "token_type": "Bearer"})
+
+    async def list_tickets(request: Request) -> Response:
+        q = request.query_params
+        try:
+            limit = int(q.get("limit") or SEI_DEFAULT_PAGE)
+            ticket_id = int(q["id"]) if q.get("id") else None
+            cursor = int(base64.urlsafe_b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            return _sei_error(400, "request.invalid", "id, limit and cursor must be valid",
+                              errors=[{"field": "query", "location": "query", "reason": "invalid"}])
+        if not 1 <= limit <= SEI_PAGE_LIMIT:
+            return _sei_error(400, "request.invalid", f"limit must be between 1 and {SEI_PAGE_LIMIT}",
+                              errors=[{"field": "limit", "location": "query", "reason": "out of range"}])
+        rows, total, nxt = state.tickets_page(ticket_id, q.get("status"), limit, cursor)
+        prev = base64.urlsafe_b64encode(str(max(0, cursor - limit)).encode()).decode() if cursor else None
+        return JSONResponse({"data": rows, "paging": {
+            "totalCount": total, "limit": limit, "previous": prev,
+            "next": base64.urlsafe_b64encode(str(nxt).encode()).decode() if nxt is not None else None}})
+
+    async def post_ticket(request: Request) -> Response:
+        body = await body_json(request)
+        data = body.get("data") if isinstance(body, dict) else None
+        problems = state.ticket_problems(data)
+        if problems:
+            return _sei_error(400, "request.invalid", "The trade instruction is invalid", transient="false",
+                              errors=problems)
+        row = state.add_ticket(data)
+        if row is None:
+            return _sei_error(409, "resource.conflict", f"tradeTicketId {data['tradeTicketId']} already exists",
+                              transient=False)
+        return JSONResponse({"data": row})
+
+    # --- sandbox controls -------------------------------------------------------------------------
+
+    async def counters(request: Request) -> Response:
+        with state.lock:
+            counts = dict(state.counters)
+        return JSONResponse({"requests": counts, "total": sum(counts.values()),
+                             "writes": sum(v for k, v in counts.items() if k.startswith(("POST /api/v1/Trading/Sleeve/Registrations/Action", "POST /v1/order")))})
+
+    async def reset_counters(request: Request) -> Response:
+        with state.lock:
+            state.counters.clear()
+            state.writes.clear()
+        return JSONResponse({"ok": True})
+
+    async def writes(request: Request) -> Response:
+        with state.lock:
+            return JSONResponse(list(state.writes))
+
+    async def get_state(request: Request) -> Response:
+        return JSONResponse(state.to_json())
+
+    async def put_state(request: Request) -> Response:
+        data = await body_json(request)
+        if not isinstance(data, dict):
+            return JSONResponse({"error": "expected {registrations, tickets, histories}"}, status_code=400)
+        state.replace(data)
+        return JSONResponse({"registrations": len(state.registrations), "tickets": len(state.tickets)})
+
+    async def edit_registration(request: Request) -> Response:
+        patch = await body_json(request)
+        if not isinstance(patch, dict):
+            return JSONResponse({"error": "expected {editedBy, set, sleeves}"}, status_code=400)
+        reg = state.edit_outside_git(request.path_params["rid"], patch, str(patch.get("editedBy") or "ui-user"))
+        return JSONResponse(reg) if reg else JSONResponse({"error": "no such registration"}, status_code=404)
+
+    async def add_tickets(request: Request) -> Response:
+        body = await body_json(request)
+        rows = body.get("rows") if isinstance(body, dict) else None
+        if not isinstance(rows, list):
+            return JSONResponse({"error": "expected {rows: [...]}"}, status_code=400)
+        with state.lock:
+            state.tickets.extend(rows)
+            state._ticket_ids.update(int(r["tradeTicketId"]) for r in rows)
+            state.save()
+        return JSONResponse({"tickets": len(state.tickets)})
+
+    async def ticket_count(request: Request) -> Response:
+        return JSONResponse({"rows": state.ticket_count(request.path_params["tid"])})
+
+    async def faults_endpoint(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(faults.describe())
+        if request.method == "DELETE":
+            faults.set([])
+            return JSONResponse([])
+        raw = await request.body()
+        try:
+            spec = json.loads(raw) if raw.strip().startswith((b"[", b"\"")) else raw.decode()
+            parsed = parse_faults(spec)
+        except (ValueError, TypeError) as e:
+            return JSONResponse({"error": str(e)}, status_code=400)
+        (faults.add if request.method == "POST" else faults.set)(parsed)
+        return JSONResponse(faults.describe())
+
+    async def release(request: Request) -> Response:
+        return JSONResponse({"released": state.release_stuck()})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    regs = "/api/v1/Trading/Sleeve/Registrations"
+    routes = [
+        Route("/api/v1/Security/Token", orion_token, methods=["GET"]),
+        Route(regs, orion(list_registrations), methods=["GET"]),
+        Route(f"{regs}/ListWithAccountSleeves", orion(bulk_read), methods=["POST"]),
+        Route(f"{regs}/Action/process/batch", orion(submit_batch), methods=["POST"]),
+        Route(f"{regs}/{{rid:int}}", orion(get_registration), methods=["GET"]),
+        Route(f"{regs}/{{rid:int}}/Histories", orion(histories), methods=["GET"]),
+        Route(f"{regs}/{{rid:int}}/Validate", orion(validate), methods=["PUT"]),
+        Route("/api/v1/Utility/BatchProcessing/{bid:int}", orion(batch_status), methods=["GET"]),
+        Route("/api/v1/Utility/BatchProcessing/{bid:int}/Errors", orion(batch_errors), methods=["GET"]),
+        Route("/v2/oauthtoken", sei_token, methods=["POST"]),
+        Route("/v1/order/tradetickets", sei(list_tickets), methods=["GET"]),
+        Route("/v1/order/tradetickets", sei(post_ticket), methods=["POST"]),
+        Route("/_sandbox/health", health, methods=["GET"]),
+        Route("/_sandbox/counters", counters, methods=["GET"]),
+        Route("/_sandbox/counters/reset", reset_counters, methods=["POST"]),
+        Route("/_sandbox/writes", writes, methods=["GET"]),
+        Route("/_sandbox/state", get_state, methods=["GET"]),
+        Route("/_sandbox/state", put_state, methods=["PUT"]),
+        Route("/_sandbox/registrations/{rid:int}", edit_registration, methods=["PATCH"]),
+        Route("/_sandbox/tickets", add_tickets, methods=["POST"]),
+        Route("/_sandbox/tickets/{tid:int}/count", ticket_count, methods=["GET"]),
+        Route("/_sandbox/faults", faults_endpoint, methods=["GET", "PUT", "POST", "DELETE"]),
+        Route("/_sandbox/batches/release", release, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.sandbox = state
+    app.state.faults = faults
+    return FaultMiddleware(app, state, faults)
+
+
+class _Invalid:
+    """A body that was not JSON: fails every isinstance check in the handlers."""

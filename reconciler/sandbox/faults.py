@@ -1,0 +1,89 @@
+"""Fault injection for the sandbox: what real vendors do on bad days.
+
+A fault spec is a comma-separated list of `KIND[=ARG]@[METHOD:]PATH_GLOB[#COUNT]`:
+
+    429=2@POST:/api/v1/Trading/*#3    three 429s with Retry-After: 2 on Orion writes
+    429=date@*#1                      one 429 whose Retry-After is an HTTP date 1 s ahead
+    503=1@GET:/v1/order/tradetickets  503 with Retry-After 1, forever
+    500@POST:*/process/batch#1        one 500 on a batch submit (the batch is *not* created)
+    drop@POST:/v1/order/tradetickets#1  accept and store, then drop the connection mid-answer
+    slow=2.5@*#4                      act, then wait 2.5 s before answering
+    stuck@POST:*/process/batch#1      the next batch stays in Processing until released
+
+COUNT is how many requests it hits (default: every one). The same rules can be set at run time
+with `PUT /_sandbox/faults` (a spec string or a JSON list of rule objects).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+from dataclasses import asdict, dataclass
+
+__all__ = ["FAULT_KINDS", "Fault", "FaultBook", "parse_faults"]
+
+FAULT_KINDS = ("429", "503", "500", "502", "drop", "slow", "stuck")
+
+
+@dataclass
+class Fault:
+    kind: str
+    path: str = "*"
+    method: str = "*"
+    count: int | None = None        # None: every matching request
+    arg: str | None = None           # Retry-After seconds or "date"; delay for slow
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method in ("*", method)) and fnmatch.fnmatchcase(path, self.path)
+
+
+def parse_faults(spec: str | list | None) -> list[Fault]:
+    if not spec:
+        return []
+    if isinstance(spec, list):
+        return [Fault(**{k: v for k, v in item.items() if k in Fault.__dataclass_fields__}) for item in spec]
+    out = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        head, _, where = part.partition("@")
+        kind, _, arg = head.partition("=")
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r} in {part!r} (use {', '.join(FAULT_KINDS)})")
+        where = where or "*"
+        count = None
+        if "#" in where:
+            where, _, n = where.rpartition("#")
+            count = int(n)
+        method, path = ("*", where)
+        if ":" in where and where.split(":", 1)[0].isupper():
+            method, path = where.split(":", 1)
+        out.append(Fault(kind, path or "*", method or "*", count, arg or None))
+    return out
+
+
+class FaultBook:
+    """The active faults; `take()` finds the first that matches a request and uses one of its hits."""
+
+    def __init__(self, faults: list[Fault] | None = None):
+        self._faults = list(faults or [])
+        self._lock = threading.Lock()
+
+    def set(self, faults: list[Fault]) -> None:
+        with self._lock:
+            self._faults = list(faults)
+
+    def add(self, faults: list[Fault]) -> None:
+        with self._lock:
+            self._faults.extend(faults)
+
+    def take(self, method: str, path: str, kinds: tuple[str, ...] = FAULT_KINDS) -> Fault | None:
+        with self._lock:
+            for f in self._faults:
+                if f.kind in kinds and f.matches(method, path) and (f.count is None or f.count > 0):
+                    if f.count is not None:
+                        f.count -= 1
+                    return Fault(**asdict(f))
+            return None
+
+    def describe(self) -> list[dict]:
+        with self._lock:
+            return [asdict(f) for f in self._faults]

@@ -1,0 +1,123 @@
+"""Running the sandbox: in a background thread (for --sandbox and tests) or in the foreground.
+
+The only module that imports uvicorn. Binding our own loopback socket lets port 0 pick a free port
+that we know before the first request. TLS, and two-way TLS when a client CA is given, are
+uvicorn's own (Python's ssl module).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from reconciler.sandbox.app import SandboxCredentials, create_app
+from reconciler.sandbox.demo import demo_state
+from reconciler.sandbox.faults import FaultBook, parse_faults
+from reconciler.sandbox.state import SandboxState, SandboxTiming
+
+__all__ = ["RunningSandbox", "TlsFiles", "load_state", "serve", "start_sandbox"]
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: str
+    key: str
+    client_ca: str | None = None     # when set, clients must present a certificate it signed
+
+
+@dataclass
+class RunningSandbox:
+    url: str
+    state: SandboxState
+    faults: FaultBook
+    creds: SandboxCredentials
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @property
+    def orion_url(self) -> str:
+        return f"{self.url}/api"
+
+    @property
+    def sei_url(self) -> str:
+        return self.url
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point both clients at this sandbox."""
+        return {"ORION_BASE_URL": self.orion_url, "SEI_BASE_URL": self.sei_url,
+                "ORION_TOKEN": self.creds.orion_token, "SEI_TOKEN": self.creds.sei_token,
+                "SEI_APP_KEY": self.creds.sei_app_key}
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> "RunningSandbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def load_state(path: Path | None, timing: SandboxTiming | None = None) -> SandboxState:
+    """The state file's contents if it exists, else the demo state (written to the file if named)."""
+    if path is not None and path.exists():
+        return SandboxState.from_json(json.loads(path.read_text(encoding="utf-8")), timing=timing, path=path)
+    state = SandboxState.from_json(demo_state(), timing=timing, path=path)
+    state.save()
+    return state
+
+
+def _config(app, tls: TlsFiles | None) -> uvicorn.Config:
+    kw = {}
+    if tls is not None:
+        kw = {"ssl_certfile": tls.cert, "ssl_keyfile": tls.key}
+        if tls.client_ca:
+            kw |= {"ssl_ca_certs": tls.client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2,
+                          **kw)
+
+
+def start_sandbox(state: SandboxState | None = None, creds: SandboxCredentials | None = None, *,
+                  host: str = "127.0.0.1", port: int = 0, faults: str | None = None,
+                  tls: TlsFiles | None = None) -> RunningSandbox:
+    """Start the sandbox in a daemon thread and return once it accepts connections."""
+    state = state or SandboxState.from_json(demo_state())
+    creds = creds or SandboxCredentials(orion_token=_random_token(), sei_token=_random_token(),
+                                        sei_app_key=_random_token())
+    book = FaultBook(parse_faults(faults))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(_config(create_app(state, creds, book), tls))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="sandbox", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the sandbox did not start")
+        time.sleep(0.01)
+    scheme = "https" if tls else "http"
+    return RunningSandbox(f"{scheme}://{host}:{sock.getsockname()[1]}", state, book, creds, server, thread)
+
+
+def serve(state: SandboxState, creds: SandboxCredentials, *, host: str, port: int, faults: str | None,
+          tls: TlsFiles | None) -> None:
+    """Serve in the foreground until Ctrl-C (uvicorn handles the signal and shuts down cleanly)."""
+    book = FaultBook(parse_faults(faults))
+    config = _config(create_app(state, creds, book), tls)
+    config.host, config.port = host, port
+    uvicorn.Server(config).run()
+
+
+def _random_token() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(18)

@@ -1,0 +1,390 @@
+"""The sandbox's live state and vendor behaviour, without any HTTP: registrations, batches, tickets.
+
+Batches progress with the clock, not with a background task: every request first calls `advance()`,
+which finishes the batches whose time has come (New → Processing → Complete/PartiallyComplete/Failed).
+That keeps the emulator deterministic under test and lets many batches "run" at once, as Orion's do.
+Business rules are those of `reconciler.rules`, applied to the merged result as Orion would.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from reconciler.fields import INSTRUCTION_FIELDS, REGISTRATION_FIELDS, SLEEVE_FIELDS, sleeve_model_id
+from reconciler.rules import cusip_check_digit, iter_registration_problems
+
+__all__ = ["Batch", "SandboxState", "SandboxTiming"]
+
+NOT_REMOVABLE = ("Custodial account",)
+
+
+@dataclass
+class SandboxTiming:
+    batch_latency: float = 1.0       # seconds from submit to done, per batch, batches run concurrently
+    new_fraction: float = 0.2        # first part of the latency shows as New, the rest as Processing
+
+
+@dataclass
+class Batch:
+    id: int
+    items: list[dict]
+    created: float
+    created_iso: str
+    created_by: str
+    stuck: bool = False
+    finished: bool = False
+    status: str = "New"
+    errors: list[dict] = field(default_factory=list)
+    items_completed: int = 0
+
+
+def _now_iso() -> str:
+    return dt.datetime.now().replace(microsecond=0).isoformat()
+
+
+class SandboxState:
+    """Everything the emulator knows. Thread-safe: one lock around every operation."""
+
+    def __init__(self, registrations: dict[int, dict] | None = None, tickets: list[dict] | None = None,
+                 histories: dict[int, list] | None = None, *, timing: SandboxTiming | None = None,
+                 clock: Callable[[], float] = time.monotonic, path: Path | None = None):
+        self.lock = threading.RLock()
+        self.registrations: dict[int, dict] = registrations or {}
+        self.histories: dict[int, list[dict]] = histories or {}
+        self.tickets: list[dict] = tickets or []
+        self.batches: dict[int, Batch] = {}
+        self.timing = timing or SandboxTiming()
+        self.clock = clock
+        self.path = path
+        self.next_batch_id = 26140410
+        self.next_account_id = 1 + max((s.get("accountId") or 0 for r in self.registrations.values()
+                                        for s in r.get("accountSleeves") or []), default=40000)
+        self.next_error_id = 1
+        self.counters: dict[str, int] = {}
+        self.writes: list[dict] = []
+        self._ticket_ids = {int(t["tradeTicketId"]) for t in self.tickets}
+
+    # --- persistence --------------------------------------------------------------------------------
+
+    def to_json(self) -> dict:
+        with self.lock:
+            return {"registrations": list(self.registrations.values()), "tickets": self.tickets,
+                    "histories": {str(k): v for k, v in self.histories.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict, **kw) -> "SandboxState":
+        regs = {int(r["registrationId"]): r for r in data.get("registrations", [])}
+        hist = {int(k): v for k, v in (data.get("histories") or {}).items()}
+        return cls(regs, list(data.get("tickets", [])), hist, **kw)
+
+    def replace(self, data: dict) -> None:
+        other = SandboxState.from_json(data)
+        with self.lock:
+            self.registrations, self.tickets, self.histories = other.registrations, other.tickets, other.histories
+            self._ticket_ids = other._ticket_ids
+            self.next_account_id = max(self.next_account_id, other.next_account_id)
+            self.save()
+
+    def save(self) -> None:
+        """Keep the state file current, atomically, so a killed sandbox loses at most the last request."""
+        if self.path is None:
+            return
+        data = json.dumps(self.to_json(), indent=1).encode()
+        fd, tmp = tempfile.mkstemp(dir=str(self.path.parent), prefix=".sandbox-state.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, self.path)
+
+    # --- bookkeeping --------------------------------------------------------------------------------
+
+    def count(self, key: str) -> None:
+        with self.lock:
+            self.counters[key] = self.counters.get(key, 0) + 1
+
+    def log_write(self, api: str, method: str, path: str, **detail: Any) -> None:
+        with self.lock:
+            self.writes.append({"api": api, "method": method, "path": path, "at": _now_iso(), **detail})
+
+    # --- Orion --------------------------------------------------------------------------------------
+
+    def summaries(self) -> list[dict]:
+        with self.lock:
+            return [{k: r.get(k) for k in ("registrationId", "clientId", "custodialAccountNumber", "isActive",
+                                           "editedBy", "editedDate")} for r in self.registrations.values()]
+
+    def get(self, registration_id: int) -> dict | None:
+        with self.lock:
+            r = self.registrations.get(registration_id)
+            return copy.deepcopy(r) if r else None
+
+    def list_with_sleeves(self, ids: list[int]) -> list[dict]:
+        with self.lock:
+            out = []
+            for i in ids:
+                r = self.registrations.get(i)
+                if r is not None:
+                    problems = list(iter_registration_problems(r, r.get("accountSleeves") or [], complete=True))
+                    out.append({**r, "isValid": not problems,
+                                "validationMessage": "; ".join(p[1] for p in problems) or None})
+            return out
+
+    def validate(self, registration: dict) -> dict:
+        with self.lock:
+            live = self.registrations.get(int(registration.get("registrationId") or 0))
+            if live is None:
+                return {"isValid": False, "validationMessage": "registration does not exist"}
+            merged, problems = _merge(copy.deepcopy(live), registration, lambda: 0)
+            problems += [p[1] for p in iter_registration_problems(merged, merged["accountSleeves"], complete=True)]
+            return {"isValid": not problems, "validationMessage": "; ".join(problems) or None}
+
+    def submit_batch(self, items: list[dict], who: str, stuck: bool = False) -> int:
+        with self.lock:
+            batch_id = self.next_batch_id
+            self.next_batch_id += 1
+            self.batches[batch_id] = Batch(batch_id, copy.deepcopy(items), self.clock(), _now_iso(), who, stuck=stuck)
+            self.log_write("orion", "POST", "/api/v1/Trading/Sleeve/Registrations/Action/process/batch",
+                           batchId=batch_id, registrationIds=[i.get("registrationId") for i in items])
+            return batch_id
+
+    def release_stuck(self) -> int:
+        with self.lock:
+            n = 0
+            for b in self.batches.values():
+                if b.stuck and not b.finished:
+                    b.stuck = False
+                    b.created = self.clock()
+                    n += 1
+            return n
+
+    def advance(self) -> None:
+        """Finish every batch whose latency has passed. Called before each request is served."""
+        with self.lock:
+            now = self.clock()
+            changed = False
+            for b in self.batches.values():
+                if b.finished or b.stuck:
+                    continue
+                if now - b.created >= self.timing.batch_latency:
+                    self._finish(b)
+                    changed = True
+            if changed:
+                self.save()
+
+    def batch_status(self, batch_id: int) -> dict | None:
+        with self.lock:
+            b = self.batches.get(batch_id)
+            if b is None:
+                return None
+            elapsed = self.clock() - b.created
+            if b.finished:
+                status, completed = b.status, len(b.items)
+            elif elapsed < self.timing.batch_latency * self.timing.new_fraction and not b.stuck:
+                status, completed = "New", 0
+            else:
+                status = "Processing"
+                share = 0.5 if b.stuck else min(0.99, elapsed / max(self.timing.batch_latency, 1e-9))
+                completed = int(len(b.items) * share)
+            return {
+                "id": b.id, "correlationId": f"sandbox-{b.id}", "alClientName": "Sandbox Advisors",
+                "status": status, "message": None, "createdBy": b.created_by, "createdDate": b.created_iso,
+                "editedDate": _now_iso(), "elapsed": f"{elapsed:.1f}s", "parentId": None, "isDone": b.finished,
+                "totalItems": len(b.items), "itemsCompleted": completed,
+                "processingType": "SleeveRegistrationBatch",
+                "errorCount": sum(1 for e in b.errors if e["severity"] == "Error"),
+                "warningCount": sum(1 for e in b.errors if e["severity"] == "Warning"),
+                "details": None,
+            }
+
+    def batch_errors(self, batch_id: int) -> list[dict] | None:
+        with self.lock:
+            b = self.batches.get(batch_id)
+            return None if b is None else list(b.errors)
+
+    def _finish(self, b: Batch) -> None:
+        failed = 0
+        for item in b.items:
+            rid = int(item.get("registrationId") or 0)
+            live = self.registrations.get(rid)
+            if live is None:
+                self._error(b, rid, "registration does not exist; it cannot be created through this API")
+                failed += 1
+                continue
+            before = copy.deepcopy(live)
+            merged, problems = _merge(copy.deepcopy(live), item, self._new_account_id)
+            problems += [p[1] for p in iter_registration_problems(merged, merged["accountSleeves"], complete=True)]
+            if problems:
+                self._error(b, rid, "; ".join(problems))
+                failed += 1
+                continue
+            self._warn_if_inactive(b, merged)
+            self._store(merged, before, b.created_by, f"batch {b.id}")
+        b.finished = True
+        b.items_completed = len(b.items)
+        b.status = "Complete" if failed == 0 else ("Failed" if failed == len(b.items) else "PartiallyComplete")
+
+    def _warn_if_inactive(self, b: Batch, reg: dict) -> None:
+        if reg.get("isActive") is False:
+            self._error(b, reg["registrationId"], "registration is inactive; sleeves will not trade", "Warning")
+
+    def _error(self, b: Batch, rid: int, message: str, severity: str = "Error") -> None:
+        b.errors.append({"id": self.next_error_id, "batchId": b.id, "errorMessage": f"registrationId {rid}: {message}",
+                         "details": None, "severityCode": {"Error": 3, "Warning": 2}.get(severity, 1),
+                         "severity": severity, "createdBy": "sandbox", "createdDate": _now_iso()})
+        self.next_error_id += 1
+
+    def _new_account_id(self) -> int:
+        self.next_account_id += 1
+        return self.next_account_id - 1
+
+    def _store(self, reg: dict, before: dict, who: str, how: str) -> None:
+        now = _now_iso()
+        reg["editedBy"], reg["editedDate"] = who, now
+        _recompute_totals(reg)
+        self.registrations[reg["registrationId"]] = reg
+        changes = _field_changes(before, reg)
+        self.histories.setdefault(reg["registrationId"], []).insert(0, {
+            "id": sum(len(h) for h in self.histories.values()) + 1, "registrationId": reg["registrationId"],
+            "changeType": "Update", "editedBy": who, "editedDate": now, "description": how, "changes": changes})
+
+    def edit_outside_git(self, registration_id: int, patch: dict, who: str) -> dict | None:
+        """An operator's edit in Orion's UI: registration fields and sleeves by accountId."""
+        with self.lock:
+            live = self.registrations.get(registration_id)
+            if live is None:
+                return None
+            before = copy.deepcopy(live)
+            reg = copy.deepcopy(live)
+            for k, v in (patch.get("set") or {}).items():
+                reg[k] = v
+            for aid, fields in (patch.get("sleeves") or {}).items():
+                for s in reg["accountSleeves"]:
+                    if str(s.get("accountId")) == str(aid):
+                        s.update(fields)
+            self._store(reg, before, who, "edited in Orion Connect")
+            self.save()
+            return copy.deepcopy(reg)
+
+    # --- SEI ----------------------------------------------------------------------------------------
+
+    def tickets_page(self, ticket_id: int | None, status: str | None, limit: int, cursor: int) -> tuple[list[dict], int, int | None]:
+        with self.lock:
+            rows = [t for t in self.tickets
+                    if (ticket_id is None or int(t["tradeTicketId"]) == ticket_id)
+                    and (status is None or t.get("status") == status)]
+            page = rows[cursor:cursor + limit]
+            nxt = cursor + limit if cursor + limit < len(rows) else None
+            return copy.deepcopy(page), len(rows), nxt
+
+    def ticket_problems(self, data: Any) -> list[dict]:
+        if not isinstance(data, dict):
+            return [{"field": "data", "location": "body", "reason": "must be one instruction object"}]
+        problems = []
+        for f in ("batchId", "batchSize", "tradeTicketId", "side", "ticker", "cusip", "target"):
+            if data.get(f) in (None, ""):
+                problems.append({"field": f, "location": "body", "reason": "required"})
+        unknown = set(data) - set(INSTRUCTION_FIELDS) - {"batchSize"}
+        problems += [{"field": f, "location": "body", "reason": "unknown field"} for f in sorted(unknown)]
+        if str(data.get("side", "")).title() not in ("Buy", "Sell"):
+            problems.append({"field": "side", "location": "body", "reason": "must be Buy or Sell"})
+        cusip = str(data.get("cusip", ""))
+        if len(cusip) != 9 or str(cusip_check_digit(cusip[:8])) != cusip[8:]:
+            problems.append({"field": "cusip", "location": "body", "reason": "not a valid CUSIP"})
+        if len(str(data.get("comments") or "")) > 255:
+            problems.append({"field": "comments", "location": "body", "reason": "longer than 255 characters"})
+        for f in ("tradeTicketId", "masterOrderId"):
+            v = data.get(f)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= 99999999):
+                problems.append({"field": f, "location": "body", "reason": "an integer of up to 8 digits"})
+        return problems
+
+    def add_ticket(self, data: dict) -> dict | None:
+        """Store a submitted instruction as one row with orderId null. None if the id exists (409)."""
+        with self.lock:
+            tid = int(data["tradeTicketId"])
+            if tid in self._ticket_ids:
+                return None
+            now = dt.datetime.now().isoformat(timespec="milliseconds")
+            row = {**{f: data[f] for f in INSTRUCTION_FIELDS if f in data}, "batchSize": data.get("batchSize"),
+                   "orderId": None, "omnibus": None, "side": str(data["side"]).upper(), "quantity": None,
+                   "rebalancePrice": None, "status": "Original", "createDate": now, "changeDate": now}
+            self.tickets.append(row)
+            self._ticket_ids.add(tid)
+            self.log_write("sei", "POST", "/v1/order/tradetickets", tradeTicketId=tid)
+            self.save()
+            return copy.deepcopy(row)
+
+    def ticket_count(self, ticket_id: int) -> int:
+        with self.lock:
+            return sum(1 for t in self.tickets if int(t["tradeTicketId"]) == ticket_id)
+
+
+def _merge(reg: dict, posted: dict, new_account_id: Callable[[], int]) -> tuple[dict, list[str]]:
+    """Orion's write semantics [assumed]: posted fields replace live ones; sleeves not posted are kept."""
+    problems: list[str] = []
+    for f in REGISTRATION_FIELDS:
+        if f in posted:
+            reg[f] = copy.deepcopy(posted[f])
+    sleeves = reg.setdefault("accountSleeves", [])
+    by_id = {s.get("accountId"): s for s in sleeves}
+    for s in posted.get("accountSleeves") or []:
+        aid = s.get("accountId") or 0
+        if aid == 0:
+            new = {f: copy.deepcopy(s.get(f)) for f in SLEEVE_FIELDS if f in s}
+            new.update(accountId=new_account_id(), registrationId=reg["registrationId"],
+                       modelAggId=sleeve_model_id(s), currentAllocation=0, currentValue=0,
+                       createdBy="sandbox", createdDate=_now_iso())
+            for f in ("targetAllocation", "contributionAllocation", "distributionAllocation",
+                      "corporateActionAllocation", "toleranceUpper", "toleranceLower"):
+                new.setdefault(f, 0)
+            sleeves.append(new)
+        elif aid in by_id:
+            for f in SLEEVE_FIELDS:
+                if f in s:
+                    by_id[aid][f] = copy.deepcopy(s[f])
+        else:
+            problems.append(f"accountId {aid} is not a sleeve of registration {reg['registrationId']}")
+    for aid in posted.get("deletedSleeveTargets") or []:
+        target = by_id.get(aid)
+        if target is None:
+            problems.append(f"deletedSleeveTargets: accountId {aid} is not a sleeve of this registration")
+        elif target.get("sleeveType") in NOT_REMOVABLE:
+            problems.append(f"deletedSleeveTargets: the {target['sleeveType']} ({aid}) cannot be removed")
+        else:
+            sleeves.remove(target)
+    return reg, problems
+
+
+def _recompute_totals(reg: dict) -> None:
+    counted = [s for s in reg.get("accountSleeves") or [] if s.get("sleeveType") in ("Normal sleeve", "Unmanaged sleeve")]
+    for total, f in (("targetTotal", "targetAllocation"), ("contributionTotal", "contributionAllocation"),
+                     ("distributionTotal", "distributionAllocation")):
+        reg[total] = round(sum(float(s.get(f) or 0) for s in counted), 4)
+
+
+def _field_changes(before: dict, after: dict) -> list[dict]:
+    changes = []
+    for f in REGISTRATION_FIELDS:
+        if before.get(f) != after.get(f):
+            changes.append({"field": f, "before": before.get(f), "after": after.get(f)})
+    b_sleeves = {s.get("accountId"): s for s in before.get("accountSleeves") or []}
+    a_sleeves = {s.get("accountId"): s for s in after.get("accountSleeves") or []}
+    for aid in sorted(set(b_sleeves) | set(a_sleeves), key=lambda x: x or 0):
+        b, a = b_sleeves.get(aid), a_sleeves.get(aid)
+        if b is None:
+            changes.append({"field": f"accountSleeves[{aid}]", "before": None, "after": "added"})
+        elif a is None:
+            changes.append({"field": f"accountSleeves[{aid}]", "before": "present", "after": None})
+        else:
+            for f in SLEEVE_FIELDS:
+                if b.get(f) != a.get(f):
+                    changes.append({"field": f"accountSleeves[{aid}].{f}", "before": b.get(f), "after": a.get(f)})
+    return changes
