@@ -64,3 +64,43 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "socket", Forbidden)
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(AssertionError("connect")))
     return opened
+
+
+# --- the sandbox, on a free loopback port ------------------------------------------------------
+
+from reconciler.config import OrionSettings, SeiSettings, Secret, Settings  # noqa: E402
+from reconciler.providers import open_vendors  # noqa: E402
+from reconciler.sandbox.demo import demo_state  # noqa: E402
+from reconciler.sandbox.server import start_sandbox  # noqa: E402
+from reconciler.sandbox.state import SandboxState, SandboxTiming  # noqa: E402
+
+FAST_BATCHES = 0.2  # seconds a sandbox batch takes in tests
+
+
+def settings_for(sb, **overrides) -> Settings:
+    """Settings that point both clients at a running sandbox, with quick retries for tests."""
+    base = Settings(
+        orion=OrionSettings(sb.orion_url, Secret(sb.creds.orion_token), "demo-user", Secret("demo-password")),
+        sei=SeiSettings(sb.sei_url, Secret(sb.creds.sei_token), Secret(sb.creds.sei_app_key),
+                        Secret("demo-app-secret"), "demo-user", Secret("demo-password")),
+        read_timeout=5, connect_timeout=2, request_deadline=20, retry_after_cap=5,
+    )
+    return base.with_overrides(**overrides)
+
+
+@pytest.fixture
+def sandbox():
+    state = SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=FAST_BATCHES))
+    with start_sandbox(state) as sb:
+        yield sb
+
+
+@pytest.fixture
+def vendors(sandbox):
+    with open_vendors(settings_for(sandbox)) as v:
+        yield v
+
+
+def sandbox_env(sb) -> dict[str, str]:
+    """Environment for a CLI run against `sb`."""
+    return {**sb.env(), "RECONCILER_MAX_ATTEMPTS": "4"}

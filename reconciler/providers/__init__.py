@@ -19,7 +19,7 @@ import httpx
 from reconciler import __version__
 from reconciler.config import Settings, require_safe_url
 from reconciler.errors import ConfigError
-from reconciler.providers._http import HttpPolicy, PauseGate, Redactor, parse_retry_after
+from reconciler.providers._http import HttpPolicy, PauseGate, Redactor, parse_retry_after, probe_tls_refusal
 from reconciler.providers.orion import OrionClient, parse_batch_id
 from reconciler.providers.sei import SeiClient
 
@@ -90,11 +90,16 @@ def open_vendors(settings: Settings, *, gate: PauseGate | None = None) -> Iterat
     redact = Redactor()
     connections = max(settings.parallelism, settings.read_workers) * 2 + 2
     orion_http = _client(orion_url, settings, True, connections)
-    sei_http = _client(sei_url, settings, build_sei_ssl_context(settings), connections)
+    sei_tls = build_sei_ssl_context(settings)
+    sei_http = _client(sei_url, settings, sei_tls, connections)
+    probe = None
+    if isinstance(sei_tls, ssl.SSLContext):
+        parts = urlsplit(sei_url)
+        probe = lambda: probe_tls_refusal(parts.hostname or "", parts.port or 443, sei_tls)  # noqa: E731
     try:
         yield Vendors(
             OrionClient(settings.orion, orion_http, redact=redact, policy=policy, gate=gate),
-            SeiClient(settings.sei, sei_http, redact=redact, policy=policy, gate=gate),
+            SeiClient(settings.sei, sei_http, redact=redact, policy=policy, gate=gate, tls_probe=probe),
             redact,
         )
     finally:

@@ -37,7 +37,7 @@ from reconciler.errors import (
     TlsConfigError,
 )
 
-__all__ = ["HttpPolicy", "PauseGate", "Redactor", "VendorHttp", "parse_retry_after"]
+__all__ = ["HttpPolicy", "PauseGate", "Redactor", "VendorHttp", "parse_retry_after", "probe_tls_refusal"]
 
 log = logging.getLogger("reconciler.http")
 
@@ -100,6 +100,33 @@ class Redactor:
         return text
 
 
+def probe_tls_refusal(host: str, port: int, context: ssl.SSLContext, timeout: float = 2.0) -> str | None:
+    """Why the server refuses a TLS session with `context`, or None if it accepts one.
+
+    After the handshake an accepting server waits for a request; a refusing one (client certificate
+    missing or untrusted) sends an alert or closes at once.
+    """
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=host) as tls:
+                tls.settimeout(0.5)
+                try:
+                    data = tls.recv(1)
+                except TimeoutError:
+                    return None
+                except ssl.SSLError as e:
+                    return e.reason or str(e)
+                except OSError as e:
+                    return f"connection reset after the handshake ({e.strerror or e})"
+                return "the server closed the connection right after the handshake" if not data else None
+    except ssl.SSLError as e:
+        return e.reason or str(e)
+    except OSError:
+        return None
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Retry-After as seconds: a number, or an HTTP date relative to now. None if absent or garbled."""
     if not value:
@@ -132,6 +159,7 @@ class VendorHttp:
         policy: HttpPolicy = HttpPolicy(),
         gate: PauseGate | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        tls_probe: Callable[[], str | None] | None = None,
     ):
         self.vendor = vendor
         self.client = client
@@ -141,6 +169,7 @@ class VendorHttp:
         self.policy = policy
         self.gate = gate or PauseGate()
         self.sleep = sleep
+        self.tls_probe = tls_probe
 
     def request(self, method: str, path: str, *, safe: bool, params: dict | None = None, json_body: Any = None,
                 content: bytes | None = None, data: dict | None = None, headers: dict | None = None,
@@ -241,11 +270,18 @@ class VendorHttp:
         while cur is not None and len(chain) < 10:
             chain.append(cur)
             cur = cur.__cause__ or cur.__context__
+        reason = None
         if any(isinstance(c, ssl.SSLError) for c in chain) or any(
                 m in str(c).lower() for c in chain for m in _TLS_MARKERS):
+            reason = str(e) or type(e).__name__
+        elif self.tls_probe is not None and isinstance(e, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+            # Under TLS 1.3 a refused client certificate arrives after the request was written, often
+            # as a bare disconnect: ask a fresh connection whether the server refuses our handshake.
+            reason = self.tls_probe()
+        if reason:
             raise TlsConfigError(
-                self.redact(f"the TLS handshake was refused ({str(e) or type(e).__name__}); check the client "
-                            "certificate, key and CA bundle (SEI_CLIENT_CERT, SEI_CLIENT_KEY, SEI_CA_BUNDLE)"),
+                self.redact(f"the TLS handshake was refused ({reason}); check the client certificate, key "
+                            "and CA bundle (SEI_CLIENT_CERT, SEI_CLIENT_KEY, SEI_CA_BUNDLE)"),
                 method=method, path=path) from None
 
     def _error(self, resp: httpx.Response, method: str, path: str, cls: type[ApiError], what: str) -> ApiError:

@@ -31,7 +31,7 @@ TOKEN_RENEW_MARGIN = 300.0
 class SeiClient:
     def __init__(self, settings: SeiSettings, client: httpx.Client, *, redact: Redactor,
                  policy: HttpPolicy = HttpPolicy(), gate: PauseGate | None = None,
-                 clock=time.monotonic):
+                 clock=time.monotonic, tls_probe=None):
         self.settings = settings
         if settings.app_key is None:
             raise ConfigError("SEI_APP_KEY is not set: every SEI call needs the AppKey header")
@@ -44,7 +44,7 @@ class SeiClient:
         self._expires_at = float("inf") if settings.token else 0.0
         self._lock = threading.Lock()
         self.http = VendorHttp("sei", client, auth_headers=self._auth_headers, reauth=self._renew,
-                               redact=redact, policy=policy, gate=gate)
+                               redact=redact, policy=policy, gate=gate, tls_probe=tls_probe)
 
     # --- auth ---------------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import json
 import logging
 import secrets
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -239,7 +240,8 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
     # --- SEI --------------------------------------------------------------------------------------
 
     async def sei_token(request: Request) -> Response:
-        form = await request.form()
+        # urlencoded by the spec; parsed here rather than with starlette's form parser (python-multipart)
+        form = {k: v[0] for k, v in urllib.parse.parse_qs((await request.body()).decode(errors="replace")).items()}
         if basic(request) != (creds.sei_app_key, creds.sei_app_secret):
             return _sei_error(401, "gateway.authentication.failure", "Invalid client credentials")
         if (form.get("grant_type") != "client_credentials" or form.get("username") != creds.sei_username
