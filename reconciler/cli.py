@@ -104,6 +104,89 @@ def validate(ctx: Context, paths: tuple[str, ...]) -> int:
     return 0
 
 
+def _selectors(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{v!r} is not k=v", param_hint="--selector")
+        out.append((key, value))
+    return tuple(out)
+
+
+def _emit_plan(ctx: Context, plan, fmt: str) -> None:
+    from reconciler.render import plan_to_document, render_plan_markdown, render_plan_text
+
+    if fmt == "json":
+        import json
+
+        ctx.out.result(json.dumps(plan_to_document(plan), indent=2, default=str))
+    elif fmt == "markdown":
+        ctx.out.result("\n\n---\n\n".join(render_plan_markdown(plan)))
+    else:
+        ctx.out.result(render_plan_text(plan))
+
+
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+                       show_default=True)
+_SANDBOX = click.option("--sandbox", is_flag=True, help="Start the built-in emulator in-process (demo state) and use it.")
+_CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="reconciler.yaml to use.")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan for `apply FILE` (mode 0600).")
+@_FORMAT
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes (or conflicts), 0 when none.")
+@click.option("--target", multiple=True, help="Only these addresses (globs allowed), e.g. 'SleeveRegistration/west-*'.")
+@click.option("--exclude", multiple=True, help="Leave these addresses out (globs allowed).")
+@click.option("--selector", multiple=True, help="Only resources whose labels match k=v (repeatable; all must match).")
+@_SANDBOX
+@_CONFIG
+@click.pass_obj
+def plan(ctx: Context, paths, out_file, fmt, detailed_exitcode, target, exclude, selector, sandbox, config_file) -> int:
+    """Read live state, diff it against the manifests, print the plan. Never writes to an API."""
+    from reconciler.config import load_settings
+    from reconciler.live import read_live_state
+    from reconciler.manifests import load_manifests
+    from reconciler.plan import Targeting, build_plan, select
+    from reconciler.planfile import save_plan
+    from reconciler.session import open_session
+
+    paths = paths or DEFAULT_PATHS
+    manifests = load_manifests(paths)          # invalid manifests never reach the network
+    settings = load_settings(paths, config_file=config_file)
+    targeting = Targeting(tuple(target), tuple(exclude), _selectors(selector))
+    regs, instrs = select(manifests, targeting)
+    ctx.out.info(f"Reading live state for {len(regs)} registrations and {len(instrs)} trade instructions"
+                 f"{' from the in-process sandbox' if sandbox else ''}…")
+    with open_session(settings, sandbox=sandbox) as session:
+        live = read_live_state(session.vendors, regs, instrs, settings)
+    result = build_plan(manifests, live, targeting=targeting, batch_size=settings.batch_size, ignore=settings.ignore)
+    _emit_plan(ctx, result, fmt)
+    if out_file:
+        plan_id = save_plan(out_file, result, manifests, tuple(paths), batch_size=settings.batch_size,
+                            expiry_hours=settings.plan_expiry_hours)
+        ctx.out.info(f"Saved the plan to {out_file} (id {plan_id}, valid {settings.plan_expiry_hours:g} h). "
+                     f"Apply exactly this plan with: reconciler apply {out_file}")
+    return 2 if detailed_exitcode and result.has_changes else 0
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@_FORMAT
+@click.pass_obj
+def show(ctx: Context, file, fmt) -> int:
+    """Render a saved plan."""
+    from reconciler.planfile import load_plan
+
+    saved = load_plan(file)
+    ctx.out.info(f"Saved plan {saved.plan_id}: made {saved.created_at:%Y-%m-%d %H:%M %Z} by reconciler "
+                 f"{saved.tool_version}, {'EXPIRED' if saved.expired() else 'valid until'} {saved.expires_at:%Y-%m-%d %H:%M %Z}.")
+    _emit_plan(ctx, saved.plan, fmt)
+    return 0
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (keep it on loopback).")
 @click.option("--port", default=8765, show_default=True, type=int)

@@ -8,6 +8,7 @@ every Secret's value is registered with `secret_values()` so that error messages
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import ipaddress
 import os
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ from reconciler.fields import ORION_BATCH_LIMIT, ORION_READ_CHUNK
 
 __all__ = [
     "CONFIG_FILE",
+    "glob_match",
     "IgnoreRule",
     "OrionSettings",
     "SeiSettings",
@@ -93,6 +95,14 @@ class IgnoreRule:
 
     def active(self, today: dt.date) -> bool:
         return self.expires is None or today <= self.expires
+
+    def matches(self, address: str, path: str) -> bool:
+        return glob_match(address, self.address) and glob_match(path, self.field)
+
+
+def glob_match(text: str, pattern: str) -> bool:
+    """`*` and `?` are wildcards; brackets are literal, so `accountSleeves[*].targetAllocation` works."""
+    return fnmatch.fnmatchcase(text, pattern.replace("[", "\0").replace("]", "[]]").replace("\0", "[[]"))
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,16 @@ import functools
 import json
 import re
 from importlib import resources
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import jsonschema
 import referencing
 import referencing.exceptions
 
 from reconciler.errors import Diagnostic
-from reconciler.manifests.loader import Document
+
+if TYPE_CHECKING:  # schema sits below manifests/ in the layering; it only needs the type
+    from reconciler.manifests.loader import Document
 
 __all__ = ["KIND_SCHEMAS", "load_schema", "validate_document", "validate_instance"]
 
@@ -98,7 +100,7 @@ def validate_instance(schema_name: str, instance: Any) -> list[str]:
             for e in _validator(schema_name).iter_errors(instance)]
 
 
-def validate_document(doc: Document, kind: str) -> list[Diagnostic]:
+def validate_document(doc: "Document", kind: str) -> list[Diagnostic]:
     """Every schema error in one document, as Diagnostics pointing at the offending key."""
     out: list[Diagnostic] = []
     for error in _iter_leaf_errors(_validator(KIND_SCHEMAS[kind]).iter_errors(doc.data)):
@@ -114,7 +116,7 @@ def _iter_leaf_errors(errors) -> Iterator[jsonschema.ValidationError]:
             yield e
 
 
-def _explain(doc: Document, e: jsonschema.ValidationError) -> list[Diagnostic]:
+def _explain(doc: "Document", e: jsonschema.ValidationError) -> list[Diagnostic]:
     path = tuple(e.absolute_path)
     field = str(path[-1]) if path else "document"
     v = e.validator

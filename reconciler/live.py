@@ -1,0 +1,62 @@
+"""Live state for exactly the resources the manifests declare, through the bulk reads.
+
+Registrations come from ListWithAccountSleeves in chunks, several chunks at once, never one GET per
+registration. Trade tickets come from SEI's paged list; when only a few are declared, one `GET ?id=`
+each is cheaper than paging through a firm's whole ticket history.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from reconciler.config import Settings
+from reconciler.errors import LiveStateError
+from reconciler.model import DesiredInstruction, DesiredRegistration
+
+__all__ = ["LiveState", "read_live_state", "PER_TICKET_READ_LIMIT"]
+
+# Up to this many declared tickets are read one `GET ?id=` each (concurrently); beyond it, one pass
+# over the paged list (1,000 rows a page) costs fewer requests.
+PER_TICKET_READ_LIMIT = 50
+
+
+@dataclass
+class LiveState:
+    registrations: dict[int, dict] = field(default_factory=dict)
+    tickets: dict[int, list[dict]] = field(default_factory=dict)   # tradeTicketId → order rows
+
+
+def read_live_state(vendors, registrations: tuple[DesiredRegistration, ...] | list,
+                    instructions: tuple[DesiredInstruction, ...] | list, settings: Settings) -> LiveState:
+    """Read what the given desired resources need; a registration missing in Orion is an error."""
+    live = LiveState()
+    ids = [r.registration_id for r in registrations]
+    if ids:
+        live.registrations = vendors.orion.list_with_sleeves(ids, chunk=settings.read_chunk,
+                                                             workers=settings.read_workers)
+    missing = [r for r in registrations if r.registration_id not in live.registrations]
+    if missing:
+        lines = [f"  {r.source}: {r.address} (registrationId {r.registration_id}) does not exist in Orion"
+                 for r in sorted(missing, key=lambda r: (r.source.file, r.source.line))]
+        raise LiveStateError("registrations declared in the manifests are missing in Orion; they cannot be "
+                             "created through the API (fix the registrationId or remove the manifest):\n"
+                             + "\n".join(lines))
+    live.tickets = read_tickets(vendors, [i.ticket_id for i in instructions], settings)
+    return live
+
+
+def read_tickets(vendors, ticket_ids: list[int], settings: Settings) -> dict[int, list[dict]]:
+    wanted = set(ticket_ids)
+    if not wanted:
+        return {}
+    if len(wanted) <= PER_TICKET_READ_LIMIT:
+        with ThreadPoolExecutor(max(1, min(settings.read_workers, len(wanted)))) as pool:
+            rows = dict(zip(sorted(wanted), pool.map(vendors.sei.get_ticket, sorted(wanted))))
+        return {tid: r for tid, r in rows.items() if r}
+    out: dict[int, list[dict]] = {}
+    for row in vendors.sei.iter_tickets():
+        tid = int(row.get("tradeTicketId", -1))
+        if tid in wanted:
+            out.setdefault(tid, []).append(row)
+    return out

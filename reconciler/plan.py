@@ -1,0 +1,226 @@
+"""Changes → Plan: pure, no I/O (sqlmesh's builder habit: the plan is data that render and apply share).
+
+- Only changed registrations are sent, each as the live object with the declared fields laid over it;
+  new sleeves carry accountId 0, removals go in deletedSleeveTargets.
+- They go in the fewest balanced batches of at most the batch size (101 changes → 51 + 50).
+- Only missing trade instructions are sent, one request each, with the model change's batchId and a
+  batchSize counting all its instructions, including those already at SEI.
+- Orion batches are wave 1; SEI requests are wave 2, started only after every Orion batch ended.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.config import IgnoreRule, glob_match
+from reconciler.diff import diff_instruction, diff_registration
+from reconciler.errors import LiveStateError
+from reconciler.fields import (
+    ORION_BATCH_LIMIT,
+    SERVER_OWNED_REGISTRATION_FIELDS,
+    SERVER_OWNED_SLEEVE_FIELDS,
+)
+from reconciler.live import LiveState
+from reconciler.model import (
+    Action,
+    Change,
+    DesiredInstruction,
+    DesiredRegistration,
+    IgnoredChange,
+    ManifestSet,
+    Plan,
+    Submission,
+)
+from reconciler.rules import iter_registration_problems
+
+__all__ = ["ORION_SUBMIT_PATH", "SEI_SUBMIT_PATH", "Targeting", "balanced_sizes", "build_plan", "plan_summary",
+           "fingerprint_registration", "fingerprint_ticket", "select"]
+
+ORION_SUBMIT_PATH = "/v1/Trading/Sleeve/Registrations/Action/process/batch"
+SEI_SUBMIT_PATH = "/v1/order/tradetickets"
+_BULK_ONLY_FIELDS = ("isValid", "validationMessage")   # added by ListWithAccountSleeves, never posted
+
+
+@dataclass(frozen=True)
+class Targeting:
+    """--target / --exclude (addresses or globs) and --selector k=v (labels; all must match)."""
+
+    targets: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    selectors: tuple[tuple[str, str], ...] = ()
+
+    def wants(self, address: str, labels: dict[str, str]) -> bool:
+        if self.targets and not any(glob_match(address, t) for t in self.targets):
+            return False
+        if any(glob_match(address, x) for x in self.excludes):
+            return False
+        return all(labels.get(k) == v for k, v in self.selectors)
+
+
+def select(manifests: ManifestSet, targeting: Targeting) -> tuple[list[DesiredRegistration], list[DesiredInstruction]]:
+    regs = [r for r in manifests.registrations if targeting.wants(r.address, r.labels)]
+    instrs = [i for i in manifests.instructions if targeting.wants(i.address, i.labels)]
+    return regs, instrs
+
+
+def balanced_sizes(n: int, limit: int = ORION_BATCH_LIMIT) -> list[int]:
+    """The fewest batches of at most `limit`, as even as possible: 101 → [51, 50], 250 → [84, 83, 83]."""
+    if n <= 0:
+        return []
+    limit = max(1, min(limit, ORION_BATCH_LIMIT))
+    k = -(-n // limit)
+    base, extra = divmod(n, k)
+    return [base + 1] * extra + [base] * (k - extra)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _strip_server_owned(reg: dict) -> dict:
+    out = {k: v for k, v in reg.items() if k not in SERVER_OWNED_REGISTRATION_FIELDS}
+    out["accountSleeves"] = sorted(
+        ({k: v for k, v in s.items() if k not in SERVER_OWNED_SLEEVE_FIELDS} for s in reg.get("accountSleeves") or []),
+        key=lambda s: s.get("accountId") or 0)
+    return out
+
+
+def fingerprint_registration(live: dict) -> str:
+    """A digest of everything a user can set on the live registration; server-owned churn is left out."""
+    return hashlib.sha256(_canonical(_strip_server_owned(live)).encode()).hexdigest()[:32]
+
+
+def fingerprint_ticket(rows: list[dict]) -> str:
+    if not rows:
+        return "absent"
+    from reconciler.fields import INSTRUCTION_FIELDS
+
+    return hashlib.sha256(_canonical({k: rows[0].get(k) for k in INSTRUCTION_FIELDS}).encode()).hexdigest()[:32]
+
+
+def _lay_over(live_value: Any, declared: Any) -> Any:
+    """Declared values over live ones; nested objects merge key by key (declared keys only)."""
+    if isinstance(declared, dict) and isinstance(live_value, dict):
+        merged = dict(live_value)
+        for k, v in declared.items():
+            merged[k] = _lay_over(live_value.get(k), v)
+        return merged
+    return copy.deepcopy(declared)
+
+
+def build_payload(desired: DesiredRegistration, live: dict, d) -> dict:
+    payload = {k: copy.deepcopy(v) for k, v in live.items() if k not in _BULK_ONLY_FIELDS}
+    for f in d.changed_fields:
+        payload[f] = _lay_over(live.get(f), desired.fields[f])
+    sleeves = payload.get("accountSleeves") or []
+    for s in sleeves:
+        for f in d.changed_sleeves.get(s.get("accountId"), ()):
+            declared = d.declared[s["accountId"]]
+            s[f] = _lay_over(s.get(f), declared[f])
+            if f == "modelAggId" and isinstance(s.get("model"), dict):
+                s["model"] = {**s["model"], "id": declared[f]}
+    for new in d.new_sleeves:
+        sleeve = {"accountId": 0, **copy.deepcopy(new)}
+        for f in ("targetAllocation", "contributionAllocation", "distributionAllocation"):
+            sleeve.setdefault(f, 0)  # an undeclared allocation on a new sleeve is 0 (SPEC.md §1)
+        sleeves.append(sleeve)
+    payload["accountSleeves"] = sleeves
+    payload["deletedSleeveTargets"] = [s["accountId"] for s in d.removed] or None
+    return payload
+
+
+def build_plan(manifests: ManifestSet, live: LiveState, *, targeting: Targeting = Targeting(),
+               batch_size: int = ORION_BATCH_LIMIT, ignore: tuple[IgnoreRule, ...] = (),
+               today: dt.date | None = None) -> Plan:
+    regs, instrs = select(manifests, targeting)
+    changes: list[Change] = []
+    ignored: list[IgnoredChange] = []
+    problems: list[str] = []
+    unchanged = 0
+    for desired in sorted(regs, key=lambda r: r.address):
+        current = live.registrations.get(desired.registration_id)
+        if current is None:
+            problems.append(f"{desired.source}: {desired.address} (registrationId {desired.registration_id}) does not exist in Orion")
+            continue
+        d = diff_registration(desired, current, ignore, today)
+        problems.extend(d.problems)
+        ignored.extend(d.ignored)
+        if not d.changed:
+            unchanged += 1
+            continue
+        payload = build_payload(desired, current, d)
+        remaining = [s for s in payload["accountSleeves"] if s.get("accountId") not in set(payload["deletedSleeveTargets"] or [])]
+        for _, message, _ in iter_registration_problems(payload, remaining, complete=True):
+            problems.append(f"{desired.source}: {desired.address}: after merging with live state, {message}")
+        changes.append(Change(desired.address, Action.UPDATE, desired.source, d.fields,
+                              removed_sleeves=tuple(s["accountId"] for s in d.removed),
+                              added_sleeves=len(d.new_sleeves), payload=payload,
+                              fingerprint=fingerprint_registration(current)))
+    if problems:
+        raise LiveStateError("the manifests cannot be applied to live state as it stands:\n"
+                             + "\n".join(f"  {p}" for p in problems))
+
+    batch_sizes = {b.batch_id: b.batch_size for b in manifests.batches}
+    for desired in sorted(instrs, key=lambda i: i.ticket_id):
+        rows = live.tickets.get(desired.ticket_id, [])
+        d = diff_instruction(desired, rows, ignore, today)
+        ignored.extend(d.ignored)
+        fp = fingerprint_ticket(rows)
+        if not d.exists:
+            body = {"data": {**desired.fields, "batchSize": batch_sizes[desired.batch_id]}}
+            changes.append(Change(desired.address, Action.CREATE, desired.source, payload=body, fingerprint=fp))
+        elif d.conflict:
+            changes.append(Change(desired.address, Action.CONFLICT, desired.source, d.fields, fingerprint=fp))
+        else:
+            unchanged += 1
+            changes.append(Change(desired.address, Action.NO_OP, desired.source, fingerprint=fp))
+    return Plan(tuple(changes), tuple(_submissions(changes, batch_size)), unchanged, tuple(ignored))
+
+
+def _submissions(changes: list[Change], batch_size: int) -> list[Submission]:
+    updates = [c for c in changes if c.action is Action.UPDATE]
+    out: list[Submission] = []
+    start = 0
+    for size in balanced_sizes(len(updates), batch_size):
+        part = updates[start:start + size]
+        start += size
+        out.append(Submission("orion", "POST", ORION_SUBMIT_PATH, tuple(c.address for c in part), wave=1,
+                              body=[c.payload for c in part]))
+    for c in changes:
+        if c.action is Action.CREATE:
+            out.append(Submission("sei", "POST", SEI_SUBMIT_PATH, (c.address,), wave=2, body=c.payload))
+    return out
+
+
+def plan_summary(plan: Plan) -> dict[str, Any]:
+    """The counts of SPEC.md §4 plus business totals: registrations touched, gross notional by side."""
+    counts = {a: sum(1 for c in plan.changes if c.action is a) for a in Action}
+    buy = sell = 0.0
+    for c in plan.changes:
+        if c.action is Action.CREATE and c.payload:
+            data = c.payload["data"]
+            notional = float(data.get("target") or 0) * float(data.get("orderGenerationPrice") or 0)
+            if str(data.get("side", "")).lower() == "buy":
+                buy += notional
+            else:
+                sell += notional
+    return {
+        "create": counts[Action.CREATE],
+        "update": counts[Action.UPDATE],
+        "remove": sum(len(c.removed_sleeves) for c in plan.changes),
+        "conflict": counts[Action.CONFLICT],
+        "unchanged": plan.unchanged,
+        "add_sleeve": sum(c.added_sleeves for c in plan.changes),
+        "submissions": len(plan.submissions),
+        "orion_batches": sum(1 for s in plan.submissions if s.api == "orion"),
+        "sei_requests": sum(1 for s in plan.submissions if s.api == "sei"),
+        "registrations_touched": counts[Action.UPDATE],
+        "gross_buy_notional": round(buy, 2),
+        "gross_sell_notional": round(sell, 2),
+        "ignored": len(plan.ignored),
+    }

@@ -1,0 +1,103 @@
+"""Saved plans: everything apply needs, written atomically with mode 0600, known by their content.
+
+A saved plan holds the plan document with payloads, a fingerprint of each touched resource's live
+state, the manifests' digest, the tool version and an expiry. It never holds credentials: those
+stay in the environment. Its id is the SHA-256 of its bytes, so renaming a file changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler import __version__
+from reconciler.errors import PlanFileError
+from reconciler.model import ManifestSet, Plan
+from reconciler.render.document import FORMAT_VERSION, plan_from_document, plan_to_document
+
+__all__ = ["SavedPlan", "load_plan", "save_plan"]
+
+KIND = "reconciler-plan"
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    plan: Plan
+    plan_id: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    manifests_digest: str
+    paths: tuple[str, ...]
+    tool_version: str
+    batch_size: int
+    document: dict[str, Any]
+
+    def expired(self, now: dt.datetime | None = None) -> bool:
+        return (now or dt.datetime.now(dt.timezone.utc)) >= self.expires_at
+
+
+def save_plan(path: str | Path, plan: Plan, manifests: ManifestSet, paths: tuple[str, ...], *,
+              batch_size: int, expiry_hours: float, now: dt.datetime | None = None) -> str:
+    """Write the plan; returns its id."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    doc = plan_to_document(plan, include_payloads=True)
+    doc["kind"] = KIND
+    doc["saved"] = {
+        "created_at": now.isoformat(timespec="seconds"),
+        "expires_at": (now + dt.timedelta(hours=expiry_hours)).isoformat(timespec="seconds"),
+        "manifests_digest": manifests.digest,
+        "paths": list(paths),
+        "batch_size": batch_size,
+    }
+    data = (json.dumps(doc, indent=1, default=str) + "\n").encode()  # keeps the plan's field order
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=str(target.parent), prefix=f".{target.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def load_plan(path: str | Path) -> SavedPlan:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise PlanFileError(f"{path}: cannot read the saved plan ({e.strerror})") from None
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise PlanFileError(f"{path}: not a saved plan (not JSON); create one with `reconciler plan --out FILE`") from None
+    if not isinstance(doc, dict) or doc.get("kind") != KIND or "saved" not in doc:
+        raise PlanFileError(f"{path}: not a saved plan; create one with `reconciler plan --out FILE`")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise PlanFileError(f"{path}: plan format {doc.get('format_version')!r} is not {FORMAT_VERSION!r}; "
+                            f"plan again with this version of reconciler")
+    from reconciler.schema import validate_instance
+
+    problems = validate_instance("plan.schema.json", doc)
+    if problems:
+        raise PlanFileError(f"{path}: the saved plan is damaged: {problems[0]}")
+    saved = doc["saved"]
+    try:
+        return SavedPlan(
+            plan=plan_from_document(doc), plan_id=hashlib.sha256(data).hexdigest()[:16],
+            created_at=dt.datetime.fromisoformat(saved["created_at"]),
+            expires_at=dt.datetime.fromisoformat(saved["expires_at"]),
+            manifests_digest=saved["manifests_digest"], paths=tuple(saved["paths"]),
+            tool_version=doc.get("tool_version", "?"), batch_size=int(saved["batch_size"]), document=doc)
+    except (KeyError, ValueError, TypeError) as e:
+        raise PlanFileError(f"{path}: the saved plan is damaged ({type(e).__name__}: {e})") from None

@@ -1,0 +1,44 @@
+"""Small formatting helpers shared by the renderers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reconciler.model import Change
+
+__all__ = ["describe_instruction", "money", "show", "summary_line", "totals_line"]
+
+
+def show(value: Any) -> str:
+    """A value as a reviewer reads it: JSON scalars, compact objects."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value, default=str)
+
+
+def money(x: float) -> str:
+    return f"${x:,.2f}"
+
+
+def describe_instruction(c: Change) -> str:
+    d = (c.payload or {}).get("data", {})
+    price = d.get("orderGenerationPrice")
+    text = f"{d.get('side')} {d.get('target')} {d.get('ticker')}"
+    if price is not None:
+        text += f" @ {price:g} = {money(float(d.get('target') or 0) * float(price))}"
+    return f"{text}  (batch {d.get('batchId')}, batchSize {d.get('batchSize')})"
+
+
+def summary_line(s: dict) -> str:
+    return (f"Plan: {s['create']} to create, {s['update']} to update, {s['remove']} to remove, "
+            f"{s['conflict']} conflict{'s' * (s['conflict'] != 1)}; {s['submissions']} submission"
+            f"{'s' * (s['submissions'] != 1)} ({s['orion_batches']} Orion batch{'es' * (s['orion_batches'] != 1)}, "
+            f"{s['sei_requests']} SEI request{'s' * (s['sei_requests'] != 1)})")
+
+
+def totals_line(s: dict) -> str:
+    return (f"Registrations touched: {s['registrations_touched']}; gross buy notional {money(s['gross_buy_notional'])}; "
+            f"gross sell notional {money(s['gross_sell_notional'])}")

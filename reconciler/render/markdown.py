@@ -1,0 +1,85 @@
+"""Plan → markdown for pull-request comments: summary first, a table, details collapsed.
+
+GitHub refuses comments over 65,536 characters; parts stay under 60,000 (MARKDOWN_LIMIT) and say
+which part they are. A hidden marker lets a CI job find and update its own comment.
+"""
+
+from __future__ import annotations
+
+from reconciler.model import Action, Plan
+from reconciler.plan import plan_summary
+from reconciler.render._values import describe_instruction, money, summary_line
+from reconciler.render.text import _field_lines
+
+__all__ = ["MARKDOWN_LIMIT", "MARKER", "render_plan_markdown"]
+
+MARKDOWN_LIMIT = 60_000
+MARKER = "<!-- reconciler-plan -->"
+_ICON = {Action.UPDATE: "~", Action.CREATE: "+", Action.CONFLICT: "!"}
+
+
+def render_plan_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> list[str]:
+    """One or more comment bodies, each under `limit` characters."""
+    s = plan_summary(plan)
+    head = [MARKER, f"### reconciler plan: {summary_line(s).removeprefix('Plan: ')}", ""]
+    if plan.actionable():
+        head.append(f"Registrations touched: **{s['registrations_touched']}** · gross buy notional "
+                    f"**{money(s['gross_buy_notional'])}** · gross sell notional **{money(s['gross_sell_notional'])}**"
+                    f" · unchanged: {s['unchanged']}")
+    else:
+        head.append(f"No changes. Live state matches the manifests ({s['unchanged']} resources unchanged).")
+    if plan.conflicts:
+        head.append("")
+        head.append(f"> **Apply is blocked** by {len(plan.conflicts)} conflict(s): a submitted trade ticket cannot "
+                    "change. Make the manifest match SEI, or exclude the address.")
+    head.append("")
+    blocks: list[str] = []
+    if plan.actionable():
+        header = "| | Resource | Action | Detail | Source |\n|---|---|---|---|---|\n"
+        rows = []
+        for c in plan.actionable():
+            detail = describe_instruction(c) if c.action is Action.CREATE else (
+                f"{len(c.fields)} field{'s' * (len(c.fields) != 1)}")
+            rows.append(f"| `{_ICON[c.action]}` | `{c.address}` | {c.action.value} | {detail.replace('|', '/')} "
+                        f"| `{c.source}` |\n")
+        # the table is cut into blocks of rows, each with its header, so it splits across comments too
+        chunk: list[str] = []
+        for row in rows:
+            if chunk and len(header) + sum(map(len, chunk)) + len(row) > limit // 3:
+                blocks.append(header + "".join(chunk))
+                chunk = []
+            chunk.append(row)
+        blocks.append(header + "".join(chunk))
+        for c in plan.actionable():
+            if c.action is Action.CREATE:
+                continue
+            lines = _field_lines(c)
+            body = "\n".join(lines)
+            blocks.append(f"<details><summary><code>{_ICON[c.action]} {c.address}</code> — {c.action.value}, "
+                          f"{len(lines)} change{'s' * (len(lines) != 1)}</summary>\n\n```diff\n{body}\n```\n</details>\n")
+    if plan.ignored:
+        blocks.append("<details><summary>Ignored by rules in reconciler.yaml</summary>\n\n"
+                      + "\n".join(f"- `{i.address}` `{i.path}`: {i.reason}" for i in plan.ignored) + "\n</details>\n")
+    return _split("\n".join(head), blocks, limit)
+
+
+def _split(head: str, blocks: list[str], limit: int) -> list[str]:
+    room = limit - len(head) - 200  # the part notice and separators
+    parts: list[list[str]] = [[]]
+    size = 0
+    for block in blocks:
+        if len(block) > room:
+            cut = block[: room - 200].rsplit("\n", 1)[0]
+            block = (cut + "\n```\n</details>\n\n_… truncated: this resource's changes exceed one comment; run "
+                     "`reconciler show` on the saved plan for all of them._\n")
+        if size + len(block) > room and parts[-1]:
+            parts.append([])
+            size = 0
+        parts[-1].append(block)
+        size += len(block)
+    total = len(parts)
+    out = []
+    for n, part in enumerate(parts, 1):
+        notice = f"\n_Part {n} of {total}: the plan is longer than one comment._\n" if total > 1 else ""
+        out.append(head + notice + "\n" + "\n".join(part))
+    return out

@@ -1,0 +1,68 @@
+"""Plan → Terraform-like text: `+ ~ - !` markers, changed fields only (before → after)."""
+
+from __future__ import annotations
+
+from reconciler.model import Action, Change, Plan
+from reconciler.plan import plan_summary
+from reconciler.render._values import describe_instruction, show, summary_line, totals_line
+
+__all__ = ["render_plan_text"]
+
+_MARK = {Action.UPDATE: "~", Action.CREATE: "+", Action.CONFLICT: "!"}
+
+
+def _field_lines(c: Change) -> list[str]:
+    lines = []
+    for f in c.fields:
+        if f.before is None and isinstance(f.after, dict):
+            lines.append(f"+ {f.path}: new sleeve {show({k: v for k, v in f.after.items() if k != 'sleeveType'})}")
+        elif f.after is None and isinstance(f.before, dict):
+            lines.append(f"- {f.path}: remove sleeve (sent in deletedSleeveTargets)")
+        else:
+            mark = "!" if c.action is Action.CONFLICT else "~"
+            lines.append(f"{mark} {f.path}: {show(f.before)} → {show(f.after)}")
+    return lines
+
+
+def render_plan_text(plan: Plan) -> str:
+    s = plan_summary(plan)
+    out: list[str] = []
+    actionable = plan.actionable()
+    if not actionable:
+        out.append("No changes. Live state matches the manifests.")
+    else:
+        out.append("reconciler will perform these actions (+ create, ~ update, - remove, ! conflict):")
+        out.append("")
+        for c in actionable:
+            if c.action is Action.CREATE:
+                out.append(f"  + {c.address}  {describe_instruction(c)}  # {c.source}")
+                continue
+            title = "conflict: already at SEI with different values; a submitted ticket cannot change" \
+                if c.action is Action.CONFLICT else "will be updated"
+            out.append(f"  {_MARK[c.action]} {c.address} {title}  # {c.source}")
+            out.extend(f"      {line}" for line in _field_lines(c))
+            if c.action is Action.CONFLICT:
+                out.append(f"      # blocks apply: make the manifest match SEI, or --exclude {c.address}")
+            out.append("")
+        if out[-1] != "":
+            out.append("")
+        out.append("Submissions, in order:")
+        for n, sub in enumerate(plan.submissions, 1):
+            if sub.api == "orion":
+                out.append(f"  {n:>3}. Orion  {sub.method} {sub.path}  {len(sub.items)} registration"
+                           f"{'s' * (len(sub.items) != 1)}")
+            else:
+                out.append(f"  {n:>3}. SEI    {sub.method} {sub.path}  {sub.items[0]}")
+        if s["orion_batches"] and s["sei_requests"]:
+            out.append("       (SEI requests start only after every Orion batch has ended)")
+        out.append("")
+    out.append(summary_line(s))
+    if s["create"] or s["update"]:
+        out.append(totals_line(s))
+    out.append(f"Unchanged: {s['unchanged']} (registrations matching, trade instructions already at SEI).")
+    if plan.ignored:
+        out.append(f"Ignored by rules in reconciler.yaml ({len(plan.ignored)}):")
+        out.extend(f"  {i.address} {i.path}: {i.reason}" for i in plan.ignored)
+    if plan.conflicts:
+        out.append(f"Apply is blocked by {len(plan.conflicts)} conflict{'s' * (len(plan.conflicts) != 1)}.")
+    return "\n".join(out) + "\n"

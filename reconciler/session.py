@@ -1,0 +1,46 @@
+"""A connection to both vendors for one command: the real ones, or the in-process sandbox.
+
+`--sandbox` starts the emulator on a free loopback port, seeded with demo state, with fresh random
+credentials that are never printed, and points both clients at it; environment credentials are not
+used (nor sent anywhere) in that mode.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from reconciler.config import OrionSettings, SeiSettings, Secret, Settings
+from reconciler.providers import Vendors, open_vendors
+
+__all__ = ["Session", "open_session"]
+
+# In-process batches take this long, so a newcomer's `apply --sandbox` shows real progress.
+SANDBOX_BATCH_LATENCY = 1.0
+
+
+@dataclass
+class Session:
+    vendors: Vendors
+    settings: Settings
+    sandbox: object | None = None
+
+
+@contextmanager
+def open_session(settings: Settings, *, sandbox: bool = False) -> Iterator[Session]:
+    if not sandbox:
+        with open_vendors(settings) as vendors:
+            yield Session(vendors, settings)
+        return
+    from reconciler.sandbox.demo import demo_state
+    from reconciler.sandbox.server import start_sandbox
+    from reconciler.sandbox.state import SandboxState, SandboxTiming
+
+    state = SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=SANDBOX_BATCH_LATENCY))
+    with start_sandbox(state) as sb:
+        settings = settings.with_overrides(
+            orion=OrionSettings(sb.orion_url, Secret(sb.creds.orion_token)),
+            sei=SeiSettings(sb.sei_url, Secret(sb.creds.sei_token), Secret(sb.creds.sei_app_key)))
+        with open_vendors(settings) as vendors:
+            yield Session(vendors, settings, sb)
