@@ -8,7 +8,9 @@ The only module that imports click. Exit codes are the contract of SPEC.md §3: 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
 
@@ -170,6 +172,137 @@ def plan(ctx: Context, paths, out_file, fmt, detailed_exitcode, target, exclude,
         ctx.out.info(f"Saved the plan to {out_file} (id {plan_id}, valid {settings.plan_expiry_hours:g} h). "
                      f"Apply exactly this plan with: reconciler apply {out_file}")
     return 2 if detailed_exitcode and result.has_changes else 0
+
+
+def _saved_plan_arg(args: tuple[str, ...]):
+    """A single argument whose *content* is a saved plan (its name does not matter)."""
+    from pathlib import Path
+
+    from reconciler.planfile import load_plan
+
+    if len(args) != 1 or not Path(args[0]).is_file():
+        return None
+    with open(args[0], "rb") as f:
+        head = f.read(1).strip()
+    return load_plan(args[0]) if head == b"{" else None
+
+
+@cli.command()
+@click.argument("args", nargs=-1, type=click.Path())
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (CI).")
+@click.option("--parallelism", type=click.IntRange(1, 32), help="Orion batches (and SEI requests) at once [default 4].")
+@click.option("--max-changes", type=click.IntRange(0), help="Refuse plans with more changes than this.")
+@click.option("--poll-timeout", type=click.FloatRange(0), help="Seconds to wait for an Orion batch [env RECONCILER_POLL_TIMEOUT].")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the JSON apply report here.")
+@click.option("--break-lock", is_flag=True, help="Break a stale workspace lock left by a killed apply.")
+@click.option("--target", multiple=True, help="When planning: only these addresses (globs).")
+@click.option("--exclude", multiple=True, help="When planning: leave these addresses out (globs).")
+@click.option("--selector", multiple=True, help="When planning: only resources whose labels match k=v.")
+@_SANDBOX
+@_CONFIG
+@click.pass_obj
+def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeout, report_file, break_lock,
+          target, exclude, selector, sandbox, config_file) -> int:
+    """Apply a saved plan (FILE), or plan PATHs and apply after confirmation."""
+    import json
+    import signal
+
+    from reconciler.apply import Applier, stale_reasons
+    from reconciler.config import load_settings
+    from reconciler.errors import PlanBlockedError, PlanFileError
+    from reconciler.journal import Journal, WorkspaceLock
+    from reconciler.live import read_live_state
+    from reconciler.manifests import load_manifests
+    from reconciler.plan import Targeting, build_plan, select
+    from reconciler.render import render_plan_text
+    from reconciler.render.apply_report import apply_report, render_apply_text
+    from reconciler.session import open_session
+
+    saved = _saved_plan_arg(args)
+    paths = saved.paths if saved else (args or DEFAULT_PATHS)
+    manifests = load_manifests(paths)
+    settings = load_settings(paths, config_file=config_file).with_overrides(
+        parallelism=parallelism, poll_timeout=poll_timeout)
+    if not saved and not auto_approve and not ctx.out.interactive:
+        raise PlanBlockedError("no terminal to confirm on: pass --auto-approve, or apply a reviewed saved plan "
+                               "(reconciler plan --out FILE, then reconciler apply FILE)")
+    stop = threading.Event()
+    lock = WorkspaceLock(settings.workspace / "lock", "reconciler apply " + " ".join(args))
+    with open_session(settings, sandbox=sandbox) as session:
+        lock.acquire(break_lock=break_lock)
+        journal = Journal(settings.workspace / "journal.db")
+        try:
+            with ctx.out.progress("apply", 0) as bar:
+                applier = Applier(session.vendors, journal, settings, manifests, stop=stop,
+                                  progress=lambda kind, text: bar.note(text) if kind != "item" else bar.advance(status=text))
+                notes, busy = applier.recover()
+            for n in notes:
+                ctx.out.info(f"recovered: {n}")
+            if saved:
+                plan_id, result_plan = saved.plan_id, saved.plan
+                touched_regs = [r for r in manifests.registrations if r.address in {c.address for c in result_plan.changes}]
+                touched_instrs = [i for i in manifests.instructions if i.address in {c.address for c in result_plan.changes}]
+                live = read_live_state(session.vendors, touched_regs, touched_instrs, settings)
+                reasons = stale_reasons(result_plan, live, expected_digest=saved.manifests_digest,
+                                        digest=manifests.digest, expired=saved.expired(), expires_at=saved.expires_at)
+                reasons += [f"{a}: a batch from an earlier run is still processing it" for a in sorted(busy)
+                            if a in {c.address for c in result_plan.changes}]
+                if reasons:
+                    raise PlanFileError("the saved plan is stale, so nothing was written:\n"
+                                        + "\n".join(f"  {r}" for r in reasons) + "\nMake a new plan and review it.")
+            else:
+                targeting = Targeting(tuple(target), tuple(exclude) + tuple(sorted(busy)), _selectors(selector))
+                regs, instrs = select(manifests, targeting)
+                live = read_live_state(session.vendors, regs, instrs, settings)
+                result_plan = build_plan(manifests, live, targeting=targeting, batch_size=settings.batch_size,
+                                         ignore=settings.ignore)
+                plan_id = "inline-" + manifests.digest[:12]
+                ctx.out.result(render_plan_text(result_plan))
+            if result_plan.conflicts:
+                raise PlanBlockedError("conflicts block apply, so nothing was written: "
+                                       + ", ".join(c.address for c in result_plan.conflicts)
+                                       + " (make the manifests match SEI, or --exclude those addresses and plan again)")
+            n_changes = sum(1 for c in result_plan.actionable())
+            if max_changes is not None and n_changes > max_changes:
+                raise PlanBlockedError(f"the plan has {n_changes} changes, more than --max-changes {max_changes}; "
+                                       "nothing was written")
+            if not result_plan.submissions:
+                ctx.out.info("No changes to apply.")
+                return 0
+            if not saved and not auto_approve and not ctx.out.confirm(
+                    f"Apply {len(result_plan.submissions)} submissions ({n_changes} changes)?"):
+                raise PlanBlockedError("not approved; nothing was written")
+
+            def on_sigint(signum, frame):
+                if stop.is_set():
+                    ctx.out.error("Second Ctrl-C: exiting now. The journal is consistent; rerun apply to resume.")
+                    os._exit(130)
+                stop.set()
+                ctx.out.error("Ctrl-C: no new submissions; waiting for those in flight (Ctrl-C again to exit now).")
+
+            previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+            run_id = journal.begin_run(plan_id)
+            try:
+                total = sum(len(s.items) for s in result_plan.submissions)
+                with ctx.out.progress("apply", total) as bar:
+                    applier.progress = lambda kind, text: bar.advance(status=text) if kind == "item" else bar.note(text)
+                    result = applier.apply(result_plan, run_id)
+            finally:
+                if previous is not None:
+                    signal.signal(signal.SIGINT, previous)
+            result.recovered = notes
+            journal.finish_run(run_id, "converged" if result.exit_code == 0 else "incomplete")
+            ctx.out.result(render_apply_text(result))
+            if report_file:
+                from pathlib import Path
+
+                Path(report_file).write_text(json.dumps(apply_report(result, plan_id=plan_id,
+                                                                     manifests_digest=manifests.digest), indent=2))
+                ctx.out.info(f"Apply report written to {report_file}.")
+            return result.exit_code
+        finally:
+            journal.close()
+            lock.release()
 
 
 @cli.command()

@@ -19,7 +19,8 @@ from rich.text import Text
 
 __all__ = ["Output", "ProgressReporter"]
 
-_MARKER_STYLES = {"+": "green", "~": "yellow", "-": "red", "!": "magenta", "#": "bold"}
+_MARKER_STYLES = {"+": "green", "~": "yellow", "-": "red", "!": "magenta", "#": "bold",
+                  "✓": "green", "✗": "red", "?": "yellow", "·": "dim"}
 
 
 class Output:

@@ -202,12 +202,16 @@ def test_503_without_retry_after_on_a_write_is_ambiguous_but_with_it_is_retried(
     assert orion(lambda req: next(answers)).submit_batch([{"registrationId": 1}]) == 5
 
 
-def test_retry_after_is_capped_and_gives_up_after_max_attempts():
+def test_retry_after_is_capped_and_honoured_until_the_deadline():
     started = time.monotonic()
-    client = orion(lambda req: httpx.Response(429, headers={"Retry-After": "3600"}))
-    with pytest.raises(ApiError, match="still throttled after 4 attempts"):
+    policy = HttpPolicy(max_attempts=2, backoff_base=0.001, retry_after_cap=0.2, deadline=1.0)
+    calls = []
+    client = orion(lambda req: calls.append(1) or httpx.Response(429, headers={"Retry-After": "3600"}), policy=policy)
+    with pytest.raises(ApiError, match="still throttled after"):
         client.list_registrations()
-    assert time.monotonic() - started < 4 * (0.2 + 0.1) + 1  # capped at 0.2 s, never an hour
+    elapsed = time.monotonic() - started
+    assert 0.6 < elapsed < 2.0  # capped at 0.2 s a pause (never an hour), ended by the 1 s deadline
+    assert len(calls) > policy.max_attempts  # throttling is not counted as failed attempts
 
 
 def test_pause_gate_refuses_to_wait_past_the_deadline():

@@ -54,6 +54,7 @@ class HttpPolicy:
     backoff_cap: float = 20.0
     retry_after_cap: float = 120.0
     deadline: float = 300.0         # one logical request, every attempt and pause included
+    max_throttled: int = 50         # 429/503 answers ridden out per request (the deadline usually ends it first)
 
 
 class PauseGate:
@@ -176,6 +177,7 @@ class VendorHttp:
                 authenticated: bool = True) -> httpx.Response:
         deadline = time.monotonic() + self.policy.deadline
         attempt = 0
+        throttled = 0
         reauthed = False
         while True:
             attempt += 1
@@ -221,8 +223,11 @@ class VendorHttp:
                 delay = min(retry_after if retry_after is not None else self._backoff(attempt),
                             self.policy.retry_after_cap)
                 self.gate.pause(delay + random.uniform(0, min(1.0, delay * 0.1)))
-                if attempt >= self.policy.max_attempts or time.monotonic() + delay > deadline:
-                    raise self._error(resp, method, path, ApiError, f"still throttled after {attempt} attempts")
+                # a vendor that says when to come back is honoured until the deadline, not an attempt count
+                throttled += 1
+                attempt -= 1
+                if throttled >= self.policy.max_throttled or time.monotonic() + delay > deadline:
+                    raise self._error(resp, method, path, ApiError, f"still throttled after {throttled} answers")
                 continue
             if status >= 500:
                 if not safe:

@@ -226,7 +226,8 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         if not all(isinstance(i, dict) and isinstance(i.get("registrationId"), int) for i in items):
             return _orion_error(400, "Every item must be a registration object with a registrationId.")
         stuck = faults.take("POST", request.url.path, ("stuck",)) is not None
-        batch_id = state.submit_batch(items, user, stuck=stuck)
+        rejected = frozenset(int(f.arg) for f in faults.peek_all("POST", request.url.path, "reject") if f.arg)
+        batch_id = state.submit_batch(items, user, stuck=stuck, rejected=rejected)
         return PlainTextResponse(str(batch_id))
 
     async def batch_status(request: Request, user: str) -> Response:

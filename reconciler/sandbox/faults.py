@@ -9,6 +9,7 @@ A fault spec is a comma-separated list of `KIND[=ARG]@[METHOD:]PATH_GLOB[#COUNT]
     drop@POST:/v1/order/tradetickets#1  accept and store, then drop the connection mid-answer
     slow=2.5@*#4                      act, then wait 2.5 s before answering
     stuck@POST:*/process/batch#1      the next batch stays in Processing until released
+    reject=31549@POST:*/process/batch  Orion fails registration 31549 in every batch (a business rule)
 
 COUNT is how many requests it hits (default: every one). The same rules can be set at run time
 with `PUT /_sandbox/faults` (a spec string or a JSON list of rule objects).
@@ -22,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 __all__ = ["FAULT_KINDS", "Fault", "FaultBook", "parse_faults"]
 
-FAULT_KINDS = ("429", "503", "500", "502", "drop", "slow", "stuck")
+FAULT_KINDS = ("429", "503", "500", "502", "drop", "slow", "stuck", "reject")
 
 
 @dataclass
@@ -83,6 +84,12 @@ class FaultBook:
                         f.count -= 1
                     return Fault(**asdict(f))
             return None
+
+    def peek_all(self, method: str, path: str, kind: str) -> list[Fault]:
+        """Every matching fault of `kind`, without using up a hit (for standing rules like reject)."""
+        with self._lock:
+            return [Fault(**asdict(f)) for f in self._faults
+                    if f.kind == kind and f.matches(method, path) and (f.count is None or f.count > 0)]
 
     def describe(self) -> list[dict]:
         with self._lock:

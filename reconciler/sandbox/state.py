@@ -41,6 +41,7 @@ class Batch:
     created_iso: str
     created_by: str
     stuck: bool = False
+    rejected: frozenset = frozenset()   # registrationIds a fault makes Orion refuse
     finished: bool = False
     status: str = "New"
     errors: list[dict] = field(default_factory=list)
@@ -146,11 +147,12 @@ class SandboxState:
             problems += [p[1] for p in iter_registration_problems(merged, merged["accountSleeves"], complete=True)]
             return {"isValid": not problems, "validationMessage": "; ".join(problems) or None}
 
-    def submit_batch(self, items: list[dict], who: str, stuck: bool = False) -> int:
+    def submit_batch(self, items: list[dict], who: str, stuck: bool = False, rejected: frozenset = frozenset()) -> int:
         with self.lock:
             batch_id = self.next_batch_id
             self.next_batch_id += 1
-            self.batches[batch_id] = Batch(batch_id, copy.deepcopy(items), self.clock(), _now_iso(), who, stuck=stuck)
+            self.batches[batch_id] = Batch(batch_id, copy.deepcopy(items), self.clock(), _now_iso(), who, stuck=stuck,
+                                           rejected=rejected)
             self.log_write("orion", "POST", "/api/v1/Trading/Sleeve/Registrations/Action/process/batch",
                            batchId=batch_id, registrationIds=[i.get("registrationId") for i in items])
             return batch_id
@@ -221,6 +223,8 @@ class SandboxState:
             before = copy.deepcopy(live)
             merged, problems = _merge(copy.deepcopy(live), item, self._new_account_id)
             problems += [p[1] for p in iter_registration_problems(merged, merged["accountSleeves"], complete=True)]
+            if rid in b.rejected:
+                problems.append("model 36 is closed to new accounts (sandbox fault)")
             if problems:
                 self._error(b, rid, "; ".join(problems))
                 failed += 1
