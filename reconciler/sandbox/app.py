@@ -330,7 +330,10 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         return JSONResponse({"tickets": len(state.tickets)})
 
     async def ticket_count(request: Request) -> Response:
-        return JSONResponse({"rows": state.ticket_count(request.path_params["tid"])})
+        tid = request.path_params["tid"]
+        with state.lock:
+            posts = state.ticket_posts.get(tid, 0)
+        return JSONResponse({"rows": state.ticket_count(tid), "posts": posts})
 
     async def faults_endpoint(request: Request) -> Response:
         if request.method == "GET":

@@ -72,6 +72,7 @@ class SandboxState:
         self.next_error_id = 1
         self.counters: dict[str, int] = {}
         self.writes: list[dict] = []
+        self.ticket_posts: dict[int, int] = {}   # POSTs that reached SEI per tradeTicketId, 409s included
         self._ticket_ids = {int(t["tradeTicketId"]) for t in self.tickets}
 
     # --- persistence --------------------------------------------------------------------------------
@@ -314,6 +315,7 @@ class SandboxState:
         """Store a submitted instruction as one row with orderId null. None if the id exists (409)."""
         with self.lock:
             tid = int(data["tradeTicketId"])
+            self.ticket_posts[tid] = self.ticket_posts.get(tid, 0) + 1
             if tid in self._ticket_ids:
                 return None
             now = dt.datetime.now().isoformat(timespec="milliseconds")
