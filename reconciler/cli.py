@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 
@@ -155,6 +156,7 @@ def plan(ctx: Context, paths, out_file, fmt, detailed_exitcode, target, exclude,
     from reconciler.planfile import save_plan
     from reconciler.session import open_session
 
+    t_start = time.perf_counter()
     paths = paths or DEFAULT_PATHS
     manifests = load_manifests(paths)          # invalid manifests never reach the network
     settings = load_settings(paths, config_file=config_file)
@@ -162,10 +164,22 @@ def plan(ctx: Context, paths, out_file, fmt, detailed_exitcode, target, exclude,
     regs, instrs = select(manifests, targeting)
     ctx.out.info(f"Reading live state for {len(regs)} registrations and {len(instrs)} trade instructions"
                  f"{' from the in-process sandbox' if sandbox else ''}…")
+    t_live = time.perf_counter()
     with open_session(settings, sandbox=sandbox) as session:
         live = read_live_state(session.vendors, regs, instrs, settings)
+    t_diff = time.perf_counter()
     result = build_plan(manifests, live, targeting=targeting, batch_size=settings.batch_size, ignore=settings.ignore)
+    t_render = time.perf_counter()
     _emit_plan(ctx, result, fmt)
+    if os.environ.get("RECONCILER_STATS"):
+        import resource
+
+        from reconciler.diff import deepdiff_calls
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        ctx.out.info(f"stats: manifests {t_live - t_start:.2f}s, live reads {t_diff - t_live:.2f}s, "
+                     f"diff+plan {t_render - t_diff:.2f}s, render {time.perf_counter() - t_render:.2f}s; "
+                     f"deepdiff calls {deepdiff_calls()}; peak RSS of this process {rss:.0f} MiB")
     if out_file:
         plan_id = save_plan(out_file, result, manifests, tuple(paths), batch_size=settings.batch_size,
                             expiry_hours=settings.plan_expiry_hours)

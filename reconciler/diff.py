@@ -71,45 +71,74 @@ def _project(live_value: Any, desired_value: Any, name: str) -> Any:
     return normalise_value(name, live_value)
 
 
-def _desired_sleeve_fields(sleeve: dict) -> dict[str, Any]:
-    fields = {k: v for k, v in sleeve.items() if k not in ("accountId", "model")}
-    if "model" in sleeve and "modelAggId" not in fields:
-        fields["modelAggId"] = sleeve["model"]["id"]  # `model.id` and `modelAggId` name the same thing
-    return fields
-
-
 def match_sleeves(desired: DesiredRegistration, live: dict) -> tuple[list[tuple[str, dict, dict | None]], list[dict], list[str]]:
-    """Pair declared sleeves with live ones: [(label, declared fields, live sleeve or None)], unmatched live, problems."""
+    """Pair declared sleeves with live ones: [(label, declared fields, live sleeve or None)], unmatched live, problems.
+
+    Pinned sleeves (accountId declared) are matched first, so a (sleeveType, model) match never takes them.
+    """
     live_sleeves = list(live.get("accountSleeves") or [])
-    taken: set[int] = set()
     by_id = {s.get("accountId"): s for s in live_sleeves}
-    pairs: list[tuple[str, dict, dict | None]] = []
+    taken: set[int] = set()
+    pairs: list[tuple[str, dict, dict | None] | None] = [None] * len(desired.sleeves)
     problems: list[str] = []
-    for ds in desired.sleeves:
-        declared = _desired_sleeve_fields(ds.fields)
-        aid = ds.account_id
-        if aid:
-            ls = by_id.get(aid)
+    for n, ds in enumerate(desired.sleeves):
+        if ds.account_id:
+            ls = by_id.get(ds.account_id)
             if ls is None:
-                problems.append(f"{ds.source}: accountId {aid} is not a sleeve of registration {desired.registration_id}")
+                problems.append(f"{ds.source}: accountId {ds.account_id} is not a sleeve of registration {desired.registration_id}")
                 continue
             taken.add(id(ls))
-            pairs.append((sleeve_label(ds.fields, True), declared, ls))
+            pairs[n] = (sleeve_label(ds.fields, True), ds.comparable, ls)
+    by_key: dict[tuple, list[dict]] = {}
+    for s in live_sleeves:
+        if id(s) not in taken:
+            by_key.setdefault((s.get("sleeveType"), sleeve_model_id(s)), []).append(s)
+    for n, ds in enumerate(desired.sleeves):
+        if ds.account_id:
             continue
-        key = (ds.fields.get("sleeveType"), sleeve_model_id(ds.fields))
-        twin = next((s for s in live_sleeves if id(s) not in taken
-                     and (s.get("sleeveType"), sleeve_model_id(s)) == key), None)
+        candidates = by_key.get((ds.fields.get("sleeveType"), sleeve_model_id(ds.fields)))
+        twin = candidates.pop(0) if candidates else None
         if twin is not None:
             taken.add(id(twin))
-        pairs.append((sleeve_label(ds.fields), declared, twin))
+        pairs[n] = (sleeve_label(ds.fields), ds.comparable, twin)
     unmatched = [s for s in live_sleeves if id(s) not in taken]
-    return pairs, unmatched, problems
+    return [p for p in pairs if p is not None], unmatched, problems
+
+
+def _same(name: str, want: Any, have: Any) -> bool:
+    """The cheap comparison: equal in value after normalisation, without building anything.
+
+    Plain `==` already treats 20 and 20.0 as equal; it must not treat True and 1 as equal, and it
+    cannot know that 1 is "Percent" or BUY is Buy, so those fall through to normalise_value.
+    Containers are compared through the same projection the full diff uses.
+    """
+    if isinstance(want, (dict, list)) or isinstance(have, (dict, list)):
+        return _project(have, want, name) == _project(want, want, name)
+    if want == have and (type(want) is bool) == (type(have) is bool):
+        return True
+    return normalise_value(name, want) == normalise_value(name, have)
+
+
+_SCALARS = (str, int, float, type(None))
+
+
+def _declared_same(declared: dict, live: dict) -> bool:
+    for k, v in declared.items():
+        h = live.get(k)
+        if type(v) is type(h) and type(v) in _SCALARS and v == h:
+            continue  # the usual case, settled without a call
+        if not _same(k, v, h):
+            return False
+    return True
 
 
 def diff_registration(desired: DesiredRegistration, live: dict, ignore: tuple[IgnoreRule, ...] = (),
                       today=None) -> RegistrationDiff:
     pairs, unmatched, problems = match_sleeves(desired, live)
     removed = [s for s in unmatched if s.get("sleeveType") in COUNTED_SLEEVE_TYPES]
+    if (not removed and _declared_same(desired.fields, live)
+            and all(ls is not None and _declared_same(d, ls) for _, d, ls in pairs)):
+        return RegistrationDiff(problems=tuple(problems))  # the common case: nothing built, no deepdiff
 
     want = {"fields": {k: _project(v, v, k) for k, v in desired.fields.items()},
             "sleeves": {label: {k: _project(v, v, k) for k, v in d.items()} for label, d, _ in pairs}}
@@ -188,6 +217,8 @@ def diff_instruction(desired: DesiredInstruction, rows: list[dict], ignore: tupl
     if not rows:
         return InstructionDiff(exists=False)
     row = rows[0]  # every order row carries the instruction's fields as submitted
+    if _declared_same(desired.fields, row):
+        return InstructionDiff(exists=True)
     want = {k: normalise_value(k, v) for k, v in desired.fields.items()}
     have = {k: normalise_value(k, row.get(k)) for k in desired.fields}
     if want == have:

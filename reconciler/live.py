@@ -32,9 +32,13 @@ def read_live_state(vendors, registrations: tuple[DesiredRegistration, ...] | li
     """Read what the given desired resources need; a registration missing in Orion is an error."""
     live = LiveState()
     ids = [r.registration_id for r in registrations]
-    if ids:
-        live.registrations = vendors.orion.list_with_sleeves(ids, chunk=settings.read_chunk,
-                                                             workers=settings.read_workers)
+    # the two vendors are independent: page through SEI while Orion's bulk reads run
+    with ThreadPoolExecutor(1, thread_name_prefix="sei-read") as pool:
+        tickets = pool.submit(read_tickets, vendors, [i.ticket_id for i in instructions], settings)
+        if ids:
+            live.registrations = vendors.orion.list_with_sleeves(ids, chunk=settings.read_chunk,
+                                                                 workers=settings.read_workers)
+        live.tickets = tickets.result()
     missing = [r for r in registrations if r.registration_id not in live.registrations]
     if missing:
         lines = [f"  {r.source}: {r.address} (registrationId {r.registration_id}) does not exist in Orion"
@@ -42,7 +46,6 @@ def read_live_state(vendors, registrations: tuple[DesiredRegistration, ...] | li
         raise LiveStateError("registrations declared in the manifests are missing in Orion; they cannot be "
                              "created through the API (fix the registrationId or remove the manifest):\n"
                              + "\n".join(lines))
-    live.tickets = read_tickets(vendors, [i.ticket_id for i in instructions], settings)
     return live
 
 

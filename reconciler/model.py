@@ -8,6 +8,7 @@ exactly as JSON; they are treated as read-only by convention.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,14 @@ class DesiredSleeve:
     @property
     def account_id(self) -> int | None:
         return self.fields.get("accountId") or None
+
+    @functools.cached_property
+    def comparable(self) -> dict[str, Any]:
+        """The declared values to compare with a live sleeve: no identity, `model.id` as modelAggId."""
+        out = {k: v for k, v in self.fields.items() if k not in ("accountId", "model")}
+        if "model" in self.fields and "modelAggId" not in out:
+            out["modelAggId"] = self.fields["model"]["id"]  # `model.id` and `modelAggId` name the same thing
+        return out
 
 
 @dataclass(frozen=True)

@@ -100,11 +100,46 @@ def validate_instance(schema_name: str, instance: Any) -> list[str]:
             for e in _validator(schema_name).iter_errors(instance)]
 
 
+# Sleeves repeat across an estate (thousands of accounts on a few model mixes), so each distinct
+# sleeve is validated once per process; the rest of a registration document is validated as usual.
+_SLEEVES = ("spec", "accountSleeves")
+_SLEEVE_CACHE_LIMIT = 50_000
+_sleeve_cache: dict[str, list[jsonschema.ValidationError]] = {}
+
+
+@functools.cache
+def _split_validators(name: str):
+    """(validator for the document without its sleeves, validator for one sleeve)."""
+    schema = _inline(load_schema(name), name)
+    sleeves = schema["properties"]["spec"]["properties"]["accountSleeves"]
+    item = sleeves.pop("items")
+    return _Validator(schema, registry=_registry()), _Validator(item, registry=_registry())
+
+
 def validate_document(doc: "Document", kind: str) -> list[Diagnostic]:
     """Every schema error in one document, as Diagnostics pointing at the offending key."""
     out: list[Diagnostic] = []
-    for error in _iter_leaf_errors(_validator(KIND_SCHEMAS[kind]).iter_errors(doc.data)):
-        out.extend(_explain(doc, error))
+    name = KIND_SCHEMAS[kind]
+    if kind == "TradeBatch":
+        for error in _iter_leaf_errors(_validator(name).iter_errors(doc.data)):
+            out.extend(_explain(doc, error, tuple(error.absolute_path)))
+        return out
+    shell, per_sleeve = _split_validators(name)
+    for error in _iter_leaf_errors(shell.iter_errors(doc.data)):
+        out.extend(_explain(doc, error, tuple(error.absolute_path)))
+    spec = doc.data.get("spec") if isinstance(doc.data, dict) else None
+    sleeves = spec.get("accountSleeves") if isinstance(spec, dict) else None
+    if isinstance(sleeves, list):
+        for i, sleeve in enumerate(sleeves):
+            key = repr(sleeve)  # repr keeps 20 / 20.0 / "20" and dates / strings apart
+            errors = _sleeve_cache.get(key)
+            if errors is None:
+                errors = list(_iter_leaf_errors(per_sleeve.iter_errors(sleeve)))
+                if len(_sleeve_cache) >= _SLEEVE_CACHE_LIMIT:
+                    _sleeve_cache.clear()
+                _sleeve_cache[key] = errors
+            for error in errors:
+                out.extend(_explain(doc, error, _SLEEVES + (i,) + tuple(error.absolute_path)))
     return out
 
 
@@ -116,8 +151,7 @@ def _iter_leaf_errors(errors) -> Iterator[jsonschema.ValidationError]:
             yield e
 
 
-def _explain(doc: "Document", e: jsonschema.ValidationError) -> list[Diagnostic]:
-    path = tuple(e.absolute_path)
+def _explain(doc: "Document", e: jsonschema.ValidationError, path: tuple) -> list[Diagnostic]:
     field = str(path[-1]) if path else "document"
     v = e.validator
     if v in ("additionalProperties", "unevaluatedProperties"):

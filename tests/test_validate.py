@@ -360,3 +360,13 @@ def test_parallel_loading_gives_the_same_result(write, monkeypatch):
     assert [str(d) for d in parallel.value.diagnostics] == [str(d) for d in serial.value.diagnostics]
     (tmp := write("q/r.yaml", REG.format(extra="")))
     assert load_manifests([str(tmp.parent)], workers=2).registrations[0].registration_id == 31547
+
+
+def test_a_repeated_bad_sleeve_is_reported_in_every_file(cli, write):
+    """Sleeve validation is memoised per process; each file still gets its own error and line."""
+    bad = sleeves("sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 100, tolerancePct: 2")
+    write("c/a.yaml", REG.format(extra=bad))
+    path = write("c/b.yaml", REG.format(extra="  isActive: true\n" + bad).replace("r1", "r2").replace("31547", "7"))
+    lines = errors_of(cli, path.parent)
+    assert [ln.split(": ")[0].rsplit("/", 1)[-1] for ln in lines] == ["a.yaml:7:73", "b.yaml:8:73"]
+    assert all("unknown field 'tolerancePct'" in ln for ln in lines)

@@ -8,18 +8,23 @@ business rules (resolve). Nothing here touches the network.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
 from reconciler.errors import Diagnostic, ManifestError
 from reconciler.manifests.loader import Document, iter_manifest_files, load_documents
-from reconciler.manifests.resolve import resolve_documents
+from reconciler.manifests.resolve import Resolved, resolve_all, resolve_document
 from reconciler.model import ManifestSet
 from reconciler.schema import KIND_SCHEMAS, validate_document
 
 __all__ = ["load_manifests"]
+
+log = logging.getLogger("reconciler.manifests")
 
 API_VERSION = "reconciler/v1"
 # Parsing and schema checks are per file and CPU-bound; past this many files they are spread over
@@ -31,33 +36,55 @@ def load_manifests(paths: list[str] | tuple[str, ...], *, workers: int | None = 
     """Load, check and resolve every manifest under `paths`; raise ManifestError with all problems."""
     files = iter_manifest_files(paths)
     workers = workers or min(os.cpu_count() or 1, 8)
-    if workers > 1 and len(files) >= PARALLEL_THRESHOLD:
-        size = -(-len(files) // (workers * 4))
-        chunks = [files[i:i + size] for i in range(0, len(files), size)]
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            results = [r for chunk in pool.map(_check_files, chunks) for r in chunk]
-    else:
+    results = None
+    if workers > 1 and len(files) >= PARALLEL_THRESHOLD and _spawn_is_safe():
+        try:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                results = [r for chunk in pool.map(_check_files, _balanced_chunks(files, workers * 4)) for r in chunk]
+            results.sort(key=lambda r: r[0])  # back in file order: digests and diagnostics stay stable
+        except (BrokenProcessPool, OSError) as e:  # e.g. a caller's script that cannot be re-imported
+            log.debug("parallel manifest loading failed (%s); loading in this process", e)
+    if results is None:
         results = _check_files(files)
     digest = hashlib.sha256()
     diags: list[Diagnostic] = []
-    typed: list[tuple[str, Document]] = []
-    for display, file_digest, file_typed, file_diags in results:
+    resolved: list[Resolved] = []
+    for display, file_digest, file_resolved, file_diags in results:
         digest.update(display.encode() + b"\0" + file_digest)
-        typed.extend(file_typed)
+        resolved.extend(file_resolved)
         diags.extend(file_diags)
-    registrations, batches, resolve_diags = resolve_documents(typed)
+    registrations, batches, resolve_diags = resolve_all(resolved)
     diags.extend(resolve_diags)
     if diags:
         raise ManifestError(diags)
     return ManifestSet(registrations, batches, digest.hexdigest(), tuple(d for _, d in files))
 
 
-def _check_files(files: list[tuple[Path, str]]) -> list[tuple[str, bytes, list[tuple[str, Document]], list[Diagnostic]]]:
-    """Per file: (display, sha256 of bytes, schema-valid documents with their kind, diagnostics)."""
+def _balanced_chunks(files: list[tuple[Path, str]], n: int) -> list[list[tuple[Path, str]]]:
+    """Largest files first, each onto the lightest chunk: one big trade batch per chunk, not all in one."""
+    sized = sorted(((os.path.getsize(p), p, d) for p, d in files), key=lambda t: -t[0])
+    chunks: list[list[tuple[Path, str]]] = [[] for _ in range(n)]
+    loads = [0] * n
+    for size, path, display in sized:
+        i = loads.index(min(loads))
+        chunks[i].append((path, display))
+        loads[i] += size + 512  # a file's fixed cost, so thousands of tiny files also spread evenly
+    return [c for c in chunks if c]
+
+
+def _spawn_is_safe() -> bool:
+    """Spawned workers re-import the caller's __main__; stdin or an interactive session cannot be."""
+    main = sys.modules.get("__main__")
+    file = getattr(main, "__file__", None)
+    return bool(file) and os.path.exists(file)
+
+
+def _check_files(files: list[tuple[Path, str]]) -> list[tuple[str, bytes, list[Resolved], list[Diagnostic]]]:
+    """Per file: (display, sha256 of its bytes, its documents resolved as far as one file allows, diagnostics)."""
     out = []
     for path, display in files:
         diags: list[Diagnostic] = []
-        typed: list[tuple[str, Document]] = []
+        typed: list[Resolved] = []
         try:
             data = path.read_bytes()
         except OSError as e:
@@ -76,7 +103,7 @@ def _check_files(files: list[tuple[Path, str]]) -> list[tuple[str, bytes, list[t
             diags.extend(d for p, d in doc.surprises.items() if doc.pos(p) not in explained)
             if not schema_diags:  # surprises keep their (well-typed) value, so the rules still run
                 doc.scalars = {}  # only schema messages need raw text; don't ship it between processes
-                typed.append((kind, doc))
+                typed.append(resolve_document(kind, doc))
         out.append((display, hashlib.sha256(data).digest(), typed, diags))
     return out
 

@@ -1,12 +1,16 @@
 """Schema-valid documents → desired resources: templates merged, batch defaults inherited, rules checked.
 
-Cross-document rules live here because only here is the whole tree in view: unique names,
-registrationIds, batchIds and tradeTicketIds, templates that exist. A duplicate points at the second
-occurrence and names the first.
+Two stages, so the per-document work can run in worker processes next to parsing:
+- `resolve_document` (per file, parallel): a registration without a template and a trade batch
+  resolve on their own, with their business rules; templates and registrations naming one wait.
+- `resolve_all` (whole tree): template merges, and the cross-document rules (unique names,
+  registrationIds, batchIds, tradeTicketIds, templates that exist). A duplicate points at the
+  second occurrence and names the first.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import Diagnostic
@@ -15,10 +19,24 @@ from reconciler.manifests.loader import Document
 from reconciler.model import DesiredBatch, DesiredInstruction, DesiredRegistration, DesiredSleeve, Source
 from reconciler.rules import cusip_check_digit, iter_registration_problems
 
-__all__ = ["resolve_documents"]
+__all__ = ["Resolved", "resolve_all", "resolve_document"]
 
 # Fields an instruction needs once batch defaults are merged; SEI cannot book a ticket without them.
 REQUIRED_INSTRUCTION_FIELDS = ("masterOrderId", "side", "ticker", "cusip", "target")
+
+
+@dataclass
+class Resolved:
+    """One document after the per-document stage: a resource, or the document kept for the tree stage."""
+
+    kind: str
+    name: str
+    name_source: Source
+    resource: DesiredRegistration | DesiredBatch | None = None
+    document: Document | None = None                           # templates and their users
+    id_source: Source | None = None                            # registrationId or batchId key
+    ticket_sources: dict[int, Source] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
 
 
 def _source(doc: Document, path: tuple) -> Source:
@@ -26,60 +44,77 @@ def _source(doc: Document, path: tuple) -> Source:
     return Source(doc.file, line, col)
 
 
-class _Seen:
-    """First occurrence of an identity, so the second can name it."""
-
-    def __init__(self, what: str, diags: list[Diagnostic]):
-        self.what = what
-        self.first: dict[Any, Source] = {}
-        self.diags = diags
-
-    def check(self, key: Any, doc: Document, path: tuple) -> bool:
-        src = _source(doc, path)
-        if key in self.first:
-            f = self.first[key]
-            self.diags.append(Diagnostic(src.file, src.line, src.col,
-                                         f"duplicate {self.what} {key} (first at {f.file}:{f.line})",
-                                         "each must be unique across the manifests"))
-            return False
-        self.first[key] = src
-        return True
+def resolve_document(kind: str, doc: Document) -> Resolved:
+    meta = doc.data["metadata"]
+    spec = doc.data["spec"]
+    out = Resolved(kind, meta["name"], _source(doc, ("metadata", "name")))
+    if kind == "SleeveTemplate" or (kind == "SleeveRegistration" and "template" in spec):
+        out.document = doc
+        if kind == "SleeveRegistration":
+            out.id_source = _source(doc, ("spec", "registrationId"))
+        return out
+    if kind == "SleeveRegistration":
+        out.id_source = _source(doc, ("spec", "registrationId"))
+        out.resource = _registration(doc, {}, doc, out.diagnostics)
+    else:
+        out.id_source = _source(doc, ("spec", "batchId"))
+        out.resource = _batch(doc, out.ticket_sources, out.diagnostics)
+    return out
 
 
-def resolve_documents(typed: list[tuple[str, Document]]) -> tuple[tuple, tuple, list[Diagnostic]]:
-    diags: list[Diagnostic] = []
-    templates: dict[str, Document] = {}
-    names = {k: _Seen(f"{k} name", diags) for k in ("SleeveRegistration", "SleeveTemplate", "TradeBatch")}
-    for kind, doc in typed:
-        if names[kind].check(doc.data["metadata"]["name"], doc, ("metadata", "name")) and kind == "SleeveTemplate":
-            templates[doc.data["metadata"]["name"]] = doc
+def resolve_all(items: list[Resolved]) -> tuple[tuple, tuple, list[Diagnostic]]:
+    diags: list[Diagnostic] = [d for r in items for d in r.diagnostics]
+    first_name: dict[tuple[str, str], Source] = {}
+    kept: list[Resolved] = []
+    for r in items:
+        if _duplicate(diags, first_name, (r.kind, r.name), r.name_source, f"{r.kind} name {r.name}"):
+            continue
+        kept.append(r)
+    templates = {r.name: r.document for r in kept if r.kind == "SleeveTemplate"}
+    reported: set[Diagnostic] = set(diags)
+    for doc in templates.values():
+        spec = doc.data["spec"]
+        _check_sleeves(spec, spec.get("accountSleeves") or [], doc, _collector(diags, reported))
 
     registrations: list[DesiredRegistration] = []
     batches: list[DesiredBatch] = []
-    reg_ids = _Seen("registrationId", diags)
-    batch_ids = _Seen("batchId", diags)
-    ticket_ids = _Seen("tradeTicketId", diags)
-    reported: set[Diagnostic] = set()
+    first_reg: dict[int, Source] = {}
+    first_batch: dict[str, Source] = {}
+    first_ticket: dict[int, Source] = {}
+    for r in kept:
+        if r.kind == "SleeveRegistration":
+            reg = r.resource
+            if reg is None:
+                reg = _with_template(r.document, templates, _collector(diags, reported))
+            if reg is not None and not _duplicate(diags, first_reg, reg.registration_id, r.id_source,
+                                                  f"registrationId {reg.registration_id}"):
+                registrations.append(reg)
+        elif r.kind == "TradeBatch":
+            batch = r.resource
+            unique = tuple(i for i in batch.instructions if not _duplicate(
+                diags, first_ticket, i.ticket_id, r.ticket_sources[i.ticket_id], f"tradeTicketId {i.ticket_id}"))
+            if not _duplicate(diags, first_batch, batch.batch_id, r.id_source, f"batchId {batch.batch_id}"):
+                batches.append(DesiredBatch(batch.name, batch.batch_id, unique, batch.source, batch.labels)
+                               if len(unique) != len(batch.instructions) else batch)
+    return tuple(registrations), tuple(batches), diags
 
+
+def _duplicate(diags: list[Diagnostic], first: dict, key: Any, src: Source, what: str) -> bool:
+    if key in first:
+        f = first[key]
+        diags.append(Diagnostic(src.file, src.line, src.col, f"duplicate {what} (first at {f.file}:{f.line})",
+                                "each must be unique across the manifests"))
+        return True
+    first[key] = src
+    return False
+
+
+def _collector(diags: list[Diagnostic], reported: set[Diagnostic]):
     def report(d: Diagnostic) -> None:
         if d not in reported:  # a template's list problem is reported once, not once per user
             reported.add(d)
             diags.append(d)
-
-    for name, doc in templates.items():
-        spec = doc.data["spec"]
-        _check_sleeves(spec, spec.get("accountSleeves") or [], doc, report)
-
-    for kind, doc in typed:
-        if kind == "SleeveRegistration":
-            reg = _resolve_registration(doc, templates, report)
-            if reg and reg_ids.check(reg.registration_id, doc, ("spec", "registrationId")):
-                registrations.append(reg)
-        elif kind == "TradeBatch":
-            batch = _resolve_batch(doc, ticket_ids, report)
-            if batch_ids.check(batch.batch_id, doc, ("spec", "batchId")):
-                batches.append(batch)
-    return tuple(registrations), tuple(batches), diags
+    return report
 
 
 def _check_sleeves(fields: dict, sleeves: list[dict], list_doc: Document, report) -> None:
@@ -87,26 +122,27 @@ def _check_sleeves(fields: dict, sleeves: list[dict], list_doc: Document, report
         report(list_doc.diagnostic(("spec",) + path, message, hint))
 
 
-def _resolve_registration(doc: Document, templates: dict[str, Document], report) -> DesiredRegistration | None:
+def _with_template(doc: Document, templates: dict[str, Document], report) -> DesiredRegistration | None:
+    spec = doc.data["spec"]
+    name = spec["template"]
+    tdoc = templates.get(name)
+    if tdoc is None:
+        report(doc.diagnostic(("spec", "template"), f"template '{name}' does not exist",
+                              "define a SleeveTemplate with that metadata.name, or fix the name"))
+        return None
+    return _registration(doc, tdoc.data["spec"], tdoc, report)
+
+
+def _registration(doc: Document, inherited: dict, tdoc: Document, report) -> DesiredRegistration:
+    """Merge template fields (`inherited`) under the registration's own; own accountSleeves replace."""
     spec = doc.data["spec"]
     meta = doc.data["metadata"]
-    merged: dict[str, Any] = {}
-    sleeves_doc = doc
-    template_name = spec.get("template")
-    if template_name is not None:
-        tdoc = templates.get(template_name)
-        if tdoc is None:
-            report(doc.diagnostic(("spec", "template"), f"template '{template_name}' does not exist",
-                                  "define a SleeveTemplate with that metadata.name, or fix the name"))
-            return None
-        merged.update({k: v for k, v in tdoc.data["spec"].items()})
-        if "accountSleeves" not in spec:
-            sleeves_doc = tdoc
+    report = report.append if isinstance(report, list) else report
+    merged: dict[str, Any] = dict(inherited)
+    sleeves_doc = tdoc if "accountSleeves" not in spec and inherited else doc
     merged.update({k: v for k, v in spec.items() if k not in ("registrationId", "template")})
     sleeves = merged.pop("accountSleeves", None) or []
-    if sleeves_doc is doc:
-        _check_sleeves(merged, sleeves, doc, report)
-    elif any(f in spec for f in ("contributionAllocationMethod", "distributionAllocationMethod")):
+    if sleeves_doc is doc or any(f in spec for f in ("contributionAllocationMethod", "distributionAllocationMethod")):
         _check_sleeves(merged, sleeves, sleeves_doc, report)
     return DesiredRegistration(
         name=meta["name"],
@@ -116,11 +152,11 @@ def _resolve_registration(doc: Document, templates: dict[str, Document], report)
                       for i, s in enumerate(sleeves)),
         source=_source(doc, ()),
         labels=dict(meta.get("labels") or {}),
-        template=template_name,
+        template=spec.get("template"),
     )
 
 
-def _resolve_batch(doc: Document, ticket_ids: _Seen, report) -> DesiredBatch:
+def _batch(doc: Document, ticket_sources: dict[int, Source], diags: list[Diagnostic]) -> DesiredBatch:
     spec = doc.data["spec"]
     meta = doc.data["metadata"]
     labels = dict(meta.get("labels") or {})
@@ -132,17 +168,22 @@ def _resolve_batch(doc: Document, ticket_ids: _Seen, report) -> DesiredBatch:
         tid = fields["tradeTicketId"]
         missing = [f for f in REQUIRED_INSTRUCTION_FIELDS if f not in fields]
         if missing:
-            report(doc.diagnostic(path, f"instruction {tid} has no {', '.join(missing)}",
-                                  "set it on the instruction or as a default on the batch"))
+            diags.append(doc.diagnostic(path, f"instruction {tid} has no {', '.join(missing)}",
+                                        "set it on the instruction or as a default on the batch"))
         cusip = fields.get("cusip")
         if isinstance(cusip, str) and len(cusip) == 9:
             check = cusip_check_digit(cusip[:8])
             if check is None or str(check) != cusip[8]:
                 where = path + ("cusip",) if "cusip" in own else ("spec", "cusip")
-                report(doc.diagnostic(where, f"cusip '{cusip}' fails its check digit"
-                                      + (f" (expected {check})" if check is not None else ""),
-                                      "copy the CUSIP again from the security master"))
-        if ticket_ids.check(tid, doc, path + ("tradeTicketId",)):
-            instructions.append(DesiredInstruction(tid, fields, spec["batchId"], meta["name"],
-                                                   _source(doc, path), labels))
+                diags.append(doc.diagnostic(where, f"cusip '{cusip}' fails its check digit"
+                                            + (f" (expected {check})" if check is not None else ""),
+                                            "copy the CUSIP again from the security master"))
+        if tid in ticket_sources:  # a duplicate inside one file: keep the first for the tree check
+            src = _source(doc, path + ("tradeTicketId",))
+            f = ticket_sources[tid]
+            diags.append(Diagnostic(src.file, src.line, src.col, f"duplicate tradeTicketId {tid} (first at {f.file}:{f.line})",
+                                    "each must be unique across the manifests"))
+            continue
+        ticket_sources[tid] = _source(doc, path + ("tradeTicketId",))
+        instructions.append(DesiredInstruction(tid, fields, spec["batchId"], meta["name"], _source(doc, path), labels))
     return DesiredBatch(meta["name"], spec["batchId"], tuple(instructions), _source(doc, ()), labels)
