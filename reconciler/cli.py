@@ -320,6 +320,144 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
 
 
 @cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text", show_default=True)
+@click.option("--output", "output", type=click.Path(dir_okay=False), help="Write the report to this file.")
+@_SANDBOX
+@_CONFIG
+@click.pass_obj
+def drift(ctx: Context, paths, fmt, output, sandbox, config_file) -> int:
+    """Audit live state against the manifests: what differs, who changed it and when. Exit 2 on drift."""
+    import json
+
+    from reconciler.config import load_settings
+    from reconciler.drift import build_drift_report
+    from reconciler.live import read_live_state
+    from reconciler.manifests import load_manifests
+    from reconciler.render.drift_report import drift_to_document, render_drift_markdown, render_drift_text
+    from reconciler.session import open_session
+
+    paths = paths or DEFAULT_PATHS
+    manifests = load_manifests(paths)
+    settings = load_settings(paths, config_file=config_file)
+    with open_session(settings, sandbox=sandbox) as session:
+        live = read_live_state(session.vendors, manifests.registrations, manifests.instructions, settings, missing_ok=True)
+        report = build_drift_report(manifests, live, session.vendors, settings.ignore)
+    if fmt == "json":
+        text = json.dumps(drift_to_document(report), indent=2, default=str) + "\n"
+    elif fmt == "markdown":
+        text = render_drift_markdown(report)
+    elif fmt == "html":
+        from reconciler.render.html import render_drift_html
+
+        text = render_drift_html(report)
+    else:
+        text = render_drift_text(report)
+    if output:
+        from pathlib import Path
+
+        Path(output).write_text(text, encoding="utf-8")
+        ctx.out.info(f"Drift report ({fmt}) written to {output}: {len(report.findings)} finding(s).")
+    else:
+        ctx.out.result(text)
+    return 2 if report.has_drift else 0
+
+
+@cli.group(name="import")
+def import_() -> None:
+    """Write manifests from live state (to adopt what already exists)."""
+
+
+_OUTPUT = click.option("--output", "output", type=click.Path(),
+                       help="A directory (one file per resource) or a file; default: stdout.")
+_FORCE = click.option("--force", is_flag=True, help="Overwrite existing files.")
+
+
+@import_.command("registration")
+@click.argument("ids", nargs=-1, required=True, type=int)
+@_OUTPUT
+@_FORCE
+@_SANDBOX
+@_CONFIG
+@click.pass_obj
+def import_registration(ctx: Context, ids, output, force, sandbox, config_file) -> int:
+    """Import registrations by id (one bulk read for all of them)."""
+    from reconciler.config import load_settings
+    from reconciler.errors import LiveStateError
+    from reconciler.importer import registration_manifest
+    from reconciler.session import open_session
+
+    settings = load_settings((), config_file=config_file)
+    with open_session(settings, sandbox=sandbox) as session:
+        live = session.vendors.orion.list_with_sleeves(list(ids), chunk=settings.read_chunk, workers=settings.read_workers)
+        origin = session.settings.orion.base_url
+    missing = [i for i in ids if i not in live]
+    if missing:
+        raise LiveStateError(f"not found in Orion: registration {', '.join(map(str, missing))}; nothing was written")
+    docs = [(registration_manifest(live[i]), f"registration {i} (custodial account {live[i].get('custodialAccountNumber')})")
+            for i in ids]
+    _write_imported(ctx, docs, "Orion", origin, output, force)
+    return 0
+
+
+@import_.command("tradebatch")
+@click.argument("batch_id")
+@_OUTPUT
+@_FORCE
+@_SANDBOX
+@_CONFIG
+@click.pass_obj
+def import_tradebatch(ctx: Context, batch_id, output, force, sandbox, config_file) -> int:
+    """Import one SEI model change (all its tickets) by batchId."""
+    from reconciler.config import load_settings
+    from reconciler.errors import LiveStateError
+    from reconciler.importer import tradebatch_manifest
+    from reconciler.session import open_session
+
+    settings = load_settings((), config_file=config_file)
+    with open_session(settings, sandbox=sandbox) as session:
+        rows = [r for r in session.vendors.sei.iter_tickets() if str(r.get("batchId")) == batch_id]
+        origin = session.settings.sei.base_url
+    if not rows:
+        raise LiveStateError(f"SEI holds no tickets with batchId {batch_id!r}; nothing was written")
+    tickets = len({r["tradeTicketId"] for r in rows})
+    _write_imported(ctx, [(tradebatch_manifest(batch_id, rows), f"batch {batch_id} ({tickets} ticket{'s' * (tickets != 1)})")],
+                    "SEI", origin, output, force)
+    return 0
+
+
+def _write_imported(ctx: Context, docs: list, vendor: str, origin: str, output: str | None, force: bool) -> None:
+    import datetime as dt
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    from reconciler.manifests.writer import dump_manifests
+
+    when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    host = urlsplit(origin).netloc or origin
+
+    def header(what: str) -> str:
+        return f"Imported by reconciler {__version__} on {when} from {vendor} ({host}): {what}.\nReview it, then commit."
+
+    if output is None:
+        ctx.out.result("".join(dump_manifests([d], header(w)) if i == 0 else "---\n" + dump_manifests([d], header(w))
+                               for i, (d, w) in enumerate(docs)))
+        return
+    target = Path(output)
+    if output.endswith("/") or target.is_dir():
+        files = [(target / f"{d['metadata']['name']}.yaml", [(d, w)]) for d, w in docs]
+    else:
+        files = [(target, docs)]
+    existing = [str(p) for p, _ in files if p.exists()]
+    if existing and not force:
+        raise ReconcilerError(f"refusing to overwrite {', '.join(existing)} (pass --force); nothing was written")
+    for path, group in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("---\n".join(dump_manifests([d], header(w)) for d, w in group), encoding="utf-8")
+        ctx.out.info(f"wrote {path}")
+
+
+@cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @_FORMAT
 @click.pass_obj

@@ -57,6 +57,7 @@ class RegistrationDiff:
     removed: tuple[dict, ...] = ()                        # live Normal/Unmanaged sleeves no longer declared
     ignored: tuple[IgnoredChange, ...] = ()
     declared: dict[int, dict] = field(default_factory=dict)  # live accountId → the declared sleeve fields
+    labels: dict[str, int] = field(default_factory=dict)     # sleeve label in paths → live accountId
     problems: tuple[str, ...] = ()                        # declared accountIds that are not live sleeves
 
     @property
@@ -197,7 +198,8 @@ def diff_registration(desired: DesiredRegistration, live: dict, ignore: tuple[Ig
         changed_fields=tuple(sorted(reg_fields)),
         changed_sleeves={aid: tuple(sorted(f)) for aid, f in sleeve_fields.items()},
         new_sleeves=tuple(new), removed=tuple(gone), ignored=tuple(ignored),
-        declared={live_ids[label]: declared_by_label[label] for label in live_ids}, problems=tuple(problems))
+        declared={live_ids[label]: declared_by_label[label] for label in live_ids}, problems=tuple(problems),
+        labels={**live_ids, **{label: s.get("accountId") for label, s in removed_by_label.items()}})
 
 
 @dataclass

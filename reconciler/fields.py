@@ -17,11 +17,13 @@ __all__ = [
     "NUMERIC_TOLERANCE",
     "ORION_BATCH_LIMIT",
     "ORION_READ_CHUNK",
+    "REGISTRATION_DEFAULTS",
     "REGISTRATION_FIELDS",
     "SEI_PAGE_LIMIT",
     "SERVER_OWNED_REGISTRATION_FIELDS",
     "SERVER_OWNED_SLEEVE_FIELDS",
     "SINGLETON_SLEEVE_TYPES",
+    "SLEEVE_DEFAULTS",
     "SLEEVE_FIELDS",
     "SLEEVE_TYPES",
     "TARGET_BALANCE_TYPES",
@@ -79,6 +81,15 @@ TARGET_BALANCE_TYPES = {1: "Percent", 2: "Amount"}
 
 # Sums of percentages are compared with this slack so that 33.33 + 33.33 + 33.34 is 100 [assumed].
 NUMERIC_TOLERANCE = 0.01
+
+# Values `import` leaves out because they are what Orion holds when nobody set anything [assumed].
+REGISTRATION_DEFAULTS = {"isDoNotTrade": False, "mandate": False, "tolerancePercent": None, "sleeveStrategyId": None,
+                         "sleeveStrategyAggId": None, "excludedAssets": None, "includedAssets": None,
+                         "autoRebalFrequency": "None"}
+SLEEVE_DEFAULTS = {"subAdvisorId": None, "managementStyleId": None, "corporateActionAllocation": 0,
+                   "toleranceUpper": 0, "toleranceLower": 0, "doNotTrade": False, "minimumCash": None,
+                   "replenishMinCash": (False, None), "minimumInvestmentAmount": None,
+                   "contributionAllocation": 0, "distributionAllocation": 0}
 
 ORION_BATCH_LIMIT = 100   # more than 100 items is a 400 [assumed]; the seed recommends 50–100
 ORION_READ_CHUNK = 500    # ids per ListWithAccountSleeves call [assumed]

@@ -28,8 +28,10 @@ class LiveState:
 
 
 def read_live_state(vendors, registrations: tuple[DesiredRegistration, ...] | list,
-                    instructions: tuple[DesiredInstruction, ...] | list, settings: Settings) -> LiveState:
-    """Read what the given desired resources need; a registration missing in Orion is an error."""
+                    instructions: tuple[DesiredInstruction, ...] | list, settings: Settings,
+                    *, missing_ok: bool = False) -> LiveState:
+    """Read what the given desired resources need; a registration missing in Orion is an error
+    (for plan and apply), or simply absent from the result (`missing_ok`, for drift reports)."""
     live = LiveState()
     ids = [r.registration_id for r in registrations]
     # the two vendors are independent: page through SEI while Orion's bulk reads run
@@ -40,7 +42,7 @@ def read_live_state(vendors, registrations: tuple[DesiredRegistration, ...] | li
                                                                  workers=settings.read_workers)
         live.tickets = tickets.result()
     missing = [r for r in registrations if r.registration_id not in live.registrations]
-    if missing:
+    if missing and not missing_ok:
         lines = [f"  {r.source}: {r.address} (registrationId {r.registration_id}) does not exist in Orion"
                  for r in sorted(missing, key=lambda r: (r.source.file, r.source.line))]
         raise LiveStateError("registrations declared in the manifests are missing in Orion; they cannot be "

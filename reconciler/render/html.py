@@ -1,0 +1,24 @@
+"""DriftReport → one self-contained HTML page for auditors: the only module that imports jinja2.
+
+No external assets: styles inline, charts as inline SVG (declared vs live targetAllocation per
+sleeve of each drifted registration, 3 px per percentage point). Autoescaping is on: manifest and
+vendor text never becomes markup.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import jinja2
+
+from reconciler.render.drift_report import drift_to_document
+
+__all__ = ["BAR_PX_PER_PERCENT", "render_drift_html"]
+
+BAR_PX_PER_PERCENT = 3
+
+
+def render_drift_html(report) -> str:
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    template = env.from_string(resources.files("reconciler.render").joinpath("templates/drift.html.j2").read_text("utf-8"))
+    return template.render(doc=drift_to_document(report), px=BAR_PX_PER_PERCENT)
