@@ -209,6 +209,8 @@ def _saved_plan_arg(args: tuple[str, ...]):
 @click.option("--poll-timeout", type=click.FloatRange(0), help="Seconds to wait for an Orion batch [env RECONCILER_POLL_TIMEOUT].")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the JSON apply report here.")
 @click.option("--break-lock", is_flag=True, help="Break a stale workspace lock left by a killed apply.")
+@click.option("--on-stale", type=click.Choice(["fail", "replan"]), default="fail", show_default=True,
+              help="A stale saved plan: refuse (fail), or say why and plan afresh from its manifests (replan).")
 @click.option("--target", multiple=True, help="When planning: only these addresses (globs).")
 @click.option("--exclude", multiple=True, help="When planning: leave these addresses out (globs).")
 @click.option("--selector", multiple=True, help="When planning: only resources whose labels match k=v.")
@@ -216,7 +218,7 @@ def _saved_plan_arg(args: tuple[str, ...]):
 @_CONFIG
 @click.pass_obj
 def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeout, report_file, break_lock,
-          target, exclude, selector, sandbox, config_file) -> int:
+          on_stale, target, exclude, selector, sandbox, config_file) -> int:
     """Apply a saved plan (FILE), or plan PATHs and apply after confirmation."""
     import json
     import signal
@@ -261,10 +263,16 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
                                         digest=manifests.digest, expired=saved.expired(), expires_at=saved.expires_at)
                 reasons += [f"{a}: a batch from an earlier run is still processing it" for a in sorted(busy)
                             if a in {c.address for c in result_plan.changes}]
-                if reasons:
+                if reasons and on_stale == "fail":
                     raise PlanFileError("the saved plan is stale, so nothing was written:\n"
                                         + "\n".join(f"  {r}" for r in reasons) + "\nMake a new plan and review it.")
-            else:
+                if reasons:
+                    ctx.out.info("The saved plan is stale, so it is not applied; planning afresh (--on-stale replan):\n"
+                                 + "\n".join(f"  {r}" for r in reasons))
+                    if not auto_approve and not ctx.out.interactive:
+                        raise PlanBlockedError("a fresh plan needs approval: pass --auto-approve, or run on a terminal")
+                    saved = None
+            if not saved:
                 targeting = Targeting(tuple(target), tuple(exclude) + tuple(sorted(busy)), _selectors(selector))
                 regs, instrs = select(manifests, targeting)
                 live = read_live_state(session.vendors, regs, instrs, settings)
@@ -455,6 +463,104 @@ def _write_imported(ctx: Context, docs: list, vendor: str, origin: str, output: 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("---\n".join(dump_manifests([d], header(w)) for d, w in group), encoding="utf-8")
         ctx.out.info(f"wrote {path}")
+
+
+@cli.group()
+def github() -> None:
+    """GitOps helpers for GitHub Actions: plan comments, commit status, drift issues.
+
+    They read GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_API_URL from the environment.
+    """
+
+
+def _github_client():
+    from reconciler.config import Secret
+    from reconciler.errors import ConfigError
+    from reconciler.providers.github import GitHubClient
+
+    token, repo = os.environ.get("GITHUB_TOKEN"), os.environ.get("GITHUB_REPOSITORY")
+    if not token or not repo:
+        raise ConfigError("GITHUB_TOKEN and GITHUB_REPOSITORY must be set (GitHub Actions sets GITHUB_REPOSITORY; "
+                          "pass the token with env: GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }})")
+    return GitHubClient(Secret(token), repo, os.environ.get("GITHUB_API_URL") or "https://api.github.com")
+
+
+@github.command("comment")
+@click.argument("plan_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--pr", "number", required=True, type=int, help="Pull request number.")
+@click.option("--sha", help="Commit to set the reconciler/plan status on.")
+@click.option("--exit-code", "exit_code", type=int, default=2, show_default=True,
+              help="The exit code of `plan --detailed-exitcode` (1: the plan failed).")
+@click.pass_obj
+def github_comment(ctx: Context, plan_file, number, sha, exit_code) -> int:
+    """Post the saved plan on the pull request, updating our own comment(s) in place."""
+    from reconciler.gitops import post_plan_comments, status_for_exit_code
+    from reconciler.planfile import load_plan
+    from reconciler.plan import plan_summary
+    from reconciler.render import render_plan_markdown
+    from reconciler.render._values import summary_line
+    from reconciler.render.markdown import MARKER
+
+    if exit_code == 1 or not plan_file:
+        parts = [f"{MARKER}\n### reconciler plan failed\n\nThe plan could not be made; the workflow log says why "
+                 "(invalid manifests are listed there with file and line)."]
+        summary = "plan failed"
+    else:
+        saved = load_plan(plan_file)
+        parts = render_plan_markdown(saved.plan)
+        summary = summary_line(plan_summary(saved.plan))
+    client = _github_client()
+    try:
+        counts = post_plan_comments(client, number, parts)
+        ctx.out.info(f"plan comment on #{number}: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
+        if sha:
+            state, description = status_for_exit_code(exit_code, summary)
+            client.set_status(sha, state, description)
+            ctx.out.info(f"status reconciler/plan on {sha[:12]}: {state} ({description})")
+    finally:
+        client.close()
+    return 0
+
+
+@github.command("find-plan")
+@click.option("--sha", required=True, help="The merge commit on the main branch.")
+@click.option("--workflow", help="Only runs of this workflow (name or file).")
+@click.pass_obj
+def github_find_plan(ctx: Context, sha, workflow) -> int:
+    """Print pr=, head_sha= and run_id= of the plan saved for the pull request merged as SHA ($GITHUB_OUTPUT lines)."""
+    from reconciler.gitops import find_plan_run
+
+    client = _github_client()
+    try:
+        found = find_plan_run(client, sha, workflow)
+    finally:
+        client.close()
+    if found is None:
+        ctx.out.info(f"no pull request found for {sha}; the apply job will plan afresh")
+        ctx.out.result("pr=\nhead_sha=\nrun_id=")
+        return 0
+    ctx.out.result(f"pr={found.pr}\nhead_sha={found.head_sha}\nrun_id={found.run_id or ''}")
+    return 0
+
+
+@github.command("drift-issue")
+@click.argument("report", type=click.Path(exists=True, dir_okay=False))
+@click.option("--exit-code", "exit_code", type=int, required=True, help="The exit code of `reconciler drift` (2: drift).")
+@click.pass_obj
+def github_drift_issue(ctx: Context, report, exit_code) -> int:
+    """Open or update the drift issue (exit code 2), or close it (0)."""
+    from pathlib import Path
+
+    from reconciler.gitops import sync_drift_issue
+
+    if exit_code not in (0, 2):
+        raise ReconcilerError(f"drift failed (exit {exit_code}); the issue is left as it is")
+    client = _github_client()
+    try:
+        ctx.out.info(sync_drift_issue(client, Path(report).read_text(encoding="utf-8"), exit_code == 2))
+    finally:
+        client.close()
+    return 0
 
 
 @cli.command()

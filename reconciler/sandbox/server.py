@@ -22,7 +22,7 @@ from reconciler.sandbox.demo import demo_state
 from reconciler.sandbox.faults import FaultBook, parse_faults
 from reconciler.sandbox.state import SandboxState, SandboxTiming
 
-__all__ = ["RunningSandbox", "TlsFiles", "load_state", "serve", "start_sandbox"]
+__all__ = ["RunningSandbox", "TlsFiles", "load_state", "serve", "serve_in_thread", "start_sandbox"]
 
 
 @dataclass(frozen=True)
@@ -93,19 +93,24 @@ def start_sandbox(state: SandboxState | None = None, creds: SandboxCredentials |
     creds = creds or SandboxCredentials(orion_token=_random_token(), sei_token=_random_token(),
                                         sei_app_key=_random_token())
     book = FaultBook(parse_faults(faults))
+    url, server, thread = serve_in_thread(create_app(state, creds, book), host=host, port=port, tls=tls)
+    return RunningSandbox(url, state, book, creds, server, thread)
+
+
+def serve_in_thread(app, *, host: str = "127.0.0.1", port: int = 0, tls: TlsFiles | None = None):
+    """Any ASGI app on a loopback port in a daemon thread: (url, server, thread); stop with server.should_exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    server = uvicorn.Server(_config(create_app(state, creds, book), tls))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="sandbox", daemon=True)
+    server = uvicorn.Server(_config(app, tls))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="asgi-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the sandbox did not start")
+            raise RuntimeError("the server did not start")
         time.sleep(0.01)
-    scheme = "https" if tls else "http"
-    return RunningSandbox(f"{scheme}://{host}:{sock.getsockname()[1]}", state, book, creds, server, thread)
+    return f"{'https' if tls else 'http'}://{host}:{sock.getsockname()[1]}", server, thread
 
 
 def serve(state: SandboxState, creds: SandboxCredentials, *, host: str, port: int, faults: str | None,

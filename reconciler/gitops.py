@@ -1,0 +1,84 @@
+"""Plans on pull requests, drift as issues: the GitOps logic behind `reconciler github …`.
+
+- One plan comment per pull request, found again by its hidden marker and updated in place on every
+  push; a plan longer than one comment is split across several, and parts no longer needed are
+  removed. (Atlantis and tfcmt users expect exactly this.)
+- A commit status from `plan --detailed-exitcode`: 0 no changes, 2 changes to review, else failure.
+- The merged pull request of a commit, and the workflow run that saved its plan.
+- One open drift issue, found by its label, created or updated when drift is found, closed when
+  drift is gone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.render.markdown import MARKER
+
+__all__ = ["DRIFT_LABEL", "PlanRun", "find_plan_run", "post_plan_comments", "status_for_exit_code", "sync_drift_issue"]
+
+DRIFT_LABEL = "reconciler-drift"
+
+
+def post_plan_comments(github, number: int, parts: list[str]) -> dict[str, int]:
+    """Create, update or delete our comments so the PR shows exactly `parts`, in order."""
+    ours = sorted((c for c in github.comments(number) if (c.get("body") or "").startswith(MARKER)),
+                  key=lambda c: c["id"])
+    counts = {"created": 0, "updated": 0, "deleted": 0, "unchanged": 0}
+    for i, body in enumerate(parts):
+        if i < len(ours):
+            if ours[i].get("body") == body:
+                counts["unchanged"] += 1
+            else:
+                github.update_comment(ours[i]["id"], body)
+                counts["updated"] += 1
+        else:
+            github.create_comment(number, body)
+            counts["created"] += 1
+    for stale in ours[len(parts):]:
+        github.delete_comment(stale["id"])
+        counts["deleted"] += 1
+    return counts
+
+
+def status_for_exit_code(code: int, summary: str) -> tuple[str, str]:
+    if code == 0:
+        return "success", "No changes"
+    if code == 2:
+        return "success", summary.removeprefix("Plan: ")
+    return "failure", "plan failed: see the workflow log"
+
+
+@dataclass(frozen=True)
+class PlanRun:
+    pr: int
+    head_sha: str
+    run_id: int | None
+
+
+def find_plan_run(github, sha: str, workflow: str | None = None) -> PlanRun | None:
+    """The merged PR behind `sha`, and the newest successful pull_request run that planned its head."""
+    pulls = [p for p in github.pulls_for_commit(sha) if p.get("merged_at")] or github.pulls_for_commit(sha)
+    if not pulls:
+        return None
+    pr = pulls[0]
+    head = pr["head"]["sha"]
+    runs = [r for r in github.runs(head) if r.get("conclusion") == "success"
+            and (workflow is None or r.get("name") == workflow or r.get("path", "").endswith(workflow))]
+    runs.sort(key=lambda r: r.get("created_at") or "", reverse=True)
+    return PlanRun(pr["number"], head, runs[0]["id"] if runs else None)
+
+
+def sync_drift_issue(github, body: str, has_drift: bool, title: str = "Drift detected between manifests and live state") -> str:
+    """Open or update the drift issue when there is drift; close it, saying so, when there is none."""
+    issues = github.open_issues(DRIFT_LABEL)
+    if has_drift:
+        if issues:
+            github.update_issue(issues[0]["number"], body=body)
+            return f"updated issue #{issues[0]['number']}"
+        created = github.create_issue(title, body, DRIFT_LABEL)
+        return f"opened issue #{created['number']}"
+    for issue in issues:
+        github.update_issue(issue["number"], state="closed", body=body)
+        return f"closed issue #{issue['number']}: no drift"
+    return "no drift and no open drift issue"

@@ -1,0 +1,213 @@
+"""GitOps: the workflow file, plan comments and statuses against a fake GitHub, drift issues, pre-commit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import httpx
+import pytest
+import yaml
+
+from reconciler.render.markdown import MARKER
+
+from .conftest import ROOT, sandbox_env
+from .fake_github import TOKEN, FakeGitHub
+
+pytestmark = pytest.mark.integration
+WORKFLOW = ROOT / ".github" / "workflows" / "reconciler.yml"
+
+
+@pytest.fixture
+def gh(monkeypatch):
+    fake = FakeGitHub()
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/manifests")
+    monkeypatch.setenv("GITHUB_API_URL", fake.url)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def env(sandbox, monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    for k, v in sandbox_env(sandbox).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("RECONCILER_WORKSPACE", str(tmp_path / "ws"))
+    return sandbox
+
+
+# --- the workflow file ---------------------------------------------------------------------------
+
+def _steps(job: dict) -> list[str]:
+    return [str(s.get("run", "")) + " " + str(s.get("uses", "")) for s in job["steps"]]
+
+
+def test_workflow_has_the_plan_apply_and_drift_paths():
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    triggers = doc.get("on", doc.get(True))  # PyYAML reads the bare key `on` as True (YAML 1.1)
+    assert {"pull_request", "push", "schedule"} <= set(triggers)
+    assert triggers["push"]["branches"] == ["main"]
+    plan = " | ".join(_steps(doc["jobs"]["plan"]))
+    assert "reconciler validate manifests" in plan
+    assert "reconciler plan manifests --out plan.json --detailed-exitcode" in plan
+    assert "actions/upload-artifact@v4" in plan
+    assert "reconciler github comment plan.json" in plan and "--exit-code" in plan and "--sha" in plan
+    apply = " | ".join(_steps(doc["jobs"]["apply"]))
+    assert "reconciler github find-plan" in apply and "actions/download-artifact@v4" in apply
+    assert "reconciler apply plan.json --auto-approve --on-stale replan --report apply-report.json" in apply
+    assert apply.count("actions/upload-artifact@v4") == 1
+    drift = " | ".join(_steps(doc["jobs"]["drift"]))
+    assert "reconciler drift manifests --format markdown" in drift and "reconciler github drift-issue" in drift
+    assert "schedule" in doc["jobs"]["drift"]["if"]
+
+
+def test_workflow_takes_secrets_from_the_store_and_never_prints_them():
+    text = WORKFLOW.read_text()
+    doc = yaml.safe_load(text)
+    for name in ("ORION_TOKEN", "SEI_TOKEN", "SEI_APP_KEY", "GITHUB_TOKEN"):
+        assert doc["env"][name] == f"${{{{ secrets.{name} }}}}"
+    runs = "\n".join(str(s.get("run", "")) for job in doc["jobs"].values() for s in job["steps"])
+    for secret in ("TOKEN", "PASSWORD", "APP_KEY", "APP_SECRET", "PEM"):
+        for line in runs.splitlines():
+            if secret in line and ("echo" in line or "cat " in line):
+                assert ">" in line and "$GITHUB_ENV" in line or "RUNNER_TEMP" in line, line
+
+
+# --- plan comments -------------------------------------------------------------------------------
+
+def _plan(cli, tmp_path, *args):
+    out = tmp_path / "plan.json"
+    r = cli("plan", "--out", str(out), "--detailed-exitcode", *args)
+    return out, r.code
+
+
+def test_first_push_creates_one_comment_and_a_status(env, gh, cli, tmp_path):
+    plan, code = _plan(cli, tmp_path)
+    r = cli("github", "comment", str(plan), "--pr", "7", "--sha", "abc123", "--exit-code", str(code))
+    assert r.code == 0, r
+    (comment,) = gh.comments.values()
+    assert comment["issue"] == 7 and comment["body"].startswith(MARKER)
+    assert "3 to create, 3 to update, 1 to remove" in comment["body"]
+    assert gh.statuses == [{"sha": "abc123", "state": "success", "context": "reconciler/plan",
+                            "description": "3 to create, 3 to update, 1 to remove, 0 conflicts; 4 submissions "
+                                           "(1 Orion batch, 3 SEI requests)"}]
+    assert TOKEN not in r.out + r.err
+
+
+def test_next_push_updates_the_same_comment(env, gh, cli, tmp_path):
+    gh.comments[1] = {"id": 1, "issue": 7, "body": "LGTM, a human's comment"}
+    plan, code = _plan(cli, tmp_path)
+    cli("github", "comment", str(plan), "--pr", "7", "--exit-code", str(code))
+    (ours,) = [c for c in gh.comments.values() if c["body"].startswith(MARKER)]
+    plan2, code2 = _plan(cli, tmp_path, "--target", "SleeveRegistration/*")
+    r = cli("github", "comment", str(plan2), "--pr", "7", "--exit-code", str(code2))
+    assert "1 updated" in r.err
+    mine = [c for c in gh.comments.values() if c["body"].startswith(MARKER)]
+    assert [c["id"] for c in mine] == [ours["id"]] and "0 to create, 3 to update" in mine[0]["body"]
+    assert gh.comments[1]["body"] == "LGTM, a human's comment"  # never touched
+    methods = [m for m, path, _ in gh.calls if "comments" in path]
+    assert methods.count("POST") == 1 and methods.count("PATCH") == 1
+
+
+def test_a_long_plan_is_split_and_extra_parts_are_removed_later(env, gh, cli, tmp_path, monkeypatch):
+    import reconciler.render.markdown as md
+
+    plan, code = _plan(cli, tmp_path)
+    monkeypatch.setattr(md, "MARKDOWN_LIMIT", 900)
+    monkeypatch.setattr(md.render_plan_markdown, "__kwdefaults__", {"limit": 900})
+    cli("github", "comment", str(plan), "--pr", "9", "--exit-code", str(code))
+    parts = sorted((c for c in gh.comments.values() if c["issue"] == 9), key=lambda c: c["id"])
+    assert len(parts) > 1 and all(len(c["body"]) <= 900 for c in parts)
+    assert f"_Part 1 of {len(parts)}" in parts[0]["body"]
+    monkeypatch.setattr(md.render_plan_markdown, "__kwdefaults__", {"limit": 60_000})
+    r = cli("github", "comment", str(plan), "--pr", "9", "--exit-code", str(code))
+    assert f"{len(parts) - 1} deleted" in r.err
+    (left,) = [c for c in gh.comments.values() if c["issue"] == 9]
+    assert left["id"] == parts[0]["id"] and "Part" not in left["body"]
+
+
+def test_a_failed_plan_comments_and_fails_the_status(gh, cli):
+    r = cli("github", "comment", "--pr", "3", "--sha", "def456", "--exit-code", "1")
+    assert r.code == 0
+    (comment,) = gh.comments.values()
+    assert "reconciler plan failed" in comment["body"]
+    assert gh.statuses[-1]["state"] == "failure"
+
+
+def test_missing_github_environment_is_a_clear_error(cli, monkeypatch):
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    r = cli("github", "comment", "--pr", "3", "--exit-code", "1")
+    assert r.code == 1 and "GITHUB_TOKEN and GITHUB_REPOSITORY must be set" in r.err
+
+
+def test_find_plan_names_the_merged_pr_and_its_run(gh, cli):
+    gh.pulls["merge1"] = [{"number": 42, "merged_at": "2026-11-21T10:00:00Z", "head": {"sha": "head1"}}]
+    gh.runs["head1"] = [{"id": 5, "name": "reconciler", "conclusion": "success", "created_at": "2026-11-21T09:00:00Z"},
+                        {"id": 6, "name": "reconciler", "conclusion": "success", "created_at": "2026-11-21T09:30:00Z"},
+                        {"id": 7, "name": "reconciler", "conclusion": "failure", "created_at": "2026-11-21T09:50:00Z"}]
+    r = cli("github", "find-plan", "--sha", "merge1", "--workflow", "reconciler")
+    assert r.out.splitlines() == ["pr=42", "head_sha=head1", "run_id=6"]
+    r = cli("github", "find-plan", "--sha", "unknown")
+    assert r.out.splitlines() == ["pr=", "head_sha=", "run_id="]
+
+
+def test_drift_issue_is_opened_updated_and_closed(env, gh, cli, tmp_path):
+    report = tmp_path / "drift.md"
+    code = cli("drift", "--format", "markdown", "--output", str(report)).code
+    assert code == 2
+    assert "opened issue #1" in cli("github", "drift-issue", str(report), "--exit-code", "2").err
+    assert "updated issue #1" in cli("github", "drift-issue", str(report), "--exit-code", "2").err
+    assert len(gh.issues) == 1 and gh.issues[1]["labels"] == ["reconciler-drift"]
+    assert "<!-- reconciler-drift -->" in gh.issues[1]["body"]
+    cli("apply", "--auto-approve")
+    code = cli("drift", "--format", "markdown", "--output", str(report)).code
+    assert code == 0
+    assert "closed issue #1: no drift" in cli("github", "drift-issue", str(report), "--exit-code", "0").err
+    assert gh.issues[1]["state"] == "closed"
+    assert cli("github", "drift-issue", str(report), "--exit-code", "1").code == 1
+
+
+def test_merge_applies_the_saved_plan_or_replans_when_stale(env, cli, tmp_path):
+    plan, _ = _plan(cli, tmp_path)
+    # a field the manifest leaves alone, on a registration the plan touches: the payload would be stale
+    httpx.patch(f"{env.url}/_sandbox/registrations/31549", json={"editedBy": "jdoe", "set": {"tolerancePercent": 5}})
+    r = cli("apply", str(plan), "--on-stale", "replan")
+    assert r.code == 1 and "a fresh plan needs approval" in r.err
+    r = cli("apply", str(plan), "--auto-approve", "--on-stale", "replan")
+    assert r.code == 0, r
+    assert "The saved plan is stale, so it is not applied; planning afresh" in r.err
+    assert "SleeveRegistration/chen-ira: live state changed since the plan (edited by jdoe" in r.err
+    assert "converged" in r.out
+    reg = httpx.get(f"{env.url}/_sandbox/state").json()["registrations"]
+    assert next(r for r in reg if r["registrationId"] == 31549)["tolerancePercent"] == 5  # undeclared: kept
+
+
+# --- pre-commit ----------------------------------------------------------------------------------
+
+def test_pre_commit_try_repo_validates_a_manifests_repository(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "manifests-repo"
+    shutil.copytree(ROOT / "manifests", repo / "manifests")
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-home"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "manifests")
+    cmd = [sys.executable, "-m", "pre_commit", "try-repo", str(ROOT), "reconciler-validate", "--all-files"]
+    ok = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-3000:]
+    assert "reconciler validate" in ok.stdout and "Passed" in ok.stdout
+    (repo / "manifests" / "bad.yaml").write_text("apiVersion: reconciler/v1\nkind: TradeBatch\nmetadata: {name: b}\n"
+                                                 "spec: {batchId: 20261120, instructions: []}\n")
+    git("add", ".")
+    bad = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1
+    assert "manifests/bad.yaml:4:" in bad.stdout and "quote it" in bad.stdout
