@@ -111,9 +111,6 @@ class Journal:
         """Batches sent without an answer: no id to track; the re-plan reads their registrations' live state."""
         return self._batches("state IN (?, ?)", (SUBMITTING, UNKNOWN))
 
-    def all_batches(self) -> list[BatchEntry]:
-        return self._batches("1=1", ())
-
     def _batches(self, where: str, args: tuple) -> list[BatchEntry]:
         rows = self._read(f"SELECT local_id, run_id, addresses, registration_ids, state, batch_id, detail FROM batches "
                           f"WHERE {where} ORDER BY rowid", args)
@@ -133,9 +130,6 @@ class Journal:
         rows = self._read("SELECT ticket_id, address, state FROM tickets t WHERE id = "
                           "(SELECT MAX(id) FROM tickets WHERE ticket_id = t.ticket_id)")
         return [(r[0], r[1]) for r in rows if r[2] in ("sending", "unknown")]
-
-    def resolve_ticket(self, run_id: int, ticket_id: int, address: str, state: str, detail: str) -> None:
-        self.ticket(run_id, ticket_id, address, state, detail)
 
 
 class WorkspaceLock:

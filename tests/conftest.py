@@ -104,3 +104,13 @@ def vendors(sandbox):
 def sandbox_env(sb) -> dict[str, str]:
     """Environment for a CLI run against `sb`."""
     return {**sb.env(), "RECONCILER_MAX_ATTEMPTS": "4"}
+
+
+@pytest.fixture
+def env(sandbox, monkeypatch, tmp_path):
+    """The CLI run from the repository root against `sandbox`, with its own apply workspace."""
+    monkeypatch.chdir(ROOT)
+    for k, v in sandbox_env(sandbox).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("RECONCILER_WORKSPACE", str(tmp_path / "ws"))
+    return sandbox

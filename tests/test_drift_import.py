@@ -20,13 +20,6 @@ from .conftest import ROOT, sandbox_env
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def env(sandbox, monkeypatch, tmp_path):
-    monkeypatch.chdir(ROOT)
-    for k, v in sandbox_env(sandbox).items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("RECONCILER_WORKSPACE", str(tmp_path / "ws"))
-    return sandbox
 
 
 def edit(sb, rid: int, who: str, **patch):

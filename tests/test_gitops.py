@@ -30,13 +30,6 @@ def gh(monkeypatch):
     fake.stop()
 
 
-@pytest.fixture
-def env(sandbox, monkeypatch, tmp_path):
-    monkeypatch.chdir(ROOT)
-    for k, v in sandbox_env(sandbox).items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("RECONCILER_WORKSPACE", str(tmp_path / "ws"))
-    return sandbox
 
 
 # --- the workflow file ---------------------------------------------------------------------------
@@ -112,21 +105,23 @@ def test_next_push_updates_the_same_comment(env, gh, cli, tmp_path):
     assert methods.count("POST") == 1 and methods.count("PATCH") == 1
 
 
-def test_a_long_plan_is_split_and_extra_parts_are_removed_later(env, gh, cli, tmp_path, monkeypatch):
-    import reconciler.render.markdown as md
+def test_a_long_plan_is_split_and_extra_parts_are_removed_later(env, gh, cli, tmp_path):
+    """400 changed registrations overflow one comment; a later, smaller plan removes the extra parts."""
+    from .benchmarks.estate import write_estate
 
-    plan, code = _plan(cli, tmp_path)
-    monkeypatch.setattr(md, "MARKDOWN_LIMIT", 900)
-    monkeypatch.setattr(md.render_plan_markdown, "__kwdefaults__", {"limit": 900})
-    cli("github", "comment", str(plan), "--pr", "9", "--exit-code", str(code))
+    httpx.put(f"{env.url}/_sandbox/state", json=write_estate(tmp_path / "m", 400, drift=1.0), timeout=60)
+    plan = tmp_path / "big.json"
+    assert cli("plan", str(tmp_path / "m"), "--out", str(plan)).code == 0
+    cli("github", "comment", str(plan), "--pr", "9", "--exit-code", "2")
     parts = sorted((c for c in gh.comments.values() if c["issue"] == 9), key=lambda c: c["id"])
-    assert len(parts) > 1 and all(len(c["body"]) <= 900 for c in parts)
-    assert f"_Part 1 of {len(parts)}" in parts[0]["body"]
-    monkeypatch.setattr(md.render_plan_markdown, "__kwdefaults__", {"limit": 60_000})
-    r = cli("github", "comment", str(plan), "--pr", "9", "--exit-code", str(code))
+    assert len(parts) > 1 and all(len(c["body"]) <= 60_000 for c in parts)
+    assert all(c["body"].startswith(MARKER) for c in parts) and f"_Part 1 of {len(parts)}" in parts[0]["body"]
+    small = tmp_path / "small.json"
+    cli("plan", str(tmp_path / "m"), "--target", "SleeveRegistration/reg-200000", "--out", str(small))
+    r = cli("github", "comment", str(small), "--pr", "9", "--exit-code", "2")
     assert f"{len(parts) - 1} deleted" in r.err
     (left,) = [c for c in gh.comments.values() if c["issue"] == 9]
-    assert left["id"] == parts[0]["id"] and "Part" not in left["body"]
+    assert left["id"] == parts[0]["id"] and "Part" not in left["body"] and "0 to create, 1 to update" in left["body"]
 
 
 def test_a_failed_plan_comments_and_fails_the_status(gh, cli):

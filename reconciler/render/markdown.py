@@ -9,7 +9,7 @@ from __future__ import annotations
 from reconciler.model import Action, Plan
 from reconciler.plan import plan_summary
 from reconciler.render._values import describe_instruction, money, summary_line
-from reconciler.render.text import _field_lines
+from reconciler.render.text import field_lines
 
 __all__ = ["MARKDOWN_LIMIT", "MARKER", "render_plan_markdown"]
 
@@ -53,7 +53,7 @@ def render_plan_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> list[str
         for c in plan.actionable():
             if c.action is Action.CREATE:
                 continue
-            lines = _field_lines(c)
+            lines = field_lines(c)
             body = "\n".join(lines)
             blocks.append(f"<details><summary><code>{_ICON[c.action]} {c.address}</code> — {c.action.value}, "
                           f"{len(lines)} change{'s' * (len(lines) != 1)}</summary>\n\n```diff\n{body}\n```\n</details>\n")
@@ -64,19 +64,22 @@ def render_plan_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> list[str
 
 
 def _split(head: str, blocks: list[str], limit: int) -> list[str]:
-    room = limit - len(head) - 200  # the part notice and separators
+    """Pack blocks into parts of at most `limit` characters, counting exactly what is joined."""
+    notice_room = len("\n_Part 999 of 999: the plan is longer than one comment._\n")
+    room = limit - len(head) - notice_room - 1   # the "\n" between head and body
     parts: list[list[str]] = [[]]
     size = 0
     for block in blocks:
         if len(block) > room:
-            cut = block[: room - 200].rsplit("\n", 1)[0]
+            cut = block[: max(0, room - 200)].rsplit("\n", 1)[0]
             block = (cut + "\n```\n</details>\n\n_… truncated: this resource's changes exceed one comment; run "
                      "`reconciler show` on the saved plan for all of them._\n")
-        if size + len(block) > room and parts[-1]:
+        cost = len(block) + (1 if parts[-1] else 0)  # blocks are joined with "\n"
+        if parts[-1] and size + cost > room:
             parts.append([])
-            size = 0
+            size, cost = 0, len(block)
         parts[-1].append(block)
-        size += len(block)
+        size += cost
     total = len(parts)
     out = []
     for n, part in enumerate(parts, 1):

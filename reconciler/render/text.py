@@ -6,12 +6,12 @@ from reconciler.model import Action, Change, Plan
 from reconciler.plan import plan_summary
 from reconciler.render._values import describe_instruction, show, summary_line, totals_line
 
-__all__ = ["render_plan_text"]
+__all__ = ["field_lines", "render_plan_text"]
 
 _MARK = {Action.UPDATE: "~", Action.CREATE: "+", Action.CONFLICT: "!"}
 
 
-def _field_lines(c: Change) -> list[str]:
+def field_lines(c: Change) -> list[str]:
     lines = []
     for f in c.fields:
         if f.before is None and isinstance(f.after, dict):
@@ -40,7 +40,7 @@ def render_plan_text(plan: Plan) -> str:
             title = "conflict: already at SEI with different values; a submitted ticket cannot change" \
                 if c.action is Action.CONFLICT else "will be updated"
             out.append(f"  {_MARK[c.action]} {c.address} {title}  # {c.source}")
-            out.extend(f"      {line}" for line in _field_lines(c))
+            out.extend(f"      {line}" for line in field_lines(c))
             if c.action is Action.CONFLICT:
                 out.append(f"      # blocks apply: make the manifest match SEI, or --exclude {c.address}")
             out.append("")
