@@ -248,10 +248,10 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
         lock.acquire(break_lock=break_lock)
         journal = Journal(settings.workspace / "journal.db")
         try:
-            with ctx.out.progress("apply", 0) as bar:
-                applier = Applier(session.vendors, journal, settings, manifests, stop=stop,
-                                  progress=lambda kind, text: bar.note(text) if kind != "item" else bar.advance(status=text))
-                notes, busy = applier.recover()
+            # recovery is rare and its batches may take long: plain lines say what it is waiting for
+            applier = Applier(session.vendors, journal, settings, manifests, stop=stop,
+                              progress=lambda kind, text: ctx.out.info(f"recovering: {text}"))
+            notes, busy = applier.recover()
             for n in notes:
                 ctx.out.info(f"recovered: {n}")
             if saved:

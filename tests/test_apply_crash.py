@@ -246,3 +246,61 @@ class ApplyMachine(RuleBasedStateMachine):
 TestApplyMachine = ApplyMachine.TestCase
 TestApplyMachine.settings = settings(max_examples=8, stateful_step_count=10, deadline=None,
                                      suppress_health_check=list(HealthCheck))
+
+
+def test_sigint_drains_in_flight_and_a_second_sigint_exits_at_once(tmp_path):
+    """First Ctrl-C: no new submissions, those in flight finish and are journaled; second: exit now."""
+    state = SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=0.2))
+    with start_sandbox(state, faults="slow=1.5@POST:/v1/order/tradetickets") as sb:
+        env = {**os.environ, **sandbox_env(sb), "RECONCILER_WORKSPACE": str(tmp_path / "ws"), "CI": "true",
+               "RECONCILER_PARALLELISM": "1"}
+        cmd = [sys.executable, "-m", "reconciler", "apply", "--auto-approve"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: bool(sb.state.ticket_posts) or proc.poll() is not None)  # a ticket POST is in flight
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 3, err[-2000:]
+        assert "Ctrl-C: no new submissions; waiting for those in flight" in err
+        assert "interrupted by Ctrl-C" in out and "skipped" in out
+        assert sum(sb.state.ticket_posts.values()) == 1  # the one in flight finished; no new one started
+        applied = [ln for ln in out.splitlines() if ln.startswith("✓ applied  TradeInstruction/")]
+        assert len(applied) == 1
+
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: sum(sb.state.ticket_posts.values()) >= 2 or proc.poll() is not None)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        assert proc.returncode == 130 and time.monotonic() - started < 1.0
+        sb.faults.set([])
+        rerun = subprocess.run(cmd + ["--break-lock"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        assert all(n == 1 for n in sb.state.ticket_posts.values()) and len(sb.state.ticket_posts) == 3
+
+
+def test_no_secret_reaches_any_output_even_with_debug(tmp_path):
+    """Canary credentials: --debug logs, plan, saved plan, apply report, drift and errors stay clean."""
+    from reconciler.sandbox.app import SandboxCredentials
+
+    creds = SandboxCredentials(orion_token="canary-orion-7f1e2d", sei_token="canary-sei-9a8b7c",
+                               sei_app_key="canary-appkey-3c4d5e")
+    with start_sandbox(SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=0.2)), creds) as sb:
+        env = {**os.environ, **sandbox_env(sb), "RECONCILER_WORKSPACE": str(tmp_path / "ws"), "CI": "true"}
+        texts = []
+        for args in (["plan", "--debug", "--out", str(tmp_path / "p.json")],
+                     ["apply", str(tmp_path / "p.json"), "--debug", "--report", str(tmp_path / "r.json")],
+                     ["drift", "--debug", "--format", "json"]):
+            p = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=ROOT, env=env, capture_output=True,
+                               text=True, timeout=120)
+            texts += [p.stdout, p.stderr]
+        wrong = {**env, "ORION_TOKEN": "canary-wrong-token-4e4e"}
+        p = subprocess.run([sys.executable, "-m", "reconciler", "plan", "--debug"], cwd=ROOT, env=wrong,
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 1 and "HTTP 401" in p.stderr and "Traceback" in p.stderr  # --debug shows it
+        texts += [p.stdout, p.stderr, (tmp_path / "p.json").read_text(), (tmp_path / "r.json").read_text()]
+        blob = "\n".join(texts)
+        assert "reconciler.http" in blob or "POST /v1/Trading" in blob  # debug request logs were on
+        for secret in ("canary-orion-7f1e2d", "canary-sei-9a8b7c", "canary-appkey-3c4d5e", "canary-wrong-token-4e4e"):
+            assert secret not in blob

@@ -370,3 +370,8 @@ def test_a_repeated_bad_sleeve_is_reported_in_every_file(cli, write):
     lines = errors_of(cli, path.parent)
     assert [ln.split(": ")[0].rsplit("/", 1)[-1] for ln in lines] == ["a.yaml:7:73", "b.yaml:8:73"]
     assert all("unknown field 'tolerancePct'" in ln for ln in lines)
+
+
+def test_a_name_typed_as_a_number_says_quote_it(cli, write):
+    err = one_error(cli, write("r.yaml", REG.format(extra="").replace("name: r1", "name: 2026")))
+    assert "r.yaml:3:" in err and "name: '2026' is read by YAML as a number" in err and 'quote it: name: "2026"' in err
