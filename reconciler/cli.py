@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -220,111 +219,20 @@ def _saved_plan_arg(args: tuple[str, ...]):
 def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeout, report_file, break_lock,
           on_stale, target, exclude, selector, sandbox, config_file) -> int:
     """Apply a saved plan (FILE), or plan PATHs and apply after confirmation."""
-    import json
-    import signal
-
-    from reconciler.apply import Applier, stale_reasons
     from reconciler.config import load_settings
-    from reconciler.errors import PlanBlockedError, PlanFileError
-    from reconciler.journal import Journal, WorkspaceLock
-    from reconciler.live import read_live_state
     from reconciler.manifests import load_manifests
-    from reconciler.plan import Targeting, build_plan, select
-    from reconciler.render import render_plan_text
-    from reconciler.render.apply_report import apply_report, render_apply_text
-    from reconciler.session import open_session
+    from reconciler.plan import Targeting
+    from reconciler.runs import ApplyRequest, run_apply
 
     saved = _saved_plan_arg(args)
     paths = saved.paths if saved else (args or DEFAULT_PATHS)
     manifests = load_manifests(paths)
     settings = load_settings(paths, config_file=config_file).with_overrides(
         parallelism=parallelism, poll_timeout=poll_timeout)
-    if not saved and not auto_approve and not ctx.out.interactive:
-        raise PlanBlockedError("no terminal to confirm on: pass --auto-approve, or apply a reviewed saved plan "
-                               "(reconciler plan --out FILE, then reconciler apply FILE)")
-    stop = threading.Event()
-    lock = WorkspaceLock(settings.workspace / "lock", "reconciler apply " + " ".join(args))
-    with open_session(settings, sandbox=sandbox) as session:
-        lock.acquire(break_lock=break_lock)
-        journal = Journal(settings.workspace / "journal.db")
-        try:
-            # recovery is rare and its batches may take long: plain lines say what it is waiting for
-            applier = Applier(session.vendors, journal, settings, manifests, stop=stop,
-                              progress=lambda kind, text: ctx.out.info(f"recovering: {text}"))
-            notes, busy = applier.recover()
-            for n in notes:
-                ctx.out.info(f"recovered: {n}")
-            if saved:
-                plan_id, result_plan = saved.plan_id, saved.plan
-                touched_regs = [r for r in manifests.registrations if r.address in {c.address for c in result_plan.changes}]
-                touched_instrs = [i for i in manifests.instructions if i.address in {c.address for c in result_plan.changes}]
-                live = read_live_state(session.vendors, touched_regs, touched_instrs, settings)
-                reasons = stale_reasons(result_plan, live, expected_digest=saved.manifests_digest,
-                                        digest=manifests.digest, expired=saved.expired(), expires_at=saved.expires_at)
-                reasons += [f"{a}: a batch from an earlier run is still processing it" for a in sorted(busy)
-                            if a in {c.address for c in result_plan.changes}]
-                if reasons and on_stale == "fail":
-                    raise PlanFileError("the saved plan is stale, so nothing was written:\n"
-                                        + "\n".join(f"  {r}" for r in reasons) + "\nMake a new plan and review it.")
-                if reasons:
-                    ctx.out.info("The saved plan is stale, so it is not applied; planning afresh (--on-stale replan):\n"
-                                 + "\n".join(f"  {r}" for r in reasons))
-                    if not auto_approve and not ctx.out.interactive:
-                        raise PlanBlockedError("a fresh plan needs approval: pass --auto-approve, or run on a terminal")
-                    saved = None
-            if not saved:
-                targeting = Targeting(tuple(target), tuple(exclude) + tuple(sorted(busy)), _selectors(selector))
-                regs, instrs = select(manifests, targeting)
-                live = read_live_state(session.vendors, regs, instrs, settings)
-                result_plan = build_plan(manifests, live, targeting=targeting, batch_size=settings.batch_size,
-                                         ignore=settings.ignore)
-                plan_id = "inline-" + manifests.digest[:12]
-                ctx.out.result(render_plan_text(result_plan))
-            if result_plan.conflicts:
-                raise PlanBlockedError("conflicts block apply, so nothing was written: "
-                                       + ", ".join(c.address for c in result_plan.conflicts)
-                                       + " (make the manifests match SEI, or --exclude those addresses and plan again)")
-            n_changes = sum(1 for c in result_plan.actionable())
-            if max_changes is not None and n_changes > max_changes:
-                raise PlanBlockedError(f"the plan has {n_changes} changes, more than --max-changes {max_changes}; "
-                                       "nothing was written")
-            if not result_plan.submissions:
-                ctx.out.info("No changes to apply.")
-                return 0
-            if not saved and not auto_approve and not ctx.out.confirm(
-                    f"Apply {len(result_plan.submissions)} submissions ({n_changes} changes)?"):
-                raise PlanBlockedError("not approved; nothing was written")
-
-            def on_sigint(signum, frame):
-                if stop.is_set():
-                    ctx.out.error("Second Ctrl-C: exiting now. The journal is consistent; rerun apply to resume.")
-                    os._exit(130)
-                stop.set()
-                ctx.out.error("Ctrl-C: no new submissions; waiting for those in flight (Ctrl-C again to exit now).")
-
-            previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
-            run_id = journal.begin_run(plan_id)
-            try:
-                total = sum(len(s.items) for s in result_plan.submissions)
-                with ctx.out.progress("apply", total) as bar:
-                    applier.progress = lambda kind, text: bar.advance(status=text) if kind == "item" else bar.note(text)
-                    result = applier.apply(result_plan, run_id)
-            finally:
-                if previous is not None:
-                    signal.signal(signal.SIGINT, previous)
-            result.recovered = notes
-            journal.finish_run(run_id, "converged" if result.exit_code == 0 else "incomplete")
-            ctx.out.result(render_apply_text(result))
-            if report_file:
-                from pathlib import Path
-
-                Path(report_file).write_text(json.dumps(apply_report(result, plan_id=plan_id,
-                                                                     manifests_digest=manifests.digest), indent=2))
-                ctx.out.info(f"Apply report written to {report_file}.")
-            return result.exit_code
-        finally:
-            journal.close()
-            lock.release()
+    request = ApplyRequest(saved, Targeting(tuple(target), tuple(exclude), _selectors(selector)), auto_approve,
+                           max_changes, on_stale, report_file, break_lock, sandbox,
+                           "reconciler apply " + " ".join(args))
+    return run_apply(request, manifests, settings, ctx.out)
 
 
 @cli.command()
@@ -435,33 +343,12 @@ def import_tradebatch(ctx: Context, batch_id, output, force, sandbox, config_fil
 
 
 def _write_imported(ctx: Context, docs: list, vendor: str, origin: str, output: str | None, force: bool) -> None:
-    import datetime as dt
-    from pathlib import Path
-    from urllib.parse import urlsplit
-
-    from reconciler.manifests.writer import dump_manifests
-
-    when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    host = urlsplit(origin).netloc or origin
-
-    def header(what: str) -> str:
-        return f"Imported by reconciler {__version__} on {when} from {vendor} ({host}): {what}.\nReview it, then commit."
+    from reconciler.importer import render_imported, write_imported
 
     if output is None:
-        ctx.out.result("".join(dump_manifests([d], header(w)) if i == 0 else "---\n" + dump_manifests([d], header(w))
-                               for i, (d, w) in enumerate(docs)))
+        ctx.out.result(render_imported(docs, vendor, origin))
         return
-    target = Path(output)
-    if output.endswith("/") or target.is_dir():
-        files = [(target / f"{d['metadata']['name']}.yaml", [(d, w)]) for d, w in docs]
-    else:
-        files = [(target, docs)]
-    existing = [str(p) for p, _ in files if p.exists()]
-    if existing and not force:
-        raise ReconcilerError(f"refusing to overwrite {', '.join(existing)} (pass --force); nothing was written")
-    for path, group in files:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("---\n".join(dump_manifests([d], header(w)) for d, w in group), encoding="utf-8")
+    for path in write_imported(docs, vendor, origin, output, force=force):
         ctx.out.info(f"wrote {path}")
 
 

@@ -8,8 +8,14 @@ shows no changes.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from reconciler import __version__
+from reconciler.errors import ReconcilerError
 
 from reconciler.fields import (
     ASSIGNED,
@@ -21,7 +27,7 @@ from reconciler.fields import (
     sleeve_model_id,
 )
 
-__all__ = ["registration_manifest", "slug", "tradebatch_manifest"]
+__all__ = ["registration_manifest", "render_imported", "slug", "tradebatch_manifest", "write_imported"]
 
 API_VERSION = "reconciler/v1"
 _REG_ORDER = ("isActive", "isDoNotTrade", "contributionAllocationMethod", "distributionAllocationMethod",
@@ -119,3 +125,35 @@ def tradebatch_manifest(batch_id: str, rows: list[dict]) -> dict:
                              **{k: v for k, v in i.items() if k not in shared and k != "tradeTicketId"}}
                             for i in instructions]
     return {"apiVersion": API_VERSION, "kind": "TradeBatch", "metadata": {"name": slug(batch_id)}, "spec": spec}
+
+
+def _header(vendor: str, origin: str, what: str, when: str) -> str:
+    host = urlsplit(origin).netloc or origin  # never more than the host: no credentials, no paths
+    return f"Imported by reconciler {__version__} on {when} from {vendor} ({host}): {what}.\nReview it, then commit."
+
+
+def render_imported(docs: list[tuple[dict, str]], vendor: str, origin: str) -> str:
+    """All documents as one YAML stream, each with its provenance header."""
+    from reconciler.manifests.writer import dump_manifests
+
+    when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return "---\n".join(dump_manifests([d], _header(vendor, origin, what, when)) for d, what in docs)
+
+
+def write_imported(docs: list[tuple[dict, str]], vendor: str, origin: str, output: str, *, force: bool) -> list[Path]:
+    """A directory (`output` ends with / or exists as one) gets one file per resource; else one file.
+
+    Existing files are never overwritten without `force`, and then nothing at all is written.
+    """
+    target = Path(output)
+    if output.endswith("/") or target.is_dir():
+        files = [(target / f"{d['metadata']['name']}.yaml", [(d, w)]) for d, w in docs]
+    else:
+        files = [(target, docs)]
+    existing = [str(p) for p, _ in files if p.exists()]
+    if existing and not force:
+        raise ReconcilerError(f"refusing to overwrite {', '.join(existing)} (pass --force); nothing was written")
+    for path, group in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_imported(group, vendor, origin), encoding="utf-8")
+    return [p for p, _ in files]
