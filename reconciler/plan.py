@@ -154,7 +154,8 @@ def build_plan(manifests: ManifestSet, live: LiveState, *, targeting: Targeting 
             unchanged += 1
             continue
         payload = build_payload(desired, current, d)
-        remaining = [s for s in payload["accountSleeves"] if s.get("accountId") not in set(payload["deletedSleeveTargets"] or [])]
+        deleted = set(payload["deletedSleeveTargets"] or [])
+        remaining = [s for s in payload["accountSleeves"] if s.get("accountId") not in deleted]
         for _, message, _ in iter_registration_problems(payload, remaining, complete=True):
             problems.append(f"{desired.source}: {desired.address}: after merging with live state, {message}")
         changes.append(Change(desired.address, Action.UPDATE, desired.source, d.fields,
