@@ -21,6 +21,7 @@ from reconciler.config import IgnoreRule, glob_match
 from reconciler.diff import diff_instruction, diff_registration
 from reconciler.errors import LiveStateError
 from reconciler.fields import (
+    INSTRUCTION_FIELDS,
     ORION_BATCH_LIMIT,
     SERVER_OWNED_REGISTRATION_FIELDS,
     SERVER_OWNED_SLEEVE_FIELDS,
@@ -98,8 +99,6 @@ def fingerprint_registration(live: dict) -> str:
 def fingerprint_ticket(rows: list[dict]) -> str:
     if not rows:
         return "absent"
-    from reconciler.fields import INSTRUCTION_FIELDS
-
     return hashlib.sha256(_canonical({k: rows[0].get(k) for k in INSTRUCTION_FIELDS}).encode()).hexdigest()[:32]
 
 
