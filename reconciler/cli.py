@@ -116,7 +116,7 @@ def _selectors(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _emit_plan(ctx: Context, plan, fmt: str) -> None:
+def _emit_plan(ctx: Context, plan, fmt: str, stages=None) -> None:
     from reconciler.render import plan_to_document, render_plan_markdown, render_plan_text
 
     if fmt == "json":
@@ -126,7 +126,7 @@ def _emit_plan(ctx: Context, plan, fmt: str) -> None:
     elif fmt == "markdown":
         ctx.out.result("\n\n---\n\n".join(render_plan_markdown(plan)))
     else:
-        ctx.out.result(render_plan_text(plan))
+        ctx.out.result(render_plan_text(plan, stages))
 
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
@@ -149,11 +149,14 @@ _CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False
 def plan(ctx: Context, paths, out_file, fmt, detailed_exitcode, target, exclude, selector, sandbox, config_file) -> int:
     """Read live state, diff it against the manifests, print the plan. Never writes to an API."""
     from reconciler.config import load_settings
+    from reconciler.journal import Journal
     from reconciler.live import read_live_state
     from reconciler.manifests import load_manifests
     from reconciler.plan import Targeting, build_plan, select
     from reconciler.planfile import save_plan
+    from reconciler.recovery import in_doubt_view
     from reconciler.session import open_session
+    from reconciler.stages import build_stages
 
     t_start = time.perf_counter()
     paths = paths or DEFAULT_PATHS
@@ -165,11 +168,22 @@ def plan(ctx: Context, paths, out_file, fmt, detailed_exitcode, target, exclude,
                  f"{' from the in-process sandbox' if sandbox else ''}…")
     t_live = time.perf_counter()
     with open_session(settings, sandbox=sandbox) as session:
+        with session.workspace(tuple(paths)) as ws:
+            journal = Journal.open_readonly(ws.journal_path)
+            in_doubt = in_doubt_view(journal)
+            if journal is not None:
+                journal.close()
+        if in_doubt.busy:  # every plan keeps writes in doubt out until apply has resolved them
+            targeting = Targeting(targeting.targets, targeting.excludes + in_doubt.busy_addresses, targeting.selectors)
+            regs, instrs = select(manifests, targeting)
+            ctx.out.error(f"Warning: {len(in_doubt.busy)} resource(s) have writes in doubt from an earlier apply "
+                          "(see `reconciler journal`); they are left out of this plan until apply resolves them.")
         live = read_live_state(session.vendors, regs, instrs, settings)
+        endpoints = session.endpoints
     t_diff = time.perf_counter()
     result = build_plan(manifests, live, targeting=targeting, batch_size=settings.batch_size, ignore=settings.ignore)
     t_render = time.perf_counter()
-    _emit_plan(ctx, result, fmt)
+    _emit_plan(ctx, result, fmt, build_stages(result, in_doubt, parallelism=settings.parallelism))
     if os.environ.get("RECONCILER_STATS"):
         import resource
 
@@ -181,9 +195,13 @@ def plan(ctx: Context, paths, out_file, fmt, detailed_exitcode, target, exclude,
                      f"deepdiff calls {deepdiff_calls()}; peak RSS of this process {rss:.0f} MiB")
     if out_file:
         plan_id = save_plan(out_file, result, manifests, tuple(paths), batch_size=settings.batch_size,
-                            expiry_hours=settings.plan_expiry_hours)
+                            expiry_hours=settings.plan_expiry_hours, endpoints=endpoints,
+                            targeting={"targets": list(target), "excludes": list(exclude),
+                                       "selectors": [list(kv) for kv in _selectors(selector)]})
         ctx.out.info(f"Saved the plan to {out_file} (id {plan_id}, valid {settings.plan_expiry_hours:g} h). "
                      f"Apply exactly this plan with: reconciler apply {out_file}")
+    if in_doubt.busy and detailed_exitcode:
+        return 2  # not "no changes": what is in doubt was not checked
     return 2 if detailed_exitcode and result.has_changes else 0
 
 
@@ -207,7 +225,10 @@ def _saved_plan_arg(args: tuple[str, ...]):
 @click.option("--max-changes", type=click.IntRange(0), help="Refuse plans with more changes than this.")
 @click.option("--poll-timeout", type=click.FloatRange(0), help="Seconds to wait for an Orion batch [env RECONCILER_POLL_TIMEOUT].")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the JSON apply report here.")
-@click.option("--break-lock", is_flag=True, help="Break a stale workspace lock left by a killed apply.")
+@click.option("--break-lock", is_flag=True, help="Kept for old scripts: the lock is released by the kernel when its "
+              "holder dies, and a live holder is never broken.")
+@click.option("--lock-timeout", type=click.FloatRange(0), default=0, show_default=True,
+              help="Seconds to wait for another apply of this workspace to finish.")
 @click.option("--on-stale", type=click.Choice(["fail", "replan"]), default="fail", show_default=True,
               help="A stale saved plan: refuse (fail), or say why and plan afresh from its manifests (replan).")
 @click.option("--target", multiple=True, help="When planning: only these addresses (globs).")
@@ -217,7 +238,7 @@ def _saved_plan_arg(args: tuple[str, ...]):
 @_CONFIG
 @click.pass_obj
 def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeout, report_file, break_lock,
-          on_stale, target, exclude, selector, sandbox, config_file) -> int:
+          lock_timeout, on_stale, target, exclude, selector, sandbox, config_file) -> int:
     """Apply a saved plan (FILE), or plan PATHs and apply after confirmation."""
     from reconciler.config import load_settings
     from reconciler.manifests import load_manifests
@@ -229,9 +250,9 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
     manifests = load_manifests(paths)
     settings = load_settings(paths, config_file=config_file).with_overrides(
         parallelism=parallelism, poll_timeout=poll_timeout)
-    request = ApplyRequest(saved, Targeting(tuple(target), tuple(exclude), _selectors(selector)), auto_approve,
-                           max_changes, on_stale, report_file, break_lock, sandbox,
-                           "reconciler apply " + " ".join(args))
+    request = ApplyRequest(saved, Targeting(tuple(target), tuple(exclude), _selectors(selector)), tuple(paths),
+                           auto_approve, max_changes, on_stale, report_file, break_lock, sandbox,
+                           "reconciler apply " + " ".join(args), lock_timeout)
     return run_apply(request, manifests, settings, ctx.out)
 
 
@@ -447,6 +468,84 @@ def github_drift_issue(ctx: Context, report, exit_code) -> int:
         ctx.out.info(sync_drift_issue(client, Path(report).read_text(encoding="utf-8"), exit_code == 2))
     finally:
         client.close()
+    return 0
+
+
+def _journal_for(paths: tuple[str, ...], config_file: str | None):
+    from reconciler.config import load_settings, require_safe_url
+    from reconciler.journal import Journal
+    from reconciler.workspace import workspace_for
+
+    paths = paths or DEFAULT_PATHS
+    settings = load_settings(paths, config_file=config_file)
+    ws = workspace_for(settings.workspace, paths, require_safe_url(settings.orion.base_url, "ORION_BASE_URL"),
+                       require_safe_url(settings.sei.base_url, "SEI_BASE_URL"))
+    return ws, (Journal(ws.journal_path) if ws.journal_path.exists() else None)
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+@click.option("--path", "paths", multiple=True, help="Manifest paths the workspace is for [default: manifests].")
+@_CONFIG
+@click.pass_context
+def journal(click_ctx, as_json, paths, config_file) -> int:
+    """List the writes whose outcome is in doubt (the journal of this workspace)."""
+    if click_ctx.invoked_subcommand is not None:
+        return 0
+    import json
+
+    from reconciler.escaping import terminal
+
+    ctx: Context = click_ctx.obj
+    ws, j = _journal_for(tuple(paths), config_file)
+    entries = j.in_doubt() if j else []
+    if j:
+        j.close()
+    if as_json:
+        ctx.out.result(json.dumps([{"kind": e.kind, "key": e.key, "addresses": list(e.addresses), "state": e.state,
+                                    "since": e.since, "detail": e.detail} for e in entries], indent=2))
+        return 0
+    if not entries:
+        ctx.out.result(f"Nothing in doubt in the workspace {terminal(ws.label)}.")
+        return 0
+    lines = [f"In doubt in the workspace {terminal(ws.label)}:"]
+    for e in entries:
+        lines.append(f"  {e.kind} {terminal(e.key)} ({e.state} since {e.since}): {terminal(', '.join(e.addresses), 300)}"
+                     + (f" — {terminal(e.detail, 300)}" if e.detail else ""))
+    lines.append("Apply resolves these from live state first. To decide one yourself: "
+                 "reconciler journal resolve KIND KEY --as applied|absent --reason TEXT")
+    ctx.out.result("\n".join(lines))
+    return 0
+
+
+@journal.command("resolve")
+@click.argument("kind", type=click.Choice(["batch", "ticket"]))
+@click.argument("key")
+@click.option("--as", "outcome", required=True, type=click.Choice(["applied", "absent"]),
+              help="What you established: the write took effect (applied), or it did not (absent).")
+@click.option("--reason", required=True, help="Why: recorded in the journal with who and when.")
+@click.option("--path", "paths", multiple=True, help="Manifest paths the workspace is for [default: manifests].")
+@_CONFIG
+@click.pass_obj
+def journal_resolve(ctx: Context, kind, key, outcome, reason, paths, config_file) -> int:
+    """Resolve one in-doubt write by hand, with a recorded reason."""
+    import getpass
+
+    from reconciler.errors import ReconcilerError
+
+    _, j = _journal_for(tuple(paths), config_file)
+    entries = {(e.kind, e.key) for e in j.in_doubt()} if j else set()
+    if (kind, key) not in entries:
+        if j:
+            j.close()
+        raise ReconcilerError(f"no {kind} {key} is in doubt in this workspace (see `reconciler journal`)")
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = "?"
+    j.resolve(kind, key, outcome, reason, who)
+    j.close()
+    ctx.out.info(f"resolved {kind} {key} as {outcome} ({reason}), recorded for {who}")
     return 0
 
 

@@ -121,9 +121,18 @@ class Settings:
     max_attempts: int = 5
     retry_after_cap: float = 120.0
     poll_timeout: float = 1800.0       # how long apply waits for one Orion batch
+    # How long after an ambiguous write the server may still commit it: read-backs spread over this
+    # window must all show a ticket absent before it may be sent again, and a lost batch must be
+    # missing from Orion's BatchProcessing list this long. None: the client's own write time-out
+    # (read + write time-outs), which a server holding a request past our time-out most often fits in.
+    settle_window: float | None = None
     plan_expiry_hours: float = 24.0
     ignore: tuple[IgnoreRule, ...] = ()
     workspace: Path = field(default_factory=lambda: Path(".reconciler"))
+
+    @property
+    def settle(self) -> float:
+        return self.settle_window if self.settle_window is not None else self.read_timeout + self.write_timeout
 
     def with_overrides(self, **kw: Any) -> "Settings":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
@@ -135,6 +144,7 @@ _FILE_KEYS = {
     "readWorkers": ("read_workers", int), "pollTimeout": ("poll_timeout", float),
     "planExpiryHours": ("plan_expiry_hours", float), "maxAttempts": ("max_attempts", int),
     "retryAfterCap": ("retry_after_cap", float), "requestDeadline": ("request_deadline", float),
+    "settleWindow": ("settle_window", float),
 }
 _TIMEOUT_KEYS = {"connect": "connect_timeout", "read": "read_timeout", "write": "write_timeout",
                  "pool": "pool_timeout"}
@@ -144,6 +154,9 @@ _ENV_KEYS = {
     "RECONCILER_PLAN_EXPIRY_HOURS": ("plan_expiry_hours", float),
     "RECONCILER_MAX_ATTEMPTS": ("max_attempts", int), "RECONCILER_REQUEST_DEADLINE": ("request_deadline", float),
     "RECONCILER_RETRY_AFTER_CAP": ("retry_after_cap", float),
+    "RECONCILER_SETTLE_WINDOW": ("settle_window", float),
+    "RECONCILER_READ_TIMEOUT": ("read_timeout", float), "RECONCILER_WRITE_TIMEOUT": ("write_timeout", float),
+    "RECONCILER_CONNECT_TIMEOUT": ("connect_timeout", float),
 }
 _SECRET_WORDS = ("token", "password", "secret", "key", "credential")
 
@@ -196,6 +209,9 @@ def check_settings(s: Settings) -> None:
         raise ConfigError(f"readChunk {s.read_chunk} must be between 1 and {ORION_READ_CHUNK}")
     if s.parallelism < 1 or s.read_workers < 1:
         raise ConfigError("parallelism and readWorkers must be at least 1")
+    if s.settle <= s.read_timeout:
+        raise ConfigError(f"settleWindow {s.settle:g} s must be longer than the read time-out ({s.read_timeout:g} s): "
+                          "a server may commit a write up to that long after the client gave up on it")
 
 
 def require_safe_url(url: str, what: str) -> str:

@@ -14,6 +14,9 @@
     ├── PlanBlockedError                 apply refuses: conflicts, --max-changes, no approval
     └── LockError                        another apply holds the workspace lock
 
+A write's outcome is *refused* only when `ApiError.refused` is set by the HTTP layer (the request
+never left, or the server said no before acting); every other failure of a write is in doubt.
+
 Messages say what failed, where, and what to try next. Nothing here may carry a secret:
 vendor bodies are quoted only up to BODY_EXCERPT_LIMIT, after redaction by the caller.
 This module imports nothing of ours, so every layer can raise these.
@@ -94,6 +97,7 @@ class ApiError(ReconcilerError):
         tracking_id: str | None = None,
         body_excerpt: str = "",
         transient: bool = False,
+        refused: bool = False,
     ):
         self.method = method
         self.path = path
@@ -101,6 +105,9 @@ class ApiError(ReconcilerError):
         self.tracking_id = tracking_id
         self.body_excerpt = body_excerpt[:BODY_EXCERPT_LIMIT]
         self.transient = transient
+        # True only where the server surely did not act on a write (it never left, or was refused
+        # before being read): the one case in which a write may be called *refused*.
+        self.refused = refused
         where = f"{method} {path}".strip()
         parts = [f"{where}: {message}" if where else message]
         if status is not None:

@@ -7,11 +7,13 @@ The JSON Schemas in schemas/ list the same fields; tests/test_schemas.py keeps t
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any
 
 __all__ = [
     "ASSIGNED",
+    "BATCH_LIST_SKEW_SECONDS",
     "COUNTED_SLEEVE_TYPES",
     "INSTRUCTION_FIELDS",
     "NUMERIC_TOLERANCE",
@@ -28,6 +30,7 @@ __all__ = [
     "SLEEVE_TYPES",
     "TARGET_BALANCE_TYPES",
     "normalise_value",
+    "parse_vendor_time",
     "sleeve_model_id",
 ]
 
@@ -92,6 +95,10 @@ SLEEVE_DEFAULTS = {"subAdvisorId": None, "managementStyleId": None, "corporateAc
                    "contributionAllocation": 0, "distributionAllocation": 0}
 
 ORION_BATCH_LIMIT = 100   # more than 100 items is a 400 [assumed]; the seed recommends 50–100
+# The BatchProcessing list is asked for batches created from this long before our POST was
+# journaled, so a server clock a little behind ours still lists it [assumed: the filter is inclusive
+# and a just-accepted batch is listed at once].
+BATCH_LIST_SKEW_SECONDS = 120.0
 ORION_READ_CHUNK = 500    # ids per ListWithAccountSleeves call [assumed]
 SEI_PAGE_LIMIT = 1000     # largest `limit` SEI accepts [assumed]
 
@@ -124,3 +131,17 @@ def sleeve_model_id(sleeve: dict) -> Any:
     if model_id is None and isinstance(sleeve.get("model"), dict):
         model_id = sleeve["model"].get("id")
     return model_id
+
+
+def parse_vendor_time(value: Any) -> float | None:
+    """A vendor timestamp as epoch seconds. Dates without an offset are read as UTC [assumed: API.md
+    says SEI's dates carry no time zone; Orion's examples carry one]. None if unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.timestamp()

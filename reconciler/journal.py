@@ -1,13 +1,31 @@
-"""The write-ahead journal and the workspace lock (embedded default: SQLite under .reconciler/).
+"""The write-ahead journal: the authority on every write whose outcome is in doubt (SQLite by default).
 
-Every submission is written down *before* it is sent and again when its answer (a batch id, a ticket
-answer, or "unknown") comes back. Each entry is its own committed transaction with synchronous=FULL,
-so it is on disk before the request leaves; a process killed at any point leaves a journal that says
-exactly which batches may be in flight. A rerun resumes tracking those batches by id and never
-resubmits them; tickets whose answer never came are read back from SEI by the re-plan.
+Every submission is written down *before* it is sent and again when its answer comes back. Each
+entry is its own committed transaction with synchronous=FULL, so it is on disk before the request
+leaves: a process killed at any point leaves a journal that says exactly which writes may have
+reached a vendor. Nothing is sent again while the journal says its earlier send is unresolved.
 
-One apply at a time per workspace: a lock file names its holder (pid, host, start, command). A lock
-whose holder is gone is stale; it is broken only when asked (`--break-lock`).
+Orion batches (one row each):
+
+    submitting ──► submitted ──► ended            the normal path; `submitted` carries the batch id
+        │              └──────► timed-out        id known, not ended when the poll timeout passed
+        ├──► refused                              the server surely did not act
+        └──► in-doubt ──► resolved                no id: the answer was lost; resolved by evidence
+                                                  (BatchProcessing list, edits after it, poll timeout)
+                                                  or by an operator (`reconciler journal resolve`)
+
+Open (still tracked, its registrations kept out of plans): submitting, submitted, in-doubt, timed-out.
+
+SEI tickets (an event log per tradeTicketId; the last event decides):
+
+    sending ──► sent                 stored (answer read)
+       ├──────► refused              not stored: may be sent again
+       ├──────► exists ──► confirmed / conflict       409, read back
+       └──────► in-doubt ──► confirmed / conflict / absent-settled / (still in-doubt)
+
+A ticket may be POSTed only when it has no events, or its last is `refused`, `absent-settled`
+(read-backs over a whole settle window all showed it absent) or an operator's `resolved-absent`.
+Files are created 0600 in a 0700 folder: the journal names accounts and tickets.
 """
 
 from __future__ import annotations
@@ -18,29 +36,42 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from reconciler.errors import LockError
+__all__ = ["BatchEntry", "InDoubt", "Journal", "TicketEntry", "BatchState", "TicketEvent"]
 
-__all__ = ["BatchEntry", "Journal", "WorkspaceLock"]
-
+_SCHEMA_VERSION = 2
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS runs (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, plan_id TEXT, started TEXT, finished TEXT, status TEXT, pid INTEGER, host TEXT);
+  id INTEGER PRIMARY KEY AUTOINCREMENT, plan_id TEXT, started TEXT, finished TEXT, status TEXT, pid INTEGER,
+  host TEXT, detail TEXT);
 CREATE TABLE IF NOT EXISTS batches (
   local_id TEXT PRIMARY KEY, run_id INTEGER, addresses TEXT, registration_ids TEXT, state TEXT,
-  batch_id INTEGER, submitted_at TEXT, updated_at TEXT, detail TEXT);
+  batch_id INTEGER, submitted_at TEXT, submitted_epoch REAL, updated_at TEXT, detail TEXT);
 CREATE TABLE IF NOT EXISTS tickets (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER, ticket_id INTEGER, address TEXT, state TEXT,
-  updated_at TEXT, detail TEXT);
+  id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER, ticket_id INTEGER, address TEXT, event TEXT,
+  at TEXT, at_epoch REAL, detail TEXT);
 CREATE INDEX IF NOT EXISTS tickets_by_id ON tickets(ticket_id);
+CREATE TABLE IF NOT EXISTS resolutions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, key TEXT, outcome TEXT, reason TEXT, who TEXT, at TEXT);
 """
 
-# Batch states. Only SUBMITTED and TIMED_OUT have a batch id whose outcome is still open.
-SUBMITTING, SUBMITTED, TIMED_OUT, ENDED, UNKNOWN, REFUSED = "submitting", "submitted", "timed-out", "ended", "unknown", "refused"
-OPEN_STATES = (SUBMITTED, TIMED_OUT)
+
+class BatchState:
+    SUBMITTING, SUBMITTED, IN_DOUBT, TIMED_OUT = "submitting", "submitted", "in-doubt", "timed-out"
+    ENDED, REFUSED, RESOLVED = "ended", "refused", "resolved"
+    OPEN = (SUBMITTING, SUBMITTED, IN_DOUBT, TIMED_OUT)
+
+
+class TicketEvent:
+    SENDING, SENT, REFUSED, EXISTS, IN_DOUBT = "sending", "sent", "refused", "exists", "in-doubt"
+    CONFIRMED, CONFLICT, ABSENT_SETTLED = "confirmed", "conflict", "absent-settled"
+    RESOLVED_ABSENT, RESOLVED_APPLIED = "resolved-absent", "resolved-applied"
+    OPEN = (SENDING, IN_DOUBT, EXISTS)
+    SENDABLE = (REFUSED, ABSENT_SETTLED, RESOLVED_ABSENT)
 
 
 def _now() -> str:
@@ -55,18 +86,62 @@ class BatchEntry:
     registration_ids: tuple[int, ...]
     state: str
     batch_id: int | None
+    submitted_at: str
+    submitted_epoch: float
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class TicketEntry:
+    ticket_id: int
+    address: str
+    event: str             # the last event
+    last_send_at: str
+    last_send_epoch: float
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class InDoubt:
+    """One write whose outcome is not known, for `reconciler journal` and for plans."""
+
+    kind: str              # "batch" | "ticket"
+    key: str               # local batch id, or the tradeTicketId
+    addresses: tuple[str, ...]
+    state: str
+    since: str
     detail: str | None
 
 
 class Journal:
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, *, readonly: bool = False):
         self.path = path
         self._lock = threading.Lock()
+        if readonly:
+            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            os.close(os.open(str(path), os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # every commit is fsynced before we go on
         self._db.executescript(_SCHEMA)
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(_SCHEMA_VERSION),))
+        for suffix in ("-wal", "-shm"):
+            side = Path(str(path) + suffix)
+            if side.exists():
+                os.chmod(side, 0o600)
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> "Journal | None":
+        """For `plan`: the journal if one exists, never creating or locking anything."""
+        if not path.exists():
+            return None
+        try:
+            return cls(path, readonly=True)
+        except sqlite3.Error:
+            return None
 
     def close(self) -> None:
         with self._lock:
@@ -74,12 +149,16 @@ class Journal:
 
     def _write(self, sql: str, args: tuple) -> int:
         with self._lock:
-            cur = self._db.execute(sql, args)
-            return cur.lastrowid
+            return self._db.execute(sql, args).lastrowid
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.OperationalError as e:
+                if "no such table" in str(e):
+                    return []
+                raise
 
     # --- runs ---------------------------------------------------------------------------------------
 
@@ -87,103 +166,103 @@ class Journal:
         return self._write("INSERT INTO runs(plan_id, started, status, pid, host) VALUES (?,?,?,?,?)",
                            (plan_id, _now(), "running", os.getpid(), socket.gethostname()))
 
-    def finish_run(self, run_id: int, status: str) -> None:
-        self._write("UPDATE runs SET finished=?, status=? WHERE id=?", (_now(), status, run_id))
+    def finish_run(self, run_id: int, status: str, detail: str | None = None) -> None:
+        self._write("UPDATE runs SET finished=?, status=?, detail=? WHERE id=?", (_now(), status, detail, run_id))
+
+    def runs(self) -> list[tuple]:
+        return self._read("SELECT id, plan_id, started, finished, status, detail FROM runs ORDER BY id")
 
     # --- Orion batches ------------------------------------------------------------------------------
 
     def batch_submitting(self, run_id: int, local_id: str, addresses: tuple[str, ...], registration_ids: list[int]) -> None:
-        self._write("INSERT INTO batches(local_id, run_id, addresses, registration_ids, state, updated_at) VALUES (?,?,?,?,?,?)",
-                    (local_id, run_id, json.dumps(list(addresses)), json.dumps(registration_ids), SUBMITTING, _now()))
+        self._write("INSERT INTO batches(local_id, run_id, addresses, registration_ids, state, submitted_at, "
+                    "submitted_epoch, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (local_id, run_id, json.dumps(list(addresses)), json.dumps(list(registration_ids)),
+                     BatchState.SUBMITTING, _now(), time.time(), _now()))
 
     def batch_state(self, local_id: str, state: str, *, batch_id: int | None = None, detail: str | None = None) -> None:
         if batch_id is not None:
-            self._write("UPDATE batches SET state=?, batch_id=?, submitted_at=?, updated_at=?, detail=? WHERE local_id=?",
-                        (state, batch_id, _now(), _now(), detail, local_id))
+            self._write("UPDATE batches SET state=?, batch_id=?, updated_at=?, detail=? WHERE local_id=?",
+                        (state, batch_id, _now(), detail, local_id))
         else:
-            self._write("UPDATE batches SET state=?, updated_at=?, detail=? WHERE local_id=?", (state, _now(), detail, local_id))
+            self._write("UPDATE batches SET state=?, updated_at=?, detail=? WHERE local_id=?",
+                        (state, _now(), detail, local_id))
 
     def open_batches(self) -> list[BatchEntry]:
-        """Batches with a known id whose end was never seen: a rerun tracks these, never resubmits them."""
-        return self._batches(f"state IN ({','.join('?' * len(OPEN_STATES))})", OPEN_STATES)
+        """Batches whose end was never seen: tracked, never resubmitted; their registrations kept out."""
+        marks = ",".join("?" * len(BatchState.OPEN))
+        return self._batches(f"state IN ({marks})", BatchState.OPEN)
 
-    def unresolved_batches(self) -> list[BatchEntry]:
-        """Batches sent without an answer: no id to track; the re-plan reads their registrations' live state."""
-        return self._batches("state IN (?, ?)", (SUBMITTING, UNKNOWN))
+    def batch(self, local_id: str) -> BatchEntry | None:
+        found = self._batches("local_id = ?", (local_id,))
+        return found[0] if found else None
+
+    def known_batch_ids(self) -> set[int]:
+        return {r[0] for r in self._read("SELECT batch_id FROM batches WHERE batch_id IS NOT NULL")}
 
     def _batches(self, where: str, args: tuple) -> list[BatchEntry]:
-        rows = self._read(f"SELECT local_id, run_id, addresses, registration_ids, state, batch_id, detail FROM batches "
-                          f"WHERE {where} ORDER BY rowid", args)
-        return [BatchEntry(r[0], r[1], tuple(json.loads(r[2])), tuple(json.loads(r[3])), r[4], r[5], r[6]) for r in rows]
+        rows = self._read("SELECT local_id, run_id, addresses, registration_ids, state, batch_id, submitted_at, "
+                          f"submitted_epoch, detail FROM batches WHERE {where} ORDER BY rowid", args)
+        return [BatchEntry(r[0], r[1], tuple(json.loads(r[2])), tuple(json.loads(r[3])), r[4], r[5], r[6] or "",
+                           float(r[7] or 0), r[8]) for r in rows]
 
     # --- SEI tickets --------------------------------------------------------------------------------
 
-    def ticket(self, run_id: int, ticket_id: int, address: str, state: str, detail: str | None = None) -> None:
-        self._write("INSERT INTO tickets(run_id, ticket_id, address, state, updated_at, detail) VALUES (?,?,?,?,?,?)",
-                    (run_id, ticket_id, address, state, _now(), detail))
+    def ticket_event(self, run_id: int, ticket_id: int, address: str, event: str, detail: str | None = None) -> None:
+        self._write("INSERT INTO tickets(run_id, ticket_id, address, event, at, at_epoch, detail) VALUES (?,?,?,?,?,?,?)",
+                    (run_id, ticket_id, address, event, _now(), time.time(), detail))
 
     def ticket_history(self, ticket_id: int) -> list[tuple[str, str | None]]:
-        return [(r[0], r[1]) for r in self._read("SELECT state, detail FROM tickets WHERE ticket_id=? ORDER BY id", (ticket_id,))]
+        return [(r[0], r[1]) for r in self._read("SELECT event, detail FROM tickets WHERE ticket_id=? ORDER BY id",
+                                                 (ticket_id,))]
 
-    def unresolved_tickets(self) -> list[tuple[int, str]]:
-        """Tickets whose last entry is a send without an answer."""
-        rows = self._read("SELECT ticket_id, address, state FROM tickets t WHERE id = "
-                          "(SELECT MAX(id) FROM tickets WHERE ticket_id = t.ticket_id)")
-        return [(r[0], r[1]) for r in rows if r[2] in ("sending", "unknown")]
+    def ticket(self, ticket_id: int) -> TicketEntry | None:
+        found = self._tickets("WHERE ticket_id = ?", (ticket_id,))
+        return found[0] if found else None
 
+    def open_tickets(self) -> list[TicketEntry]:
+        return [t for t in self._tickets("", ()) if t.event in TicketEvent.OPEN]
 
-class WorkspaceLock:
-    """An exclusive lock file that names its holder."""
+    def _tickets(self, where: str, args: tuple) -> list[TicketEntry]:
+        rows = self._read(
+            "SELECT t.ticket_id, t.address, t.event, t.detail, "
+            "(SELECT at FROM tickets s WHERE s.ticket_id = t.ticket_id AND s.event = 'sending' ORDER BY id DESC LIMIT 1), "
+            "(SELECT at_epoch FROM tickets s WHERE s.ticket_id = t.ticket_id AND s.event = 'sending' ORDER BY id DESC LIMIT 1) "
+            f"FROM tickets t WHERE t.id = (SELECT MAX(id) FROM tickets WHERE ticket_id = t.ticket_id) "
+            f"{'AND ' + where.removeprefix('WHERE ') if where else ''} ORDER BY t.ticket_id", args)
+        return [TicketEntry(r[0], r[1], r[2], r[4] or "", float(r[5] or 0), r[3]) for r in rows]
 
-    def __init__(self, path: Path, command: str):
-        self.path = path
-        self.command = command
-        self.held = False
-
-    def holder(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
+    def why_not_send(self, ticket_id: int) -> str | None:
+        """None if the journal allows a POST of this ticket now; else why not (the guard of every send)."""
+        t = self.ticket(ticket_id)
+        if t is None or t.event in TicketEvent.SENDABLE:
             return None
+        if t.event in TicketEvent.OPEN:
+            return (f"the journal holds an earlier send of ticket {ticket_id} (at {t.last_send_at}) whose outcome "
+                    "is in doubt; it is read back, never sent again blindly")
+        return f"the journal records ticket {ticket_id} as {t.event} at SEI; it is never sent twice"
 
-    def acquire(self, *, break_lock: bool = False) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if break_lock and self.path.exists():
-            self.path.unlink(missing_ok=True)
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(), "command": self.command}
-        try:
-            fd = os.open(str(self.path), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            h = self.holder() or {}
-            stale = h.get("host") == socket.gethostname() and not _alive(h.get("pid"))
-            raise LockError(
-                f"the workspace is locked by pid {h.get('pid')} on {h.get('host')} since {h.get('started')} "
-                f"({h.get('command', '?')})"
-                + ("; that process is no longer running, so the lock is stale: rerun with --break-lock"
-                   if stale else "; wait for it to finish (if it is gone, rerun with --break-lock)")) from None
-        with os.fdopen(fd, "w") as f:
-            json.dump(info, f)
-            f.flush()
-            os.fsync(f.fileno())
-        self.held = True
+    # --- what is in doubt, and operators' resolutions -----------------------------------------------
 
-    def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
+    def in_doubt(self) -> list[InDoubt]:
+        out = [InDoubt("batch", b.local_id, b.addresses, b.state, b.submitted_at,
+                       (f"batch {b.batch_id}; " if b.batch_id else "") + (b.detail or ""))
+               for b in self.open_batches()]
+        out += [InDoubt("ticket", str(t.ticket_id), (t.address,), t.event, t.last_send_at, t.detail)
+                for t in self.open_tickets()]
+        return out
 
-    def __enter__(self) -> "WorkspaceLock":
-        return self
+    def resolve(self, kind: str, key: str, outcome: str, reason: str, who: str) -> None:
+        """An operator's decision on one in-doubt write, recorded with who, when and why."""
+        self._write("INSERT INTO resolutions(kind, key, outcome, reason, who, at) VALUES (?,?,?,?,?,?)",
+                    (kind, key, outcome, reason, who, _now()))
+        detail = f"resolved by {who}: {outcome}: {reason}"
+        if kind == "batch":
+            self.batch_state(key, BatchState.RESOLVED, detail=detail)
+        else:
+            t = self.ticket(int(key))
+            event = TicketEvent.RESOLVED_ABSENT if outcome == "absent" else TicketEvent.RESOLVED_APPLIED
+            self.ticket_event(0, int(key), t.address if t else "", event, detail)
 
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, TypeError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    def resolutions(self) -> list[tuple]:
+        return self._read("SELECT kind, key, outcome, reason, who, at FROM resolutions ORDER BY id")

@@ -1,8 +1,9 @@
 """Saved plans: everything apply needs, written atomically with mode 0600, known by their content.
 
 A saved plan holds the plan document with payloads, a fingerprint of each touched resource's live
-state, the manifests' digest, the tool version and an expiry. It never holds credentials: those
-stay in the environment. Its id is the SHA-256 of its bytes, so renaming a file changes nothing.
+state, the manifests' digest, the tool version, an expiry, the vendor endpoints it was made against
+(never their credentials or userinfo) and the targeting it was made with, so `apply FILE` can
+recompute it and treat the file as a receipt (receipt.py). Its id is the SHA-256 of its bytes.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reconciler import __version__
 from reconciler.errors import PlanFileError
+from reconciler.files import write_private
 from reconciler.model import ManifestSet, Plan
 from reconciler.render.document import FORMAT_VERSION, plan_from_document, plan_to_document
 
@@ -37,13 +37,16 @@ class SavedPlan:
     tool_version: str
     batch_size: int
     document: dict[str, Any]
+    endpoints: dict[str, str]
+    targeting: dict[str, list]
 
     def expired(self, now: dt.datetime | None = None) -> bool:
         return (now or dt.datetime.now(dt.timezone.utc)) >= self.expires_at
 
 
 def save_plan(path: str | Path, plan: Plan, manifests: ManifestSet, paths: tuple[str, ...], *,
-              batch_size: int, expiry_hours: float, now: dt.datetime | None = None) -> str:
+              batch_size: int, expiry_hours: float, endpoints: dict[str, str],
+              targeting: dict[str, list] | None = None, now: dt.datetime | None = None) -> str:
     """Write the plan; returns its id."""
     now = now or dt.datetime.now(dt.timezone.utc)
     doc = plan_to_document(plan, include_payloads=True)
@@ -54,21 +57,11 @@ def save_plan(path: str | Path, plan: Plan, manifests: ManifestSet, paths: tuple
         "manifests_digest": manifests.digest,
         "paths": list(paths),
         "batch_size": batch_size,
+        "endpoints": dict(endpoints),
+        "targeting": targeting or {"targets": [], "excludes": [], "selectors": []},
     }
-    data = (json.dumps(doc, indent=1, default=str) + "\n").encode()  # keeps the plan's field order
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=str(target.parent), prefix=f".{target.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = (json.dumps(doc, indent=1, default=str, allow_nan=False) + "\n").encode()  # keeps field order
+    write_private(path, data)
     return hashlib.sha256(data).hexdigest()[:16]
 
 
@@ -98,6 +91,8 @@ def load_plan(path: str | Path) -> SavedPlan:
             created_at=dt.datetime.fromisoformat(saved["created_at"]),
             expires_at=dt.datetime.fromisoformat(saved["expires_at"]),
             manifests_digest=saved["manifests_digest"], paths=tuple(saved["paths"]),
-            tool_version=doc.get("tool_version", "?"), batch_size=int(saved["batch_size"]), document=doc)
+            tool_version=doc.get("tool_version", "?"), batch_size=int(saved["batch_size"]), document=doc,
+            endpoints={k: str(v) for k, v in (saved.get("endpoints") or {}).items()},
+            targeting={k: list(v) for k, v in (saved.get("targeting") or {}).items()})
     except (KeyError, ValueError, TypeError) as e:
         raise PlanFileError(f"{path}: the saved plan is damaged ({type(e).__name__}: {e})") from None

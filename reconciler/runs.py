@@ -1,9 +1,12 @@
-"""One `apply` run from start to finish: lock, journal, recovery, the plan to apply, approval, Ctrl-C, report.
+"""One `apply` run from start to finish: lock, journal, recovery, the plan to apply, approval, signals, report.
 
 The CLI parses arguments and hands over its Output (console.Output: info, error, result, confirm,
 progress); this module decides and orders. Nothing is written before every refusal has had its say:
-a stale saved plan, conflicts, --max-changes and a missing approval all stop the run before the
-first submission.
+an unwritable report path, a saved plan for other endpoints, a stale or edited saved plan, conflicts,
+--max-changes and a missing approval all stop the run before the first submission.
+
+SIGINT and SIGTERM (what CI sends on cancel) both drain: no new submissions, those in flight finish
+and are journaled. A second one exits at once; the journal is consistent and the kernel frees the lock.
 """
 
 from __future__ import annotations
@@ -13,19 +16,22 @@ import os
 import signal
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
-from reconciler.apply import Applier, ApplyResult, stale_reasons
 from reconciler.config import Settings
 from reconciler.errors import PlanBlockedError, PlanFileError
-from reconciler.journal import Journal, WorkspaceLock
+from reconciler.evaluator import ApplyResult, Evaluator
+from reconciler.files import check_writable, write_private
+from reconciler.journal import Journal
 from reconciler.live import read_live_state
+from reconciler.lock import WorkspaceLock
 from reconciler.model import ManifestSet, Plan
 from reconciler.plan import Targeting, build_plan, select
 from reconciler.planfile import SavedPlan
+from reconciler.receipt import endpoint_problems, receipt_problems, stale_reasons
 from reconciler.render import render_plan_text
 from reconciler.render.apply_report import apply_report, render_apply_text
 from reconciler.session import open_session
+from reconciler.stages import Recover, build_stages
 
 __all__ = ["ApplyRequest", "run_apply"]
 
@@ -34,6 +40,7 @@ __all__ = ["ApplyRequest", "run_apply"]
 class ApplyRequest:
     saved: SavedPlan | None
     targeting: Targeting
+    paths: tuple[str, ...] = ("manifests",)
     auto_approve: bool = False
     max_changes: int | None = None
     on_stale: str = "fail"            # or "replan"
@@ -41,71 +48,107 @@ class ApplyRequest:
     break_lock: bool = False
     sandbox: bool = False
     command: str = "reconciler apply"
+    lock_timeout: float = 0.0
 
 
 def run_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings, out) -> int:
     if not request.saved and not request.auto_approve and not out.interactive:
         raise PlanBlockedError("no terminal to confirm on: pass --auto-approve, or apply a reviewed saved plan "
                                "(reconciler plan --out FILE, then reconciler apply FILE)")
+    if request.report_file:
+        check_writable(request.report_file, "apply report")
     stop = threading.Event()
-    lock = WorkspaceLock(settings.workspace / "lock", request.command)
     with open_session(settings, sandbox=request.sandbox) as session:
-        lock.acquire(break_lock=request.break_lock)
-        journal = Journal(settings.workspace / "journal.db")
-        try:
-            # recovery is rare and its batches may take long: plain lines say what it is waiting for
-            applier = Applier(session.vendors, journal, settings, manifests, stop=stop,
-                              progress=lambda kind, text: out.info(f"recovering: {text}"))
-            notes, busy = applier.recover()
-            for n in notes:
-                out.info(f"recovered: {n}")
-            plan, plan_id, reviewed = _plan_to_apply(request, manifests, settings, session.vendors, busy, out)
-            _refuse_if_blocked(plan, request.max_changes)
-            if not plan.submissions:
-                out.info("No changes to apply.")
-                return 0
-            n_changes = len(plan.actionable())
-            if not reviewed and not request.auto_approve and not out.confirm(
-                    f"Apply {len(plan.submissions)} submissions ({n_changes} changes)?"):
-                raise PlanBlockedError("not approved; nothing was written")
-            result = _apply_with_ctrl_c(applier, journal, plan, plan_id, stop, out)
-            result.recovered = notes
-            out.result(render_apply_text(result))
-            if request.report_file:
-                report = apply_report(result, plan_id=plan_id, manifests_digest=manifests.digest)
-                Path(request.report_file).write_text(json.dumps(report, indent=2))
-                out.info(f"Apply report written to {request.report_file}.")
-            return result.exit_code
-        finally:
-            journal.close()
-            lock.release()
+        if request.saved is not None:
+            wrong = endpoint_problems(request.saved.endpoints, session.endpoints)
+            if wrong:
+                raise PlanFileError("the saved plan is for other endpoints, so nothing was written:\n"
+                                    + "\n".join(f"  {w}" for w in wrong) + "\nMake a plan against these endpoints.")
+        with session.workspace(request.paths) as ws, _signals(stop, out):
+            lock = WorkspaceLock(ws.lock_path, request.command)
+            if request.break_lock:
+                out.info("--break-lock: the workspace lock is held by the kernel for its holder's lifetime; a live "
+                         "holder is never broken, and a dead one has already released it")
+            lock.acquire(timeout=request.lock_timeout)
+            journal = Journal(ws.journal_path)
+            try:
+                return _run_locked(request, manifests, session, journal, stop, out)
+            finally:
+                journal.close()
+                lock.release()
 
 
-def _plan_to_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings, vendors, busy: set[str],
+def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal: Journal, stop: threading.Event,
+                out) -> int:
+    settings = session.settings
+    evaluator = Evaluator(session.vendors, journal, settings, manifests, stop=stop,
+                          progress=lambda kind, text: out.info(f"recovering: {text}"))
+    recovered = evaluator.recover()
+    for note in recovered.notes:
+        out.info(f"recovered: {note}")
+    for address, why in recovered.busy:
+        out.info(f"in doubt: {address}: {why}")
+    plan, plan_id, reviewed = _plan_to_apply(request, manifests, settings, session.vendors, recovered, out)
+    _refuse_if_blocked(plan, request.max_changes)
+    stages = build_stages(plan, recovered, parallelism=settings.parallelism)
+    if not plan.submissions and not recovered.busy:
+        out.info("No changes to apply.")
+        return 0
+    if not reviewed:
+        out.result(render_plan_text(plan, stages))
+        if not request.auto_approve and not out.confirm(
+                f"Apply {len(plan.submissions)} submissions ({len(plan.actionable())} changes)?"):
+            raise PlanBlockedError("not approved; nothing was written")
+    run_id = journal.begin_run(plan_id)
+    total = sum(len(s.items) for s in plan.submissions) + len(recovered.busy)
+    with out.progress("apply", total) as bar:
+        evaluator.progress = lambda kind, text: bar.advance(status=text) if kind == "item" else bar.note(text)
+        result = evaluator.run(stages, run_id)
+    journal.finish_run(run_id, "converged" if result.exit_code == 0 else "incomplete", result.error)
+    out.result(render_apply_text(result))
+    if request.report_file:
+        report = apply_report(result, plan_id=plan_id, manifests_digest=manifests.digest,
+                              endpoints=session.endpoints)
+        write_private(request.report_file, json.dumps(report, indent=2, allow_nan=False) + "\n")
+        out.info(f"Apply report written to {request.report_file}.")
+    if result.error:
+        out.error(f"Error: apply stopped early ({result.error}); every item is listed above with what is known of it")
+    return result.exit_code
+
+
+def _plan_to_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings, vendors, recovered: Recover,
                    out) -> tuple[Plan, str, bool]:
-    """(the plan, its id, whether a human already reviewed it): the saved plan if still fresh, else a new one."""
+    """(the plan to run, its id, whether a human reviewed exactly it). A saved plan is a receipt:
+    the plan is computed afresh and must send what the receipt shows."""
+    busy = recovered.busy_addresses
     saved = request.saved
     if saved is not None:
+        t = saved.targeting
+        targeting = Targeting(tuple(t.get("targets", ())), tuple(t.get("excludes", ())) + busy,
+                              tuple(tuple(kv) for kv in t.get("selectors", ())))
+        regs, instrs = select(manifests, targeting)
+        live = read_live_state(vendors, regs, instrs, settings)
+        fresh = build_plan(manifests, live, targeting=targeting, batch_size=saved.batch_size, ignore=settings.ignore)
         touched = {c.address for c in saved.plan.changes}
-        live = read_live_state(vendors, [r for r in manifests.registrations if r.address in touched],
-                               [i for i in manifests.instructions if i.address in touched], settings)
         reasons = stale_reasons(saved.plan, live, expected_digest=saved.manifests_digest, digest=manifests.digest,
                                 expired=saved.expired(), expires_at=saved.expires_at)
-        reasons += [f"{a}: a batch from an earlier run is still processing it" for a in sorted(busy) if a in touched]
+        reasons += [f"{a}: a write from an earlier run is still in doubt" for a in busy if a in touched]
         if not reasons:
-            return saved.plan, saved.plan_id, True
+            reasons += receipt_problems(saved.plan, fresh)
+        if not reasons:
+            return fresh, saved.plan_id, True
         listed = "\n".join(f"  {r}" for r in reasons)
         if request.on_stale != "replan":
             raise PlanFileError(f"the saved plan is stale, so nothing was written:\n{listed}\nMake a new plan and review it.")
         out.info(f"The saved plan is stale, so it is not applied; planning afresh (--on-stale replan):\n{listed}")
         if not request.auto_approve and not out.interactive:
             raise PlanBlockedError("a fresh plan needs approval: pass --auto-approve, or run on a terminal")
+        return fresh, "inline-" + manifests.digest[:12], False
     t = request.targeting
-    targeting = Targeting(t.targets, t.excludes + tuple(sorted(busy)), t.selectors)
+    targeting = Targeting(t.targets, t.excludes + busy, t.selectors)
     regs, instrs = select(manifests, targeting)
     live = read_live_state(vendors, regs, instrs, settings)
     plan = build_plan(manifests, live, targeting=targeting, batch_size=settings.batch_size, ignore=settings.ignore)
-    out.result(render_plan_text(plan))
     return plan, "inline-" + manifests.digest[:12], False
 
 
@@ -120,26 +163,26 @@ def _refuse_if_blocked(plan: Plan, max_changes: int | None) -> None:
                                "nothing was written")
 
 
-def _apply_with_ctrl_c(applier: Applier, journal: Journal, plan: Plan, plan_id: str, stop: threading.Event,
-                       out) -> ApplyResult:
-    """First Ctrl-C: no new submissions, those in flight finish. Second: exit now (the journal is committed)."""
+class _signals:
+    """First SIGINT or SIGTERM: no new submissions, drain those in flight. Second: exit now."""
 
-    def on_sigint(signum, frame):
-        if stop.is_set():
-            out.error("Second Ctrl-C: exiting now. The journal is consistent; rerun apply to resume.")
-            os._exit(130)
-        stop.set()
-        out.error("Ctrl-C: no new submissions; waiting for those in flight (Ctrl-C again to exit now).")
+    def __init__(self, stop: threading.Event, out):
+        self.stop, self.out, self.previous = stop, out, {}
 
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
-    run_id = journal.begin_run(plan_id)
-    try:
-        with out.progress("apply", sum(len(s.items) for s in plan.submissions)) as bar:
-            applier.progress = lambda kind, text: bar.advance(status=text) if kind == "item" else bar.note(text)
-            result = applier.apply(plan, run_id)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    journal.finish_run(run_id, "converged" if result.exit_code == 0 else "incomplete")
-    return result
+    def _handle(self, signum, frame) -> None:
+        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        if self.stop.is_set():
+            self.out.error(f"Second {name}: exiting now. The journal is consistent; rerun apply to resume.")
+            os._exit(128 + signum)
+        self.stop.set()
+        self.out.error(f"{name}: no new submissions; waiting for those in flight ({name} again to exit now).")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

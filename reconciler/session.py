@@ -7,12 +7,13 @@ used (nor sent anywhere) in that mode.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Iterator
 
 from reconciler.config import OrionSettings, SeiSettings, Secret, Settings
 from reconciler.providers import Vendors, open_vendors
+from reconciler.workspace import endpoint_label, sandbox_workspace, workspace_for
 
 __all__ = ["Session", "open_session"]
 
@@ -25,6 +26,20 @@ class Session:
     vendors: Vendors
     settings: Settings
     sandbox: object | None = None
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """What saved plans record and receipts compare: base URLs without userinfo, or 'sandbox'."""
+        if self.sandbox is not None:
+            return {"orion": "sandbox", "sei": "sandbox"}
+        return {"orion": endpoint_label(self.settings.orion.base_url), "sei": endpoint_label(self.settings.sei.base_url)}
+
+    def workspace(self, paths: tuple[str, ...]):
+        """The journal and lock for these manifests and endpoints (a throwaway one for the sandbox)."""
+        if self.sandbox is not None:
+            return sandbox_workspace()
+        return nullcontext(workspace_for(self.settings.workspace, paths, self.settings.orion.base_url,
+                                         self.settings.sei.base_url))
 
 
 @contextmanager

@@ -102,8 +102,15 @@ def vendors(sandbox):
 
 
 def sandbox_env(sb) -> dict[str, str]:
-    """Environment for a CLI run against `sb`."""
-    return {**sb.env(), "RECONCILER_MAX_ATTEMPTS": "4"}
+    """Environment for a CLI run against `sb`: quick retries, a 2 s read time-out, a 3 s settle window."""
+    return {**sb.env(), "RECONCILER_MAX_ATTEMPTS": "4", "RECONCILER_READ_TIMEOUT": "2",
+            "RECONCILER_SETTLE_WINDOW": "3"}
+
+
+def journal_file(workspace: Path) -> Path:
+    """The journal under a RECONCILER_WORKSPACE folder (one sub-folder per workspace key)."""
+    found = sorted(workspace.glob("*/journal.db"))
+    return found[0] if found else workspace / "none" / "journal.db"
 
 
 @pytest.fixture

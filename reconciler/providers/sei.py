@@ -16,9 +16,10 @@ from typing import Any, Iterator
 import httpx
 
 from reconciler.config import SeiSettings
-from reconciler.errors import ApiError, ConfigError
+from reconciler.errors import ApiAuthError, ApiError, ConfigError
 from reconciler.fields import SEI_PAGE_LIMIT
-from reconciler.providers._http import HttpPolicy, PauseGate, Redactor, VendorHttp
+from reconciler.providers._answers import expect_int, expect_object, expect_objects
+from reconciler.providers._http import HttpPolicy, PauseGate, Redactor, VendorHttp, ambiguous_answer
 
 __all__ = ["SeiClient"]
 
@@ -26,6 +27,10 @@ TICKETS = "/v1/order/tradetickets"
 TOKEN = "/v2/oauthtoken"
 # Mint a new token when less than this is left of its life, so no request starts on a dying token.
 TOKEN_RENEW_MARGIN = 300.0
+# Paging ends at the page count totalCount implies, plus this slack; a server that keeps handing out
+# cursors past it (or without a totalCount, past MAX_PAGES) is refused instead of followed forever.
+PAGE_SLACK = 2
+MAX_PAGES = 10_000
 
 
 class SeiClient:
@@ -44,7 +49,8 @@ class SeiClient:
         self._expires_at = float("inf") if settings.token else 0.0
         self._lock = threading.Lock()
         self.http = VendorHttp("sei", client, auth_headers=self._auth_headers, reauth=self._renew,
-                               redact=redact, policy=policy, gate=gate, tls_probe=tls_probe)
+                               redact=redact, policy=policy, gate=gate, tls_probe=tls_probe, url_variable="SEI_BASE_URL")
+        self._mint_error: ApiError | None = None   # a refused login is not tried again in this run
 
     # --- auth ---------------------------------------------------------------------------------------
 
@@ -60,18 +66,28 @@ class SeiClient:
 
     def _mint_locked(self) -> None:
         s = self.settings
+        if self._mint_error is not None:
+            raise self._mint_error
         if not (s.app_secret and s.username and s.password):
             if self._token is not None:
                 return  # a given token cannot be renewed: the 401 will surface
             raise ConfigError("SEI credentials are missing: set SEI_TOKEN, or SEI_APP_SECRET, SEI_USERNAME and SEI_PASSWORD")
         basic = base64.b64encode(f"{s.app_key.reveal()}:{s.app_secret.reveal()}".encode()).decode()
         self.redact.add(basic)
-        resp = self.http.request(
-            "POST", TOKEN, safe=True, authenticated=False, headers={"Authorization": f"Basic {basic}"},
-            data={"grant_type": "client_credentials", "username": s.username, "password": s.password.reveal()})
-        body = _json(resp, "POST", TOKEN)
-        token = body.get("access_token")
-        if not token:
+        try:
+            resp = self.http.request(
+                "POST", TOKEN, safe=True, authenticated=False, headers={"Authorization": f"Basic {basic}"},
+                data={"grant_type": "client_credentials", "username": s.username, "password": s.password.reveal()},
+                quote_body=False)  # a token endpoint's body is never quoted: it may hold the token
+        except ApiAuthError as e:
+            self._mint_error = ApiAuthError(
+                f"SEI refused the login at {self.http.host}: check SEI_APP_KEY and SEI_APP_SECRET (the app's "
+                "credentials) and SEI_USERNAME/SEI_PASSWORD", method="POST", path=TOKEN, status=e.status,
+                tracking_id=e.tracking_id)
+            raise self._mint_error from e
+        body = self.http.read_json(resp, "POST", TOKEN, quote_body=False)
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
             raise ApiError("the token answer has no access_token", method="POST", path=TOKEN)
         self.redact.add(token)
         self._token = token
@@ -88,35 +104,45 @@ class SeiClient:
         if status:
             params["status"] = status
         seen_cursors: set[str] = set()
+        pages = 0
         while True:
-            body = _json(self.http.request("GET", TICKETS, safe=True, params=params), "GET", TICKETS)
-            yield from body.get("data") or []
-            cursor = (body.get("paging") or {}).get("next")
+            pages += 1
+            resp = self.http.request("GET", TICKETS, safe=True, params=params)
+            body = expect_object(self.http.read_json(resp, "GET", TICKETS), "GET", TICKETS)
+            rows = expect_objects(body.get("data"), "GET", TICKETS, "data", allow_null=True)
+            for row in rows:
+                row["tradeTicketId"] = expect_int(row.get("tradeTicketId"), "GET", TICKETS, "a tradeTicketId")
+            yield from rows
+            paging = body.get("paging") or {}
+            if not isinstance(paging, dict):
+                raise ApiError("paging is not an object", method="GET", path=TICKETS)
+            cursor = paging.get("next")
             if not cursor:
                 return
-            if cursor in seen_cursors:
+            total = paging.get("totalCount")
+            limit_used = params["limit"]
+            most = (-(-int(total) // limit_used) + PAGE_SLACK) if isinstance(total, int) and total >= 0 else MAX_PAGES
+            if pages >= min(most, MAX_PAGES):
+                raise ApiError(f"paging did not end after {pages} pages (totalCount {total!r}, limit {limit_used}); "
+                               "stopping instead of following cursors forever", method="GET", path=TICKETS)
+            if not isinstance(cursor, str) or cursor in seen_cursors:
                 raise ApiError("paging returned a cursor twice; stopping to avoid a loop", method="GET", path=TICKETS)
             seen_cursors.add(cursor)
             params["cursor"] = cursor
 
     def get_ticket(self, ticket_id: int) -> list[dict]:
         """The rows of one ticket (one per filled order, or one with orderId null); [] if not at SEI."""
-        return [r for r in self.iter_tickets(ticket_id=ticket_id) if int(r.get("tradeTicketId", -1)) == ticket_id]
+        return [r for r in self.iter_tickets(ticket_id=ticket_id) if r["tradeTicketId"] == ticket_id]
 
     # --- write --------------------------------------------------------------------------------------
 
     def submit_ticket(self, instruction: dict) -> dict:
-        """POST one instruction. Never retried once sent: AmbiguousWriteError, TicketExistsError instead."""
+        """POST one instruction. Never retried once sent: AmbiguousWriteError, TicketExistsError instead.
+
+        A 2xx whose body is not the echoed instruction is in doubt, never a refusal: SEI may hold it.
+        """
         resp = self.http.request("POST", TICKETS, safe=False, json_body={"data": instruction})
-        return _json(resp, "POST", TICKETS).get("data") or {}
-
-
-def _json(resp: httpx.Response, method: str, path: str) -> Any:
-    try:
-        body = resp.json()
-    except ValueError:
-        raise ApiError("the answer is not JSON", method=method, path=path, status=resp.status_code,
-                       body_excerpt=resp.text) from None
-    if not isinstance(body, dict):
-        raise ApiError("the answer is not a JSON object", method=method, path=path, status=resp.status_code)
-    return body
+        body = self.http.read_json(resp, "POST", TICKETS, write=True)
+        if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+            raise ambiguous_answer(resp, "POST", TICKETS, "its answer is not the echoed instruction", self.redact)
+        return body["data"]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler import __version__
+from reconciler.escaping import terminal
 
 __all__ = ["REPORT_FORMAT_VERSION", "apply_report", "render_apply_text"]
 
-REPORT_FORMAT_VERSION = "1"
+REPORT_FORMAT_VERSION = "2"
 _MARK = {"applied": "✓", "failed": "✗", "unknown": "?", "skipped": "·"}
 
 
@@ -17,33 +18,38 @@ def render_apply_text(result) -> str:
     lines = []
     if result.recovered:
         lines.append("Recovered from an earlier run:")
-        lines.extend(f"  {n}" for n in result.recovered)
+        lines.extend(f"  {terminal(n, 400)}" for n in result.recovered)
         lines.append("")
     for i in result.items:
-        ref = f" [{i.reference}]" if i.reference else ""
-        lines.append(f"{_MARK[i.status]} {i.status:<8} {i.address}{ref}: {i.message}  # {i.source}")
+        ref = f" [{terminal(i.reference)}]" if i.reference else ""
+        lines.append(f"{_MARK[i.status.value]} {i.status.value:<8} {terminal(i.address)}{ref}: {terminal(i.message, 600)}"
+                     f"  # {terminal(i.source)}")
     verdict = "converged: live state matches the manifests" if result.exit_code == 0 else (
         "NOT converged: the items above marked ✗ ? · need attention (rerun apply once the cause is fixed)")
     if result.interrupted:
-        verdict += "; interrupted by Ctrl-C"
+        verdict += "; interrupted (Ctrl-C or SIGTERM)"
+    if result.error:
+        verdict += f"; stopped early: {terminal(result.error, 300)}"
     lines.append("")
     lines.append(f"Apply: {c['applied']} applied, {c['failed']} failed, {c['unknown']} unknown, {c['skipped']} skipped; {verdict}.")
     return "\n".join(lines) + "\n"
 
 
-def apply_report(result, *, plan_id: str, manifests_digest: str) -> dict[str, Any]:
+def apply_report(result, *, plan_id: str, manifests_digest: str, endpoints: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "format_version": REPORT_FORMAT_VERSION,
         "tool_version": __version__,
         "plan_id": plan_id,
         "manifests_digest": manifests_digest,
+        "endpoints": dict(endpoints or {}),
         "started": result.started,
         "finished": result.finished,
         "converged": result.exit_code == 0,
         "interrupted": result.interrupted,
+        "error": result.error,
         "summary": result.counts(),
         "recovered": list(result.recovered),
-        "items": [{"address": i.address, "action": i.action, "status": i.status, "message": i.message,
+        "items": [{"address": i.address, "action": i.action, "status": i.status.value, "message": i.message,
                    "source": {"file": i.source.file, "line": i.source.line}, "reference": i.reference}
                   for i in result.items],
     }

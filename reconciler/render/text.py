@@ -5,6 +5,8 @@ from __future__ import annotations
 from reconciler.model import Action, Change, Plan
 from reconciler.plan import plan_summary
 from reconciler.render._values import describe_instruction, show, summary_line, totals_line
+from reconciler.render.stages import explain_stages
+from reconciler.stages import Recover, Stage, build_stages
 
 __all__ = ["field_lines", "render_plan_text"]
 
@@ -24,8 +26,11 @@ def field_lines(c: Change) -> list[str]:
     return lines
 
 
-def render_plan_text(plan: Plan) -> str:
+def render_plan_text(plan: Plan, stages: tuple[Stage, ...] | None = None) -> str:
+    """The plan, and the stages apply will run for it (given, or built with nothing in doubt)."""
+    stages = stages if stages is not None else build_stages(plan)
     s = plan_summary(plan)
+    in_doubt = stages[0] if stages and isinstance(stages[0], Recover) and stages[0].busy else None
     out: list[str] = []
     actionable = plan.actionable()
     if not actionable:
@@ -46,15 +51,10 @@ def render_plan_text(plan: Plan) -> str:
             out.append("")
         if out[-1] != "":
             out.append("")
-        out.append("Submissions, in order:")
-        for n, sub in enumerate(plan.submissions, 1):
-            if sub.api == "orion":
-                out.append(f"  {n:>3}. Orion  {sub.method} {sub.path}  {len(sub.items)} registration"
-                           f"{'s' * (len(sub.items) != 1)}")
-            else:
-                out.append(f"  {n:>3}. SEI    {sub.method} {sub.path}  {sub.items[0]}")
-        if s["orion_batches"] and s["sei_requests"]:
-            out.append("       (SEI requests start only after every Orion batch has ended)")
+    if actionable or in_doubt:
+        if not actionable:
+            out.append("")
+        out.extend(explain_stages(stages))
         out.append("")
     out.append(summary_line(s))
     if s["create"] or s["update"]:

@@ -79,6 +79,28 @@ class FaultMiddleware:
     def __init__(self, app, state: SandboxState, faults: FaultBook):
         self.app, self.state, self.faults = app, state, faults
 
+    async def _late(self, fault, scope, receive, send) -> None:
+        """Hold the request past the client's time-out, then act on it: a server that commits after
+        the client gave up. The body is read first, so the write is complete whatever the client does."""
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await asyncio.sleep(float(fault.arg or 3.0))
+        self.state.advance()
+
+        async def send_if_still_there(message):
+            try:
+                await send(message)
+            except Exception:  # the client is gone; the write was processed all the same
+                pass
+
+        await self.app(scope, _replay(body), send_if_still_there)
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
             return await self.app(scope, receive, send)
@@ -94,6 +116,9 @@ class FaultMiddleware:
                 lambda s, m, headers=None: _sei_error(s, "gateway.throttled" if s == 429 else "server.error", m,
                                                       transient="true", headers=headers))
             return await maker(int(fault.kind), f"sandbox fault {fault.kind}", headers=headers)(scope, receive, send)
+        late = self.faults.take(method, path, ("late",))
+        if late is not None:
+            return await self._late(late, scope, receive, send)
         drop = self.faults.take(method, path, ("drop",))
         slow = self.faults.take(method, path, ("slow",))
 
@@ -108,6 +133,32 @@ class FaultMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+
+
+def _epoch(value: str | None) -> float | None:
+    if not value:
+        return None
+    import datetime as dt
+
+    when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()
+
+
+async def _ignore(message) -> None:
+    return None
+
+
+def _replay(body: bytes):
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)  # nothing more will come
+        return {"type": "http.disconnect"}
+    return receive
 
 
 def _retry_after(arg: str | None) -> str:
@@ -233,6 +284,15 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
     async def batch_status(request: Request, user: str) -> Response:
         status = state.batch_status(request.path_params["bid"])
         return _orion_error(404, "Batch not found.") if status is None else JSONResponse(status)
+
+    async def list_batches(request: Request, user: str) -> Response:
+        q = request.query_params
+        try:
+            start = _epoch(q.get("startDate"))
+            end = _epoch(q.get("endDate"))
+        except ValueError:
+            return _orion_error(400, "startDate and endDate must be ISO 8601 dates.")
+        return JSONResponse(state.list_batches(start, end, q.get("status")))
 
     async def batch_errors(request: Request, user: str) -> Response:
         errors = state.batch_errors(request.path_params["bid"])
@@ -365,6 +425,7 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         Route(f"{regs}/{{rid:int}}", orion(get_registration), methods=["GET"]),
         Route(f"{regs}/{{rid:int}}/Histories", orion(histories), methods=["GET"]),
         Route(f"{regs}/{{rid:int}}/Validate", orion(validate), methods=["PUT"]),
+        Route("/api/v1/Utility/BatchProcessing", orion(list_batches), methods=["GET"]),
         Route("/api/v1/Utility/BatchProcessing/{bid:int}", orion(batch_status), methods=["GET"]),
         Route("/api/v1/Utility/BatchProcessing/{bid:int}/Errors", orion(batch_errors), methods=["GET"]),
         Route("/v2/oauthtoken", sei_token, methods=["POST"]),

@@ -40,16 +40,19 @@ class Batch:
     created: float
     created_iso: str
     created_by: str
+    created_epoch: float = 0.0          # wall clock, for the BatchProcessing list's date filter
     stuck: bool = False
     rejected: frozenset = frozenset()   # registrationIds a fault makes Orion refuse
     finished: bool = False
+    finished_at: float = 0.0
     status: str = "New"
     errors: list[dict] = field(default_factory=list)
     items_completed: int = 0
 
 
 def _now_iso() -> str:
-    return dt.datetime.now().replace(microsecond=0).isoformat()
+    """Orion's example dates carry an offset; the sandbox's are UTC, with it."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 class SandboxState:
@@ -152,8 +155,8 @@ class SandboxState:
         with self.lock:
             batch_id = self.next_batch_id
             self.next_batch_id += 1
-            self.batches[batch_id] = Batch(batch_id, copy.deepcopy(items), self.clock(), _now_iso(), who, stuck=stuck,
-                                           rejected=rejected)
+            self.batches[batch_id] = Batch(batch_id, copy.deepcopy(items), self.clock(), _now_iso(), who,
+                                           created_epoch=time.time(), stuck=stuck, rejected=rejected)
             self.log_write("orion", "POST", "/api/v1/Trading/Sleeve/Registrations/Action/process/batch",
                            batchId=batch_id, registrationIds=[i.get("registrationId") for i in items])
             return batch_id
@@ -207,6 +210,14 @@ class SandboxState:
                 "details": None,
             }
 
+    def list_batches(self, start: float | None, end: float | None, status: str | None) -> list[dict]:
+        """Batches created in [start, end] (epoch seconds, inclusive), as status objects."""
+        with self.lock:
+            ids = [b.id for b in self.batches.values()
+                   if (start is None or b.created_epoch >= start) and (end is None or b.created_epoch <= end)]
+            rows = [self.batch_status(i) for i in ids]
+            return [r for r in rows if status is None or r["status"] == status]
+
     def batch_errors(self, batch_id: int) -> list[dict] | None:
         with self.lock:
             b = self.batches.get(batch_id)
@@ -233,6 +244,7 @@ class SandboxState:
             self._warn_if_inactive(b, merged)
             self._store(merged, before, b.created_by, f"batch {b.id}")
         b.finished = True
+        b.finished_at = self.clock()
         b.items_completed = len(b.items)
         b.status = "Complete" if failed == 0 else ("Failed" if failed == len(b.items) else "PartiallyComplete")
 

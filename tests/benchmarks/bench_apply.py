@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from reconciler.apply import Applier
+from reconciler.evaluator import Evaluator
+from reconciler.stages import build_stages
 from reconciler.journal import Journal
 from reconciler.live import read_live_state
 from reconciler.manifests import load_manifests
@@ -35,7 +36,8 @@ def run(registrations: int, latency: float, parallelism: int, root: Path, state:
             plan = build_plan(manifests, live)
             journal = Journal(root.parent / f"journal-{parallelism}.db")
             start = time.perf_counter()
-            result = Applier(vendors, journal, settings, manifests).apply(plan, journal.begin_run("bench"))
+            result = Evaluator(vendors, journal, settings, manifests).run(build_stages(plan, parallelism=settings.parallelism),
+                                                                        journal.begin_run("bench"))
             elapsed = time.perf_counter() - start
         assert result.exit_code == 0, result.counts()
         batches = sum(1 for w in sb.state.writes if w["api"] == "orion")

@@ -1,0 +1,68 @@
+"""What a write's result means, decided by pure code: item statuses, refusals, ticket verdicts.
+
+Kept apart from the evaluator so each rule is a row in a table test (tests/test_outcomes.py):
+- A failed write is *refused* only when the HTTP layer proved the server did not act
+  (`ApiError.refused`); every other exception, a bug included, leaves the write *in doubt*.
+- A batch item is `applied` only when the registration re-read after the batch ended matches its
+  manifest; `failed` when the vendor said why, or the whole batch failed; otherwise `unknown`.
+- A ticket read back is `match`, `absent`, or `differs` (with the fields).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from reconciler.config import IgnoreRule
+from reconciler.diff import diff_instruction
+from reconciler.errors import AmbiguousWriteError, ApiError, TicketExistsError
+from reconciler.escaping import bounded
+from reconciler.model import DesiredInstruction
+
+__all__ = ["ItemStatus", "Verdict", "batch_item_outcome", "is_refusal", "ticket_verdict"]
+
+
+class ItemStatus(str, enum.Enum):
+    APPLIED = "applied"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    SKIPPED = "skipped"     # never sent
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """True only if the server surely did not act on the write that raised `exc`."""
+    return (isinstance(exc, ApiError) and exc.refused
+            and not isinstance(exc, (AmbiguousWriteError, TicketExistsError)))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str            # "match" | "absent" | "differs"
+    detail: str = ""
+
+
+def ticket_verdict(desired: DesiredInstruction | None, rows: list[dict], ignore: tuple[IgnoreRule, ...] = ()) -> Verdict:
+    """What SEI holds for a ticket, compared with the manifest (if it still declares it)."""
+    if not rows:
+        return Verdict("absent")
+    if desired is None:
+        return Verdict("match", "at SEI (no longer in the manifests)")
+    d = diff_instruction(desired, rows, ignore)
+    if not d.conflict:
+        return Verdict("match")
+    return Verdict("differs", ", ".join(f"{f.path}: {bounded(f.before, 60)} vs {bounded(f.after, 60)}" for f in d.fields))
+
+
+def batch_item_outcome(*, batch_id: int, batch_status: str, matches_now: bool | None, error_hint: str | None,
+                       batch_errors: tuple[str, ...] = (), batch_message: str | None = None) -> tuple[ItemStatus, str]:
+    """One registration of an ended batch: `matches_now` is None when the re-read did not return it."""
+    if matches_now:
+        return ItemStatus.APPLIED, f"batch {batch_id} {batch_status}"
+    if error_hint:
+        return ItemStatus.FAILED, bounded(error_hint)
+    if batch_status == "Failed":
+        detail = "; ".join(bounded(e) for e in batch_errors[:2]) or bounded(batch_message or "no detail")
+        return ItemStatus.FAILED, f"batch {batch_id} Failed: {detail}"
+    if matches_now is None:
+        return ItemStatus.UNKNOWN, f"batch {batch_id} ended {batch_status}, but the registration could not be re-read"
+    return ItemStatus.UNKNOWN, f"batch {batch_id} ended {batch_status}, but the registration does not match the plan"
