@@ -266,15 +266,16 @@ class Evaluator:
                 self._record(ctx, r.address, ItemStatus.UNKNOWN, f"Orion answers 404 for batch {batch_id}, which it "
                                                                  "accepted; a rerun reads live state and plans again", ref)
             return
+        unreadable = None
         try:
             errors = self.vendors.orion.batch_errors(batch_id) if status.get("errorCount") else []
         except ApiError as e:
-            errors = [{"severity": "Error", "errorMessage": f"(the batch's errors could not be read: {bounded(e)})"}]
+            errors, unreadable = [], str(e)
         self.journal.batch_state(local_id, BatchState.ENDED, batch_id=batch_id, detail=str(status.get("status")))
         with ctx.lock:
             ctx.open_batches.discard(local_id)
         self.progress("batch", f"batch {batch_id} {bounded(status.get('status'), 40)}")
-        self._classify(items, batch_id, str(status.get("status")), status.get("message"), errors, ref, ctx)
+        self._classify(items, batch_id, str(status.get("status")), status.get("message"), errors, ref, ctx, unreadable)
 
     def _batch_in_doubt(self, sub: Submission, items, local_id: str, e: Exception, ctx: _Run) -> None:
         """The POST's answer was lost: look for the batch; track it if found; never send it again."""
@@ -282,6 +283,8 @@ class Evaluator:
         entry = self.journal.batch(local_id)
         ev = self.evidence.await_batch_evidence(entry)
         lost = f"the batch was sent but its answer was lost ({bounded(e, 160)})"
+        if ev.kind != "none":
+            self.progress("batch", f"the batch whose answer was lost was {ev.detail}")
         if ev.kind == "found" and len(ev.batch_ids) == 1:
             self.journal.batch_state(local_id, BatchState.SUBMITTED, batch_id=ev.batch_ids[0], detail=ev.detail)
             self._finish_batch(items, local_id, ev.batch_ids[0], entry.submitted_epoch + self.settings.poll_timeout, ctx)
@@ -298,7 +301,8 @@ class Evaluator:
             self._record(ctx, r.address, ItemStatus.UNKNOWN, f"{lost}; {ev.detail or 'no evidence yet'}. It is never "
                                                              "sent again blindly: a rerun resolves it from Orion first")
 
-    def _classify(self, items, batch_id: int, status: str, message, errors: list[dict], ref, ctx: _Run) -> None:
+    def _classify(self, items, batch_id: int, status: str, message, errors: list[dict], ref, ctx: _Run,
+                  errors_unreadable: str | None = None) -> None:
         try:
             live = self.vendors.orion.list_with_sleeves([r.registration_id for r in items])
         except ApiError as e:
@@ -315,7 +319,8 @@ class Evaluator:
                          if str(e.get("errorMessage", "")).startswith(prefix)), None)
             outcome, text = batch_item_outcome(batch_id=batch_id, batch_status=status, matches_now=matches,
                                                error_hint=hint, batch_message=message,
-                                               batch_errors=tuple(str(e.get("errorMessage")) for e in hard))
+                                               batch_errors=tuple(str(e.get("errorMessage")) for e in hard),
+                                               errors_unreadable=errors_unreadable)
             self._record(ctx, reg.address, outcome, text, ref)
 
     # --- the gate ---------------------------------------------------------------------------------

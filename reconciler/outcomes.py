@@ -54,10 +54,15 @@ def ticket_verdict(desired: DesiredInstruction | None, rows: list[dict], ignore:
 
 
 def batch_item_outcome(*, batch_id: int, batch_status: str, matches_now: bool | None, error_hint: str | None,
-                       batch_errors: tuple[str, ...] = (), batch_message: str | None = None) -> tuple[ItemStatus, str]:
+                       batch_errors: tuple[str, ...] = (), batch_message: str | None = None,
+                       errors_unreadable: str | None = None) -> tuple[ItemStatus, str]:
     """One registration of an ended batch: `matches_now` is None when the re-read did not return it."""
     if matches_now:
         return ItemStatus.APPLIED, f"batch {batch_id} {batch_status}"
+    if errors_unreadable:
+        why = "could not be re-read" if matches_now is None else "does not match the plan"
+        return ItemStatus.UNKNOWN, (f"batch {batch_id} ended {batch_status}; the registration {why}, and the "
+                                    f"batch's errors could not be read ({bounded(errors_unreadable, 200)})")
     if error_hint:
         return ItemStatus.FAILED, bounded(error_hint)
     if batch_status == "Failed":

@@ -121,8 +121,24 @@ class FaultMiddleware:
             return await self._late(late, scope, receive, send)
         drop = self.faults.take(method, path, ("drop",))
         slow = self.faults.take(method, path, ("slow",))
+        garble = self.faults.take(method, path, ("garble",))
+        held: list[dict] = []
 
         async def send_wrapper(message):
+            if garble is not None:  # act, then answer 200 with a body the client cannot read
+                if message["type"] == "http.response.start":
+                    held.append(message)
+                    return
+                if message.get("more_body"):
+                    return
+                body = b'"not the shape this call returns"' if garble.arg == "json" else b"<html><body>OK</body></html>"
+                start = held[0]
+                headers = [(k, v) for k, v in start["headers"] if k.lower() not in (b"content-length", b"content-type")]
+                headers += [(b"content-length", str(len(body)).encode()),
+                            (b"content-type", b"application/json" if garble.arg == "json" else b"text/html")]
+                await send({**start, "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
             if message["type"] == "http.response.start":
                 if slow is not None:
                     await asyncio.sleep(float(slow.arg or 1.0))

@@ -9,6 +9,7 @@ A fault spec is a comma-separated list of `KIND[=ARG]@[METHOD:]PATH_GLOB[#COUNT]
     drop@POST:/v1/order/tradetickets#1  accept and store, then drop the connection mid-answer
     slow=2.5@*#4                      act, then wait 2.5 s before answering
     late=3@POST:/v1/order/tradetickets#1  hold the request 3 s (past the client's time-out), then act
+    garble@POST:*/process/batch#1     act, then answer 200 with an HTML page (garble=json: a JSON string)
     stuck@POST:*/process/batch#1      the next batch stays in Processing until released
     reject=31549@POST:*/process/batch  Orion fails registration 31549 in every batch (a business rule)
 
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 __all__ = ["FAULT_KINDS", "Fault", "FaultBook", "parse_faults"]
 
-FAULT_KINDS = ("429", "503", "500", "502", "drop", "slow", "late", "stuck", "reject")
+FAULT_KINDS = ("429", "503", "500", "502", "drop", "slow", "late", "garble", "stuck", "reject")
 
 
 @dataclass

@@ -76,6 +76,7 @@ class SandboxState:
         self.counters: dict[str, int] = {}
         self.writes: list[dict] = []
         self.ticket_posts: dict[int, int] = {}   # POSTs that reached SEI per tradeTicketId, 409s included
+        self.ticket_post_times: list[float] = []  # self.clock() of every ticket POST that reached SEI
         self._ticket_ids = {int(t["tradeTicketId"]) for t in self.tickets}
 
     # --- persistence --------------------------------------------------------------------------------
@@ -328,6 +329,7 @@ class SandboxState:
         with self.lock:
             tid = int(data["tradeTicketId"])
             self.ticket_posts[tid] = self.ticket_posts.get(tid, 0) + 1
+            self.ticket_post_times.append(self.clock())
             if tid in self._ticket_ids:
                 return None
             now = dt.datetime.now().isoformat(timespec="milliseconds")
