@@ -55,7 +55,7 @@ def run(argv: list[str] | None = None, out: Output | None = None) -> int:
         return 1
     except ManifestError as e:
         for d in e.diagnostics:
-            out.error(str(d))
+            out.error(str(d).replace("\n", "\\n"))  # one diagnostic, one line, whatever it quotes
         out.error(f"Error: {e}")
         return e.exit_code
     except ReconcilerError as e:
@@ -91,14 +91,19 @@ def cli() -> None:
     """
 
 
+_ALLOW_EMPTY = click.option("--allow-empty", is_flag=True,
+                            help="Accept a manifests tree that declares no resource (otherwise an error).")
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
+@_ALLOW_EMPTY
 @click.pass_obj
-def validate(ctx: Context, paths: tuple[str, ...]) -> int:
+def validate(ctx: Context, paths: tuple[str, ...], allow_empty: bool) -> int:
     """Load and check manifests (default: manifests/). No network."""
     from reconciler.manifests import load_manifests
 
-    manifests = load_manifests(paths or DEFAULT_PATHS)
+    manifests = load_manifests(paths or DEFAULT_PATHS, allow_empty=allow_empty)
     n = len(manifests.registrations) + len(manifests.batches)
     ctx.out.info(f"OK: {len(manifests.files)} files, {len(manifests.registrations)} registrations, "
                  f"{len(manifests.batches)} trade batches ({len(manifests.instructions)} instructions), "
@@ -114,6 +119,22 @@ def _selectors(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
             raise click.BadParameter(f"{v!r} is not k=v", param_hint="--selector")
         out.append((key, value))
     return tuple(out)
+
+
+def _select_or_refuse(ctx: Context, manifests, targeting):
+    """The targeted resources; every pattern that matches nothing is named, and an empty selection refused."""
+    from reconciler.errors import ConfigError
+    from reconciler.plan import select, targeting_warnings
+
+    for w in targeting_warnings(manifests, targeting):
+        ctx.out.error(f"Warning: {w}")
+    regs, instrs = select(manifests, targeting)
+    total = len(manifests.registrations) + len(manifests.instructions)
+    if targeting.targets or targeting.excludes or targeting.selectors:
+        if not regs and not instrs and total:
+            raise ConfigError("--target/--exclude/--selector leave no resource to check; nothing was read or planned")
+        ctx.out.info(f"Targeting: {len(regs) + len(instrs)} of {total} resources are checked; the rest are not.")
+    return regs, instrs
 
 
 def _emit_plan(ctx: Context, plan, fmt: str, stages=None) -> None:
@@ -145,8 +166,10 @@ _CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False
 @click.option("--selector", multiple=True, help="Only resources whose labels match k=v (repeatable; all must match).")
 @_SANDBOX
 @_CONFIG
+@_ALLOW_EMPTY
 @click.pass_obj
-def plan(ctx: Context, paths, out_file, fmt, detailed_exitcode, target, exclude, selector, sandbox, config_file) -> int:
+def plan(ctx: Context, paths, out_file, fmt, detailed_exitcode, target, exclude, selector, sandbox, config_file,
+         allow_empty) -> int:
     """Read live state, diff it against the manifests, print the plan. Never writes to an API."""
     from reconciler.config import load_settings
     from reconciler.journal import Journal
@@ -160,10 +183,10 @@ def plan(ctx: Context, paths, out_file, fmt, detailed_exitcode, target, exclude,
 
     t_start = time.perf_counter()
     paths = paths or DEFAULT_PATHS
-    manifests = load_manifests(paths)          # invalid manifests never reach the network
+    manifests = load_manifests(paths, allow_empty=allow_empty)   # invalid manifests never reach the network
     settings = load_settings(paths, config_file=config_file)
     targeting = Targeting(tuple(target), tuple(exclude), _selectors(selector))
-    regs, instrs = select(manifests, targeting)
+    regs, instrs = _select_or_refuse(ctx, manifests, targeting)
     ctx.out.info(f"Reading live state for {len(regs)} registrations and {len(instrs)} trade instructions"
                  f"{' from the in-process sandbox' if sandbox else ''}…")
     t_live = time.perf_counter()
@@ -236,9 +259,10 @@ def _saved_plan_arg(args: tuple[str, ...]):
 @click.option("--selector", multiple=True, help="When planning: only resources whose labels match k=v.")
 @_SANDBOX
 @_CONFIG
+@_ALLOW_EMPTY
 @click.pass_obj
 def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeout, report_file, break_lock,
-          lock_timeout, on_stale, target, exclude, selector, sandbox, config_file) -> int:
+          lock_timeout, on_stale, target, exclude, selector, sandbox, config_file, allow_empty) -> int:
     """Apply a saved plan (FILE), or plan PATHs and apply after confirmation."""
     from reconciler.config import load_settings
     from reconciler.manifests import load_manifests
@@ -247,7 +271,9 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
 
     saved = _saved_plan_arg(args)
     paths = saved.paths if saved else (args or DEFAULT_PATHS)
-    manifests = load_manifests(paths)
+    manifests = load_manifests(paths, allow_empty=allow_empty)
+    if not saved:
+        _select_or_refuse(ctx, manifests, Targeting(tuple(target), tuple(exclude), _selectors(selector)))
     settings = load_settings(paths, config_file=config_file).with_overrides(
         parallelism=parallelism, poll_timeout=poll_timeout)
     request = ApplyRequest(saved, Targeting(tuple(target), tuple(exclude), _selectors(selector)), tuple(paths),
@@ -262,8 +288,9 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
 @click.option("--output", "output", type=click.Path(dir_okay=False), help="Write the report to this file.")
 @_SANDBOX
 @_CONFIG
+@_ALLOW_EMPTY
 @click.pass_obj
-def drift(ctx: Context, paths, fmt, output, sandbox, config_file) -> int:
+def drift(ctx: Context, paths, fmt, output, sandbox, config_file, allow_empty) -> int:
     """Audit live state against the manifests: what differs, who changed it and when. Exit 2 on drift."""
     import json
 
@@ -275,7 +302,7 @@ def drift(ctx: Context, paths, fmt, output, sandbox, config_file) -> int:
     from reconciler.session import open_session
 
     paths = paths or DEFAULT_PATHS
-    manifests = load_manifests(paths)
+    manifests = load_manifests(paths, allow_empty=allow_empty)
     settings = load_settings(paths, config_file=config_file)
     with open_session(settings, sandbox=sandbox) as session:
         live = read_live_state(session.vendors, manifests.registrations, manifests.instructions, settings, missing_ok=True)
@@ -291,9 +318,9 @@ def drift(ctx: Context, paths, fmt, output, sandbox, config_file) -> int:
     else:
         text = render_drift_text(report)
     if output:
-        from pathlib import Path
+        from reconciler.files import write_private
 
-        Path(output).write_text(text, encoding="utf-8")
+        write_private(output, text)   # client data: 0600, atomic, never through a link
         ctx.out.info(f"Drift report ({fmt}) written to {output}: {len(report.findings)} finding(s).")
     else:
         ctx.out.result(text)

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from reconciler.errors import ConfigError, ManifestError
-from reconciler.fields import ORION_BATCH_LIMIT, ORION_READ_CHUNK
+from reconciler.fields import INSTRUCTION_FIELDS, ORION_BATCH_LIMIT, ORION_READ_CHUNK, REGISTRATION_FIELDS, SLEEVE_FIELDS
 
 __all__ = [
     "CONFIG_FILE",
@@ -28,6 +28,7 @@ __all__ = [
     "Secret",
     "Settings",
     "load_settings",
+    "mask_url",
     "require_safe_url",
 ]
 
@@ -214,16 +215,28 @@ def check_settings(s: Settings) -> None:
                           "a server may commit a write up to that long after the client gave up on it")
 
 
+def mask_url(url: str) -> str:
+    """A URL fit to show: any userinfo (user:password@) replaced by ****."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="****@" + parts.netloc.rpartition("@")[2]).geturl()
+
+
 def require_safe_url(url: str, what: str) -> str:
-    """https anywhere; plain http only to loopback (the sandbox, tests), never across a network."""
+    """https anywhere; plain http only to loopback (the sandbox, tests), never across a network.
+    Credentials never ride in a URL (httpx would send them): userinfo is refused, and masked."""
     if not url:
         raise ConfigError(f"{what} is not set (set it in the environment, or use --sandbox)")
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ConfigError(f"{what}={mask_url(url)!r}: credentials in the URL are not allowed; give the host only and "
+                          "the credentials in their own variables (e.g. ORION_TOKEN, SEI_TOKEN)")
     if parts.scheme == "https" and parts.hostname:
         return url.rstrip("/")
     if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
         return url.rstrip("/")
-    raise ConfigError(f"{what}={url!r}: use https:// (plain http:// is allowed only for a loopback address)")
+    raise ConfigError(f"{what}={mask_url(url)!r}: use https:// (plain http:// is allowed only for a loopback address)")
 
 
 def _is_loopback(host: str) -> bool:
@@ -327,7 +340,27 @@ def _ignore_rule(file: Path, i: int, raw: Any) -> IgnoreRule:
             raise ConfigError(f"{file}: ignore[{i}].expires {expires!r} is not a date (YYYY-MM-DD)") from None
     if isinstance(expires, dt.datetime):
         expires = expires.date()
-    return IgnoreRule(str(raw.get("address") or "*"), str(raw.get("field") or "*"), str(raw["reason"]), expires)
+    field_pattern = str(raw.get("field") or "*")
+    unknown = _unknown_field(field_pattern)
+    if unknown:
+        raise ConfigError(f"{file}: ignore[{i}].field {field_pattern!r}: {unknown}, so the rule would hide nothing "
+                          f"(fields: {', '.join(REGISTRATION_FIELDS[:4])}, …, accountSleeves[*].targetAllocation, "
+                          "or an instruction field such as target)")
+    return IgnoreRule(str(raw.get("address") or "*"), field_pattern, str(raw["reason"]), expires)
+
+
+def _unknown_field(pattern: str) -> str:
+    """Why a field pattern can never match a declared field, or '' if it can."""
+    head, _, rest = pattern.partition(".")
+    base = head.split("[", 1)[0]
+    top = (*REGISTRATION_FIELDS, "accountSleeves", *INSTRUCTION_FIELDS)
+    if not any(fnmatch.fnmatchcase(name, base) for name in top):
+        return f"no registration or instruction field is called {base!r}"
+    if rest and fnmatch.fnmatchcase("accountSleeves", base):
+        leaf = rest.split(".", 1)[0].split("[", 1)[0]
+        if not any(fnmatch.fnmatchcase(name, leaf) for name in (*SLEEVE_FIELDS, "id")):
+            return f"no sleeve field is called {leaf!r}"
+    return ""
 
 
 def _convert(value: Any, typ: type, where: str) -> Any:

@@ -1,6 +1,10 @@
 """Terminal output: the only module that imports rich.
 
-Renderers return plain strings; this module decides how they reach a person. On a terminal, plan
+Renderers return plain strings; this module decides how they reach a person. Every line it writes
+passes `_guard`: a control or invisible character that got this far (an ESC sequence, an OSC title,
+a bidi override) is printed as a visible escape, never raw; rich itself only strips BEL. Renderers
+escape each interpolated value too (escaping.terminal), which also turns an embedded newline into
+"\n", so a vendor string cannot forge a line of output. On a terminal, plan
 lines are coloured by their marker (+ green, ~ yellow, - red, ! magenta) and long work shows a
 progress bar. In CI (no terminal, or CI=true) the same text goes out plain, and progress becomes
 one log line per event, because a bar redrawn in a log file is noise.
@@ -17,10 +21,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from reconciler.escaping import visible
+
 __all__ = ["Output", "ProgressReporter"]
 
 _MARKER_STYLES = {"+": "green", "~": "yellow", "-": "red", "!": "magenta", "#": "bold",
                   "✓": "green", "✗": "red", "?": "yellow", "·": "dim"}
+
+
+def _guard(text: str) -> str:
+    """Keep the line structure; show everything else that is not printable as an escape."""
+    if text.isascii() and all(c >= " " or c == "\n" for c in text) and "\x7f" not in text:
+        return text
+    return "\n".join(visible(line) for line in text.split("\n"))
 
 
 class Output:
@@ -42,6 +55,7 @@ class Output:
 
     def result(self, text: str) -> None:
         """A rendered result (plan, report). Coloured by line marker on a terminal."""
+        text = _guard(text)
         if not self.color:
             self.stdout.write(text if text.endswith("\n") else text + "\n")
             self.stdout.flush()
@@ -54,13 +68,13 @@ class Output:
             self._out.print(Text(line, style=style or ""))
 
     def error(self, message: str) -> None:
-        self._err.print(Text(message, style="red" if self.color else ""))
+        self._err.print(Text(_guard(message), style="red" if self.color else ""))
 
     def info(self, message: str) -> None:
-        self._err.print(Text(message))
+        self._err.print(Text(_guard(message)))
 
     def confirm(self, question: str) -> bool:
-        self.stderr.write(f"{question} Only 'yes' will be accepted: ")
+        self.stderr.write(f"{_guard(question)} Only 'yes' will be accepted: ")
         self.stderr.flush()
         return sys.stdin.readline().strip() == "yes"
 

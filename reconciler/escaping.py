@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["VENDOR_TEXT_LIMIT", "bounded", "is_invisible", "md_code", "md_fence", "md_text", "terminal", "visible"]
+__all__ = ["VENDOR_TEXT_LIMIT", "bounded", "html_text", "is_invisible", "md_code", "md_fence", "md_text", "terminal",
+           "visible"]
 
 # Vendor strings (messages, editors, ids) are shown up to this many characters: enough for any real
 # message, small enough that a 2 MB answer cannot flood a terminal or a comment.
@@ -64,17 +65,31 @@ def terminal(text: object, limit: int | None = None) -> str:
     return visible(text, limit)
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+# Characters that start emphasis, links, images, tables or strike-through; `(` `#` `!` are inert
+# once `[` and `]` are escaped, so plain prose stays readable in the comment's source.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_MENTION = re.compile(r"@(?=[A-Za-z0-9_-])")
+_NO_MENTION = "@<!-- -->"
 
 
 def md_text(text: object, limit: int | None = None) -> str:
     """A value for markdown prose: no HTML, no @-mention, no emphasis or link syntax, one line.
 
-    `<`, `>` and `&` become entities; `@` becomes `&#64;`, which GitHub shows as @ but never links
-    (mentions are detected on the raw text); markdown punctuation is backslash-escaped.
+    `<`, `>` and `&` become entities. An `@` that starts a mention is followed by an empty HTML
+    comment (`@<!-- -->team`): GitHub shows "@team" but links nobody. Backslashes and `&#64;` do not
+    stop GitHub's mentions (they are found after rendering: cmark-gfm #181, openjdk/skara #1548).
+    Emphasis, link and table punctuation is backslash-escaped.
     """
     s = _MD_SPECIAL.sub(r"\\\1", visible(text, limit))
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("@", "&#64;")
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MENTION.sub(_NO_MENTION, s)
+
+
+def html_text(text: object, limit: int | None = None) -> str:
+    """A value inside raw HTML in markdown (e.g. a <summary>): escaped, no @-mention, visible escapes."""
+    s = visible(text, limit)
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;").replace("`", "&#96;")
+    return _MENTION.sub(_NO_MENTION, s)
 
 
 def md_code(text: object, limit: int | None = None) -> str:

@@ -9,6 +9,7 @@ shows no changes.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 from reconciler import __version__
 from reconciler.errors import ReconcilerError
+from reconciler.files import write_private
 
 from reconciler.fields import (
     ASSIGNED,
@@ -150,10 +152,13 @@ def write_imported(docs: list[tuple[dict, str]], vendor: str, origin: str, outpu
         files = [(target / f"{d['metadata']['name']}.yaml", [(d, w)]) for d, w in docs]
     else:
         files = [(target, docs)]
-    existing = [str(p) for p, _ in files if p.exists()]
+    links = [str(p) for p, _ in files if os.path.islink(p)]
+    if links:  # a planted (or dangling) link would send the manifest somewhere else
+        raise ReconcilerError(f"refusing to write through the symbolic link(s) {', '.join(links)}; nothing was written")
+    existing = [str(p) for p, _ in files if os.path.lexists(p)]
     if existing and not force:
         raise ReconcilerError(f"refusing to overwrite {', '.join(existing)} (pass --force); nothing was written")
     for path, group in files:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_imported(group, vendor, origin), encoding="utf-8")
+        # manifests are meant to be committed: readable like other source files, written atomically
+        write_private(path, render_imported(group, vendor, origin), mode=0o644)
     return [p for p, _ in files]

@@ -12,6 +12,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.escaping import visible
+
 __all__ = [
     "Action",
     "Change",
@@ -47,7 +49,7 @@ class Source:
     col: int = 1
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
+        return f"{visible(self.file)}:{self.line}"  # file names are untrusted text too
 
 
 @dataclass(frozen=True)

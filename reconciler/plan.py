@@ -63,6 +63,25 @@ class Targeting:
         return all(labels.get(k) == v for k, v in self.selectors)
 
 
+def targeting_warnings(manifests: ManifestSet, targeting: Targeting) -> list[str]:
+    """What the user asked for that matches nothing, so a narrowed plan never passes for a full one.
+
+    The caller refuses a selection that is empty altogether."""
+    addresses = [(r.address, r.labels) for r in manifests.registrations] + \
+                [(i.address, i.labels) for i in manifests.instructions]
+    warnings = []
+    for t in targeting.targets:
+        if not any(glob_match(a, t) for a, _ in addresses):
+            warnings.append(f"--target {t} matches no resource in the manifests")
+    for x in targeting.excludes:
+        if not any(glob_match(a, x) for a, _ in addresses):
+            warnings.append(f"--exclude {x} matches no resource in the manifests")
+    for k, v in targeting.selectors:
+        if not any(labels.get(k) == v for _, labels in addresses):
+            warnings.append(f"--selector {k}={v} matches no resource's labels")
+    return warnings
+
+
 def select(manifests: ManifestSet, targeting: Targeting) -> tuple[list[DesiredRegistration], list[DesiredInstruction]]:
     regs = [r for r in manifests.registrations if targeting.wants(r.address, r.labels)]
     instrs = [i for i in manifests.instructions if targeting.wants(i.address, i.labels)]

@@ -20,6 +20,7 @@ import referencing
 import referencing.exceptions
 
 from reconciler.errors import Diagnostic
+from reconciler.escaping import visible
 
 if TYPE_CHECKING:  # schema sits below manifests/ in the layering; it only needs the type
     from reconciler.manifests.loader import Document
@@ -192,10 +193,17 @@ def _explain(doc: "Document", e: jsonschema.ValidationError, path: tuple) -> lis
         return [doc.diagnostic(path, f"name: {_show(e.instance)} is not a valid name",
                                "use lower-case letters, digits, '-', '.', '_'")]
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        return [doc.diagnostic(path, f"{field}: {e.message}", "use a value in range")]
+        return [doc.diagnostic(path, f"{field}: {visible(e.message, 200)}", "use a value in range")]
+    if v == "maxLength" and isinstance(e.instance, str):
+        return [doc.diagnostic(path, f"{field}: {len(e.instance):,} characters, over the limit of {e.validator_value}",
+                               f"shorten it to at most {e.validator_value} characters")]
+    if v == "minLength" and isinstance(e.instance, str):
+        return [doc.diagnostic(path, f"{field}: must not be empty" if e.validator_value == 1 else
+                               f"{field}: {len(e.instance)} characters, under the minimum of {e.validator_value}",
+                               "fill it in")]
     if v in ("maxLength", "minLength", "minItems"):
-        return [doc.diagnostic(path, f"{field}: {e.message}", "shorten or fill it as the schema says")]
-    return [doc.diagnostic(path, f"{field}: {e.message}", "see the schema in schemas/")]
+        return [doc.diagnostic(path, f"{field}: {visible(e.message, 200)}", "shorten or fill it as the schema says")]
+    return [doc.diagnostic(path, f"{field}: {visible(e.message, 200)}", "see the schema in schemas/")]
 
 
 def _types(wanted: Any) -> str:
@@ -203,5 +211,5 @@ def _types(wanted: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, default=str)
+    text = visible(json.dumps(value, default=str, ensure_ascii=False))
     return text if len(text) <= 60 else text[:57] + "..."

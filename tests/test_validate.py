@@ -339,7 +339,7 @@ def test_structurally_odd_specs_give_manifest_errors(tmp_path, spec, kind):
     p = tmp_path / "odd.yaml"
     p.write_text(json.dumps({"apiVersion": "reconciler/v1", "kind": kind, "metadata": {"name": "x"}, "spec": spec}))
     try:
-        load_manifests([str(p)])
+        load_manifests([str(p)], allow_empty=True)
     except ManifestError:
         pass
 

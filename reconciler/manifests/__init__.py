@@ -16,9 +16,10 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
-from reconciler.errors import Diagnostic, ManifestError
+from reconciler.errors import ConfigError, Diagnostic, ManifestError
+from reconciler.escaping import visible
 from reconciler.manifests.loader import Document, iter_manifest_files, load_documents
-from reconciler.manifests.resolve import Resolved, resolve_all, resolve_document
+from reconciler.manifests.resolve import Resolved, resolve_all, resolve_document, rule_diagnostics
 from reconciler.model import ManifestSet
 from reconciler.schema import KIND_SCHEMAS, validate_document
 
@@ -32,9 +33,14 @@ API_VERSION = "reconciler/v1"
 PARALLEL_THRESHOLD = 2000
 
 
-def load_manifests(paths: list[str] | tuple[str, ...], *, workers: int | None = None) -> ManifestSet:
-    """Load, check and resolve every manifest under `paths`; raise ManifestError with all problems."""
-    files = iter_manifest_files(paths)
+def load_manifests(paths: list[str] | tuple[str, ...], *, workers: int | None = None,
+                   allow_empty: bool = False) -> ManifestSet:
+    """Load, check and resolve every manifest under `paths`; raise ManifestError with all problems.
+
+    A tree that declares no resource is an error unless `allow_empty`: an empty folder planned or
+    audited green would hide a wrong path, not prove that nothing drifted.
+    """
+    files, tree_problems = iter_manifest_files(paths)
     workers = workers or min(os.cpu_count() or 1, 8)
     results = None
     if workers > 1 and len(files) >= PARALLEL_THRESHOLD and _spawn_is_safe():
@@ -47,7 +53,7 @@ def load_manifests(paths: list[str] | tuple[str, ...], *, workers: int | None = 
     if results is None:
         results = _check_files(files)
     digest = hashlib.sha256()
-    diags: list[Diagnostic] = []
+    diags: list[Diagnostic] = list(tree_problems)
     resolved: list[Resolved] = []
     for display, file_digest, file_resolved, file_diags in results:
         digest.update(display.encode() + b"\0" + file_digest)
@@ -57,6 +63,11 @@ def load_manifests(paths: list[str] | tuple[str, ...], *, workers: int | None = 
     diags.extend(resolve_diags)
     if diags:
         raise ManifestError(diags)
+    if not registrations and not batches and not allow_empty:
+        where = ", ".join(visible(str(p)) for p in paths)
+        raise ConfigError(f"{where}: no SleeveRegistration or TradeBatch found ({len(files)} manifest file"
+                          f"{'s' * (len(files) != 1)}); nothing would be checked. Check the path, or pass "
+                          "--allow-empty if an empty tree is intended")
     return ManifestSet(registrations, batches, digest.hexdigest(), tuple(d for _, d in files))
 
 
@@ -101,9 +112,12 @@ def _check_files(files: list[tuple[Path, str]]) -> list[tuple[str, bytes, list[R
             explained = {(d.line, d.col) for d in schema_diags}
             diags.extend(schema_diags)
             diags.extend(d for p, d in doc.surprises.items() if doc.pos(p) not in explained)
-            if not schema_diags:  # surprises keep their (well-typed) value, so the rules still run
+            if not schema_diags and not doc.value_errors:  # the loader refused none of its values
                 doc.scalars = {}  # only schema messages need raw text; don't ship it between processes
-                typed.append(resolve_document(kind, doc))
+                typed.append(resolve_document(kind, doc))  # surprises keep their (well-typed) value
+            else:  # still report every independent error: the rules on what is well typed
+                seen = {(d.line, d.col, d.message) for d in diags}
+                diags.extend(d for d in rule_diagnostics(kind, doc) if (d.line, d.col, d.message) not in seen)
         out.append((display, hashlib.sha256(data).digest(), typed, diags))
     return out
 

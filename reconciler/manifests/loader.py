@@ -8,8 +8,10 @@ needs and recording each value's position and raw text for error messages.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,6 +19,7 @@ from typing import Any, Iterator
 import yaml
 
 from reconciler.errors import ConfigError, Diagnostic
+from reconciler.escaping import is_invisible, visible
 
 __all__ = [
     "MAX_DEPTH",
@@ -45,6 +48,12 @@ _LEADING = re.compile(r"^[ \t]*(?:[-?:][ \t]+)*", re.M)
 
 Path_ = tuple  # a path into a document: keys and list indexes
 
+# Fields whose values are identifiers: a zero-width or bidi character there makes two different
+# values look the same in every review, so it is refused (elsewhere it is shown escaped).
+IDENTIFIER_KEYS = frozenset({"name", "batchId", "ticker", "cusip", "strategyCode", "template", "sleeveType",
+                             "apiVersion", "kind", "side"})
+_ALLOWED_CONTROLS = frozenset("\t\n\r")
+
 
 @dataclass
 class Document:
@@ -60,6 +69,8 @@ class Document:
     broken: bool = False
     # YAML 1.1 surprises (`NO`, `0123`) by path; reported unless the schema explains the same path better
     surprises: dict[tuple, Diagnostic] = field(default_factory=dict)
+    # values refused by the loader itself (NaN, control characters) that the schema cannot see
+    value_errors: int = 0
 
     def pos(self, path: tuple) -> tuple[int, int]:
         """Position of `path`, or of its nearest ancestor that has one."""
@@ -73,36 +84,91 @@ class Document:
         return Diagnostic(self.file, line, col, message, hint)
 
 
-def iter_manifest_files(paths: list[str] | tuple[str, ...]) -> list[tuple[Path, str]]:
-    """Every *.yaml / *.yml under `paths`, sorted, as (path, display name).
+def iter_manifest_files(paths: list[str] | tuple[str, ...]) -> tuple[list[tuple[Path, str]], list[Diagnostic]]:
+    """Every *.yaml / *.yml under `paths`, sorted, as (path, display name), and the tree's problems.
 
     Hidden folders (.git, .reconciler) are skipped, and reconciler.yaml is configuration, not a manifest.
-    Display names are relative to the working directory when possible, as editors and CI logs expect.
+    Symbolic links are followed while they stay inside the folder given (a loop, or a link leaving it,
+    is an error: a tree is never planned in part without saying so). A FIFO, socket or device is an
+    error too, found with stat() and never opened, so it cannot block. Display names are relative to
+    the working directory when possible, as editors and CI logs expect.
     """
     found: dict[str, Path] = {}
+    problems: list[Diagnostic] = []
     for raw in paths:
         p = Path(raw)
-        if p.is_file():
+        try:
+            st = p.stat()
+        except OSError:
+            what = "a broken symbolic link" if os.path.islink(p) else "no such file or directory"
+            raise ConfigError(f"{visible(raw)}: {what} (give a manifest file or folder)") from None
+        if stat.S_ISREG(st.st_mode):
             found[_display(p)] = p
-        elif p.is_dir():
-            top = _display(p)
-            for folder, dirs, names in os.walk(p):
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                rel = os.path.relpath(folder, p)
-                for name in names:
-                    if name.endswith((".yaml", ".yml")) and name != "reconciler.yaml" and not name.startswith("."):
-                        display = os.path.normpath(os.path.join(top, rel, name))
-                        found[display] = Path(folder, name)
+        elif stat.S_ISDIR(st.st_mode):
+            _walk(p, found, problems)
         else:
-            raise ConfigError(f"{raw}: no such file or directory (give a manifest file or folder)")
-    return [(path, display) for display, path in sorted(found.items())]
+            raise ConfigError(f"{visible(raw)}: not a regular file or folder (a FIFO, socket or device); "
+                              "give a manifest file or folder")
+    return [(path, display) for display, path in sorted(found.items())], problems
+
+
+def _walk(top: Path, found: dict[str, Path], problems: list[Diagnostic]) -> None:
+    root = top.resolve()
+    top_display = _display(top)
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, names in os.walk(top, followlinks=True):
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:   # a symlink loop: stop here, and say so
+            problems.append(Diagnostic(_shown(top_display, top, folder), 1, 1, "this folder is reached twice "
+                                       "through symbolic links (a loop); it was read once", "remove the looping link"))
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        kept = []
+        for d in sorted(dirs):
+            if d.startswith("."):
+                continue
+            full = Path(folder, d)
+            if full.is_symlink() and not _inside(full.resolve(), root):
+                problems.append(Diagnostic(_shown(top_display, top, full), 1, 1, "a symbolic link to a folder outside "
+                                           "the manifests tree; it is not read", "move the manifests into the tree"))
+                continue
+            kept.append(d)
+        dirs[:] = kept
+        for name in names:
+            if not name.endswith((".yaml", ".yml")) or name == "reconciler.yaml" or name.startswith("."):
+                continue
+            full = Path(folder, name)
+            display = _shown(top_display, top, full)
+            try:
+                fst = full.stat()
+            except OSError:
+                problems.append(Diagnostic(display, 1, 1, "a broken symbolic link", "remove it or fix its target"))
+                continue
+            if not stat.S_ISREG(fst.st_mode):
+                problems.append(Diagnostic(display, 1, 1, "not a regular file (a FIFO, socket or device)",
+                                           "remove it from the manifests tree"))
+                continue
+            if full.is_symlink() and not _inside(full.resolve(), root):
+                problems.append(Diagnostic(display, 1, 1, "a symbolic link to a file outside the manifests tree; it "
+                                           "is not read", "copy the file into the tree"))
+                continue
+            found[display] = full
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _shown(top_display: str, top: Path, path: Path | str) -> str:
+    return visible(os.path.normpath(os.path.join(top_display, os.path.relpath(path, top))))
 
 
 def _display(p: Path) -> str:
     try:
-        return str(p.resolve().relative_to(Path.cwd().resolve()))
+        return visible(str(p.resolve().relative_to(Path.cwd().resolve())))
     except ValueError:
-        return str(p.resolve())
+        return visible(str(p.resolve()))
 
 
 def load_documents(data: bytes, display: str) -> tuple[list[Document], list[Diagnostic]]:
@@ -140,8 +206,15 @@ def load_documents(data: bytes, display: str) -> tuple[list[Document], list[Diag
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = e.problem or e.context or "cannot parse"
         diags.append(Diagnostic(display, line, col, f"YAML syntax error: {problem}", "fix the YAML syntax"))
-    except yaml.YAMLError as e:  # unmarked reader errors (control characters, …)
-        diags.append(Diagnostic(display, 1, 1, f"YAML error: {str(e).splitlines()[0]}", "fix the YAML syntax"))
+    except yaml.reader.ReaderError as e:  # a character YAML refuses (NUL, other controls): at its real place
+        pos = min(max(getattr(e, "position", 0) or 0, 0), len(text))
+        line = text.count("\n", 0, pos) + 1
+        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        code = e.character if isinstance(e.character, int) else ord(str(e.character)[:1] or "\0")
+        diags.append(Diagnostic(display, line, col, f"the character U+{code:04X} is not allowed in YAML ({e.reason})",
+                                "remove it"))
+    except yaml.YAMLError as e:  # other unmarked errors
+        diags.append(Diagnostic(display, 1, 1, f"YAML error: {visible(str(e).splitlines()[0], 200)}", "fix the YAML syntax"))
     finally:
         loader.dispose()
     return docs, diags
@@ -201,6 +274,7 @@ class _Builder:
 
     def error(self, node: yaml.Node, message: str, hint: str, broken: bool = True) -> None:
         self.doc.broken = self.doc.broken or broken
+        self.doc.value_errors += 1
         m = node.start_mark
         self.diags.append(Diagnostic(self.doc.file, m.line + 1, m.column + 1, message, hint))
 
@@ -251,6 +325,9 @@ class _Builder:
             self.seen.add(id(key_node))
             key = key_node.value  # the raw text: `on:` stays "on", never True
             line = key_node.start_mark.line + 1
+            bad = _invisible_in(key)
+            if bad:
+                self.error(key_node, f"the key '{visible(key, 80)}' contains {bad}", "retype the key", broken=False)
             if key in first_seen:
                 self.error(key_node, f"duplicate key '{key}' (first at line {first_seen[key]})",
                            "remove one of them")
@@ -266,6 +343,7 @@ class _Builder:
         self.doc.scalars[path] = (tag, node.value)
         try:
             if tag == "str":
+                self._check_text(node, path)
                 return node.value
             if tag == "null":
                 return None
@@ -282,7 +360,10 @@ class _Builder:
                     return value
                 return int(node.value)
             if tag == "float":
-                return _CONSTRUCT.construct_yaml_float(node)
+                value = _CONSTRUCT.construct_yaml_float(node)
+                if not math.isfinite(value):  # .nan, .inf, 1e400: no vendor field can hold them
+                    self.error(node, f"'{node.value}' is not a finite number", "give a number", broken=False)
+                return value
             if tag == "timestamp":
                 return _CONSTRUCT.construct_yaml_timestamp(node)
         except (ValueError, TypeError, yaml.YAMLError):
@@ -290,6 +371,37 @@ class _Builder:
             return None
         self.error(node, f"tag {node.tag} is not allowed", "remove the tag; manifests hold plain data")
         return None
+
+
+    def _check_text(self, node: yaml.ScalarNode, path: tuple) -> None:
+        value = node.value
+        if value.isascii() and value.isprintable():
+            return
+        controls = sorted({c for c in value if unicode_control(c) and c not in _ALLOWED_CONTROLS})
+        if controls:
+            self.error(node, f"'{visible(value, 80)}' contains the control character{'s' * (len(controls) > 1)} "
+                             f"{', '.join(f'U+{ord(c):04X}' for c in controls)}", "remove it", broken=False)
+            return
+        key = next((p for p in reversed(path) if isinstance(p, str)), "")
+        in_labels = len(path) >= 2 and path[0] == "metadata" and path[1] in ("labels",)
+        bad = _invisible_in(value)
+        if bad and (key in IDENTIFIER_KEYS or in_labels):
+            self.error(node, f"{key}: '{visible(value, 80)}' contains {bad}",
+                       "retype the identifier; invisible characters make different values look the same",
+                       broken=False)
+
+
+def unicode_control(ch: str) -> bool:
+    o = ord(ch)
+    return o < 0x20 or 0x7F <= o < 0xA0
+
+
+def _invisible_in(text: str) -> str:
+    """'' or a description of the invisible characters (zero-width, bidi, controls) in `text`."""
+    found = sorted({c for c in text if is_invisible(c) and c not in _ALLOWED_CONTROLS})
+    if not found:
+        return ""
+    return "the invisible character" + ("s " if len(found) > 1 else " ") + ", ".join(f"U+{ord(c):04X}" for c in found)
 
 
 def iter_paths(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:

@@ -19,7 +19,7 @@ from reconciler.manifests.loader import Document
 from reconciler.model import DesiredBatch, DesiredInstruction, DesiredRegistration, DesiredSleeve, Source
 from reconciler.rules import cusip_check_digit, iter_registration_problems
 
-__all__ = ["Resolved", "resolve_all", "resolve_document"]
+__all__ = ["Resolved", "resolve_all", "resolve_document", "rule_diagnostics"]
 
 # Fields an instruction needs once batch defaults are merged; SEI cannot book a ticket without them.
 REQUIRED_INSTRUCTION_FIELDS = ("masterOrderId", "side", "ticker", "cusip", "target")
@@ -156,6 +156,61 @@ def _registration(doc: Document, inherited: dict, tdoc: Document, report) -> Des
     )
 
 
+def _cusip_problems(doc: Document, path: tuple, fields: dict, own: dict) -> list[Diagnostic]:
+    cusip = fields.get("cusip")
+    if isinstance(cusip, str) and len(cusip) == 9:
+        check = cusip_check_digit(cusip[:8])
+        if check is None or str(check) != cusip[8]:
+            where = path + ("cusip",) if "cusip" in own else ("spec", "cusip")
+            return [doc.diagnostic(where, f"cusip '{cusip}' fails its check digit"
+                                   + (f" (expected {check})" if check is not None else ""),
+                                   "copy the CUSIP again from the security master")]
+    return []
+
+
+_NUMERIC_SLEEVE_FIELDS = ("targetAllocation", "contributionAllocation", "distributionAllocation",
+                          "corporateActionAllocation", "toleranceUpper", "toleranceLower")
+
+
+def _well_typed_sleeve(s: Any) -> dict:
+    """A sleeve with only the values the rules can compare: wrong types are the schema's to report."""
+    if not isinstance(s, dict):
+        return {}
+    out = {k: v for k, v in s.items() if k in _NUMERIC_SLEEVE_FIELDS and isinstance(v, (int, float))
+           and not isinstance(v, bool)}
+    for k in ("sleeveType",):
+        if isinstance(s.get(k), str):
+            out[k] = s[k]
+    for k in ("modelAggId", "accountId"):
+        if isinstance(s.get(k), int) and not isinstance(s.get(k), bool):
+            out[k] = s[k]
+    if isinstance(s.get("model"), dict) and isinstance(s["model"].get("id"), int):
+        out["model"] = {"id": s["model"]["id"]}
+    return out
+
+
+def rule_diagnostics(kind: str, doc: Document) -> list[Diagnostic]:
+    """The business rules of a document that also has schema errors, on its well-typed values only,
+    so that every independent error is reported at once."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+    out: list[Diagnostic] = []
+    if kind == "TradeBatch":
+        defaults = {k: v for k, v in spec.items() if k in INSTRUCTION_FIELDS and k != "batchId"}
+        instructions = spec.get("instructions") if isinstance(spec.get("instructions"), list) else []
+        for i, own in enumerate(instructions):
+            if isinstance(own, dict):
+                out += _cusip_problems(doc, ("spec", "instructions", i), {**defaults, **own}, own)
+        return out
+    sleeves = spec.get("accountSleeves")
+    if isinstance(sleeves, list):
+        fields = {k: v for k, v in spec.items() if k.endswith("AllocationMethod") and isinstance(v, str)}
+        for path, message, hint in iter_registration_problems(fields, [_well_typed_sleeve(x) for x in sleeves],
+                                                              complete=False):
+            out.append(doc.diagnostic(("spec",) + path, message, hint))
+    return out
+
+
 def _batch(doc: Document, ticket_sources: dict[int, Source], diags: list[Diagnostic]) -> DesiredBatch:
     spec = doc.data["spec"]
     meta = doc.data["metadata"]
@@ -170,14 +225,7 @@ def _batch(doc: Document, ticket_sources: dict[int, Source], diags: list[Diagnos
         if missing:
             diags.append(doc.diagnostic(path, f"instruction {tid} has no {', '.join(missing)}",
                                         "set it on the instruction or as a default on the batch"))
-        cusip = fields.get("cusip")
-        if isinstance(cusip, str) and len(cusip) == 9:
-            check = cusip_check_digit(cusip[:8])
-            if check is None or str(check) != cusip[8]:
-                where = path + ("cusip",) if "cusip" in own else ("spec", "cusip")
-                diags.append(doc.diagnostic(where, f"cusip '{cusip}' fails its check digit"
-                                            + (f" (expected {check})" if check is not None else ""),
-                                            "copy the CUSIP again from the security master"))
+        diags.extend(_cusip_problems(doc, path, fields, own))
         if tid in ticket_sources:  # a duplicate inside one file: keep the first for the tree check
             src = _source(doc, path + ("tradeTicketId",))
             f = ticket_sources[tid]

@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from reconciler.escaping import VENDOR_TEXT_LIMIT, terminal, visible
 from reconciler.model import Change
 
 __all__ = ["describe_instruction", "money", "show", "summary_line", "totals_line"]
 
 
-def show(value: Any) -> str:
-    """A value as a reviewer reads it: JSON scalars, compact objects."""
+def show(value: Any, limit: int = VENDOR_TEXT_LIMIT) -> str:
+    """A value as a reviewer reads it: JSON scalars, compact objects; escaped, and bounded."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
-    return json.dumps(value, default=str)
+        return visible("{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}", limit)
+    return visible(json.dumps(value, default=str, ensure_ascii=False), limit)
 
 
 def money(x: float) -> str:
@@ -26,10 +27,10 @@ def money(x: float) -> str:
 def describe_instruction(c: Change) -> str:
     d = (c.payload or {}).get("data", {})
     price = d.get("orderGenerationPrice")
-    text = f"{d.get('side')} {d.get('target')} {d.get('ticker')}"
+    text = f"{terminal(d.get('side'), 10)} {terminal(d.get('target'), 20)} {terminal(d.get('ticker'), 20)}"
     if price is not None:
         text += f" @ {price:g} = {money(float(d.get('target') or 0) * float(price))}"
-    return f"{text}  (batch {d.get('batchId')}, batchSize {d.get('batchSize')})"
+    return f"{text}  (batch {terminal(d.get('batchId'), 80)}, batchSize {d.get('batchSize')})"
 
 
 def summary_line(s: dict) -> str:

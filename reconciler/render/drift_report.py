@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.escaping import VENDOR_TEXT_LIMIT as _LIMIT
+from reconciler.escaping import md_code, md_fence, md_text, terminal
 from reconciler.render._values import show
 
 __all__ = ["DRIFT_FORMAT_VERSION", "drift_to_document", "render_drift_markdown", "render_drift_text"]
@@ -38,7 +40,15 @@ def drift_to_document(report) -> dict[str, Any]:
 
 def _field_line(c) -> str:
     # before is live (what is), after is declared (what the manifest wants)
-    return f"{c.path}: live {show(c.before)}, manifest {show(c.after)}"
+    return f"{terminal(c.path, 200)}: live {show(c.before)}, manifest {show(c.after)}"
+
+
+def _history_line(h: dict) -> str:
+    if "note" in h:
+        return terminal(h["note"], _LIMIT)
+    changes = ", ".join(f"{terminal(c.get('field'), 200)} {show(c.get('before'))} → {show(c.get('after'))}"
+                        for c in h.get("changes") or [])
+    return f"{terminal(h.get('editedDate'), 40)} {terminal(h.get('editedBy'), _LIMIT)}: {changes}"
 
 
 def render_drift_text(report) -> str:
@@ -46,28 +56,24 @@ def render_drift_text(report) -> str:
     if not report.findings:
         out.append(f"No drift: {report.checked} managed resources match their manifests.")
     for f in report.findings:
-        who = f" — last edited by {f.edited_by} at {f.edited_date}" if f.edited_by else (
-            f" — changed at {f.edited_date}" if f.edited_date else "")
+        who = f" — last edited by {terminal(f.edited_by, _LIMIT)} at {terminal(f.edited_date, 40)}" if f.edited_by else (
+            f" — changed at {terminal(f.edited_date, 40)}" if f.edited_date else "")
         title = {"drifted": "differs from its manifest", "missing": "is declared but missing live",
                  "conflict": "is at SEI with values other than the manifest's"}[f.status]
-        out.append(f"{_STATUS[f.status]} {f.address} {title}{who}  # {f.source}")
+        out.append(f"{_STATUS[f.status]} {terminal(f.address)} {title}{who}  # {f.source}")
         out.extend(f"    {_field_line(c)}" for c in f.fields)
-        for h in f.history:
-            if "note" in h:
-                out.append(f"    history: {h['note']}")
-                continue
-            changes = ", ".join(f"{c['field']} {show(c.get('before'))} → {show(c.get('after'))}" for c in h["changes"])
-            out.append(f"    history: {h['editedDate']} {h['editedBy']}: {changes}")
+        out.extend(f"    history: {_history_line(h)}" for h in f.history)
         for e in f.expired_rules:
-            out.append(f"    note: the ignore rule for {e['path']} ('{e['reason']}') expired on {e['expired']}")
+            out.append(f"    note: the ignore rule for {terminal(e['path'], 200)} ('{terminal(e['reason'], 300)}') "
+                       f"expired on {e['expired']}")
         out.append("")
     if report.ignored:
         out.append(f"Ignored by rules in reconciler.yaml ({len(report.ignored)}):")
-        out.extend(f"  {i['address']} {i['path']}: {i['reason']}" + (f" (until {i['expires']})" if i["expires"] else "")
-                   for i in report.ignored)
+        out.extend(f"  {terminal(i['address'])} {terminal(i['path'], 200)}: {terminal(i['reason'], 300)}"
+                   + (f" (until {i['expires']})" if i["expires"] else "") for i in report.ignored)
     for r in report.expired_rules:
-        out.append(f"Expired ignore rule ({r['expired']}): {r['address']} {r['field']} — '{r['reason']}'; "
-                   "it no longer hides drift")
+        out.append(f"Expired ignore rule ({r['expired']}): {terminal(r['address'])} {terminal(r['field'], 200)} — "
+                   f"'{terminal(r['reason'], 300)}'; it no longer hides drift")
     doc = drift_to_document(report)["summary"]
     out.append(f"Drift: {doc['findings']} finding(s) — {doc['drifted']} drifted, {doc['missing']} missing, "
                f"{doc['conflict']} conflicting — of {doc['checked']} managed resources; {doc['ignored']} ignored.")
@@ -75,6 +81,7 @@ def render_drift_text(report) -> str:
 
 
 def render_drift_markdown(report) -> str:
+    """Markdown for a drift issue: every interpolated string through md_text / md_code / md_fence."""
     doc = drift_to_document(report)["summary"]
     lines = ["<!-- reconciler-drift -->",
              f"### reconciler drift: {doc['findings']} finding(s) in {doc['checked']} managed resources", ""]
@@ -83,15 +90,17 @@ def render_drift_markdown(report) -> str:
     else:
         lines += ["| | Resource | Status | Last edited | Source |", "|---|---|---|---|---|"]
         for f in report.findings:
-            edited = f"{f.edited_by or ''} {f.edited_date or ''}".strip() or "—"
-            lines.append(f"| `{_STATUS[f.status]}` | `{f.address}` | {f.status} | {edited} | `{f.source}` |")
+            edited = f"{f.edited_by or ''} {f.edited_date or ''}".strip()
+            lines.append(f"| `{_STATUS[f.status]}` | {md_code(f.address)} | {f.status} | "
+                         f"{md_text(edited, _LIMIT) if edited else '—'} | {md_code(f.source)} |")
         lines.append("")
         for f in report.findings:
-            if f.fields:
-                body = "\n".join(_field_line(c) for c in f.fields)
-                lines.append(f"<details><summary><code>{f.address}</code></summary>\n\n```\n{body}\n```\n</details>\n")
+            if f.fields or f.history:
+                body = "\n".join([_field_line(c) for c in f.fields] + [f"history: {_history_line(h)}" for h in f.history])
+                lines.append(f"<details><summary>{md_code(f.address)}</summary>\n\n{md_fence(body)}\n</details>\n")
     if report.ignored:
         lines.append(f"_{len(report.ignored)} difference(s) hidden by ignore rules in reconciler.yaml._")
     for r in report.expired_rules:
-        lines.append(f"_Expired ignore rule ({r['expired']}): `{r['address']}` `{r['field']}` — {r['reason']}._")
+        lines.append(f"_Expired ignore rule ({md_text(r['expired'])}): {md_code(r['address'])} {md_code(r['field'])} — "
+                     f"{md_text(r['reason'], 300)}._")
     return "\n".join(lines) + "\n"

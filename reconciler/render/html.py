@@ -2,7 +2,8 @@
 
 No external assets: styles inline, charts as inline SVG (declared vs live targetAllocation per
 sleeve of each drifted registration, 3 px per percentage point). Autoescaping is on: manifest and
-vendor text never becomes markup.
+vendor text never becomes markup, and `finalize` shows every control or invisible character in a
+value (an ESC, a bidi override) as a visible escape and bounds vendor strings, before escaping.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from importlib import resources
 
 import jinja2
+import markupsafe
 
+from reconciler.escaping import visible
 from reconciler.render.drift_report import drift_to_document
 
 __all__ = ["BAR_PX_PER_PERCENT", "render_drift_html"]
@@ -18,7 +21,15 @@ __all__ = ["BAR_PX_PER_PERCENT", "render_drift_html"]
 BAR_PX_PER_PERCENT = 3
 
 
+def _finalize(value):
+    # tojson's output is already safe Markup (JSON escapes every control character); other text is not
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return visible(value, 2000)
+    return value
+
+
 def render_drift_html(report) -> str:
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             finalize=_finalize)
     template = env.from_string(resources.files("reconciler.render").joinpath("templates/drift.html.j2").read_text("utf-8"))
     return template.render(doc=drift_to_document(report), px=BAR_PX_PER_PERCENT)

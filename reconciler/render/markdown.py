@@ -6,6 +6,9 @@ which part they are. A hidden marker lets a CI job find and update its own comme
 
 from __future__ import annotations
 
+import re
+
+from reconciler.escaping import html_text, md_code, md_fence, md_text
 from reconciler.model import Action, Plan
 from reconciler.plan import plan_summary
 from reconciler.render._values import describe_instruction, money, summary_line
@@ -40,8 +43,8 @@ def render_plan_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> list[str
         for c in plan.actionable():
             detail = describe_instruction(c) if c.action is Action.CREATE else (
                 f"{len(c.fields)} field{'s' * (len(c.fields) != 1)}")
-            rows.append(f"| `{_ICON[c.action]}` | `{c.address}` | {c.action.value} | {detail.replace('|', '/')} "
-                        f"| `{c.source}` |\n")
+            rows.append(f"| `{_ICON[c.action]}` | {md_code(c.address)} | {c.action.value} | {md_text(detail)} "
+                        f"| {md_code(c.source)} |\n")
         # the table is cut into blocks of rows, each with its header, so it splits across comments too
         chunk: list[str] = []
         for row in rows:
@@ -55,11 +58,12 @@ def render_plan_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> list[str
                 continue
             lines = field_lines(c)
             body = "\n".join(lines)
-            blocks.append(f"<details><summary><code>{_ICON[c.action]} {c.address}</code> — {c.action.value}, "
-                          f"{len(lines)} change{'s' * (len(lines) != 1)}</summary>\n\n```diff\n{body}\n```\n</details>\n")
+            blocks.append(f"<details><summary><code>{_ICON[c.action]} {html_text(c.address)}</code> — {c.action.value}, "
+                          f"{len(lines)} change{'s' * (len(lines) != 1)}</summary>\n\n{md_fence(body, 'diff')}\n</details>\n")
     if plan.ignored:
         blocks.append("<details><summary>Ignored by rules in reconciler.yaml</summary>\n\n"
-                      + "\n".join(f"- `{i.address}` `{i.path}`: {i.reason}" for i in plan.ignored) + "\n</details>\n")
+                      + "\n".join(f"- {md_code(i.address)} {md_code(i.path)}: {md_text(i.reason, 300)}"
+                                   for i in plan.ignored) + "\n</details>\n")
     return _split("\n".join(head), blocks, limit)
 
 
@@ -72,8 +76,9 @@ def _split(head: str, blocks: list[str], limit: int) -> list[str]:
     for block in blocks:
         if len(block) > room:
             cut = block[: max(0, room - 200)].rsplit("\n", 1)[0]
-            block = (cut + "\n```\n</details>\n\n_… truncated: this resource's changes exceed one comment; run "
-                     "`reconciler show` on the saved plan for all of them._\n")
+            fence = re.search(r"^(`{3,})", cut, re.M)   # close the fence this block opened, whatever its length
+            block = (cut + f"\n{fence.group(1) if fence else '```'}\n</details>\n\n_… truncated: this resource's "
+                     "changes exceed one comment; run `reconciler show` on the saved plan for all of them._\n")
         cost = len(block) + (1 if parts[-1] else 0)  # blocks are joined with "\n"
         if parts[-1] and size + cost > room:
             parts.append([])

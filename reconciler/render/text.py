@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reconciler.escaping import terminal
 from reconciler.model import Action, Change, Plan
 from reconciler.plan import plan_summary
 from reconciler.render._values import describe_instruction, show, summary_line, totals_line
@@ -17,12 +18,12 @@ def field_lines(c: Change) -> list[str]:
     lines = []
     for f in c.fields:
         if f.before is None and isinstance(f.after, dict):
-            lines.append(f"+ {f.path}: new sleeve {show({k: v for k, v in f.after.items() if k != 'sleeveType'})}")
+            lines.append(f"+ {terminal(f.path, 200)}: new sleeve {show({k: v for k, v in f.after.items() if k != 'sleeveType'})}")
         elif f.after is None and isinstance(f.before, dict):
-            lines.append(f"- {f.path}: remove sleeve (sent in deletedSleeveTargets)")
+            lines.append(f"- {terminal(f.path, 200)}: remove sleeve (sent in deletedSleeveTargets)")
         else:
             mark = "!" if c.action is Action.CONFLICT else "~"
-            lines.append(f"{mark} {f.path}: {show(f.before)} → {show(f.after)}")
+            lines.append(f"{mark} {terminal(f.path, 200)}: {show(f.before)} → {show(f.after)}")
     return lines
 
 
@@ -62,7 +63,7 @@ def render_plan_text(plan: Plan, stages: tuple[Stage, ...] | None = None) -> str
     out.append(f"Unchanged: {s['unchanged']} (registrations matching, trade instructions already at SEI).")
     if plan.ignored:
         out.append(f"Ignored by rules in reconciler.yaml ({len(plan.ignored)}):")
-        out.extend(f"  {i.address} {i.path}: {i.reason}" for i in plan.ignored)
+        out.extend(f"  {terminal(i.address)} {terminal(i.path, 200)}: {terminal(i.reason, 300)}" for i in plan.ignored)
     if plan.conflicts:
         out.append(f"Apply is blocked by {len(plan.conflicts)} conflict{'s' * (len(plan.conflicts) != 1)}.")
     return "\n".join(out) + "\n"
