@@ -115,15 +115,17 @@ def iter_manifest_files(paths: list[str] | tuple[str, ...]) -> tuple[list[tuple[
 def _walk(top: Path, found: dict[str, Path], problems: list[Diagnostic]) -> None:
     root = top.resolve()
     top_display = _display(top)
-    seen: set[tuple[int, int]] = set()
+    seen: dict[tuple[int, int], str] = {}
     for folder, dirs, names in os.walk(top, followlinks=True):
         st = os.stat(folder)
-        if (st.st_dev, st.st_ino) in seen:   # a symlink loop: stop here, and say so
-            problems.append(Diagnostic(_shown(top_display, top, folder), 1, 1, "this folder is reached twice "
-                                       "through symbolic links (a loop); it was read once", "remove the looping link"))
+        first = seen.get((st.st_dev, st.st_ino))
+        if first is not None:   # a symlink loop, or a second name for a folder: read it once, and say so
+            problems.append(Diagnostic(_shown(top_display, top, folder), 1, 1, "this folder was already read as "
+                                       f"{first} (a symbolic link loop or alias); it was not read again",
+                                       "remove the link, or link to a folder the tree does not already hold"))
             dirs[:] = []
             continue
-        seen.add((st.st_dev, st.st_ino))
+        seen[(st.st_dev, st.st_ino)] = _shown(top_display, top, folder)
         kept = []
         for d in sorted(dirs):
             if d.startswith("."):

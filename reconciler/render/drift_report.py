@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.escaping import VENDOR_TEXT_LIMIT as _LIMIT
-from reconciler.escaping import md_code, md_fence, md_text, terminal
+from reconciler.escaping import html_text, md_code, md_fence, md_text, terminal
 from reconciler.render._values import show
 
 __all__ = ["DRIFT_FORMAT_VERSION", "drift_to_document", "render_drift_markdown", "render_drift_text"]
@@ -97,7 +97,9 @@ def render_drift_markdown(report) -> str:
         for f in report.findings:
             if f.fields or f.history:
                 body = "\n".join([_field_line(c) for c in f.fields] + [f"history: {_history_line(h)}" for h in f.history])
-                lines.append(f"<details><summary>{md_code(f.address)}</summary>\n\n{md_fence(body)}\n</details>\n")
+                # a <summary> is raw HTML, where backticks protect nothing: HTML escaping there
+                lines.append(f"<details><summary><code>{html_text(f.address)}</code></summary>\n\n{md_fence(body)}\n"
+                             "</details>\n")
     if report.ignored:
         lines.append(f"_{len(report.ignored)} difference(s) hidden by ignore rules in reconciler.yaml._")
     for r in report.expired_rules:
