@@ -171,8 +171,8 @@ _CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False
 def plan(ctx: Context, paths, out_file, fmt, detailed_exitcode, target, exclude, selector, sandbox, config_file,
          allow_empty) -> int:
     """Read live state, diff it against the manifests, print the plan. Never writes to an API."""
+    from reconciler.backend import open_backend
     from reconciler.config import load_settings
-    from reconciler.journal import Journal
     from reconciler.live import read_live_state
     from reconciler.manifests import load_manifests
     from reconciler.plan import Targeting, build_plan, select
@@ -192,10 +192,16 @@ def plan(ctx: Context, paths, out_file, fmt, detailed_exitcode, target, exclude,
     t_live = time.perf_counter()
     with open_session(settings, sandbox=sandbox) as session:
         with session.workspace(tuple(paths)) as ws:
-            journal = Journal.open_readonly(ws.journal_path)
+            backend = open_backend(session.settings, ws, sandbox=sandbox)
+            journal = backend.journal(readonly=True)
             in_doubt = in_doubt_view(journal)
             if journal is not None:
                 journal.close()
+            for lease in backend.leases():
+                if lease["workspace"] == ws.key and lease["alive"]:
+                    ctx.out.error(f"Warning: an apply of this workspace is running: pid {lease.get('pid')} on "
+                                  f"{lease.get('host')} since {lease.get('started')}; this plan may be outdated "
+                                  "as soon as it is printed.")
         if in_doubt.busy:  # every plan keeps writes in doubt out until apply has resolved them
             targeting = Targeting(targeting.targets, targeting.excludes + in_doubt.busy_addresses, targeting.selectors)
             regs, instrs = select(manifests, targeting)
@@ -498,16 +504,74 @@ def github_drift_issue(ctx: Context, report, exit_code) -> int:
     return 0
 
 
-def _journal_for(paths: tuple[str, ...], config_file: str | None):
+def _backend_for(paths: tuple[str, ...], config_file: str | None):
+    """The state backend of the workspace for `paths` and the configured endpoints (no network to vendors)."""
+    from reconciler.backend import open_backend
     from reconciler.config import load_settings, require_safe_url
-    from reconciler.journal import Journal
     from reconciler.workspace import workspace_for
 
     paths = paths or DEFAULT_PATHS
     settings = load_settings(paths, config_file=config_file)
     ws = workspace_for(settings.workspace, paths, require_safe_url(settings.orion.base_url, "ORION_BASE_URL"),
                        require_safe_url(settings.sei.base_url, "SEI_BASE_URL"))
-    return ws, (Journal(ws.journal_path) if ws.journal_path.exists() else None)
+    return open_backend(settings, ws)
+
+
+def _journal_for(paths: tuple[str, ...], config_file: str | None):
+    backend = _backend_for(paths, config_file)
+    return backend.workspace, backend.journal(readonly=True)
+
+
+@cli.group(name="lock")
+def lock_group() -> None:
+    """Who holds which workspace (`status`), and clearing a dead holder's record (`release`)."""
+
+
+@lock_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the leases as JSON.")
+@click.option("--path", "paths", multiple=True, help="Manifest paths the workspace is for [default: manifests].")
+@_CONFIG
+@click.pass_obj
+def lock_status(ctx: Context, as_json, paths, config_file) -> int:
+    """Show who holds the workspace lock (with PostgreSQL: every workspace in the database)."""
+    import json
+
+    from reconciler.escaping import terminal
+
+    backend = _backend_for(tuple(paths), config_file)
+    leases = backend.leases()
+    if as_json:
+        ctx.out.result(json.dumps({"backend": backend.name, "workspace": backend.workspace.key, "leases": leases},
+                                  indent=2))
+        return 0
+    if not leases:
+        ctx.out.result(f"No apply holds the workspace {terminal(backend.workspace.label)} ({backend.name}).")
+    for r in leases:
+        state = "held" if r["alive"] else "free (its holder is gone; `reconciler lock release` clears the record)"
+        ctx.out.result(f"{terminal(r.get('label') or r['workspace'])}: {state}; pid {r.get('pid')} on "
+                       f"{terminal(r.get('host'))}, user {terminal(r.get('user'))}, since {r.get('started')}"
+                       + (f", heartbeat {r.get('heartbeat')}" if r.get("heartbeat") else "")
+                       + (f", run {terminal(r.get('ci_run_url'))}" if r.get("ci_run_url") else "")
+                       + (f", plan {terminal(r.get('plan_digest'))}" if r.get("plan_digest") else ""))
+    return 0
+
+
+@lock_group.command("release")
+@click.option("--path", "paths", multiple=True, help="Manifest paths the workspace is for [default: manifests].")
+@_CONFIG
+@click.pass_obj
+def lock_release(ctx: Context, paths, config_file) -> int:
+    """Clear the lease record of a holder whose process or session is gone. A live holder is never broken."""
+    from reconciler.errors import LockError
+
+    backend = _backend_for(tuple(paths), config_file)
+    live = [r for r in backend.leases() if r["workspace"] == backend.workspace.key and r["alive"]]
+    if live:
+        raise LockError(f"the workspace is held by a live apply (pid {live[0].get('pid')} on {live[0].get('host')}); "
+                        "a live holder's lock is never released")
+    dead = backend.release_dead()
+    ctx.out.info(f"cleared {len(dead)} record(s) of dead holders" if dead else "nothing to release: no holder record")
+    return 0
 
 
 @cli.group(invoke_without_command=True)
@@ -560,11 +624,10 @@ def journal_resolve(ctx: Context, kind, key, outcome, reason, paths, config_file
 
     from reconciler.errors import ReconcilerError
 
-    _, j = _journal_for(tuple(paths), config_file)
-    entries = {(e.kind, e.key) for e in j.in_doubt()} if j else set()
+    j = _backend_for(tuple(paths), config_file).journal()
+    entries = {(e.kind, e.key) for e in j.in_doubt()}
     if (kind, key) not in entries:
-        if j:
-            j.close()
+        j.close()
         raise ReconcilerError(f"no {kind} {key} is in doubt in this workspace (see `reconciler journal`)")
     try:
         who = getpass.getuser()

@@ -127,6 +127,8 @@ class Settings:
     # missing from Orion's BatchProcessing list this long. None: the client's own write time-out
     # (read + write time-outs), which a server holding a request past our time-out most often fits in.
     settle_window: float | None = None
+    # RECONCILER_BACKEND_URL: where the journal and lock live when they must outlive a CI runner.
+    backend_url: Secret | None = None
     plan_expiry_hours: float = 24.0
     ignore: tuple[IgnoreRule, ...] = ()
     workspace: Path = field(default_factory=lambda: Path(".reconciler"))
@@ -198,7 +200,11 @@ def load_settings(paths: tuple[str, ...] | list[str] = (), env: Mapping[str, str
         client_key=env.get("SEI_CLIENT_KEY") or None,
         ca_bundle=env.get("SEI_CA_BUNDLE") or None,
     )
-    settings = Settings(orion=orion, sei=sei, **values)
+    backend = _secret(env, "RECONCILER_BACKEND_URL")
+    if backend is not None and urlsplit(backend.reveal()).scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"RECONCILER_BACKEND_URL={mask_url(backend.reveal())!r}: only postgresql:// is supported "
+                          "(unset it for the embedded SQLite journal under .reconciler/)")
+    settings = Settings(orion=orion, sei=sei, backend_url=backend, **values)
     check_settings(settings)
     return settings
 

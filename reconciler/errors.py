@@ -12,7 +12,8 @@
     ├── LiveStateError                   live state does not fit the manifests (e.g. registration missing in Orion)
     ├── PlanFileError                    a saved plan is unreadable, stale or expired
     ├── PlanBlockedError                 apply refuses: conflicts, --max-changes, no approval
-    └── LockError                        another apply holds the workspace lock
+    ├── LockError                        another apply holds the workspace lock
+    └── StateBackendError                the state backend (SQLite file or PostgreSQL) failed
 
 A write's outcome is *refused* only when `ApiError.refused` is set by the HTTP layer (the request
 never left, or the server said no before acting); every other failure of a write is in doubt.
@@ -40,6 +41,7 @@ __all__ = [
     "PlanBlockedError",
     "PlanFileError",
     "ReconcilerError",
+    "StateBackendError",
     "TicketExistsError",
     "TlsConfigError",
 ]
@@ -153,3 +155,7 @@ class PlanBlockedError(ReconcilerError):
 
 class LockError(ReconcilerError):
     """Another apply holds this workspace's lock."""
+
+
+class StateBackendError(ReconcilerError):
+    """The journal's store failed or cannot be reached; the message never carries its password."""

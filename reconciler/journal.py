@@ -1,4 +1,9 @@
-"""The write-ahead journal: the authority on every write whose outcome is in doubt (SQLite by default).
+"""The write-ahead journal: the authority on every write whose outcome is in doubt.
+
+`Journal` holds the logic and portable SQL; `SqliteJournal` (the embedded default, one file per
+workspace under .reconciler/) and `pgstate.PostgresJournal` (shared, so it outlives a CI runner)
+only say how to connect and which column types to use. Every row carries its workspace key, so one
+PostgreSQL database serves many workspaces without them seeing each other's writes.
 
 Every submission is written down *before* it is sent and again when its answer comes back. Each
 entry is its own committed transaction with synchronous=FULL, so it is on disk before the request
@@ -40,24 +45,28 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BatchEntry", "InDoubt", "Journal", "TicketEntry", "BatchState", "TicketEvent"]
+__all__ = ["BatchEntry", "InDoubt", "Journal", "SqliteJournal", "TicketEntry", "BatchState", "TicketEvent",
+           "journal_ddl", "SCHEMA_VERSION"]
 
-_SCHEMA_VERSION = 2
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS runs (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, plan_id TEXT, started TEXT, finished TEXT, status TEXT, pid INTEGER,
-  host TEXT, detail TEXT);
-CREATE TABLE IF NOT EXISTS batches (
-  local_id TEXT PRIMARY KEY, run_id INTEGER, addresses TEXT, registration_ids TEXT, state TEXT,
-  batch_id INTEGER, submitted_at TEXT, submitted_epoch REAL, updated_at TEXT, detail TEXT);
-CREATE TABLE IF NOT EXISTS tickets (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER, ticket_id INTEGER, address TEXT, event TEXT,
-  at TEXT, at_epoch REAL, detail TEXT);
-CREATE INDEX IF NOT EXISTS tickets_by_id ON tickets(ticket_id);
-CREATE TABLE IF NOT EXISTS resolutions (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, key TEXT, outcome TEXT, reason TEXT, who TEXT, at TEXT);
-"""
+SCHEMA_VERSION = 2
+
+
+def journal_ddl(prefix: str, serial: str, real: str, bigint: str) -> list[str]:
+    """The journal's tables for one SQL dialect: `prefix` is a schema ("reconciler.") or ""."""
+    return [
+        f"CREATE TABLE IF NOT EXISTS {prefix}meta (key TEXT PRIMARY KEY, value TEXT)",
+        f"CREATE TABLE IF NOT EXISTS {prefix}runs (id {serial}, workspace TEXT NOT NULL, plan_id TEXT, started TEXT, "
+        "finished TEXT, status TEXT, pid INTEGER, host TEXT, detail TEXT)",
+        f"CREATE TABLE IF NOT EXISTS {prefix}batches (local_id TEXT PRIMARY KEY, workspace TEXT NOT NULL, "
+        f"run_id {bigint}, addresses TEXT, registration_ids TEXT, state TEXT, batch_id {bigint}, submitted_at TEXT, "
+        f"submitted_epoch {real}, updated_at TEXT, detail TEXT)",
+        f"CREATE INDEX IF NOT EXISTS batches_by_workspace ON {prefix}batches(workspace, state)",
+        f"CREATE TABLE IF NOT EXISTS {prefix}tickets (id {serial}, workspace TEXT NOT NULL, run_id {bigint}, "
+        f"ticket_id {bigint}, address TEXT, event TEXT, at TEXT, at_epoch {real}, detail TEXT)",
+        f"CREATE INDEX IF NOT EXISTS tickets_by_id ON {prefix}tickets(workspace, ticket_id)",
+        f"CREATE TABLE IF NOT EXISTS {prefix}resolutions (id {serial}, workspace TEXT NOT NULL, kind TEXT, key TEXT, "
+        "outcome TEXT, reason TEXT, who TEXT, at TEXT)",
+    ]
 
 
 class BatchState:
@@ -114,78 +123,59 @@ class InDoubt:
 
 
 class Journal:
-    def __init__(self, path: Path, *, readonly: bool = False):
-        self.path = path
-        self._lock = threading.Lock()
-        if readonly:
-            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
-            return
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not path.exists():
-            os.close(os.open(str(path), os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # every commit is fsynced before we go on
-        self._db.executescript(_SCHEMA)
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(_SCHEMA_VERSION),))
-        for suffix in ("-wal", "-shm"):
-            side = Path(str(path) + suffix)
-            if side.exists():
-                os.chmod(side, 0o600)
+    """The journal's logic over portable SQL (`?` placeholders); subclasses connect and run it."""
 
-    @classmethod
-    def open_readonly(cls, path: Path) -> "Journal | None":
-        """For `plan`: the journal if one exists, never creating or locking anything."""
-        if not path.exists():
-            return None
-        try:
-            return cls(path, readonly=True)
-        except sqlite3.Error:
-            return None
+    prefix = ""                  # table prefix, e.g. "reconciler." for a PostgreSQL schema
+
+    def __init__(self, workspace: str):
+        self.workspace = workspace
+        self._lock = threading.Lock()
+
+    def _execute(self, sql: str, args: tuple, fetch: bool) -> list[tuple]:
+        raise NotImplementedError
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        raise NotImplementedError
 
-    def _write(self, sql: str, args: tuple) -> int:
+    def _t(self, sql: str) -> str:
+        return sql.replace("{p}", self.prefix)
+
+    def _write(self, sql: str, args: tuple) -> list[tuple]:
         with self._lock:
-            return self._db.execute(sql, args).lastrowid
+            return self._execute(self._t(sql), args, "RETURNING" in sql)
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
-            try:
-                return self._db.execute(sql, args).fetchall()
-            except sqlite3.OperationalError as e:
-                if "no such table" in str(e):
-                    return []
-                raise
+            return self._execute(self._t(sql), args, True)
 
     # --- runs ---------------------------------------------------------------------------------------
 
     def begin_run(self, plan_id: str) -> int:
-        return self._write("INSERT INTO runs(plan_id, started, status, pid, host) VALUES (?,?,?,?,?)",
-                           (plan_id, _now(), "running", os.getpid(), socket.gethostname()))
+        return self._write("INSERT INTO {p}runs(workspace, plan_id, started, status, pid, host) VALUES (?,?,?,?,?,?) "
+                           "RETURNING id", (self.workspace, plan_id, _now(), "running", os.getpid(),
+                                            socket.gethostname()))[0][0]
 
     def finish_run(self, run_id: int, status: str, detail: str | None = None) -> None:
-        self._write("UPDATE runs SET finished=?, status=?, detail=? WHERE id=?", (_now(), status, detail, run_id))
+        self._write("UPDATE {p}runs SET finished=?, status=?, detail=? WHERE id=?", (_now(), status, detail, run_id))
 
     def runs(self) -> list[tuple]:
-        return self._read("SELECT id, plan_id, started, finished, status, detail FROM runs ORDER BY id")
+        return self._read("SELECT id, plan_id, started, finished, status, detail FROM {p}runs WHERE workspace=? "
+                          "ORDER BY id", (self.workspace,))
 
     # --- Orion batches ------------------------------------------------------------------------------
 
     def batch_submitting(self, run_id: int, local_id: str, addresses: tuple[str, ...], registration_ids: list[int]) -> None:
-        self._write("INSERT INTO batches(local_id, run_id, addresses, registration_ids, state, submitted_at, "
-                    "submitted_epoch, updated_at) VALUES (?,?,?,?,?,?,?,?)",
-                    (local_id, run_id, json.dumps(list(addresses)), json.dumps(list(registration_ids)),
+        self._write("INSERT INTO {p}batches(local_id, workspace, run_id, addresses, registration_ids, state, "
+                    "submitted_at, submitted_epoch, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (local_id, self.workspace, run_id, json.dumps(list(addresses)), json.dumps(list(registration_ids)),
                      BatchState.SUBMITTING, _now(), time.time(), _now()))
 
     def batch_state(self, local_id: str, state: str, *, batch_id: int | None = None, detail: str | None = None) -> None:
         if batch_id is not None:
-            self._write("UPDATE batches SET state=?, batch_id=?, updated_at=?, detail=? WHERE local_id=?",
+            self._write("UPDATE {p}batches SET state=?, batch_id=?, updated_at=?, detail=? WHERE local_id=?",
                         (state, batch_id, _now(), detail, local_id))
         else:
-            self._write("UPDATE batches SET state=?, updated_at=?, detail=? WHERE local_id=?",
+            self._write("UPDATE {p}batches SET state=?, updated_at=?, detail=? WHERE local_id=?",
                         (state, _now(), detail, local_id))
 
     def open_batches(self) -> list[BatchEntry]:
@@ -198,38 +188,42 @@ class Journal:
         return found[0] if found else None
 
     def known_batch_ids(self) -> set[int]:
-        return {r[0] for r in self._read("SELECT batch_id FROM batches WHERE batch_id IS NOT NULL")}
+        return {r[0] for r in self._read("SELECT batch_id FROM {p}batches WHERE workspace=? AND batch_id IS NOT NULL",
+                                         (self.workspace,))}
 
     def _batches(self, where: str, args: tuple) -> list[BatchEntry]:
         rows = self._read("SELECT local_id, run_id, addresses, registration_ids, state, batch_id, submitted_at, "
-                          f"submitted_epoch, detail FROM batches WHERE {where} ORDER BY rowid", args)
+                          f"submitted_epoch, detail FROM {{p}}batches WHERE workspace=? AND {where} "
+                          "ORDER BY submitted_epoch, local_id", (self.workspace, *args))
         return [BatchEntry(r[0], r[1], tuple(json.loads(r[2])), tuple(json.loads(r[3])), r[4], r[5], r[6] or "",
                            float(r[7] or 0), r[8]) for r in rows]
 
     # --- SEI tickets --------------------------------------------------------------------------------
 
     def ticket_event(self, run_id: int, ticket_id: int, address: str, event: str, detail: str | None = None) -> None:
-        self._write("INSERT INTO tickets(run_id, ticket_id, address, event, at, at_epoch, detail) VALUES (?,?,?,?,?,?,?)",
-                    (run_id, ticket_id, address, event, _now(), time.time(), detail))
+        self._write("INSERT INTO {p}tickets(workspace, run_id, ticket_id, address, event, at, at_epoch, detail) "
+                    "VALUES (?,?,?,?,?,?,?,?)", (self.workspace, run_id, ticket_id, address, event, _now(), time.time(),
+                                                 detail))
 
     def ticket_history(self, ticket_id: int) -> list[tuple[str, str | None]]:
-        return [(r[0], r[1]) for r in self._read("SELECT event, detail FROM tickets WHERE ticket_id=? ORDER BY id",
-                                                 (ticket_id,))]
+        return [(r[0], r[1]) for r in self._read("SELECT event, detail FROM {p}tickets WHERE workspace=? AND "
+                                                 "ticket_id=? ORDER BY id", (self.workspace, ticket_id))]
 
     def ticket(self, ticket_id: int) -> TicketEntry | None:
-        found = self._tickets("WHERE ticket_id = ?", (ticket_id,))
+        found = self._tickets("AND t.ticket_id = ?", (ticket_id,))
         return found[0] if found else None
 
     def open_tickets(self) -> list[TicketEntry]:
         return [t for t in self._tickets("", ()) if t.event in TicketEvent.OPEN]
 
     def _tickets(self, where: str, args: tuple) -> list[TicketEntry]:
+        same = "s.workspace = t.workspace AND s.ticket_id = t.ticket_id"
         rows = self._read(
             "SELECT t.ticket_id, t.address, t.event, t.detail, "
-            "(SELECT at FROM tickets s WHERE s.ticket_id = t.ticket_id AND s.event = 'sending' ORDER BY id DESC LIMIT 1), "
-            "(SELECT at_epoch FROM tickets s WHERE s.ticket_id = t.ticket_id AND s.event = 'sending' ORDER BY id DESC LIMIT 1) "
-            f"FROM tickets t WHERE t.id = (SELECT MAX(id) FROM tickets WHERE ticket_id = t.ticket_id) "
-            f"{'AND ' + where.removeprefix('WHERE ') if where else ''} ORDER BY t.ticket_id", args)
+            f"(SELECT at FROM {{p}}tickets s WHERE {same} AND s.event = 'sending' ORDER BY id DESC LIMIT 1), "
+            f"(SELECT at_epoch FROM {{p}}tickets s WHERE {same} AND s.event = 'sending' ORDER BY id DESC LIMIT 1) "
+            f"FROM {{p}}tickets t WHERE t.workspace = ? AND t.id = (SELECT MAX(id) FROM {{p}}tickets s WHERE {same}) "
+            f"{where} ORDER BY t.ticket_id", (self.workspace, *args))
         return [TicketEntry(r[0], r[1], r[2], r[4] or "", float(r[5] or 0), r[3]) for r in rows]
 
     def why_not_send(self, ticket_id: int) -> str | None:
@@ -254,8 +248,8 @@ class Journal:
 
     def resolve(self, kind: str, key: str, outcome: str, reason: str, who: str) -> None:
         """An operator's decision on one in-doubt write, recorded with who, when and why."""
-        self._write("INSERT INTO resolutions(kind, key, outcome, reason, who, at) VALUES (?,?,?,?,?,?)",
-                    (kind, key, outcome, reason, who, _now()))
+        self._write("INSERT INTO {p}resolutions(workspace, kind, key, outcome, reason, who, at) VALUES (?,?,?,?,?,?,?)",
+                    (self.workspace, kind, key, outcome, reason, who, _now()))
         detail = f"resolved by {who}: {outcome}: {reason}"
         if kind == "batch":
             self.batch_state(key, BatchState.RESOLVED, detail=detail)
@@ -265,4 +259,52 @@ class Journal:
             self.ticket_event(0, int(key), t.address if t else "", event, detail)
 
     def resolutions(self) -> list[tuple]:
-        return self._read("SELECT kind, key, outcome, reason, who, at FROM resolutions ORDER BY id")
+        return self._read("SELECT kind, key, outcome, reason, who, at FROM {p}resolutions WHERE workspace=? ORDER BY id",
+                          (self.workspace,))
+
+
+class SqliteJournal(Journal):
+    """The embedded default: one SQLite file per workspace, WAL, every commit fsynced, mode 0600."""
+
+    def __init__(self, path: Path, *, workspace: str = "local", readonly: bool = False):
+        super().__init__(workspace)
+        self.path = path
+        if readonly:
+            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            os.close(os.open(str(path), os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # every commit is fsynced before we go on
+        for ddl in journal_ddl("", "INTEGER PRIMARY KEY AUTOINCREMENT", "REAL", "INTEGER"):
+            self._db.execute(ddl)
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        for suffix in ("-wal", "-shm"):
+            side = Path(str(path) + suffix)
+            if side.exists():
+                os.chmod(side, 0o600)
+
+    @classmethod
+    def open_readonly(cls, path: Path, workspace: str = "local") -> "SqliteJournal | None":
+        """For `plan`: the journal if one exists, never creating or locking anything."""
+        if not path.exists():
+            return None
+        try:
+            return cls(path, workspace=workspace, readonly=True)
+        except sqlite3.Error:
+            return None
+
+    def _execute(self, sql: str, args: tuple, fetch: bool) -> list[tuple]:
+        try:
+            cur = self._db.execute(sql, args)
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return []
+            raise
+        return cur.fetchall() if fetch else []
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

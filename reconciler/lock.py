@@ -42,6 +42,7 @@ class WorkspaceLock:
             return None
 
     def acquire(self, *, timeout: float = 0.0, poll: float = 0.2) -> None:
+        """Take the lock, waiting up to `timeout` seconds for a running apply to finish."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         deadline = time.monotonic() + timeout
@@ -64,6 +65,14 @@ class WorkspaceLock:
         os.pwrite(fd, json.dumps(info).encode(), 0)
         os.fsync(fd)
         self._fd = fd
+
+    def annotate(self, **fields: Any) -> None:
+        """Add what becomes known later (the plan digest) to the holder's label."""
+        if self._fd is None:
+            return
+        info = {**(self.holder() or {}), **fields}
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps(info).encode(), 0)
 
     def release(self) -> None:
         if self._fd is not None:

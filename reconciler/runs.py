@@ -17,13 +17,13 @@ import signal
 import threading
 from dataclasses import dataclass
 
+from reconciler.backend import open_backend
 from reconciler.config import Settings
 from reconciler.errors import PlanBlockedError, PlanFileError
 from reconciler.evaluator import ApplyResult, Evaluator
 from reconciler.files import check_writable, write_private
 from reconciler.journal import Journal
 from reconciler.live import read_live_state
-from reconciler.lock import WorkspaceLock
 from reconciler.model import ManifestSet, Plan
 from reconciler.plan import Targeting, build_plan, select
 from reconciler.planfile import SavedPlan
@@ -65,21 +65,24 @@ def run_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings,
                 raise PlanFileError("the saved plan is for other endpoints, so nothing was written:\n"
                                     + "\n".join(f"  {w}" for w in wrong) + "\nMake a plan against these endpoints.")
         with session.workspace(request.paths) as ws, _signals(stop, out):
-            lock = WorkspaceLock(ws.lock_path, request.command)
+            backend = open_backend(session.settings, ws, sandbox=request.sandbox)
+            lock = backend.lock(request.command, waiting=out.info)
             if request.break_lock:
-                out.info("--break-lock: the workspace lock is held by the kernel for its holder's lifetime; a live "
-                         "holder is never broken, and a dead one has already released it")
+                out.info("--break-lock: the workspace lock lives as long as its holder (a process, or a database "
+                         "session); a live holder is never broken, and a dead one has already released it")
             lock.acquire(timeout=request.lock_timeout)
-            journal = Journal(ws.journal_path)
             try:
-                return _run_locked(request, manifests, session, journal, stop, out)
+                journal = backend.journal()
+                try:
+                    return _run_locked(request, manifests, session, journal, lock, stop, out)
+                finally:
+                    journal.close()
             finally:
-                journal.close()
                 lock.release()
 
 
-def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal: Journal, stop: threading.Event,
-                out) -> int:
+def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal: Journal, lock,
+                stop: threading.Event, out) -> int:
     settings = session.settings
     evaluator = Evaluator(session.vendors, journal, settings, manifests, stop=stop,
                           progress=lambda kind, text: out.info(f"recovering: {text}"))
@@ -99,6 +102,7 @@ def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal:
         if not request.auto_approve and not out.confirm(
                 f"Apply {len(plan.submissions)} submissions ({len(plan.actionable())} changes)?"):
             raise PlanBlockedError("not approved; nothing was written")
+    lock.annotate(plan_digest=plan_id)
     run_id = journal.begin_run(plan_id)
     total = sum(len(s.items) for s in plan.submissions) + len(recovered.busy)
     with out.progress("apply", total) as bar:

@@ -121,3 +121,74 @@ def env(sandbox, monkeypatch, tmp_path):
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("RECONCILER_WORKSPACE", str(tmp_path / "ws"))
     return sandbox
+
+
+# --- a throwaway PostgreSQL cluster for the shared state backend ------------------------------------
+
+import glob  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+
+PG_PASSWORD = "canary-pg-pass-5b7e1f"   # must never appear in any output, log, report or journal
+
+
+def _pg_bin() -> Path | None:
+    for pattern in ("/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin"):
+        for d in sorted(glob.glob(pattern), reverse=True):
+            if os.path.exists(os.path.join(d, "initdb")):
+                return Path(d)
+    found = shutil.which("initdb")
+    return Path(found).resolve().parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """postgresql://… of a fresh cluster on a loopback port (initdb refuses root: run as `postgres`)."""
+    bindir = _pg_bin()
+    if bindir is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have PostgreSQL's server binaries: .ci/run installs Debian's postgresql package")
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    root = Path(tempfile.mkdtemp(prefix="reconciler-pg-"))
+    data, run = root / "data", root / "run"
+    run.mkdir()
+    as_postgres = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(run, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    pwfile = root / "pw"
+    pwfile.write_text(PG_PASSWORD)
+    if as_postgres:
+        shutil.chown(pwfile, "postgres")
+    port = _free_port()
+    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "reconciler", "--pwfile", str(pwfile),
+                    "-A", "scram-sha-256", "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
+    pwfile.unlink()
+    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
+                    f"-p {port} -k {run} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql://reconciler:{PG_PASSWORD}@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_fresh(pg_url):
+    """The cluster with the reconciler schema dropped: each test starts with an empty shared journal."""
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS reconciler CASCADE")
+    return pg_url

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from reconciler.journal import Journal
+from reconciler.journal import SqliteJournal
 from reconciler.lock import WorkspaceLock
 from reconciler.schema import validate_instance
 
@@ -202,7 +202,7 @@ def test_stuck_batch_is_unknown_and_a_rerun_tracks_the_same_batch(env, cli, monk
     assert r.code == 3
     assert "had not ended after 0.5 s; a rerun keeps tracking this batch id" in r.out
     assert "· skipped  TradeInstruction/10000002" in r.out and batch_posts(env) == 1
-    journal = Journal(journal_file(tmp_path / "ws"))
+    journal = SqliteJournal(journal_file(tmp_path / "ws"))
     (entry,) = journal.open_batches()
     journal.close()
     control(env, "POST", "/batches/release")
@@ -237,7 +237,7 @@ def test_ticket_409_for_our_own_values_counts_as_applied_and_other_values_fail(s
         ours = bodies["TradeInstruction/10000002"]
         theirs = {**bodies["TradeInstruction/10000003"], "target": 1}
         control(sandbox, "POST", "/tickets", json={"rows": make_ticket_rows(ours, 3) + make_ticket_rows(theirs, 3)})
-        journal = Journal(tmp_path / "j.db")
+        journal = SqliteJournal(tmp_path / "j.db")
         result = Evaluator(vendors, journal, settings, manifests).run(build_stages(plan), journal.begin_run("t"))
     by = {i.address: i for i in result.items}
     assert by["TradeInstruction/10000002"].status == "applied"

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from reconciler.evaluator import Evaluator
-from reconciler.journal import Journal
+from reconciler.journal import SqliteJournal
 from reconciler.live import read_live_state
 from reconciler.manifests import load_manifests
 from reconciler.plan import Targeting, build_plan, select
@@ -163,7 +163,7 @@ class ApplyMachine(RuleBasedStateMachine):
         # a 0.5 s read timeout turns the slow faults into lost answers (ambiguous writes)
         self.settings = settings_for(self.sb, parallelism=2, poll_timeout=1.0, max_attempts=3, request_deadline=8,
                                      read_timeout=0.5, settle_window=1.5)
-        self.journal = Journal(self.dir / "journal.db")
+        self.journal = SqliteJournal(self.dir / "journal.db")
         self.next_ticket = 31_000_000
         self.pending_crash = False
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.journal import BatchState, Journal, TicketEvent
+from reconciler.journal import BatchState, SqliteJournal, TicketEvent
 from reconciler.sandbox.demo import demo_state
 from reconciler.sandbox.server import start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
@@ -102,7 +102,7 @@ def test_a_ticket_committed_after_the_client_gave_up_is_never_posted_twice(slow,
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "the answer was lost, but the read-back shows SEI has it" in r.stdout
     assert_exactly_once(slow)
-    journal = Journal(journal_file(tmp_path / "ws"))
+    journal = SqliteJournal(journal_file(tmp_path / "ws"))
     histories = [[e for e, _ in journal.ticket_history(t)] for t in TICKETS]
     journal.close()
     assert ["sending", "in-doubt", "confirmed"] in histories   # never: sending, unknown, absent, sending
@@ -154,7 +154,7 @@ def journal_state(tmp_path: Path, state: str) -> bool:
     if not db.exists():
         return False
     try:
-        j = Journal.open_readonly(db)
+        j = SqliteJournal.open_readonly(db)
         found = j is not None and any(b.state == state for b in j.open_batches())
         if j:
             j.close()
@@ -242,7 +242,7 @@ def test_a_report_into_a_missing_folder_is_refused_before_any_write(slow, tmp_pa
     assert slow.state.writes == []
 
 
-class _FailingJournal(Journal):
+class _FailingJournal(SqliteJournal):
     """A journal whose disk fails right after a ticket was sent (a database error mid-run)."""
 
     def ticket_event(self, run_id, ticket_id, address, event, detail=None):
@@ -266,7 +266,7 @@ def test_whatever_escapes_inside_apply_ends_every_item_reported(sandbox, tmp_pat
 
     settings = settings_for(sandbox)
     manifests = load_manifests([str(ROOT / "manifests")])
-    journal = (_FailingJournal if what.startswith("database") else Journal)(tmp_path / "j.db")
+    journal = (_FailingJournal if what.startswith("database") else SqliteJournal)(tmp_path / "j.db")
     with open_vendors(settings) as vendors:
         live = read_live_state(vendors, manifests.registrations, manifests.instructions, settings)
         plan = build_plan(manifests, live)
@@ -311,7 +311,7 @@ KILLS = {
 
 def ticket_journaled(ws: Path) -> bool:
     db = journal_file(ws / "ws")
-    j = Journal.open_readonly(db) if db.exists() else None
+    j = SqliteJournal.open_readonly(db) if db.exists() else None
     if j is None:
         return False
     try:
@@ -365,7 +365,7 @@ def test_signals_at_each_journal_step_then_the_rerun_converges_without_a_flag(sl
 def test_a_journaled_batch_id_that_answers_404_fails_fast(sandbox, tmp_path):
     env = env_for(sandbox, tmp_path, RECONCILER_POLL_TIMEOUT="60")
     ws = workspace_for(tmp_path / "ws", ("manifests",), sandbox.orion_url, sandbox.sei_url)
-    j = Journal(ws.journal_path)
+    j = SqliteJournal(ws.journal_path)
     j.batch_submitting(1, "old", ("SleeveRegistration/chen-ira",), [31549])
     j.batch_state("old", BatchState.SUBMITTED, batch_id=424242)
     j.close()
@@ -388,7 +388,7 @@ def test_sandbox_applies_use_a_workspace_of_their_own(tmp_path):
 def test_journal_lists_in_doubt_writes_and_records_a_resolution(sandbox, tmp_path):
     env = env_for(sandbox, tmp_path)
     ws = workspace_for(tmp_path / "ws", ("manifests",), sandbox.orion_url, sandbox.sei_url)
-    j = Journal(ws.journal_path)
+    j = SqliteJournal(ws.journal_path)
     j.ticket_event(1, 10000002, "TradeInstruction/10000002", TicketEvent.SENDING)
     j.ticket_event(1, 10000002, "TradeInstruction/10000002", TicketEvent.IN_DOUBT, "ReadTimeout")
     j.close()
@@ -403,7 +403,7 @@ def test_journal_lists_in_doubt_writes_and_records_a_resolution(sandbox, tmp_pat
                    "--reason", "SEI support confirmed it never arrived")
     assert r.returncode == 0, r.stderr
     assert json.loads(reconciler(env, "journal", "--json").stdout) == []
-    j = Journal(ws.journal_path)
+    j = SqliteJournal(ws.journal_path)
     (kind, key, outcome, reason, who, at), = j.resolutions()
     j.close()
     assert (kind, key, outcome) == ("ticket", "10000002", "absent") and "never arrived" in reason and who

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from reconciler.errors import AmbiguousWriteError, ApiError, TicketExistsError
-from reconciler.journal import Journal, TicketEvent
+from reconciler.journal import SqliteJournal, TicketEvent
 from reconciler.model import DesiredInstruction, Source
 from reconciler.outcomes import ItemStatus, batch_item_outcome, is_refusal, ticket_verdict
 from reconciler.stages import Confirm, Gate, OrionWave, PendingBatch, Recover, SeiWave, build_stages
@@ -110,7 +110,7 @@ def test_ticket_verdicts(rows, kind):
 
 
 def test_a_ticket_may_be_sent_only_when_the_journal_allows_it(tmp_path):
-    j = Journal(tmp_path / "j.db")
+    j = SqliteJournal(tmp_path / "j.db")
     assert j.why_not_send(1) is None
     for event, allowed in [(TicketEvent.SENDING, False), (TicketEvent.IN_DOUBT, False), (TicketEvent.ABSENT_SETTLED, True),
                            (TicketEvent.SENDING, False), (TicketEvent.REFUSED, True), (TicketEvent.SENDING, False),

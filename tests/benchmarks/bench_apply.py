@@ -1,6 +1,8 @@
-"""Apply throughput: 1,000 changed registrations, 1 batch at a time vs 4 at a time, in one run.
+"""Apply throughput: 1,000 changed registrations, 1 batch at a time vs 4 at a time, in one run; and,
+with --backend-url, the same apply on the local SQLite journal vs the shared PostgreSQL one.
 
     .venv/bin/python -m tests.benchmarks.bench_apply [--registrations 1000] [--latency 2.0]
+    .venv/bin/python -m tests.benchmarks.bench_apply --backend-url postgresql://user:pw@127.0.0.1:5432/db
 
 Each run starts from the same drifted sandbox state; the sandbox processes every batch for
 `--latency` seconds (batches run concurrently, as Orion's do). Prints wall times and the ratio.
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from reconciler.evaluator import Evaluator
 from reconciler.stages import build_stages
-from reconciler.journal import Journal
+from reconciler.journal import SqliteJournal
 from reconciler.live import read_live_state
 from reconciler.manifests import load_manifests
 from reconciler.plan import build_plan
@@ -26,7 +28,8 @@ from tests.benchmarks.estate import write_estate
 from tests.conftest import settings_for
 
 
-def run(registrations: int, latency: float, parallelism: int, root: Path, state: dict) -> tuple[float, int]:
+def run(registrations: int, latency: float, parallelism: int, root: Path, state: dict,
+        backend_url: str | None = None) -> tuple[float, int]:
     sandbox_state = SandboxState.from_json(state, timing=SandboxTiming(batch_latency=latency))
     with start_sandbox(sandbox_state) as sb:
         settings = settings_for(sb, parallelism=parallelism, read_timeout=60)
@@ -34,8 +37,14 @@ def run(registrations: int, latency: float, parallelism: int, root: Path, state:
         with open_vendors(settings) as vendors:
             live = read_live_state(vendors, manifests.registrations, manifests.instructions, settings)
             plan = build_plan(manifests, live)
-            journal = Journal(root.parent / f"journal-{parallelism}.db")
             start = time.perf_counter()
+            if backend_url:
+                from reconciler.config import Secret
+                from reconciler.pgstate import PostgresJournal
+
+                journal = PostgresJournal(Secret(backend_url), f"bench-{time.time()}")
+            else:
+                journal = SqliteJournal(root.parent / f"journal-{parallelism}-{time.time()}.db")
             result = Evaluator(vendors, journal, settings, manifests).run(build_stages(plan, parallelism=settings.parallelism),
                                                                         journal.begin_run("bench"))
             elapsed = time.perf_counter() - start
@@ -48,6 +57,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--registrations", type=int, default=1000)
     ap.add_argument("--latency", type=float, default=2.0)
+    ap.add_argument("--backend-url", help="compare the local journal with this PostgreSQL one (parallelism 4)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-apply-"))
     state = write_estate(tmp / "m", args.registrations, 0, drift=1.0)
@@ -58,6 +68,10 @@ def main() -> None:
         times[parallelism] = elapsed
         print(f"  parallelism {parallelism}: {elapsed:6.2f} s  ({batches} batch POSTs)")
     print(f"  ratio parallel/serial: {times[4] / times[1]:.2f}  (ideal for 10 batches: 3/10 = 0.30)")
+    if args.backend_url:
+        shared, _ = run(args.registrations, args.latency, 4, tmp / "m", state, args.backend_url)
+        print(f"  parallelism 4, PostgreSQL journal: {shared:6.2f} s vs SQLite {times[4]:.2f} s: "
+              f"{shared - times[4]:+.2f} s ({(shared / times[4] - 1) * 100:+.1f}%)")
 
 
 if __name__ == "__main__":
