@@ -41,7 +41,7 @@ class Backend:
         if self.shared:
             from reconciler.pgstate import PostgresJournal
 
-            return PostgresJournal(self.settings.backend_url, self.workspace.key)
+            return PostgresJournal(self.settings.backend_url, self.workspace.key, readonly=readonly)
         # one SQLite file is one workspace, so its rows carry the constant "local"
         if readonly:
             return SqliteJournal.open_readonly(self.workspace.journal_path)
@@ -59,7 +59,7 @@ class Backend:
         if self.shared:
             from reconciler.pgstate import connect, lease_rows
 
-            with connect(self.settings.backend_url) as conn:
+            with connect(self.settings.backend_url, migrate=False) as conn:
                 return lease_rows(conn)
         lock = WorkspaceLock(self.workspace.lock_path, "")
         holder = lock.holder()

@@ -49,8 +49,11 @@ def _redact(url: Secret, text: str) -> str:
     return text.replace(password, "****") if password else text
 
 
-def connect(url: Secret) -> psycopg.Connection:
-    """A connection in autocommit mode (every journal entry is its own committed transaction)."""
+def connect(url: Secret, *, migrate: bool = True) -> psycopg.Connection:
+    """A connection in autocommit mode (every journal entry is its own committed transaction).
+
+    `migrate=False` for readers (plan, lock status): they never create or change the schema, so a
+    role with SELECT only (what a pull-request job should hold) is enough."""
     try:
         conn = psycopg.connect(url.reveal(), autocommit=True, connect_timeout=10, application_name="reconciler",
                                keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3)
@@ -62,7 +65,8 @@ def connect(url: Secret) -> psycopg.Connection:
             conn.execute(sql)
         except psycopg.errors.UndefinedObject:   # client_connection_check_interval is PostgreSQL 14+
             pass
-    _ensure_schema(conn)
+    if migrate:
+        _ensure_schema(conn)
     return conn
 
 
@@ -85,15 +89,17 @@ def _ensure_schema(conn: psycopg.Connection) -> None:
 class PostgresJournal(Journal):
     prefix = f"{SCHEMA}."
 
-    def __init__(self, url: Secret, workspace: str):
+    def __init__(self, url: Secret, workspace: str, *, readonly: bool = False):
         super().__init__(workspace)
         self._url = url
-        self._conn = connect(url)
+        self._conn = connect(url, migrate=not readonly)
 
     def _execute(self, sql: str, args: tuple, fetch: bool) -> list[tuple]:
         try:
             cur = self._conn.execute(sql.replace("?", "%s"), args)
             return cur.fetchall() if fetch else []
+        except psycopg.errors.UndefinedTable:
+            return []   # a reader before the first apply created the schema: nothing is in doubt
         except psycopg.Error as e:
             raise StateBackendError(f"the state backend failed: {_redact(self._url, str(e).strip())}") from e
 
@@ -203,6 +209,8 @@ class PostgresLease:
 
 def lease_rows(conn: psycopg.Connection, workspace: str | None = None) -> list[dict[str, Any]]:
     """Every lease (or one workspace's), with `alive`: whether its session still holds the lock."""
+    if conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.leases",)).fetchone()[0] is None:
+        return []
     rows = conn.execute(
         f"SELECT l.workspace, l.label, l.holder, l.backend_pid, l.started, l.heartbeat, EXISTS (SELECT 1 FROM pg_locks "
         "k WHERE k.locktype = 'advisory' AND k.granted AND k.pid = l.backend_pid) "

@@ -69,6 +69,17 @@ def test_workflow_takes_secrets_from_the_store_and_never_prints_them():
                 assert ">" in line and "$GITHUB_ENV" in line or "RUNNER_TEMP" in line, line
 
 
+def test_workflow_applies_on_the_shared_backend_and_plans_only_read_it():
+    """The apply step holds the write-capable backend URL; the plan step at most a read-only one; neither at
+    workflow level."""
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    assert "RECONCILER_BACKEND_URL" not in doc["env"]
+    (apply_step,) = [s for s in doc["jobs"]["apply"]["steps"] if s.get("name") == "Apply"]
+    assert apply_step["env"]["RECONCILER_BACKEND_URL"] == "${{ secrets.RECONCILER_BACKEND_URL }}"
+    (plan_step,) = [s for s in doc["jobs"]["plan"]["steps"] if s.get("name") == "Plan"]
+    assert plan_step["env"]["RECONCILER_BACKEND_URL"] == "${{ secrets.RECONCILER_BACKEND_READONLY_URL }}"
+
+
 # --- plan comments -------------------------------------------------------------------------------
 
 def _plan(cli, tmp_path, *args):

@@ -188,3 +188,21 @@ def test_a_schema_from_a_newer_reconciler_is_refused_before_any_write(sandbox, t
     r = run(a, env_for(sandbox, a, pg_fresh), "apply", "--auto-approve")
     assert r.returncode == 1 and "newer than this reconciler" in r.stderr
     assert sandbox.state.writes == []
+
+
+def test_a_read_only_role_can_plan_and_read_lock_status(sandbox, tmp_path, pg_fresh):
+    """The pull-request job's role may only SELECT: plan and lock status never create or change the schema."""
+    a = checkout(tmp_path, "a")
+    with psycopg.connect(pg_fresh, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS planner")
+        conn.execute("CREATE ROLE planner LOGIN PASSWORD 'planner-pw-77'")
+    reader = pg_fresh.replace(f"reconciler:{PG_PASSWORD}", "planner:planner-pw-77")
+    r = run(a, env_for(sandbox, a, reader), "plan")                   # before any apply created the schema
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert run(a, env_for(sandbox, a, pg_fresh), "apply", "--auto-approve").returncode == 0
+    with psycopg.connect(pg_fresh, autocommit=True) as conn:
+        conn.execute("GRANT USAGE ON SCHEMA reconciler TO planner")
+        conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA reconciler TO planner")
+    r = run(a, env_for(sandbox, a, reader), "plan", "--detailed-exitcode")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert run(a, env_for(sandbox, a, reader), "lock", "status", "--json").returncode == 0
