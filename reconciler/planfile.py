@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler import __version__
 from reconciler.errors import PlanFileError
 from reconciler.files import write_private
 from reconciler.model import ManifestSet, Plan

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from reconciler.backend import open_backend
 from reconciler.config import Settings
 from reconciler.errors import PlanBlockedError, PlanFileError
-from reconciler.evaluator import ApplyResult, Evaluator
+from reconciler.evaluator import Evaluator
 from reconciler.files import check_writable, write_private
 from reconciler.journal import Journal
 from reconciler.live import read_live_state

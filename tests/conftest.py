@@ -192,3 +192,24 @@ def pg_fresh(pg_url):
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS reconciler CASCADE")
     return pg_url
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    """Poll `condition` every 20 ms until it holds; fail the test after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the condition")
+        time.sleep(0.02)
+
+
+def chromium_or_skip() -> str:
+    """Debian's Chromium; CI must have it (.ci/run installs it), elsewhere the test skips with a reason."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have Chromium: .ci/run installs Debian's chromium package")
+        pytest.skip("Chromium is not installed (apt-get install chromium); CI installs it and runs this test")
+    return browser

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
@@ -12,8 +11,8 @@ from reconciler.journal import SqliteJournal
 from reconciler.lock import WorkspaceLock
 from reconciler.schema import validate_instance
 
-from .benchmarks.estate import FIRST_ID, write_estate
-from .conftest import ROOT, journal_file, sandbox_env
+from .benchmarks.estate import write_estate
+from .conftest import ROOT, journal_file
 
 pytestmark = pytest.mark.integration
 

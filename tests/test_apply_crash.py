@@ -34,7 +34,7 @@ from reconciler.sandbox.state import SandboxState, SandboxTiming
 from reconciler.stages import build_stages
 
 from .benchmarks.estate import FIRST_ID, MODELS, write_estate
-from .conftest import ROOT, journal_file, sandbox_env, settings_for
+from .conftest import ROOT, journal_file, sandbox_env, settings_for, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -50,12 +50,6 @@ def journal_has(ws: Path, sql: str) -> bool:
         return False
 
 
-def wait_for(condition, timeout=20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the kill point")
-        time.sleep(0.02)
 
 
 KILL_POINTS = {

@@ -15,7 +15,7 @@ import pytest
 from reconciler.render.html import BAR_PX_PER_PERCENT
 from reconciler.schema import validate_instance
 
-from .conftest import ROOT, sandbox_env
+from .conftest import ROOT, chromium_or_skip, sandbox_env
 
 pytestmark = pytest.mark.integration
 
@@ -103,16 +103,8 @@ def test_drift_markdown(env, cli):
     assert "| `~` | `SleeveRegistration/chen-ira` | drifted |" in r.out
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
 def test_html_report_renders_in_headless_chromium_with_bars_of_the_right_width(env, cli, tmp_path):
-    browser = _chromium()
-    if browser is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must have Chromium: .ci/run installs Debian's chromium package")
-        pytest.skip("Chromium is not installed (apt-get install chromium); CI installs it and runs this test")
+    browser = chromium_or_skip()
     out = tmp_path / "drift.html"
     assert cli("drift", "--format", "html", "--output", str(out)).code == 2
     expected = [(kind, a["label"], a[kind]) for f in json.loads(cli("drift", "--format", "json").out)["findings"]

@@ -23,7 +23,7 @@ from reconciler.sandbox.server import start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
 from reconciler.workspace import workspace_for
 
-from .conftest import ROOT, journal_file, sandbox_env
+from .conftest import ROOT, journal_file, sandbox_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -53,12 +53,6 @@ def start(env, *args) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(condition, timeout=30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the kill point")
-        time.sleep(0.02)
 
 
 def batch_writes(sb) -> list[dict]:
@@ -271,11 +265,7 @@ def test_whatever_escapes_inside_apply_ends_every_item_reported(sandbox, tmp_pat
         live = read_live_state(vendors, manifests.registrations, manifests.instructions, settings)
         plan = build_plan(manifests, live)
         if what.startswith("bug"):
-            real = vendors.orion.list_with_sleeves
-            calls = []
-
             def broken(ids, **kw):
-                calls.append(ids)
                 raise TypeError("'NoneType' object is not subscriptable")
             vendors.orion.list_with_sleeves = broken
         result = Evaluator(vendors, journal, settings, manifests).run(build_stages(plan), journal.begin_run("t"))

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from reconciler.errors import ApiAuthError, ApiError
-from reconciler.escaping import html_text, md_code, md_fence, md_text, terminal, visible
+from reconciler.escaping import html_text, md_code, md_fence, md_text
 from reconciler.providers import Redactor
 
 from .conftest import ROOT, sandbox_env
-from .test_providers import FAST, orion, sei
+from .test_providers import orion, sei
 
 HOSTILE = ["\x1b[31mAAPL", "\x1b]0;owned\x07title", "x\x1b[2Jy", "\u202eevil\u200b", "</details><img src=x onerror=alert(1)>",
            "@org/team", "`code` ``` fence", "line\n✓ applied  SleeveRegistration/fake", "<script>alert(1)</script>"]
@@ -75,7 +75,7 @@ def test_plan_drift_and_apply_show_hostile_vendor_strings_escaped(env, cli):
 
 @pytest.mark.integration
 def test_file_names_with_escapes_are_shown_escaped(cli, write, tmp_path):
-    bad = write("evil\x1b[2J.yaml", "apiVersion: reconciler/v1\nkind: Nope\n")
+    write("evil\x1b[2J.yaml", "apiVersion: reconciler/v1\nkind: Nope\n")
     r = cli("validate", str(tmp_path))
     assert r.code == 1 and "evil\\x1b[2J.yaml:2:1: unknown kind" in r.err
     assert _raw_controls(r.err) == []
@@ -131,8 +131,6 @@ def test_markdown_escapes_never_produce_live_html_or_mentions(value):
 
 @pytest.mark.integration
 def test_pr_comment_and_drift_issue_neutralise_hostile_batch_ids_editors_and_file_names(env, cli, tmp_path):
-    from reconciler.render import render_plan_markdown
-
     tree = tmp_path / "m"
     shutil.copytree(ROOT / "manifests", tree)
     lcg = tree / "trades" / "lcg-rebalance-2026-11-20.yaml"
@@ -462,13 +460,9 @@ def test_random_strings_keep_the_escaping_invariant_in_every_format(value):
 
 @pytest.mark.integration
 def test_the_html_report_with_histories_and_hostile_editors_renders_in_chromium(env, cli, tmp_path):
-    from .test_drift_import import _chromium
+    from .conftest import chromium_or_skip
 
-    browser = _chromium()
-    if browser is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must have Chromium: .ci/run installs Debian's chromium package")
-        pytest.skip("Chromium is not installed (apt-get install chromium); CI installs it and runs this test")
+    browser = chromium_or_skip()
     httpx.patch(f"{env.url}/_sandbox/registrations/31549",
                 json={"editedBy": "<img src=x onerror=alert(1)>\u202ejdoe", "set": {"isDoNotTrade": False}})
     out = tmp_path / "drift.html"

@@ -19,7 +19,7 @@ from reconciler.sandbox.demo import demo_state
 from reconciler.sandbox.server import start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
 
-from .conftest import PG_PASSWORD, ROOT, sandbox_env
+from .conftest import PG_PASSWORD, ROOT, sandbox_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -56,12 +56,6 @@ def start(where: Path, env, *args) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(condition, timeout=30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
 
 
 def batch_state(url: str, state: str) -> bool:
