@@ -207,6 +207,7 @@ def plan(ctx: Context, paths, out_file, fmt, detailed_exitcode, target, exclude,
             regs, instrs = select(manifests, targeting)
             ctx.out.error(f"Warning: {len(in_doubt.busy)} resource(s) have writes in doubt from an earlier apply "
                           "(see `reconciler journal`); they are left out of this plan until apply resolves them.")
+        ctx.out.info(session.environment_line)
         live = read_live_state(session.vendors, regs, instrs, settings)
         endpoints = session.endpoints
     t_diff = time.perf_counter()
@@ -448,7 +449,7 @@ def github_comment(ctx: Context, plan_file, number, sha, exit_code) -> int:
         summary = "plan failed"
     else:
         saved = load_plan(plan_file)
-        parts = render_plan_markdown(saved.plan)
+        parts = render_plan_markdown(saved.plan, environment=saved.endpoints)
         summary = summary_line(plan_summary(saved.plan))
     client = _github_client()
     try:
@@ -637,6 +638,31 @@ def journal_resolve(ctx: Context, kind, key, outcome, reason, paths, config_file
     j.close()
     ctx.out.info(f"resolved {kind} {key} as {outcome} ({reason}), recorded for {who}")
     return 0
+
+
+@cli.command()
+@click.option("--path", "paths", multiple=True, help="Manifest paths whose reconciler.yaml to use [default: manifests].")
+@_SANDBOX
+@_CONFIG
+@click.pass_obj
+def doctor(ctx: Context, paths, sandbox, config_file) -> int:
+    """Check configuration, credentials, reachability, TLS, the SEI certificate, logins and reads."""
+    from reconciler.config import load_settings
+    from reconciler.doctor import Check, run_checks
+    from reconciler.errors import ReconcilerError
+
+    try:
+        settings = load_settings(paths or DEFAULT_PATHS, config_file=config_file)
+        checks = run_checks(settings, sandbox=sandbox)
+    except ReconcilerError as e:
+        checks = [Check("configuration", "fail", str(e), "fix reconciler.yaml or the environment")]
+    marks = {"ok": "✓", "warn": "!", "fail": "✗"}
+    for c in checks:
+        ctx.out.result(f"{marks[c.status]} {c.name}: {c.detail}" + (f" — {c.hint}" if c.hint and c.status != "ok" else ""))
+    failed = sum(c.status == "fail" for c in checks)
+    warned = sum(c.status == "warn" for c in checks)
+    ctx.out.info(f"doctor: {len(checks) - failed - warned} ok, {warned} warning(s), {failed} failure(s)")
+    return 1 if failed else 0
 
 
 @cli.command()

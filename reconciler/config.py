@@ -17,7 +17,14 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from reconciler.errors import ConfigError, ManifestError
-from reconciler.fields import INSTRUCTION_FIELDS, ORION_BATCH_LIMIT, ORION_READ_CHUNK, REGISTRATION_FIELDS, SLEEVE_FIELDS
+from reconciler.fields import (
+    ENVIRONMENTS,
+    INSTRUCTION_FIELDS,
+    ORION_BATCH_LIMIT,
+    ORION_READ_CHUNK,
+    REGISTRATION_FIELDS,
+    SLEEVE_FIELDS,
+)
 
 __all__ = [
     "CONFIG_FILE",
@@ -129,6 +136,8 @@ class Settings:
     settle_window: float | None = None
     # RECONCILER_BACKEND_URL: where the journal and lock live when they must outlive a CI runner.
     backend_url: Secret | None = None
+    # production | test | sandbox | build: fills the vendors' documented base URLs (explicit URLs win)
+    environment: str | None = None
     plan_expiry_hours: float = 24.0
     ignore: tuple[IgnoreRule, ...] = ()
     workspace: Path = field(default_factory=lambda: Path(".reconciler"))
@@ -181,8 +190,15 @@ def load_settings(paths: tuple[str, ...] | list[str] = (), env: Mapping[str, str
             values[attr] = _convert(env[name], typ, name)
     if env.get("RECONCILER_WORKSPACE"):
         values["workspace"] = Path(env["RECONCILER_WORKSPACE"])
+    if env.get("RECONCILER_ENVIRONMENT"):
+        values["environment"] = env["RECONCILER_ENVIRONMENT"]
+    environment = values.get("environment")
+    if environment is not None and environment not in ENVIRONMENTS:
+        raise ConfigError(f"environment {environment!r} is not one of {', '.join(ENVIRONMENTS)} "
+                          "(reconciler.yaml `environment:` or RECONCILER_ENVIRONMENT)")
+    orion_default, sei_default = ENVIRONMENTS.get(environment, ("", ""))
     orion = OrionSettings(
-        base_url=env.get("ORION_BASE_URL") or _url(orion_file, file, "orion"),
+        base_url=env.get("ORION_BASE_URL") or _url(orion_file, file, "orion") or orion_default,
         token=_secret(env, "ORION_TOKEN"),
         username=env.get("ORION_USERNAME"),
         password=_secret(env, "ORION_PASSWORD"),
@@ -190,7 +206,7 @@ def load_settings(paths: tuple[str, ...] | list[str] = (), env: Mapping[str, str
         client_secret=_secret(env, "ORION_CLIENT_SECRET"),
     )
     sei = SeiSettings(
-        base_url=env.get("SEI_BASE_URL") or _url(sei_file, file, "sei"),
+        base_url=env.get("SEI_BASE_URL") or _url(sei_file, file, "sei") or sei_default,
         token=_secret(env, "SEI_TOKEN"),
         app_key=_secret(env, "SEI_APP_KEY"),
         app_secret=_secret(env, "SEI_APP_SECRET"),
@@ -329,8 +345,10 @@ def _parse_file(file: Path, data: dict[str, Any]) -> dict[str, Any]:
             out["ignore"] = tuple(_ignore_rule(file, i, r) for i, r in enumerate(value or []))
         elif key == "workspace":
             out["workspace"] = Path(str(value))
+        elif key == "environment":
+            out["environment"] = str(value)
         else:
-            raise ConfigError(f"{file}: unknown setting '{key}' (known: {', '.join(sorted([*_FILE_KEYS, 'timeouts', 'ignore', 'orion', 'sei', 'workspace']))})")
+            raise ConfigError(f"{file}: unknown setting '{key}' (known: {', '.join(sorted([*_FILE_KEYS, 'timeouts', 'ignore', 'orion', 'sei', 'workspace', 'environment']))})")
     return out
 
 

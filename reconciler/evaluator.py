@@ -272,6 +272,8 @@ class Evaluator:
         except ApiError as e:
             errors, unreadable = [], str(e)
         self.journal.batch_state(local_id, BatchState.ENDED, batch_id=batch_id, detail=str(status.get("status")))
+        if status.get("correlationId"):   # what Orion's support asks for; logged with every item of the batch
+            ref = f"batch {batch_id}, correlationId {bounded(status['correlationId'], 80)}"
         with ctx.lock:
             ctx.open_batches.discard(local_id)
         self.progress("batch", f"batch {batch_id} {bounded(status.get('status'), 40)}")

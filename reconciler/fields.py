@@ -12,9 +12,12 @@ import math
 from typing import Any
 
 __all__ = [
+    "ALLOCATION_METHODS",
+    "ALLOCATION_METHOD_FIELDS",
     "ASSIGNED",
     "BATCH_LIST_SKEW_SECONDS",
     "COUNTED_SLEEVE_TYPES",
+    "ENVIRONMENTS",
     "INSTRUCTION_FIELDS",
     "NUMERIC_TOLERANCE",
     "ORION_BATCH_LIMIT",
@@ -29,6 +32,8 @@ __all__ = [
     "SLEEVE_FIELDS",
     "SLEEVE_TYPES",
     "TARGET_BALANCE_TYPES",
+    "balance_type",
+    "normalise_method",
     "normalise_value",
     "parse_vendor_time",
     "sleeve_model_id",
@@ -77,10 +82,39 @@ SLEEVE_TYPES = ("Normal sleeve", "Custodial account", "Contribution sleeve", "Di
 COUNTED_SLEEVE_TYPES = frozenset({"Normal sleeve", "Unmanaged sleeve"})
 # At most one of each per registration [assumed].
 SINGLETON_SLEEVE_TYPES = ("Custodial account", "Contribution sleeve", "Distribution sleeve")
-ASSIGNED = "Assigned"
+ASSIGNED = "UseAssigned"   # the canonical spelling; see ALLOCATION_METHODS
 
-# targetBalanceType arrives as 1 in the seed and "Percent" in the docs [docs]; 2 ↔ Amount [assumed].
-TARGET_BALANCE_TYPES = {1: "Percent", 2: "Amount"}
+# targetBalanceType is Percent (1) or Dollars (2) [docs]; "Amount" was this project's earlier
+# assumption for 2 and is still read as Dollars. The sums to 100 hold for Percent only [docs].
+TARGET_BALANCE_TYPES = {1: "Percent", 2: "Dollars"}
+_BALANCE_SPELLINGS = {"percent": "Percent", "dollars": "Dollars", "amount": "Dollars"}
+
+# The allocation methods arrive as UseAssigned/UseTarget/UseOUB/UseCurrent in the public OpenAPI
+# description and as Assigned / Sleeve Current Percent in the vendor's guides [docs]; the other two
+# guide spellings are [assumed]. Both normalise to the Use… form before any comparison or rule.
+ALLOCATION_METHODS = {"useassigned": "UseAssigned", "assigned": "UseAssigned",
+                      "usecurrent": "UseCurrent", "sleeve current percent": "UseCurrent", "current": "UseCurrent",
+                      "usetarget": "UseTarget", "target": "UseTarget", "sleeve target percent": "UseTarget",
+                      "useoub": "UseOUB", "oub": "UseOUB"}
+ALLOCATION_METHOD_FIELDS = ("contributionAllocationMethod", "distributionAllocationMethod",
+                            "corporateActionAllocationMethod")
+
+
+def normalise_method(value: Any) -> Any:
+    """An allocation method in its canonical Use… spelling (unknown spellings are kept as they are)."""
+    if isinstance(value, str):
+        return ALLOCATION_METHODS.get(" ".join(value.split()).lower(), value)
+    return value
+
+
+def balance_type(sleeve: dict) -> str:
+    """Percent or Dollars; a sleeve that says nothing is Percent (the seed's 1) [docs]."""
+    value = sleeve.get("targetBalanceType")
+    if value is None:
+        return "Percent"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return TARGET_BALANCE_TYPES.get(value, str(value))
+    return _BALANCE_SPELLINGS.get(str(value).strip().lower(), str(value))
 
 # Sums of percentages are compared with this slack so that 33.33 + 33.33 + 33.34 is 100 [assumed].
 NUMERIC_TOLERANCE = 0.01
@@ -93,6 +127,15 @@ SLEEVE_DEFAULTS = {"subAdvisorId": None, "managementStyleId": None, "corporateAc
                    "toleranceUpper": 0, "toleranceLower": 0, "doNotTrade": False, "minimumCash": None,
                    "replenishMinCash": (False, None), "minimumInvestmentAmount": None,
                    "contributionAllocation": 0, "distributionAllocation": 0}
+
+# The vendors' documented hosts by environment [docs]. Orion documents production and test only;
+# SEI's Build and Sandbox environments are paired with Orion's test host [assumed].
+ENVIRONMENTS = {
+    "production": ("https://api.orionadvisor.com/api", "https://mtls.api.seic.com"),
+    "test": ("https://testapi.orionadvisor.com/api", "https://test.mtls.api.seic.com"),
+    "sandbox": ("https://testapi.orionadvisor.com/api", "https://sandbox.mtls.api.seic.com"),
+    "build": ("https://testapi.orionadvisor.com/api", "https://build.mtls.api.seic.com"),
+}
 
 ORION_BATCH_LIMIT = 100   # more than 100 items is a 400 [assumed]; the seed recommends 50–100
 # The BatchProcessing list is asked for batches created from this long before our POST was
@@ -109,8 +152,10 @@ def normalise_value(field: str, value: Any) -> Any:
     Numbers become floats (20 == 20.0), enum codes become names (1 → "Percent"), SEI's upper-case
     sides become title case. Booleans stay booleans even though Python counts them as ints.
     """
-    if field == "targetBalanceType" and isinstance(value, int) and not isinstance(value, bool):
-        return TARGET_BALANCE_TYPES.get(value, value)
+    if field == "targetBalanceType" and value is not None:
+        return balance_type({"targetBalanceType": value})
+    if field in ALLOCATION_METHOD_FIELDS:
+        return normalise_method(value)
     if field == "side" and isinstance(value, str):
         return value.strip().title()
     if isinstance(value, bool) or value is None:

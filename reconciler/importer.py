@@ -26,6 +26,7 @@ from reconciler.fields import (
     REGISTRATION_DEFAULTS,
     SLEEVE_DEFAULTS,
     TARGET_BALANCE_TYPES,
+    normalise_method,
     sleeve_model_id,
 )
 
@@ -76,8 +77,8 @@ def registration_manifest(reg: dict, name: str | None = None) -> dict:
             continue
         if v is not None:
             spec[f] = _number(v)
-    assigned = {"contributionAllocation": reg.get("contributionAllocationMethod") == ASSIGNED,
-                "distributionAllocation": reg.get("distributionAllocationMethod") == ASSIGNED}
+    assigned = {"contributionAllocation": normalise_method(reg.get("contributionAllocationMethod")) == ASSIGNED,
+                "distributionAllocation": normalise_method(reg.get("distributionAllocationMethod")) == ASSIGNED}
     managed = [s for s in reg.get("accountSleeves") or [] if s.get("sleeveType") in COUNTED_SLEEVE_TYPES]
     keys = [(s.get("sleeveType"), sleeve_model_id(s)) for s in managed]
     sleeves = []

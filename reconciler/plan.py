@@ -25,6 +25,7 @@ from reconciler.fields import (
     ORION_BATCH_LIMIT,
     SERVER_OWNED_REGISTRATION_FIELDS,
     SERVER_OWNED_SLEEVE_FIELDS,
+    sleeve_model_id,
 )
 from reconciler.live import LiveState
 from reconciler.model import (
@@ -148,7 +149,9 @@ def build_payload(desired: DesiredRegistration, live: dict, d) -> dict:
             sleeve.setdefault(f, 0)  # an undeclared allocation on a new sleeve is 0 (SPEC.md §1)
         sleeves.append(sleeve)
     payload["accountSleeves"] = sleeves
-    payload["deletedSleeveTargets"] = [s["accountId"] for s in d.removed] or None
+    # DeletedSleeveTargetDto [docs]: the sleeve's account and its model; no target model is declared
+    payload["deletedSleeveTargets"] = [{"accountId": s["accountId"], "deletedModelId": sleeve_model_id(s),
+                                        "targetModelId": None} for s in d.removed] or None
     return payload
 
 
@@ -172,7 +175,7 @@ def build_plan(manifests: ManifestSet, live: LiveState, *, targeting: Targeting 
             unchanged += 1
             continue
         payload = build_payload(desired, current, d)
-        deleted = set(payload["deletedSleeveTargets"] or [])
+        deleted = {t["accountId"] for t in payload["deletedSleeveTargets"] or []}
         remaining = [s for s in payload["accountSleeves"] if s.get("accountId") not in deleted]
         for _, message, _ in iter_registration_problems(payload, remaining, complete=True):
             problems.append(f"{desired.source}: {desired.address}: after merging with live state, {message}")

@@ -14,6 +14,8 @@ from reconciler.fields import (
     COUNTED_SLEEVE_TYPES,
     NUMERIC_TOLERANCE,
     SINGLETON_SLEEVE_TYPES,
+    balance_type,
+    normalise_method,
     sleeve_model_id,
 )
 
@@ -37,13 +39,20 @@ def iter_registration_problems(fields: dict[str, Any], sleeves: list[dict], *, c
     Paths: ("accountSleeves",) for whole-list problems, ("accountSleeves", i, field) for one sleeve.
     """
     counted = [(i, s) for i, s in enumerate(sleeves) if s.get("sleeveType") in COUNTED_SLEEVE_TYPES]
-    sums = [("targetAllocation", "targetAllocation sums over Normal and Unmanaged sleeves")]
+    # the sums to 100 hold for Percent sleeves only [docs]: a registration sleeved in Dollars is not summed
+    dollars = [i for i, s in counted if balance_type(s) == "Dollars"]
+    if dollars and len(dollars) != len(counted):
+        yield (("accountSleeves", dollars[0], "targetBalanceType"),
+               "sleeves mix targetBalanceType Percent and Dollars; the sums-to-100 rule cannot apply",
+               "give every Normal and Unmanaged sleeve the same targetBalanceType")
+    sums = [("targetAllocation", "targetAllocation sums over Normal and Unmanaged sleeves (targetBalanceType Percent)")]
     for method_field, alloc in (("contributionAllocationMethod", "contributionAllocation"),
                                 ("distributionAllocationMethod", "distributionAllocation")):
-        if fields.get(method_field) == ASSIGNED:
-            sums.append((alloc, f"with {method_field}: Assigned, {alloc} sums over Normal and Unmanaged sleeves"))
+        if normalise_method(fields.get(method_field)) == ASSIGNED:
+            sums.append((alloc, f"with {method_field}: {fields.get(method_field)}, {alloc} sums over Normal and "
+                                "Unmanaged sleeves"))
     for alloc, what in sums:
-        if not counted:
+        if not counted or dollars:
             continue
         values = [s.get(alloc) for _, s in counted]
         if not complete and any(v is None for v in values):
@@ -72,6 +81,10 @@ def iter_registration_problems(fields: dict[str, Any], sleeves: list[dict], *, c
             elif agg is not None and model is not None and agg != model:
                 yield (("accountSleeves", i, "modelAggId"), f"modelAggId {agg} and model.id {model} differ",
                        "give one of them, or make them equal")
+        target = s.get("targetAllocation")
+        if isinstance(target, (int, float)) and target > 100 and balance_type(s) == "Percent":
+            yield (("accountSleeves", i, "targetAllocation"), f"targetAllocation {target:g} is over 100 for a "
+                   "targetBalanceType Percent sleeve", "give a percentage, or set targetBalanceType: Dollars")
         lower, upper = s.get("toleranceLower"), s.get("toleranceUpper")
         if lower is not None and upper is not None and lower > upper:
             yield (("accountSleeves", i, "toleranceLower"), f"toleranceLower {lower:g} is above toleranceUpper {upper:g}",

@@ -31,8 +31,16 @@ class Session:
     def endpoints(self) -> dict[str, str]:
         """What saved plans record and receipts compare: base URLs without userinfo, or 'sandbox'."""
         if self.sandbox is not None:
-            return {"orion": "sandbox", "sei": "sandbox"}
-        return {"orion": endpoint_label(self.settings.orion.base_url), "sei": endpoint_label(self.settings.sei.base_url)}
+            return {"orion": "sandbox", "sei": "sandbox", "environment": "in-process sandbox"}
+        return {"orion": endpoint_label(self.settings.orion.base_url), "sei": endpoint_label(self.settings.sei.base_url),
+                "environment": self.settings.environment or "custom"}
+
+    @property
+    def environment_line(self) -> str:
+        """For people: the environment and both hosts, never credentials."""
+        e = self.endpoints
+        host = lambda url: url.split("://", 1)[-1].split("/", 1)[0]  # noqa: E731
+        return f"Environment: {e['environment']} (Orion {host(e['orion'])}, SEI {host(e['sei'])})"
 
     def workspace(self, paths: tuple[str, ...]):
         """The journal and lock for these manifests and endpoints (a throwaway one for the sandbox)."""

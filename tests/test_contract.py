@@ -102,6 +102,8 @@ def test_sandbox_and_clients_follow_the_openapi_contracts(sandbox):
     while not orion.batch_status(batch_id)["isDone"]:
         time.sleep(0.05)
     orion.batch_errors(batch_id)
+    listed = orion.list_batches("2000-01-01T00:00:00+00:00", "2100-01-01T00:00:00+00:00")
+    assert batch_id in [b["id"] for b in listed]
     # every SEI route
     rows = list(sei.iter_tickets(limit=2))
     instruction = {k: v for k, v in rows[0].items() if k in (
@@ -112,6 +114,7 @@ def test_sandbox_and_clients_follow_the_openapi_contracts(sandbox):
         sei.submit_ticket(instruction)  # 409
     with pytest.raises(ApiError):
         sei.submit_ticket({**instruction, "tradeTicketId": 88000002, "cusip": "000000001"})  # 400
+    sei.revoke()   # grant_type=invalidate_token
 
     orion_contract = Contract("orion.openapi.yaml", "/api")
     sei_contract = Contract("sei.openapi.yaml", "")

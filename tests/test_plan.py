@@ -132,7 +132,9 @@ def test_new_sleeve_has_account_id_zero_and_removed_goes_to_deleted_targets(tmp_
     new = [s for s in change.payload["accountSleeves"] if s["accountId"] == 0]
     assert new == [{"accountId": 0, "sleeveType": "Unmanaged sleeve", "targetAllocation": 50,
                     "contributionAllocation": 0, "distributionAllocation": 0}]
-    assert change.payload["deletedSleeveTargets"] == [gone["accountId"]]
+    # DeletedSleeveTargetDto objects, the model filled from the live sleeve (API.md, revised)
+    assert change.payload["deletedSleeveTargets"] == [{"accountId": gone["accountId"], "deletedModelId": 30,
+                                                      "targetModelId": None}]
     paths = [f.path for f in change.fields]
     assert "accountSleeves[Unmanaged sleeve]" in paths
     assert f"accountSleeves[Normal sleeve, model 30 (accountId {gone['accountId']})]" in paths

@@ -119,11 +119,34 @@ def test_sei_mints_token_renews_before_expiry_and_sends_app_key():
 
     client = sei(handler, token=None, clock=lambda: now[0], app_secret="s", username="u", password="pw")
     assert client.get_ticket(1)[0]["auth"] == "Bearer t1"
-    now[0] += 3000  # 10 minutes left: still fine
+    now[0] += 1400  # used every 23 minutes: never idle long enough to die
     assert client.get_ticket(1)[0]["auth"] == "Bearer t1"
-    now[0] += 400   # under the 5-minute margin: mint anew before the call
+    now[0] += 1400  # 800 s of life left: still fine
+    assert client.get_ticket(1)[0]["auth"] == "Bearer t1"
+    now[0] += 600   # under the 5-minute margin: mint anew before the call
     assert client.get_ticket(1)[0]["auth"] == "Bearer t2"
+    now[0] += 25 * 60   # 25 minutes without use: SEI kills it at 30, so mint anew [docs]
+    assert client.get_ticket(1)[0]["auth"] == "Bearer t3"
     assert mints[0]["grant_type"] == "client_credentials" and mints[0]["username"] == "u"
+    client.revoke()
+    assert mints[-1] == {"grant_type": "invalidate_token", "token": "t3"}
+
+
+def test_sei_invalid_api_key_is_fatal_names_the_variable_and_never_mints_again():
+    mints = []
+
+    def handler(req):
+        if req.url.path == "/v2/oauthtoken":
+            mints.append(req)
+            return httpx.Response(200, json={"access_token": f"t{len(mints)}", "expires_in": 3600})
+        return httpx.Response(401, json={"code": "gateway.authentication.failure",
+                                         "message": "Invalid ApiKey for given resource", "trackingId": "tr-9"})
+
+    client = sei(handler, token=None, app_secret="s", username="u", password="pw")
+    with pytest.raises(ApiAuthError) as info:
+        client.get_ticket(1)
+    assert len(mints) == 1 and "SEI_APP_KEY" in str(info.value) and "127.0.0.1" in str(info.value)
+    assert info.value.tracking_id == "tr-9"
 
 
 def test_sei_renews_once_on_401_access_token_expired():

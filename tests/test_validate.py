@@ -191,7 +191,7 @@ def sleeves(*rows: str) -> str:
 @pytest.mark.parametrize("extra,line,message", [
     (sleeves("sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 60",
              "sleeveType: Unmanaged sleeve, targetAllocation: 30"),
-     6, "targetAllocation sums over Normal and Unmanaged sleeves to 90, not 100"),
+     6, "targetAllocation sums over Normal and Unmanaged sleeves (targetBalanceType Percent) to 90, not 100"),
     ("  contributionAllocationMethod: Assigned\n" + sleeves(
         "sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 50, contributionAllocation: 50",
         "sleeveType: Normal sleeve, modelAggId: 2, targetAllocation: 50, contributionAllocation: 40"),

@@ -181,6 +181,8 @@ def _well_typed_sleeve(s: Any) -> dict:
     for k in ("sleeveType",):
         if isinstance(s.get(k), str):
             out[k] = s[k]
+    if isinstance(s.get("targetBalanceType"), (int, str)):
+        out["targetBalanceType"] = s["targetBalanceType"]
     for k in ("modelAggId", "accountId"):
         if isinstance(s.get(k), int) and not isinstance(s.get(k), bool):
             out[k] = s[k]

@@ -96,12 +96,12 @@ def open_vendors(settings: Settings, *, gate: PauseGate | None = None) -> Iterat
     if isinstance(sei_tls, ssl.SSLContext):
         parts = urlsplit(sei_url)
         probe = lambda: probe_tls_refusal(parts.hostname or "", parts.port or 443, sei_tls)  # noqa: E731
+    sei = SeiClient(settings.sei, sei_http, redact=redact, policy=policy, gate=gate, tls_probe=probe)
     try:
-        yield Vendors(
-            OrionClient(settings.orion, orion_http, redact=redact, policy=policy, gate=gate),
-            SeiClient(settings.sei, sei_http, redact=redact, policy=policy, gate=gate, tls_probe=probe),
-            redact,
-        )
+        yield Vendors(OrionClient(settings.orion, orion_http, redact=redact, policy=policy, gate=gate), sei, redact)
     finally:
-        orion_http.close()
-        sei_http.close()
+        try:
+            sei.revoke()   # a minted SEI token is revoked at the end of the run, where credentials allow
+        finally:
+            orion_http.close()
+            sei_http.close()

@@ -188,9 +188,11 @@ class VendorHttp:
         sleep: Callable[[float], None] = time.sleep,
         tls_probe: Callable[[], str | None] | None = None,
         url_variable: str = "",
+        fatal_auth: Callable[[int, dict], str | None] | None = None,
     ):
         self.vendor = vendor
         self.url_variable = url_variable
+        self.fatal_auth = fatal_auth or (lambda status, body: None)
         self.client = client
         self.auth_headers = auth_headers
         self.reauth = reauth
@@ -259,6 +261,11 @@ class VendorHttp:
             log.debug("%s %s %s → %s in %.0f ms%s", self.vendor, method, path, resp.status_code,
                       (time.monotonic() - started) * 1000, _tracking_suffix(resp))
             status = resp.status_code
+            if status in (401, 403) and authenticated:
+                fatal = self.fatal_auth(status, _json_object(resp))
+                if fatal:   # never a reason to mint again
+                    raise ApiAuthError(self.redact(fatal), method=method, path=path, status=status,
+                                       tracking_id=_json_object(resp).get("trackingId"), refused=True)
             if status == 401 and authenticated and not reauthed:
                 reauthed = True
                 self.reauth()
@@ -378,6 +385,14 @@ def ambiguous_answer(resp: httpx.Response, method: str, path: str, what: str, re
     return AmbiguousWriteError(f"HTTP {resp.status_code} but {what}; the write may have been applied, so its "
                                "outcome is in doubt", method=method, path=path, status=resp.status_code,
                                body_excerpt=redact(resp.text)[:BODY_EXCERPT_LIMIT])
+
+
+def _json_object(resp: httpx.Response) -> dict:
+    try:
+        body = json.loads(resp.content)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _tracking_suffix(resp: httpx.Response) -> str:

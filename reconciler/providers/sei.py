@@ -27,6 +27,9 @@ TICKETS = "/v1/order/tradetickets"
 TOKEN = "/v2/oauthtoken"
 # Mint a new token when less than this is left of its life, so no request starts on a dying token.
 TOKEN_RENEW_MARGIN = 300.0
+# SEI tokens die after 30 minutes without use [docs]: mint anew after 25 idle minutes.
+TOKEN_IDLE_RENEW = 25 * 60.0
+_FATAL_AUTH = ("invalid apikey", "authorization failed", "traffic pattern is invalid")
 # Paging ends at the page count totalCount implies, plus this slack; a server that keeps handing out
 # cursors past it (or without a totalCount, past MAX_PAGES) is refused instead of followed forever.
 PAGE_SLACK = 2
@@ -47,18 +50,48 @@ class SeiClient:
         self._clock = clock
         self._token = settings.token.reveal() if settings.token else None
         self._expires_at = float("inf") if settings.token else 0.0
+        self._last_used = clock()
+        self._minted = False
         self._lock = threading.Lock()
         self.http = VendorHttp("sei", client, auth_headers=self._auth_headers, reauth=self._renew,
-                               redact=redact, policy=policy, gate=gate, tls_probe=tls_probe, url_variable="SEI_BASE_URL")
+                               redact=redact, policy=policy, gate=gate, tls_probe=tls_probe, url_variable="SEI_BASE_URL",
+                               fatal_auth=self._fatal_auth)
         self._mint_error: ApiError | None = None   # a refused login is not tried again in this run
 
     # --- auth ---------------------------------------------------------------------------------------
 
     def _auth_headers(self) -> dict[str, str]:
         with self._lock:
-            if self._token is None or self._clock() >= self._expires_at - TOKEN_RENEW_MARGIN:
+            now = self._clock()
+            idle = self._minted and now - self._last_used >= TOKEN_IDLE_RENEW
+            if self._token is None or now >= self._expires_at - TOKEN_RENEW_MARGIN or idle:
                 self._mint_locked()
+            self._last_used = self._clock()
             return {"Authorization": f"Bearer {self._token}", "AppKey": self.settings.app_key.reveal()}
+
+    def _fatal_auth(self, status: int, body: dict) -> str | None:
+        """A 401/403 that no new token can cure: the app has no access to this API or environment [docs]."""
+        text = f"{body.get('code', '')} {body.get('message', '')}".lower()
+        if status in (401, 403) and (any(m in text for m in _FATAL_AUTH) or body.get("code") == "gateway.access.failure"):
+            return (f"SEI refused the app at {self.http.host}: {str(body.get('message'))[:120]}. Check SEI_APP_KEY (the "
+                    "app must have access to this API in this environment), the client certificate and that the "
+                    "caller's IP address is whitelisted")
+        return None
+
+    def revoke(self) -> None:
+        """Revoke a token this client minted (grant_type=invalidate_token), at the end of a run."""
+        s = self.settings
+        with self._lock:
+            token, self._token = (self._token if self._minted else None), (None if self._minted else self._token)
+        if not token or not (s.app_secret and s.app_key):
+            return
+        basic = base64.b64encode(f"{s.app_key.reveal()}:{s.app_secret.reveal()}".encode()).decode()
+        try:
+            self.http.request("POST", TOKEN, safe=True, authenticated=False, quote_body=False,
+                              headers={"Authorization": f"Basic {basic}"},
+                              data={"grant_type": "invalidate_token", "token": token})
+        except ApiError:
+            pass   # the token dies within the hour anyway; a failed revocation must not fail the run
 
     def _renew(self) -> None:
         with self._lock:
@@ -91,6 +124,7 @@ class SeiClient:
             raise ApiError("the token answer has no access_token", method="POST", path=TOKEN)
         self.redact.add(token)
         self._token = token
+        self._minted = True
         self._expires_at = self._clock() + float(body.get("expires_in") or 3600)
 
     # --- reads --------------------------------------------------------------------------------------

@@ -21,10 +21,14 @@ MARKER = "<!-- reconciler-plan -->"
 _ICON = {Action.UPDATE: "~", Action.CREATE: "+", Action.CONFLICT: "!"}
 
 
-def render_plan_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> list[str]:
-    """One or more comment bodies, each under `limit` characters."""
+def render_plan_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT, environment: dict | None = None) -> list[str]:
+    """One or more comment bodies, each under `limit` characters; `environment` is a saved plan's endpoints."""
     s = plan_summary(plan)
     head = [MARKER, f"### reconciler plan: {summary_line(s).removeprefix('Plan: ')}", ""]
+    if environment:
+        host = lambda url: str(url).split("://", 1)[-1].split("/", 1)[0]  # noqa: E731  (hosts only, never credentials)
+        head += [f"Environment: **{md_text(environment.get('environment', 'custom'))}** · Orion "
+                 f"{md_code(host(environment.get('orion', '?')))} · SEI {md_code(host(environment.get('sei', '?')))}", ""]
     if plan.actionable():
         head.append(f"Registrations touched: **{s['registrations_touched']}** · gross buy notional "
                     f"**{money(s['gross_buy_notional'])}** · gross sell notional **{money(s['gross_sell_notional'])}**"

@@ -45,8 +45,11 @@ class SandboxCredentials:
     sei_username: str = "demo-user"
     sei_password: str = "demo-password"
     sei_token_ttl: float = 3600.0
+    sei_idle_ttl: float = 1800.0
     minted_orion: set[str] = field(default_factory=set)
     minted_sei: dict[str, float] = field(default_factory=dict)
+    sei_last_used: dict[str, float] = field(default_factory=dict)
+    revoked_sei: list[str] = field(default_factory=list)
 
 
 # Printed by `reconciler sandbox` when no credentials are given, and named in the README.
@@ -201,15 +204,20 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
 
     def sei_refusal(request: Request) -> Response | None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if request.headers.get("appkey") != creds.sei_app_key:
-            return _sei_error(401, "gateway.authentication.failure", "Invalid AppKey")
+        if request.headers.get("appkey") != creds.sei_app_key:  # fatal: the app has no access here [docs]
+            return _sei_error(401, "gateway.authentication.failure", "Invalid ApiKey for given resource")
         if scheme != "Bearer" or not token:
             return _sei_error(401, "gateway.authentication.failure", "Missing Access Token")
         if secrets.compare_digest(token, creds.sei_token):
             return None
         expiry = creds.minted_sei.get(token)
-        if expiry is None or time.monotonic() > expiry:
+        now = time.monotonic()
+        last = creds.sei_last_used.get(token, now)
+        # tokens live 60 minutes, and die after 30 minutes without use [docs]
+        if expiry is None or now > expiry or now - last > creds.sei_idle_ttl:
+            creds.minted_sei.pop(token, None)
             return _sei_error(401, "gateway.authentication.failure", "Access Token expired")
+        creds.sei_last_used[token] = now
         return None
 
     def basic(request: Request) -> tuple[str, str] | None:
@@ -321,11 +329,17 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         form = {k: v[0] for k, v in urllib.parse.parse_qs((await request.body()).decode(errors="replace")).items()}
         if basic(request) != (creds.sei_app_key, creds.sei_app_secret):
             return _sei_error(401, "gateway.authentication.failure", "Invalid client credentials")
+        if form.get("grant_type") == "invalidate_token":   # revokes one token [docs]
+            revoked = form.get("token") or ""
+            creds.minted_sei.pop(revoked, None)
+            creds.revoked_sei.append(revoked)
+            return JSONResponse({"status": "revoked"})
         if (form.get("grant_type") != "client_credentials" or form.get("username") != creds.sei_username
                 or form.get("password") != creds.sei_password):
             return _sei_error(401, "gateway.authentication.failure", "Invalid username or password")
         token = secrets.token_urlsafe(24)
         creds.minted_sei[token] = time.monotonic() + creds.sei_token_ttl
+        creds.sei_last_used[token] = time.monotonic()
         return JSONResponse({"access_token": token, "expires_in": int(creds.sei_token_ttl), "token_type": "Bearer"})
 
     async def list_tickets(request: Request) -> Response:

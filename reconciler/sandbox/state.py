@@ -372,7 +372,9 @@ def _merge(reg: dict, posted: dict, new_account_id: Callable[[], int]) -> tuple[
                     by_id[aid][f] = copy.deepcopy(s[f])
         else:
             problems.append(f"accountId {aid} is not a sleeve of registration {reg['registrationId']}")
-    for aid in posted.get("deletedSleeveTargets") or []:
+    for item in posted.get("deletedSleeveTargets") or []:
+        # DeletedSleeveTargetDto objects [docs]; bare account ids are still read [assumed]
+        aid = item.get("accountId") if isinstance(item, dict) else item
         target = by_id.get(aid)
         if target is None:
             problems.append(f"deletedSleeveTargets: accountId {aid} is not a sleeve of this registration")
