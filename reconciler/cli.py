@@ -159,6 +159,9 @@ _CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan for `apply FILE` (mode 0600).")
+@click.option("--encrypt-to", "encrypt_to", multiple=True, help="An age recipient (age1…) to encrypt the saved plan to "
+              "(adds to plan_recipients / RECONCILER_PLAN_RECIPIENTS).")
+@click.option("--no-encrypt", is_flag=True, help="Write the saved plan in plaintext even where recipients are set.")
 @_FORMAT
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes (or conflicts), 0 when none.")
 @click.option("--target", multiple=True, help="Only these addresses (globs allowed), e.g. 'SleeveRegistration/west-*'.")
@@ -168,8 +171,8 @@ _CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False
 @_CONFIG
 @_ALLOW_EMPTY
 @click.pass_obj
-def plan(ctx: Context, paths, out_file, fmt, detailed_exitcode, target, exclude, selector, sandbox, config_file,
-         allow_empty) -> int:
+def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_exitcode, target, exclude, selector,
+         sandbox, config_file, allow_empty) -> int:
     """Read live state, diff it against the manifests, print the plan. Never writes to an API."""
     from reconciler.backend import open_backend
     from reconciler.config import load_settings
@@ -224,11 +227,17 @@ def plan(ctx: Context, paths, out_file, fmt, detailed_exitcode, target, exclude,
                      f"diff+plan {t_render - t_diff:.2f}s, render {time.perf_counter() - t_render:.2f}s; "
                      f"deepdiff calls {deepdiff_calls()}; peak RSS of this process {rss:.0f} MiB")
     if out_file:
+        from reconciler.planfile import current_binding
+        from reconciler.sealing import parse_recipients
+
+        recipients = () if no_encrypt else settings.plan_recipients + parse_recipients(encrypt_to, "--encrypt-to")
         plan_id = save_plan(out_file, result, manifests, tuple(paths), batch_size=settings.batch_size,
                             expiry_hours=settings.plan_expiry_hours, endpoints=endpoints,
                             targeting={"targets": list(target), "excludes": list(exclude),
-                                       "selectors": [list(kv) for kv in _selectors(selector)]})
-        ctx.out.info(f"Saved the plan to {out_file} (id {plan_id}, valid {settings.plan_expiry_hours:g} h). "
+                                       "selectors": [list(kv) for kv in _selectors(selector)]},
+                            binding=current_binding(endpoints.get("environment")), recipients=recipients)
+        how = f"encrypted to {len(recipients)} recipient(s)" if recipients else "plaintext"
+        ctx.out.info(f"Saved the plan to {out_file} ({how}; id {plan_id}, valid {settings.plan_expiry_hours:g} h). "
                      f"Apply exactly this plan with: reconciler apply {out_file}")
     if in_doubt.busy and detailed_exitcode:
         return 2  # not "no changes": what is in doubt was not checked
@@ -239,13 +248,17 @@ def _saved_plan_arg(args: tuple[str, ...]):
     """A single argument whose *content* is a saved plan (its name does not matter)."""
     from pathlib import Path
 
+    from reconciler.config import plan_identity
     from reconciler.planfile import load_plan
+    from reconciler.sealing import AGE_MAGIC
 
     if len(args) != 1 or not Path(args[0]).is_file():
         return None
     with open(args[0], "rb") as f:
-        head = f.read(1).strip()
-    return load_plan(args[0]) if head == b"{" else None
+        head = f.read(len(AGE_MAGIC))
+    if head.lstrip()[:1] == b"{" or head == AGE_MAGIC:
+        return load_plan(args[0], plan_identity())
+    return None
 
 
 @cli.command()
@@ -257,6 +270,8 @@ def _saved_plan_arg(args: tuple[str, ...]):
 @click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the JSON apply report here.")
 @click.option("--break-lock", is_flag=True, help="Kept for old scripts: the lock is released by the kernel when its "
               "holder dies, and a live holder is never broken.")
+@click.option("--allow-plaintext-plan", is_flag=True, help="In CI with recipients configured, accept a plaintext plan.")
+@click.option("--no-encrypt", is_flag=True, help="Write the apply report in plaintext even where recipients are set.")
 @click.option("--lock-timeout", type=click.FloatRange(0), default=0, show_default=True,
               help="Seconds to wait for another apply of this workspace to finish.")
 @click.option("--on-stale", type=click.Choice(["fail", "replan"]), default="fail", show_default=True,
@@ -269,7 +284,7 @@ def _saved_plan_arg(args: tuple[str, ...]):
 @_ALLOW_EMPTY
 @click.pass_obj
 def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeout, report_file, break_lock,
-          lock_timeout, on_stale, target, exclude, selector, sandbox, config_file, allow_empty) -> int:
+          allow_plaintext_plan, no_encrypt, lock_timeout, on_stale, target, exclude, selector, sandbox, config_file, allow_empty) -> int:
     """Apply a saved plan (FILE), or plan PATHs and apply after confirmation."""
     from reconciler.config import load_settings
     from reconciler.manifests import load_manifests
@@ -285,7 +300,7 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
         parallelism=parallelism, poll_timeout=poll_timeout)
     request = ApplyRequest(saved, Targeting(tuple(target), tuple(exclude), _selectors(selector)), tuple(paths),
                            auto_approve, max_changes, on_stale, report_file, break_lock, sandbox,
-                           "reconciler apply " + " ".join(args), lock_timeout)
+                           "reconciler apply " + " ".join(args), lock_timeout, allow_plaintext_plan, no_encrypt)
     return run_apply(request, manifests, settings, ctx.out)
 
 
@@ -293,11 +308,12 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text", show_default=True)
 @click.option("--output", "output", type=click.Path(dir_okay=False), help="Write the report to this file.")
+@click.option("--no-encrypt", is_flag=True, help="Write --output in plaintext even where recipients are set.")
 @_SANDBOX
 @_CONFIG
 @_ALLOW_EMPTY
 @click.pass_obj
-def drift(ctx: Context, paths, fmt, output, sandbox, config_file, allow_empty) -> int:
+def drift(ctx: Context, paths, fmt, output, no_encrypt, sandbox, config_file, allow_empty) -> int:
     """Audit live state against the manifests: what differs, who changed it and when. Exit 2 on drift."""
     import json
 
@@ -327,8 +343,13 @@ def drift(ctx: Context, paths, fmt, output, sandbox, config_file, allow_empty) -
     if output:
         from reconciler.files import write_private
 
-        write_private(output, text)   # client data: 0600, atomic, never through a link
-        ctx.out.info(f"Drift report ({fmt}) written to {output}: {len(report.findings)} finding(s).")
+        from reconciler.sealing import seal
+
+        data = text.encode("utf-8")
+        sealed = bool(settings.plan_recipients) and not no_encrypt
+        write_private(output, seal(data, settings.plan_recipients) if sealed else data)   # client data: 0600
+        ctx.out.info(f"Drift report ({fmt}{', encrypted' if sealed else ''}) written to {output}: "
+                     f"{len(report.findings)} finding(s).")
     else:
         ctx.out.result(text)
     return 2 if report.has_drift else 0
@@ -641,6 +662,26 @@ def journal_resolve(ctx: Context, kind, key, outcome, reason, paths, config_file
 
 
 @cli.command()
+@click.option("--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the identity (mode 0600); it is never printed.")
+@click.pass_obj
+def keygen(ctx: Context, output) -> int:
+    """Make an age key pair: the identity goes to --output, the public recipient to stdout."""
+    import datetime as dt
+
+    from reconciler.files import write_private
+    from reconciler.sealing import generate_identity
+
+    recipient, identity = generate_identity()
+    when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    write_private(output, f"# created: {when}\n# public key: {recipient}\n{identity}\n", overwrite=False)
+    ctx.out.info(f"Identity written to {output} (mode 0600): store it as the apply environment's secret "
+                 "RECONCILER_PLAN_IDENTITY, then delete the file. The public recipient (for plan_recipients):")
+    ctx.out.result(recipient)
+    return 0
+
+
+@cli.command()
 @click.option("--path", "paths", multiple=True, help="Manifest paths whose reconciler.yaml to use [default: manifests].")
 @_SANDBOX
 @_CONFIG
@@ -671,9 +712,10 @@ def doctor(ctx: Context, paths, sandbox, config_file) -> int:
 @click.pass_obj
 def show(ctx: Context, file, fmt) -> int:
     """Render a saved plan."""
+    from reconciler.config import plan_identity
     from reconciler.planfile import load_plan
 
-    saved = load_plan(file)
+    saved = load_plan(file, plan_identity())
     ctx.out.info(f"Saved plan {saved.plan_id}: made {saved.created_at:%Y-%m-%d %H:%M %Z} by reconciler "
                  f"{saved.tool_version}, {'EXPIRED' if saved.expired() else 'valid until'} {saved.expires_at:%Y-%m-%d %H:%M %Z}.")
     _emit_plan(ctx, saved.plan, fmt)

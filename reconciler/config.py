@@ -36,6 +36,7 @@ __all__ = [
     "Settings",
     "load_settings",
     "mask_url",
+    "plan_identity",
     "require_safe_url",
 ]
 
@@ -138,6 +139,9 @@ class Settings:
     backend_url: Secret | None = None
     # production | test | sandbox | build: fills the vendors' documented base URLs (explicit URLs win)
     environment: str | None = None
+    # age recipients every uploadable file is encrypted to, and the identity that decrypts them
+    plan_recipients: tuple[str, ...] = ()
+    plan_identity: Secret | None = None
     plan_expiry_hours: float = 24.0
     ignore: tuple[IgnoreRule, ...] = ()
     workspace: Path = field(default_factory=lambda: Path(".reconciler"))
@@ -216,6 +220,12 @@ def load_settings(paths: tuple[str, ...] | list[str] = (), env: Mapping[str, str
         client_key=env.get("SEI_CLIENT_KEY") or None,
         ca_bundle=env.get("SEI_CA_BUNDLE") or None,
     )
+    if env.get("RECONCILER_PLAN_RECIPIENTS"):
+        from reconciler.sealing import parse_recipients
+
+        values["plan_recipients"] = parse_recipients(env["RECONCILER_PLAN_RECIPIENTS"].replace(",", " ").split(),
+                                                     "RECONCILER_PLAN_RECIPIENTS")
+    values["plan_identity"] = _secret(env, "RECONCILER_PLAN_IDENTITY")
     backend = _secret(env, "RECONCILER_BACKEND_URL")
     if backend is not None and urlsplit(backend.reveal()).scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"RECONCILER_BACKEND_URL={mask_url(backend.reveal())!r}: only postgresql:// is supported "
@@ -223,6 +233,11 @@ def load_settings(paths: tuple[str, ...] | list[str] = (), env: Mapping[str, str
     settings = Settings(orion=orion, sei=sei, backend_url=backend, **values)
     check_settings(settings)
     return settings
+
+
+def plan_identity(env: Mapping[str, str] | None = None) -> Secret | None:
+    """RECONCILER_PLAN_IDENTITY (or _FILE): needed before settings, to read an encrypted plan's paths."""
+    return _secret(os.environ if env is None else env, "RECONCILER_PLAN_IDENTITY")
 
 
 def check_settings(s: Settings) -> None:
@@ -347,8 +362,14 @@ def _parse_file(file: Path, data: dict[str, Any]) -> dict[str, Any]:
             out["workspace"] = Path(str(value))
         elif key == "environment":
             out["environment"] = str(value)
+        elif key == "plan_recipients":
+            from reconciler.sealing import parse_recipients
+
+            if not isinstance(value, list):
+                raise ConfigError(f"{file}: plan_recipients must be a list of age recipients (age1…)")
+            out["plan_recipients"] = parse_recipients([str(v) for v in value], f"{file}: plan_recipients")
         else:
-            raise ConfigError(f"{file}: unknown setting '{key}' (known: {', '.join(sorted([*_FILE_KEYS, 'timeouts', 'ignore', 'orion', 'sei', 'workspace', 'environment']))})")
+            raise ConfigError(f"{file}: unknown setting '{key}' (known: {', '.join(sorted([*_FILE_KEYS, 'timeouts', 'ignore', 'orion', 'sei', 'workspace', 'environment', 'plan_recipients']))})")
     return out
 
 

@@ -20,7 +20,7 @@ from reconciler.files import write_private
 from reconciler.model import ManifestSet, Plan
 from reconciler.render.document import FORMAT_VERSION, plan_from_document, plan_to_document
 
-__all__ = ["SavedPlan", "load_plan", "save_plan"]
+__all__ = ["SavedPlan", "binding_problems", "current_binding", "load_plan", "save_plan"]
 
 KIND = "reconciler-plan"
 
@@ -38,6 +38,8 @@ class SavedPlan:
     document: dict[str, Any]
     endpoints: dict[str, str]
     targeting: dict[str, list]
+    binding: dict[str, Any]          # commit, pull_request, environment it was made for (under the encryption)
+    sealed: bool                     # whether the file was encrypted
 
     def expired(self, now: dt.datetime | None = None) -> bool:
         return (now or dt.datetime.now(dt.timezone.utc)) >= self.expires_at
@@ -45,8 +47,9 @@ class SavedPlan:
 
 def save_plan(path: str | Path, plan: Plan, manifests: ManifestSet, paths: tuple[str, ...], *,
               batch_size: int, expiry_hours: float, endpoints: dict[str, str],
-              targeting: dict[str, list] | None = None, now: dt.datetime | None = None) -> str:
-    """Write the plan; returns its id."""
+              targeting: dict[str, list] | None = None, now: dt.datetime | None = None,
+              binding: dict[str, Any] | None = None, recipients: tuple[str, ...] = ()) -> str:
+    """Write the plan, encrypted to `recipients` when there are any; returns its id (of the plaintext)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     doc = plan_to_document(plan, include_payloads=True)
     doc["kind"] = KIND
@@ -58,17 +61,63 @@ def save_plan(path: str | Path, plan: Plan, manifests: ManifestSet, paths: tuple
         "batch_size": batch_size,
         "endpoints": dict(endpoints),
         "targeting": targeting or {"targets": [], "excludes": [], "selectors": []},
+        "binding": binding or {},
     }
     data = (json.dumps(doc, indent=1, default=str, allow_nan=False) + "\n").encode()  # keeps field order
-    write_private(path, data)
+    if recipients:
+        from reconciler.sealing import seal
+
+        write_private(path, seal(data, recipients))
+    else:
+        write_private(path, data)
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def load_plan(path: str | Path) -> SavedPlan:
+def current_binding(environment: str | None, env=None) -> dict[str, Any]:
+    """What this run is for: the commit (RECONCILER_COMMIT, else GITHUB_SHA, else git's HEAD), the pull
+    request (RECONCILER_PULL_REQUEST, else GITHUB_REF refs/pull/N/…) and the environment."""
+    import os
+    import subprocess
+
+    env = os.environ if env is None else env
+    commit = env.get("RECONCILER_COMMIT") or env.get("GITHUB_SHA")
+    if not commit:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                    check=True).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            commit = None
+    pr = env.get("RECONCILER_PULL_REQUEST")
+    ref = env.get("GITHUB_REF", "")
+    if not pr and ref.startswith("refs/pull/"):
+        pr = ref.split("/")[2]
+    return {"commit": commit, "pull_request": int(pr) if pr and str(pr).isdigit() else None,
+            "environment": environment}
+
+
+def binding_problems(bound: dict[str, Any], current: dict[str, Any], *, ci: bool) -> list[str]:
+    """A replayed plan: made for another environment, or (in CI, where RECONCILER_COMMIT names the
+    reviewed commit) for another commit. Both are named."""
+    problems = []
+    if bound.get("environment") and bound["environment"] != current.get("environment"):
+        problems.append(f"the plan was made for the environment {bound['environment']!r}, not {current.get('environment')!r}")
+    if ci and current.get("expected_commit") and bound.get("commit") != current["expected_commit"]:
+        problems.append(f"the plan was made for commit {bound.get('commit') or '(none recorded)'}, not "
+                        f"{current['expected_commit']} (RECONCILER_COMMIT): an older plan replayed")
+    return problems
+
+
+def load_plan(path: str | Path, identity=None) -> SavedPlan:
+    """Read a saved plan, decrypting it with `identity` (RECONCILER_PLAN_IDENTITY) if it is encrypted."""
+    from reconciler.sealing import is_sealed, unseal
+
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise PlanFileError(f"{path}: cannot read the saved plan ({e.strerror})") from None
+    sealed = is_sealed(data)
+    if sealed:
+        data = unseal(data, identity, str(path))
     try:
         doc = json.loads(data)
     except ValueError:
@@ -92,6 +141,7 @@ def load_plan(path: str | Path) -> SavedPlan:
             manifests_digest=saved["manifests_digest"], paths=tuple(saved["paths"]),
             tool_version=doc.get("tool_version", "?"), batch_size=int(saved["batch_size"]), document=doc,
             endpoints={k: str(v) for k, v in (saved.get("endpoints") or {}).items()},
-            targeting={k: list(v) for k, v in (saved.get("targeting") or {}).items()})
+            targeting={k: list(v) for k, v in (saved.get("targeting") or {}).items()},
+            binding=dict(saved.get("binding") or {}), sealed=sealed)
     except (KeyError, ValueError, TypeError) as e:
         raise PlanFileError(f"{path}: the saved plan is damaged ({type(e).__name__}: {e})") from None

@@ -26,7 +26,7 @@ from reconciler.journal import Journal
 from reconciler.live import read_live_state
 from reconciler.model import ManifestSet, Plan
 from reconciler.plan import Targeting, build_plan, select
-from reconciler.planfile import SavedPlan
+from reconciler.planfile import SavedPlan, binding_problems, current_binding
 from reconciler.receipt import endpoint_problems, receipt_problems, stale_reasons
 from reconciler.render import render_plan_text
 from reconciler.render.apply_report import apply_report, render_apply_text
@@ -49,6 +49,8 @@ class ApplyRequest:
     sandbox: bool = False
     command: str = "reconciler apply"
     lock_timeout: float = 0.0
+    allow_plaintext_plan: bool = False
+    no_encrypt: bool = False
 
 
 def run_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings, out) -> int:
@@ -59,7 +61,9 @@ def run_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings,
         check_writable(request.report_file, "apply report")
     stop = threading.Event()
     with open_session(settings, sandbox=request.sandbox) as session:
+        settings = session.settings
         if request.saved is not None:
+            _refuse_replay_or_plaintext(request, settings, session)
             wrong = endpoint_problems(request.saved.endpoints, session.endpoints)
             if wrong:
                 raise PlanFileError("the saved plan is for other endpoints, so nothing was written:\n"
@@ -79,6 +83,21 @@ def run_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings,
                     journal.close()
             finally:
                 lock.release()
+
+
+def _refuse_replay_or_plaintext(request: ApplyRequest, settings: Settings, session) -> None:
+    """Before anything else: a plaintext plan where plans must be encrypted, or a plan replayed from
+    another commit or environment, is refused with zero writes."""
+    ci = os.environ.get("CI", "").lower() in ("1", "true")
+    if ci and settings.plan_recipients and not request.saved.sealed and not request.allow_plaintext_plan:
+        raise PlanFileError("the saved plan is not encrypted, although plan_recipients are configured: in CI only "
+                            "encrypted plans are applied (pass --allow-plaintext-plan to accept this one)")
+    current = {**current_binding(session.endpoints.get("environment")),
+               "expected_commit": os.environ.get("RECONCILER_COMMIT")}
+    replay = binding_problems(request.saved.binding, current, ci=ci)
+    if replay:
+        raise PlanFileError("the saved plan was made for something else, so nothing was written:\n"
+                            + "\n".join(f"  {r}" for r in replay))
 
 
 def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal: Journal, lock,
@@ -113,8 +132,14 @@ def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal:
     if request.report_file:
         report = apply_report(result, plan_id=plan_id, manifests_digest=manifests.digest,
                               endpoints=session.endpoints)
-        write_private(request.report_file, json.dumps(report, indent=2, allow_nan=False) + "\n")
-        out.info(f"Apply report written to {request.report_file}.")
+        data = (json.dumps(report, indent=2, allow_nan=False) + "\n").encode()
+        sealed = bool(settings.plan_recipients) and not request.no_encrypt
+        if sealed:
+            from reconciler.sealing import seal
+
+            data = seal(data, settings.plan_recipients)
+        write_private(request.report_file, data)
+        out.info(f"Apply report written to {request.report_file}{' (encrypted)' if sealed else ''}.")
     if result.error:
         out.error(f"Error: apply stopped early ({result.error}); every item is listed above with what is known of it")
     return result.exit_code

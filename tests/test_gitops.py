@@ -80,6 +80,20 @@ def test_workflow_applies_on_the_shared_backend_and_plans_only_read_it():
     assert plan_step["env"]["RECONCILER_BACKEND_URL"] == "${{ secrets.RECONCILER_BACKEND_READONLY_URL }}"
 
 
+def test_workflow_gives_the_identity_only_to_apply_and_encrypts_what_pull_requests_upload():
+    text = WORKFLOW.read_text()
+    doc = yaml.safe_load(text)
+    assert "RECONCILER_PLAN_IDENTITY" not in doc["env"] and text.count("secrets.RECONCILER_PLAN_IDENTITY") == 1
+    (apply_step,) = [s for s in doc["jobs"]["apply"]["steps"] if s.get("name") == "Apply"]
+    assert apply_step["env"]["RECONCILER_PLAN_IDENTITY"] == "${{ secrets.RECONCILER_PLAN_IDENTITY }}"
+    assert apply_step["env"]["RECONCILER_COMMIT"] == "${{ steps.pr.outputs.head_sha }}"
+    (plan_step,) = [s for s in doc["jobs"]["plan"]["steps"] if s.get("name") == "Plan"]
+    assert plan_step["env"]["RECONCILER_PLAN_RECIPIENTS"] == "${{ vars.RECONCILER_PLAN_RECIPIENTS }}"
+    assert plan_step["env"]["RECONCILER_COMMIT"] == "${{ github.event.pull_request.head.sha }}"
+    drift = "\n".join(str(s.get("run", "")) for s in doc["jobs"]["drift"]["steps"])
+    assert "--format html --output drift.html" in drift and "drift.html --no-encrypt" not in drift
+
+
 # --- plan comments -------------------------------------------------------------------------------
 
 def _plan(cli, tmp_path, *args):
