@@ -121,6 +121,38 @@ def _selectors(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def now_for(settings, flag: str | None):
+    """The moment windows are evaluated at: --now, else RECONCILER_NOW, else the clock."""
+    import datetime as dt
+
+    from reconciler.config import parse_now
+
+    return parse_now(flag, "--now") if flag else (settings.now or dt.datetime.now(dt.timezone.utc))
+
+
+def _server_validate(ctx: Context, vendors, plan) -> None:
+    """Orion's own dry run for every changed registration: rejections are shown before review."""
+    from reconciler.errors import ApiError
+    from reconciler.escaping import terminal
+    from reconciler.model import Action
+
+    rejected = 0
+    for c in plan.changes:
+        if c.action is not Action.UPDATE:
+            continue
+        try:
+            answer = vendors.orion.validate(c.payload)
+        except ApiError as e:
+            ctx.out.error(f"Warning: {c.address}: Orion's Validate could not be asked ({terminal(e, 200)})")
+            continue
+        if not answer.get("isValid", True):
+            rejected += 1
+            ctx.out.error(f"✗ {c.address}: Orion would reject it: {terminal(answer.get('validationMessage'), 300)}"
+                          f"  # {c.source}")
+    ctx.out.info(f"Server-side validation: {rejected} of {sum(c.action is Action.UPDATE for c in plan.changes)} "
+                 "changed registration(s) would be rejected by Orion.")
+
+
 def _select_or_refuse(ctx: Context, manifests, targeting):
     """The targeted resources; every pattern that matches nothing is named, and an empty selection refused."""
     from reconciler.errors import ConfigError
@@ -137,7 +169,7 @@ def _select_or_refuse(ctx: Context, manifests, targeting):
     return regs, instrs
 
 
-def _emit_plan(ctx: Context, plan, fmt: str, stages=None) -> None:
+def _emit_plan(ctx: Context, plan, fmt: str, stages=None, environment: dict | None = None) -> None:
     from reconciler.render import plan_to_document, render_plan_markdown, render_plan_text
 
     if fmt == "json":
@@ -145,7 +177,7 @@ def _emit_plan(ctx: Context, plan, fmt: str, stages=None) -> None:
 
         ctx.out.result(json.dumps(plan_to_document(plan), indent=2, default=str))
     elif fmt == "markdown":
-        ctx.out.result("\n\n---\n\n".join(render_plan_markdown(plan)))
+        ctx.out.result("\n\n---\n\n".join(render_plan_markdown(plan, environment=environment)))
     else:
         ctx.out.result(render_plan_text(plan, stages))
 
@@ -170,9 +202,11 @@ _CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False
 @_SANDBOX
 @_CONFIG
 @_ALLOW_EMPTY
+@click.option("--now", help="Evaluate change windows as of this moment (ISO 8601 with offset) [env RECONCILER_NOW].")
+@click.option("--server-validate", is_flag=True, help="Ask Orion's Validate about every changed registration.")
 @click.pass_obj
 def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_exitcode, target, exclude, selector,
-         sandbox, config_file, allow_empty) -> int:
+         sandbox, config_file, allow_empty, now, server_validate) -> int:
     """Read live state, diff it against the manifests, print the plan. Never writes to an API."""
     from reconciler.backend import open_backend
     from reconciler.config import load_settings
@@ -182,6 +216,9 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
     from reconciler.planfile import save_plan
     from reconciler.recovery import in_doubt_view
     from reconciler.session import open_session
+    from dataclasses import replace
+
+    from reconciler.policy import evaluate_policies
     from reconciler.stages import build_stages
 
     t_start = time.perf_counter()
@@ -213,10 +250,13 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
         ctx.out.info(session.environment_line)
         live = read_live_state(session.vendors, regs, instrs, settings)
         endpoints = session.endpoints
-    t_diff = time.perf_counter()
-    result = build_plan(manifests, live, targeting=targeting, batch_size=settings.batch_size, ignore=settings.ignore)
+        t_diff = time.perf_counter()
+        result = build_plan(manifests, live, targeting=targeting, batch_size=settings.batch_size, ignore=settings.ignore)
+        result = replace(result, policy_results=evaluate_policies(result, manifests.policies, now_for(settings, now)))
+        if server_validate:
+            _server_validate(ctx, session.vendors, result)
     t_render = time.perf_counter()
-    _emit_plan(ctx, result, fmt, build_stages(result, in_doubt, parallelism=settings.parallelism))
+    _emit_plan(ctx, result, fmt, build_stages(result, in_doubt, parallelism=settings.parallelism), endpoints)
     if os.environ.get("RECONCILER_STATS"):
         import resource
 
@@ -239,6 +279,11 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
         how = f"encrypted to {len(recipients)} recipient(s)" if recipients else "plaintext"
         ctx.out.info(f"Saved the plan to {out_file} ({how}; id {plan_id}, valid {settings.plan_expiry_hours:g} h). "
                      f"Apply exactly this plan with: reconciler apply {out_file}")
+    hard = [r for r in result.policy_results if not r.passed and r.enforcement == "hard"]
+    if hard:
+        ctx.out.error(f"Error: the plan fails {len(hard)} hard policy rule(s) ("
+                      + ", ".join(f"{r.policy} {r.rule}" for r in hard) + "); apply would refuse it")
+        return 1
     if in_doubt.busy and detailed_exitcode:
         return 2  # not "no changes": what is in doubt was not checked
     return 2 if detailed_exitcode and result.has_changes else 0
@@ -270,6 +315,9 @@ def _saved_plan_arg(args: tuple[str, ...]):
 @click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the JSON apply report here.")
 @click.option("--break-lock", is_flag=True, help="Kept for old scripts: the lock is released by the kernel when its "
               "holder dies, and a live holder is never broken.")
+@click.option("--override-policy", "overrides", multiple=True, help="Apply although this soft policy fails (needs --reason).")
+@click.option("--reason", help="Why the soft policies named by --override-policy are overridden (recorded).")
+@click.option("--now", help="Evaluate change windows as of this moment (ISO 8601 with offset) [env RECONCILER_NOW].")
 @click.option("--allow-plaintext-plan", is_flag=True, help="In CI with recipients configured, accept a plaintext plan.")
 @click.option("--no-encrypt", is_flag=True, help="Write the apply report in plaintext even where recipients are set.")
 @click.option("--lock-timeout", type=click.FloatRange(0), default=0, show_default=True,
@@ -284,7 +332,7 @@ def _saved_plan_arg(args: tuple[str, ...]):
 @_ALLOW_EMPTY
 @click.pass_obj
 def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeout, report_file, break_lock,
-          allow_plaintext_plan, no_encrypt, lock_timeout, on_stale, target, exclude, selector, sandbox, config_file, allow_empty) -> int:
+          overrides, reason, now, allow_plaintext_plan, no_encrypt, lock_timeout, on_stale, target, exclude, selector, sandbox, config_file, allow_empty) -> int:
     """Apply a saved plan (FILE), or plan PATHs and apply after confirmation."""
     from reconciler.config import load_settings
     from reconciler.manifests import load_manifests
@@ -300,7 +348,11 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
         parallelism=parallelism, poll_timeout=poll_timeout)
     request = ApplyRequest(saved, Targeting(tuple(target), tuple(exclude), _selectors(selector)), tuple(paths),
                            auto_approve, max_changes, on_stale, report_file, break_lock, sandbox,
-                           "reconciler apply " + " ".join(args), lock_timeout, allow_plaintext_plan, no_encrypt)
+                           "reconciler apply " + " ".join(args), lock_timeout, allow_plaintext_plan, no_encrypt,
+                           tuple((name, reason) for name in overrides),
+                           now_for(settings, now) if (now or settings.now) else None)
+    if overrides and not reason:
+        raise click.UsageError("--override-policy needs --reason TEXT (it is recorded in the journal and the report)")
     return run_apply(request, manifests, settings, ctx.out)
 
 
@@ -450,13 +502,16 @@ def _github_client():
 
 @github.command("comment")
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False),
+              help="The plan as `plan --format markdown` printed it: what to post when the saved plan is encrypted "
+                   "(the pull-request job cannot, and should not, read it).")
 @click.option("--pr", "number", required=True, type=int, help="Pull request number.")
 @click.option("--sha", help="Commit to set the reconciler/plan status on.")
 @click.option("--exit-code", "exit_code", type=int, default=2, show_default=True,
               help="The exit code of `plan --detailed-exitcode` (1: the plan failed).")
 @click.pass_obj
-def github_comment(ctx: Context, plan_file, number, sha, exit_code) -> int:
-    """Post the saved plan on the pull request, updating our own comment(s) in place."""
+def github_comment(ctx: Context, plan_file, markdown_file, number, sha, exit_code) -> int:
+    """Post the plan on the pull request, updating our own comment(s) in place."""
     from reconciler.gitops import post_plan_comments, status_for_exit_code
     from reconciler.planfile import load_plan
     from reconciler.plan import plan_summary
@@ -464,7 +519,14 @@ def github_comment(ctx: Context, plan_file, number, sha, exit_code) -> int:
     from reconciler.render._values import summary_line
     from reconciler.render.markdown import MARKER
 
-    if exit_code == 1 or not plan_file:
+    from pathlib import Path
+
+    rendered = Path(markdown_file).read_text(encoding="utf-8") if markdown_file and Path(markdown_file).is_file() else ""
+    if MARKER in rendered:   # each comment part starts with the marker
+        parts = [MARKER + p.rstrip().removesuffix("---").rstrip() + "\n" for p in rendered.split(MARKER)[1:]]
+        head = parts[0].splitlines()[1] if len(parts[0].splitlines()) > 1 else ""
+        summary = "plan fails a hard policy" if exit_code == 1 else head.removeprefix("### reconciler plan: ")
+    elif exit_code == 1 or not plan_file:
         parts = [f"{MARKER}\n### reconciler plan failed\n\nThe plan could not be made; the workflow log says why "
                  "(invalid manifests are listed there with file and line)."]
         summary = "plan failed"

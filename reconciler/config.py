@@ -36,6 +36,7 @@ __all__ = [
     "Settings",
     "load_settings",
     "mask_url",
+    "parse_now",
     "plan_identity",
     "require_safe_url",
 ]
@@ -142,6 +143,8 @@ class Settings:
     # age recipients every uploadable file is encrypted to, and the identity that decrypts them
     plan_recipients: tuple[str, ...] = ()
     plan_identity: Secret | None = None
+    # RECONCILER_NOW: the moment change windows are evaluated at (what-if planning, tests); nothing else
+    now: dt.datetime | None = None
     plan_expiry_hours: float = 24.0
     ignore: tuple[IgnoreRule, ...] = ()
     workspace: Path = field(default_factory=lambda: Path(".reconciler"))
@@ -226,6 +229,8 @@ def load_settings(paths: tuple[str, ...] | list[str] = (), env: Mapping[str, str
         values["plan_recipients"] = parse_recipients(env["RECONCILER_PLAN_RECIPIENTS"].replace(",", " ").split(),
                                                      "RECONCILER_PLAN_RECIPIENTS")
     values["plan_identity"] = _secret(env, "RECONCILER_PLAN_IDENTITY")
+    if env.get("RECONCILER_NOW"):
+        values["now"] = parse_now(env["RECONCILER_NOW"], "RECONCILER_NOW")
     backend = _secret(env, "RECONCILER_BACKEND_URL")
     if backend is not None and urlsplit(backend.reveal()).scheme not in ("postgresql", "postgres"):
         raise ConfigError(f"RECONCILER_BACKEND_URL={mask_url(backend.reveal())!r}: only postgresql:// is supported "
@@ -233,6 +238,17 @@ def load_settings(paths: tuple[str, ...] | list[str] = (), env: Mapping[str, str
     settings = Settings(orion=orion, sei=sei, backend_url=backend, **values)
     check_settings(settings)
     return settings
+
+
+def parse_now(value: str, where: str) -> dt.datetime:
+    """An ISO 8601 moment with its UTC offset: a wall-clock time without one would be ambiguous."""
+    try:
+        when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{where}={value!r} is not an ISO 8601 date and time (e.g. 2026-12-07T09:00:00-05:00)") from None
+    if when.tzinfo is None:
+        raise ConfigError(f"{where}={value!r} needs a UTC offset (e.g. -05:00 or Z)")
+    return when
 
 
 def plan_identity(env: Mapping[str, str] | None = None) -> Secret | None:

@@ -35,7 +35,9 @@ def _deepdiff(before: Any, after: Any) -> DeepDiff:
     global _calls
     with _calls_lock:
         _calls += 1
-    return DeepDiff(before, after, view="tree", ignore_order=False)
+    # threshold_to_diff_deeper=0: deepdiff 8 otherwise reports a dict sharing few keys (a registration
+    # whose every sleeve changed model) as one whole-value change, which has no field path to show
+    return DeepDiff(before, after, view="tree", ignore_order=False, threshold_to_diff_deeper=0)
 
 
 def sleeve_label(sleeve: dict, by_account_id: bool = False) -> str:

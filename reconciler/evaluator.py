@@ -103,6 +103,8 @@ class Evaluator:
         self.evidence = Evidence(vendors, journal, settings, self.instrs, progress=self._note, sleep=sleep, clock=clock)
         self.evidence.interrupted = self.stop.is_set   # waits for evidence end early on Ctrl-C: nothing is sent
         self.progress = progress or (lambda kind, text: None)
+        # policy windows: why a wave to an API may not start now (a window closed meanwhile), or None
+        self.window_guard: Callable[[str], str | None] = lambda api: None
 
     def _note(self, kind: str, text: str) -> None:
         self.progress(kind, text)
@@ -188,6 +190,12 @@ class Evaluator:
         for p in stage.track:
             for a in p.addresses:
                 ctx.tracked[a] = p
+        closed = self.window_guard("orion") if stage.batches else None
+        if closed:   # a wave that would start outside its window is not started
+            for s in stage.batches:
+                for a in s.items:
+                    self._record(ctx, a, ItemStatus.SKIPPED, closed)
+            stage = OrionWave((), stage.track, stage.parallelism)
         with ThreadPoolExecutor(max(1, len(stage.track)), thread_name_prefix="orion-track") as trackers, \
                 ThreadPoolExecutor(max(1, stage.parallelism), thread_name_prefix="orion-batch") as pool:
             tracked = [trackers.submit(self._track, p, ctx) for p in stage.track]
@@ -343,6 +351,7 @@ class Evaluator:
     # --- SEI --------------------------------------------------------------------------------------
 
     def _sei_wave(self, stage: SeiWave, ctx: _Run) -> None:
+        ctx.gate = ctx.gate or self.window_guard("sei")   # the window may have closed during the Orion wave
         if ctx.gate:
             for s in stage.tickets:
                 self._record(ctx, s.items[0], ItemStatus.SKIPPED, ctx.gate)

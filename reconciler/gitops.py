@@ -46,7 +46,7 @@ def status_for_exit_code(code: int, summary: str) -> tuple[str, str]:
         return "success", "No changes"
     if code == 2:
         return "success", summary.removeprefix("Plan: ")
-    return "failure", "plan failed: see the workflow log"
+    return "failure", f"{summary}: see the workflow log" if summary else "plan failed: see the workflow log"
 
 
 @dataclass(frozen=True)

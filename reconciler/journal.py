@@ -258,6 +258,11 @@ class Journal:
             event = TicketEvent.RESOLVED_ABSENT if outcome == "absent" else TicketEvent.RESOLVED_APPLIED
             self.ticket_event(0, int(key), t.address if t else "", event, detail)
 
+    def record_override(self, policy: str, reason: str, who: str) -> None:
+        """A soft policy applied over, with who, when and why (kept with the resolutions)."""
+        self._write("INSERT INTO {p}resolutions(workspace, kind, key, outcome, reason, who, at) VALUES (?,?,?,?,?,?,?)",
+                    (self.workspace, "policy-override", policy, "override", reason, who, _now()))
+
     def resolutions(self) -> list[tuple]:
         return self._read("SELECT kind, key, outcome, reason, who, at FROM {p}resolutions WHERE workspace=? ORDER BY id",
                           (self.workspace,))

@@ -25,8 +25,10 @@ __all__ = [
     "IgnoredChange",
     "ManifestSet",
     "Plan",
+    "Policy",
     "Source",
     "Submission",
+    "Window",
     "instruction_address",
     "registration_address",
 ]
@@ -114,6 +116,26 @@ class DesiredBatch:
 
 
 @dataclass(frozen=True)
+class Window:
+    """Writes to `api` only on `days` between `start` and `end` (HH:MM, end may be 24:00) in `timezone`."""
+
+    api: str
+    days: tuple[str, ...]
+    start: str
+    end: str
+    timezone: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    enforcement: str                  # advisory | soft | hard
+    limits: dict[str, float]
+    windows: tuple[Window, ...]
+    source: Source
+
+
+@dataclass(frozen=True)
 class ManifestSet:
     """Everything the manifests declare, resolved and validated."""
 
@@ -121,6 +143,7 @@ class ManifestSet:
     batches: tuple[DesiredBatch, ...]
     digest: str                       # sha256 over the files' paths and bytes
     files: tuple[str, ...] = ()
+    policies: tuple[Policy, ...] = ()
 
     @property
     def instructions(self) -> tuple[DesiredInstruction, ...]:
@@ -180,6 +203,7 @@ class Plan:
     submissions: tuple[Submission, ...]
     unchanged: int
     ignored: tuple[IgnoredChange, ...] = ()
+    policy_results: tuple = ()        # policy.PolicyResult, evaluated when the plan was made
 
     def actionable(self) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action is not Action.NO_OP)

@@ -11,11 +11,13 @@ and are journaled. A second one exits at once; the journal is consistent and the
 
 from __future__ import annotations
 
+import datetime as dt
+import getpass
 import json
 import os
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reconciler.backend import open_backend
 from reconciler.config import Settings
@@ -27,6 +29,7 @@ from reconciler.live import read_live_state
 from reconciler.model import ManifestSet, Plan
 from reconciler.plan import Targeting, build_plan, select
 from reconciler.planfile import SavedPlan, binding_problems, current_binding
+from reconciler.policy import evaluate_policies, next_opening, window_open
 from reconciler.receipt import endpoint_problems, receipt_problems, stale_reasons
 from reconciler.render import render_plan_text
 from reconciler.render.apply_report import apply_report, render_apply_text
@@ -51,6 +54,8 @@ class ApplyRequest:
     lock_timeout: float = 0.0
     allow_plaintext_plan: bool = False
     no_encrypt: bool = False
+    overrides: tuple[tuple[str, str], ...] = ()   # (soft policy name, reason)
+    now: dt.datetime | None = None                # windows as of this moment; None: the clock
 
 
 def run_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings, out) -> int:
@@ -112,6 +117,9 @@ def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal:
         out.info(f"in doubt: {address}: {why}")
     plan, plan_id, reviewed = _plan_to_apply(request, manifests, settings, session.vendors, recovered, out)
     _refuse_if_blocked(plan, request.max_changes)
+    plan = replace(plan, policy_results=evaluate_policies(plan, manifests.policies, request.now or _clock()))
+    overrides = _enforce_policies(plan, manifests, request, journal, out)
+    evaluator.window_guard = _window_guard(manifests, request, {o["policy"] for o in overrides})
     stages = build_stages(plan, recovered, parallelism=settings.parallelism)
     if not plan.submissions and not recovered.busy:
         out.info("No changes to apply.")
@@ -132,6 +140,7 @@ def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal:
     if request.report_file:
         report = apply_report(result, plan_id=plan_id, manifests_digest=manifests.digest,
                               endpoints=session.endpoints)
+        report["policy"] = {"results": [r.as_dict() for r in plan.policy_results], "overrides": overrides}
         data = (json.dumps(report, indent=2, allow_nan=False) + "\n").encode()
         sealed = bool(settings.plan_recipients) and not request.no_encrypt
         if sealed:
@@ -179,6 +188,57 @@ def _plan_to_apply(request: ApplyRequest, manifests: ManifestSet, settings: Sett
     live = read_live_state(vendors, regs, instrs, settings)
     plan = build_plan(manifests, live, targeting=targeting, batch_size=settings.batch_size, ignore=settings.ignore)
     return plan, "inline-" + manifests.digest[:12], False
+
+
+def _clock() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _enforce_policies(plan: Plan, manifests: ManifestSet, request: ApplyRequest, journal: Journal, out) -> list[dict]:
+    """Before any write: a failed hard rule refuses; a failed soft rule refuses unless overridden by
+    name with a reason (recorded in the journal and returned for the report); advisory ones warn."""
+    names = {p.name for p in manifests.policies}
+    unknown = [n for n, _ in request.overrides if n not in names]
+    if unknown:
+        raise PlanBlockedError(f"--override-policy {', '.join(unknown)}: no such Policy in the manifests; nothing was written")
+    overridden = {n: why for n, why in request.overrides}
+    failed = [r for r in plan.policy_results if not r.passed]
+    hard = [r for r in failed if r.enforcement == "hard"]
+    soft = [r for r in failed if r.enforcement == "soft" and r.policy not in overridden]
+    if hard or soft:
+        lines = [f"  {r.policy} {r.rule} ({r.enforcement}): {r.message}" for r in hard + soft]
+        hint = ("; a soft rule can be overridden with --override-policy NAME --reason TEXT" if soft and not hard else "")
+        raise PlanBlockedError("policies refuse this plan, so nothing was written:\n" + "\n".join(lines) + hint)
+    for r in failed:
+        if r.enforcement == "advisory":
+            out.error(f"Warning: advisory policy {r.policy} {r.rule}: {r.message}")
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = "?"
+    records = []
+    for name in sorted({r.policy for r in failed if r.enforcement == "soft"}):
+        journal.record_override(name, overridden[name], who)
+        records.append({"policy": name, "who": who, "when": _clock().isoformat(timespec="seconds"),
+                        "reason": overridden[name]})
+        out.error(f"Warning: soft policy {name} is overridden by {who}: {overridden[name]} (recorded)")
+    return records
+
+
+def _window_guard(manifests: ManifestSet, request: ApplyRequest, overridden: set[str]):
+    """Why a wave to `api` may not start now (a window of an enforced policy is closed), or None."""
+    def guard(api: str) -> str | None:
+        now = request.now or _clock()
+        for p in manifests.policies:
+            windows = tuple(w for w in p.windows if w.api == api)
+            if not windows or p.enforcement == "advisory" or p.name in overridden:
+                continue
+            if not any(window_open(w, now) for w in windows):
+                nxt = next_opening(windows, now)
+                return (f"not sent: policy {p.name} allows {api} writes only inside its windows, and none is open at "
+                        f"{now.isoformat()}; the next opens at {nxt.isoformat() if nxt else '(never)'}")
+        return None
+    return guard
 
 
 def _refuse_if_blocked(plan: Plan, max_changes: int | None) -> None:

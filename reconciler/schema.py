@@ -31,6 +31,7 @@ KIND_SCHEMAS = {
     "SleeveRegistration": "sleeve-registration.schema.json",
     "SleeveTemplate": "sleeve-template.schema.json",
     "TradeBatch": "trade-batch.schema.json",
+    "Policy": "policy.schema.json",
 }
 
 _UNEXPECTED = re.compile(r"'([^']+)'")
@@ -121,7 +122,7 @@ def validate_document(doc: "Document", kind: str) -> list[Diagnostic]:
     """Every schema error in one document, as Diagnostics pointing at the offending key."""
     out: list[Diagnostic] = []
     name = KIND_SCHEMAS[kind]
-    if kind == "TradeBatch":
+    if kind not in ("SleeveRegistration", "SleeveTemplate"):   # no sleeves to validate one by one
         for error in _iter_leaf_errors(_validator(name).iter_errors(doc.data)):
             out.extend(_explain(doc, error, tuple(error.absolute_path)))
         return out

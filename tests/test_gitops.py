@@ -45,9 +45,9 @@ def test_workflow_has_the_plan_apply_and_drift_paths():
     assert triggers["push"]["branches"] == ["main"]
     plan = " | ".join(_steps(doc["jobs"]["plan"]))
     assert "reconciler validate manifests" in plan
-    assert "reconciler plan manifests --out plan.json --detailed-exitcode" in plan
+    assert "reconciler plan manifests --out plan.json --format markdown --detailed-exitcode > plan.md" in plan
     assert "actions/upload-artifact@v4" in plan
-    assert "reconciler github comment plan.json" in plan and "--exit-code" in plan and "--sha" in plan
+    assert "reconciler github comment --markdown plan.md" in plan and "--exit-code" in plan and "--sha" in plan
     apply = " | ".join(_steps(doc["jobs"]["apply"]))
     assert "reconciler github find-plan" in apply and "actions/download-artifact@v4" in apply
     assert "reconciler apply plan.json --auto-approve --on-stale replan --report apply-report.json" in apply
@@ -113,6 +113,30 @@ def test_first_push_creates_one_comment_and_a_status(env, gh, cli, tmp_path):
                             "description": "3 to create, 3 to update, 1 to remove, 0 conflicts; 4 submissions "
                                            "(1 Orion batch, 3 SEI requests)"}]
     assert TOKEN not in r.out + r.err
+
+
+def test_an_encrypted_plan_is_commented_from_its_markdown_and_a_hard_policy_failure_is_shown(env, gh, cli, tmp_path,
+                                                                                             monkeypatch):
+    """The PR job cannot read its encrypted plan: it posts the markdown `plan` printed, failures included."""
+    import shutil
+
+    from reconciler.sealing import generate_identity
+
+    monkeypatch.setenv("RECONCILER_PLAN_RECIPIENTS", generate_identity()[0])
+    tree = tmp_path / "m"
+    shutil.copytree(ROOT / "manifests", tree)
+    (tree / "p.yaml").write_text("apiVersion: reconciler/v1\nkind: Policy\nmetadata: {name: desk}\n"
+                                 "spec: {limits: {maxTicketNotional: 35000}}\n")
+    plan, md = tmp_path / "plan.json", tmp_path / "plan.md"
+    r = cli("plan", str(tree), "--out", str(plan), "--format", "markdown", "--detailed-exitcode")
+    assert r.code == 1 and plan.read_bytes().startswith(b"age-encryption.org/v1")
+    md.write_text(r.out)
+    c = cli("github", "comment", "--markdown", str(md), "--pr", "7", "--sha", "abc", "--exit-code", str(r.code))
+    assert c.code == 0, c
+    (comment,) = gh.comments.values()
+    assert "**Policies:** 0 passed, 1 failed" in comment["body"] and "TradeInstruction/10000003" in comment["body"]
+    assert "Environment: **custom**" in comment["body"]
+    assert gh.statuses[-1]["state"] == "failure" and "hard policy" in gh.statuses[-1]["description"]
 
 
 def test_next_push_updates_the_same_comment(env, gh, cli, tmp_path):

@@ -178,7 +178,7 @@ def test_unknown_kind_and_api_version(cli, write):
     write("k/a.yaml", "apiVersion: reconciler/v1\nkind: Sleeve\nmetadata: {name: a}\nspec: {}\n")
     write("k/b.yaml", "apiVersion: v2\nkind: TradeBatch\n")
     lines = errors_of(cli, write("k/a.yaml", "apiVersion: reconciler/v1\nkind: Sleeve\n").parent)
-    assert lines[0].endswith("a.yaml:2:1: unknown kind 'Sleeve' (use one of: SleeveRegistration, SleeveTemplate, TradeBatch)")
+    assert lines[0].endswith("a.yaml:2:1: unknown kind 'Sleeve' (use one of: SleeveRegistration, SleeveTemplate, TradeBatch, Policy)")
     assert "b.yaml:1:1: apiVersion must be reconciler/v1, got 'v2'" in lines[1]
 
 

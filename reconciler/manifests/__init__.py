@@ -59,7 +59,7 @@ def load_manifests(paths: list[str] | tuple[str, ...], *, workers: int | None = 
         digest.update(display.encode() + b"\0" + file_digest)
         resolved.extend(file_resolved)
         diags.extend(file_diags)
-    registrations, batches, resolve_diags = resolve_all(resolved)
+    registrations, batches, policies, resolve_diags = resolve_all(resolved)
     diags.extend(resolve_diags)
     if diags:
         raise ManifestError(diags)
@@ -68,7 +68,7 @@ def load_manifests(paths: list[str] | tuple[str, ...], *, workers: int | None = 
         raise ConfigError(f"{where}: no SleeveRegistration or TradeBatch found ({len(files)} manifest file"
                           f"{'s' * (len(files) != 1)}); nothing would be checked. Check the path, or pass "
                           "--allow-empty if an empty tree is intended")
-    return ManifestSet(registrations, batches, digest.hexdigest(), tuple(d for _, d in files))
+    return ManifestSet(registrations, batches, digest.hexdigest(), tuple(d for _, d in files), policies)
 
 
 def _balanced_chunks(files: list[tuple[Path, str]], n: int) -> list[list[tuple[Path, str]]]:

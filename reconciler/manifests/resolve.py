@@ -16,7 +16,15 @@ from typing import Any
 from reconciler.errors import Diagnostic
 from reconciler.fields import INSTRUCTION_FIELDS
 from reconciler.manifests.loader import Document
-from reconciler.model import DesiredBatch, DesiredInstruction, DesiredRegistration, DesiredSleeve, Source
+from reconciler.model import (
+    DesiredBatch,
+    DesiredInstruction,
+    DesiredRegistration,
+    DesiredSleeve,
+    Policy,
+    Source,
+    Window,
+)
 from reconciler.rules import cusip_check_digit, iter_registration_problems
 
 __all__ = ["Resolved", "resolve_all", "resolve_document", "rule_diagnostics"]
@@ -44,10 +52,46 @@ def _source(doc: Document, path: tuple) -> Source:
     return Source(doc.file, line, col)
 
 
+def _window_problems(doc: Document, windows: Any) -> list[Diagnostic]:
+    """What a schema cannot say about windows: a known time zone, `from` before `to`. Tolerant of
+    wrong types (the schema reports those), so it also runs on documents with schema errors."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    out = []
+    for i, w in enumerate(windows if isinstance(windows, list) else []):
+        if not isinstance(w, dict):
+            continue
+        path = ("spec", "windows", i)
+        tz = w.get("timezone")
+        if isinstance(tz, str) and tz:
+            try:
+                ZoneInfo(tz)
+            except (ZoneInfoNotFoundError, ValueError):
+                out.append(doc.diagnostic(path + ("timezone",), f"timezone {tz!r} is not a known IANA time zone",
+                                          "use a name such as America/New_York or Europe/London"))
+        start, end = w.get("from"), w.get("to")
+        if isinstance(start, str) and isinstance(end, str) and start >= end:
+            out.append(doc.diagnostic(path + ("from",), f"from {start} is not before to {end}",
+                                      "a window runs from an earlier to a later time of the same day; use 24:00 "
+                                      "for midnight, or two windows across it"))
+    return out
+
+
+def _policy(doc: Document, diags: list[Diagnostic]) -> Policy:
+    spec = doc.data["spec"]
+    diags.extend(_window_problems(doc, spec.get("windows")))
+    windows = [Window(w["api"], tuple(w["days"]), w["from"], w["to"], w["timezone"]) for w in spec.get("windows") or []]
+    return Policy(doc.data["metadata"]["name"], spec.get("enforcement", "hard"), dict(spec.get("limits") or {}),
+                  tuple(windows), _source(doc, ()))
+
+
 def resolve_document(kind: str, doc: Document) -> Resolved:
     meta = doc.data["metadata"]
     spec = doc.data["spec"]
     out = Resolved(kind, meta["name"], _source(doc, ("metadata", "name")))
+    if kind == "Policy":
+        out.resource = _policy(doc, out.diagnostics)
+        return out
     if kind == "SleeveTemplate" or (kind == "SleeveRegistration" and "template" in spec):
         out.document = doc
         if kind == "SleeveRegistration":
@@ -78,6 +122,7 @@ def resolve_all(items: list[Resolved]) -> tuple[tuple, tuple, list[Diagnostic]]:
 
     registrations: list[DesiredRegistration] = []
     batches: list[DesiredBatch] = []
+    policies: list[Policy] = []
     first_reg: dict[int, Source] = {}
     first_batch: dict[str, Source] = {}
     first_ticket: dict[int, Source] = {}
@@ -89,6 +134,8 @@ def resolve_all(items: list[Resolved]) -> tuple[tuple, tuple, list[Diagnostic]]:
             if reg is not None and not _duplicate(diags, first_reg, reg.registration_id, r.id_source,
                                                   f"registrationId {reg.registration_id}"):
                 registrations.append(reg)
+        elif r.kind == "Policy":
+            policies.append(r.resource)
         elif r.kind == "TradeBatch":
             batch = r.resource
             unique = tuple(i for i in batch.instructions if not _duplicate(
@@ -96,7 +143,7 @@ def resolve_all(items: list[Resolved]) -> tuple[tuple, tuple, list[Diagnostic]]:
             if not _duplicate(diags, first_batch, batch.batch_id, r.id_source, f"batchId {batch.batch_id}"):
                 batches.append(DesiredBatch(batch.name, batch.batch_id, unique, batch.source, batch.labels)
                                if len(unique) != len(batch.instructions) else batch)
-    return tuple(registrations), tuple(batches), diags
+    return tuple(registrations), tuple(batches), tuple(policies), diags
 
 
 def _duplicate(diags: list[Diagnostic], first: dict, key: Any, src: Source, what: str) -> bool:
@@ -197,6 +244,8 @@ def rule_diagnostics(kind: str, doc: Document) -> list[Diagnostic]:
     data = doc.data if isinstance(doc.data, dict) else {}
     spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
     out: list[Diagnostic] = []
+    if kind == "Policy":
+        return _window_problems(doc, spec.get("windows"))
     if kind == "TradeBatch":
         defaults = {k: v for k, v in spec.items() if k in INSTRUCTION_FIELDS and k != "batchId"}
         instructions = spec.get("instructions") if isinstance(spec.get("instructions"), list) else []

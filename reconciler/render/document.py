@@ -11,6 +11,7 @@ from typing import Any
 from reconciler import __version__
 from reconciler.model import Action, Change, FieldChange, IgnoredChange, Plan, Source, Submission
 from reconciler.plan import plan_summary
+from reconciler.policy import PolicyResult
 
 __all__ = ["FORMAT_VERSION", "plan_from_document", "plan_to_document"]
 
@@ -26,6 +27,7 @@ def plan_to_document(plan: Plan, *, include_payloads: bool = False) -> dict[str,
         "changes": [_change(c, include_payloads) for c in plan.changes],
         "submissions": [_submission(s, include_payloads) for s in plan.submissions],
         "ignored": [{"address": i.address, "path": i.path, "reason": i.reason} for i in plan.ignored],
+        "policy": {"results": [r.as_dict() for r in plan.policy_results]},
     }
     return doc
 
@@ -74,4 +76,6 @@ def plan_from_document(doc: dict[str, Any]) -> Plan:
         for s in doc["submissions"]
     )
     ignored = tuple(IgnoredChange(i["address"], i["path"], i["reason"]) for i in doc.get("ignored", []))
-    return Plan(changes, submissions, int(doc["summary"]["unchanged"]), ignored)
+    results = tuple(PolicyResult(r["policy"], r["rule"], r["enforcement"], bool(r["passed"]), r["message"],
+                                 tuple(r.get("addresses", ()))) for r in (doc.get("policy") or {}).get("results", []))
+    return Plan(changes, submissions, int(doc["summary"]["unchanged"]), ignored, results)

@@ -35,6 +35,13 @@ def render_plan_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT, environment
                     f" · unchanged: {s['unchanged']}")
     else:
         head.append(f"No changes. Live state matches the manifests ({s['unchanged']} resources unchanged).")
+    failed = [r for r in plan.policy_results if not r.passed]
+    if plan.policy_results:   # above the fold: a reviewer sees the guardrails before the changes
+        head.append("")
+        head.append(f"**Policies:** {len(plan.policy_results) - len(failed)} passed, {len(failed)} failed")
+        for r in failed:
+            head.append(f"- {'⛔' if r.enforcement == 'hard' else '⚠️'} {md_code(r.policy)} `{r.rule}` "
+                        f"({r.enforcement}): {md_text(r.message, 600)}")
     if plan.conflicts:
         head.append("")
         head.append(f"> **Apply is blocked** by {len(plan.conflicts)} conflict(s): a submitted trade ticket cannot "

@@ -27,6 +27,25 @@ def field_lines(c: Change) -> list[str]:
     return lines
 
 
+_POLICY_MARK = {True: "✓", False: {"hard": "✗", "soft": "✗", "advisory": "!"}}
+
+
+def policy_lines(plan: Plan) -> list[str]:
+    """The policy results: which rule, which addresses, by how much."""
+    if not plan.policy_results:
+        return []
+    out = ["Policies:"]
+    for r in plan.policy_results:
+        mark = "✓" if r.passed else _POLICY_MARK[False][r.enforcement]
+        verdict = "passed" if r.passed else {"hard": "FAILED (hard: apply refuses)",
+                                              "soft": "FAILED (soft: apply refuses unless --override-policy "
+                                                      f"{r.policy} --reason …)",
+                                              "advisory": "failed (advisory: a warning)"}[r.enforcement]
+        out.append(f"  {mark} {terminal(r.policy)} {r.rule}: {verdict} — {terminal(r.message, 600)}")
+    out.append("")
+    return out
+
+
 def render_plan_text(plan: Plan, stages: tuple[Stage, ...] | None = None) -> str:
     """The plan, and the stages apply will run for it (given, or built with nothing in doubt)."""
     stages = stages if stages is not None else build_stages(plan)
@@ -57,6 +76,7 @@ def render_plan_text(plan: Plan, stages: tuple[Stage, ...] | None = None) -> str
             out.append("")
         out.extend(explain_stages(stages))
         out.append("")
+    out.extend(policy_lines(plan))
     out.append(summary_line(s))
     if s["create"] or s["update"]:
         out.append(totals_line(s))

@@ -143,12 +143,25 @@ class SandboxState:
                                 "validationMessage": "; ".join(p[1] for p in problems) or None})
             return out
 
+    def known_models(self) -> set:
+        """The models Orion knows: the demo's catalogue and every model a live sleeve holds."""
+        from reconciler.sandbox.demo import MODELS
+
+        return set(MODELS) | {sleeve_model_id(s) for r in self.registrations.values()
+                              for s in r.get("accountSleeves") or [] if sleeve_model_id(s) is not None}
+
+    def _unknown_models(self, reg: dict) -> list[str]:
+        known = self.known_models()
+        return [f"model {sleeve_model_id(s)} does not exist" for s in reg.get("accountSleeves") or []
+                if s.get("sleeveType") == "Normal sleeve" and sleeve_model_id(s) not in known]
+
     def validate(self, registration: dict) -> dict:
         with self.lock:
             live = self.registrations.get(int(registration.get("registrationId") or 0))
             if live is None:
                 return {"isValid": False, "validationMessage": "registration does not exist"}
             merged, problems = _merge(copy.deepcopy(live), registration, lambda: 0)
+            problems += self._unknown_models(merged)
             problems += [p[1] for p in iter_registration_problems(merged, merged["accountSleeves"], complete=True)]
             return {"isValid": not problems, "validationMessage": "; ".join(problems) or None}
 
@@ -235,6 +248,7 @@ class SandboxState:
                 continue
             before = copy.deepcopy(live)
             merged, problems = _merge(copy.deepcopy(live), item, self._new_account_id)
+            problems += self._unknown_models(merged)
             problems += [p[1] for p in iter_registration_problems(merged, merged["accountSleeves"], complete=True)]
             if rid in b.rejected:
                 problems.append("model 36 is closed to new accounts (sandbox fault)")

@@ -1,0 +1,127 @@
+"""Guardrails declared as `kind: Policy`: limits on money and reach, change windows per API. Pure.
+
+Each Policy has an enforcement level (Terraform Sentinel's three): `advisory` warns, `soft` refuses
+unless overridden by name with a reason (recorded), `hard` refuses. `evaluate_policies` turns a plan
+and the clock into results that plan shows, saved plans carry, and apply enforces before any write.
+Windows are evaluated as of `now` (RECONCILER_NOW / --now for what-if planning and tests): an API
+with no window in a policy is always open under it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from reconciler.model import Action, Plan, Policy, Window
+
+__all__ = ["PolicyResult", "evaluate_policies", "next_opening", "window_open"]
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    policy: str
+    rule: str
+    enforcement: str
+    passed: bool
+    message: str
+    addresses: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"policy": self.policy, "rule": self.rule, "enforcement": self.enforcement, "passed": self.passed,
+                "message": self.message, "addresses": list(self.addresses)}
+
+
+def _bounds(w: Window, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    tz = ZoneInfo(w.timezone)
+    h1, m1 = map(int, w.start.split(":"))
+    start = dt.datetime.combine(day, dt.time(h1, m1), tz)
+    if w.end == "24:00":
+        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0, 0), tz)
+    else:
+        h2, m2 = map(int, w.end.split(":"))
+        end = dt.datetime.combine(day, dt.time(h2, m2), tz)
+    return start, end
+
+
+def window_open(w: Window, now: dt.datetime) -> dt.datetime | None:
+    """When the window closes, if `now` is inside it; else None."""
+    local = now.astimezone(ZoneInfo(w.timezone))
+    if _DAYS[local.weekday()] not in w.days:
+        return None
+    start, end = _bounds(w, local.date())
+    return end if start <= now < end else None
+
+
+def next_opening(windows: tuple[Window, ...], now: dt.datetime) -> dt.datetime | None:
+    best = None
+    for w in windows:
+        local = now.astimezone(ZoneInfo(w.timezone)).date()
+        for offset in range(0, 8):
+            day = local + dt.timedelta(days=offset)
+            if _DAYS[day.weekday()] not in w.days:
+                continue
+            start, _ = _bounds(w, day)
+            if start > now and (best is None or start < best):
+                best = start
+                break
+    return best
+
+
+def _money(x: float) -> str:
+    return f"${x:,.2f}"
+
+
+def evaluate_policies(plan: Plan, policies: tuple[Policy, ...], now: dt.datetime) -> tuple[PolicyResult, ...]:
+    creates = [c for c in plan.changes if c.action is Action.CREATE and c.payload]
+    notional = {c.address: float(c.payload["data"].get("target") or 0) * float(c.payload["data"].get("orderGenerationPrice") or 0)
+                for c in creates}
+    updates = [c for c in plan.changes if c.action is Action.UPDATE]
+    writes_to = {s.api for s in plan.submissions}
+    out: list[PolicyResult] = []
+    for p in sorted(policies, key=lambda p: p.name):
+        e = p.enforcement
+        lim = p.limits
+        if "maxTicketNotional" in lim:
+            over = sorted((a for a, n in notional.items() if n > lim["maxTicketNotional"]), key=lambda a: -notional[a])
+            msg = ("every instruction within " + _money(lim["maxTicketNotional"])) if not over else "; ".join(
+                f"{a}: {_money(notional[a])}, over {_money(lim['maxTicketNotional'])} by "
+                f"{_money(notional[a] - lim['maxTicketNotional'])}" for a in over[:20])
+            out.append(PolicyResult(p.name, "maxTicketNotional", e, not over, msg, tuple(over)))
+        if "maxPlanNotional" in lim:
+            gross = sum(notional.values())
+            ok = gross <= lim["maxPlanNotional"]
+            msg = f"gross notional {_money(gross)} " + ("within " if ok else "over ") + _money(lim["maxPlanNotional"]) + (
+                "" if ok else f" by {_money(gross - lim['maxPlanNotional'])}")
+            out.append(PolicyResult(p.name, "maxPlanNotional", e, ok, msg, () if ok else tuple(sorted(notional))))
+        if "maxRegistrationsTouched" in lim:
+            n = len(updates)
+            ok = n <= lim["maxRegistrationsTouched"]
+            out.append(PolicyResult(p.name, "maxRegistrationsTouched", e, ok,
+                                    f"{n} registration(s) touched, limit {lim['maxRegistrationsTouched']:g}",
+                                    () if ok else tuple(c.address for c in updates)))
+        if "maxSleeveRemovals" in lim:
+            removing = [c for c in updates if c.removed_sleeves]
+            n = sum(len(c.removed_sleeves) for c in removing)
+            ok = n <= lim["maxSleeveRemovals"]
+            out.append(PolicyResult(p.name, "maxSleeveRemovals", e, ok,
+                                    f"{n} sleeve removal(s), limit {lim['maxSleeveRemovals']:g}",
+                                    () if ok else tuple(c.address for c in removing)))
+        for api in ("orion", "sei"):
+            windows = tuple(w for w in p.windows if w.api == api)
+            if not windows or api not in writes_to:
+                continue
+            closes = [c for c in (window_open(w, now) for w in windows) if c is not None]
+            label = "Orion" if api == "orion" else "SEI"
+            if closes:
+                out.append(PolicyResult(p.name, f"window:{api}", e, True,
+                                        f"{label} writes are inside a window until {max(closes).isoformat()}"))
+            else:
+                nxt = next_opening(windows, now)
+                out.append(PolicyResult(p.name, f"window:{api}", e, False,
+                                        f"{label} writes are outside every window at {now.isoformat()}; the next "
+                                        f"opens at {nxt.isoformat() if nxt else '(never)'}",
+                                        tuple(a for s in plan.submissions if s.api == api for a in s.items)))
+    return tuple(out)
