@@ -361,16 +361,23 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text", show_default=True)
 @click.option("--output", "output", type=click.Path(dir_okay=False), help="Write the report to this file.")
 @click.option("--no-encrypt", is_flag=True, help="Write --output in plaintext even where recipients are set.")
+@click.option("--adopt", is_flag=True, help="Write the live values of drifted declared fields into the manifests.")
+@click.option("--dry-run", is_flag=True, help="With --adopt: print the change as a unified diff; write nothing.")
+@click.option("--target", multiple=True, help="With --adopt: only these addresses (globs).")
+@click.option("--exclude", multiple=True, help="With --adopt: leave these addresses out (globs).")
+@click.option("--selector", multiple=True, help="With --adopt: only resources whose labels match k=v.")
 @_SANDBOX
 @_CONFIG
 @_ALLOW_EMPTY
 @click.pass_obj
-def drift(ctx: Context, paths, fmt, output, no_encrypt, sandbox, config_file, allow_empty) -> int:
+def drift(ctx: Context, paths, fmt, output, no_encrypt, adopt, dry_run, target, exclude, selector, sandbox, config_file,
+          allow_empty) -> int:
     """Audit live state against the manifests: what differs, who changed it and when. Exit 2 on drift."""
     import json
 
     from reconciler.config import load_settings
     from reconciler.drift import build_drift_report
+    from reconciler.plan import Targeting
     from reconciler.live import read_live_state
     from reconciler.manifests import load_manifests
     from reconciler.render.drift_report import drift_to_document, render_drift_markdown, render_drift_text
@@ -379,6 +386,9 @@ def drift(ctx: Context, paths, fmt, output, no_encrypt, sandbox, config_file, al
     paths = paths or DEFAULT_PATHS
     manifests = load_manifests(paths, allow_empty=allow_empty)
     settings = load_settings(paths, config_file=config_file)
+    if adopt:
+        return _adopt(ctx, manifests, settings, tuple(paths), sandbox, dry_run,
+                      Targeting(tuple(target), tuple(exclude), _selectors(selector)))
     with open_session(settings, sandbox=sandbox) as session:
         live = read_live_state(session.vendors, manifests.registrations, manifests.instructions, settings, missing_ok=True)
         report = build_drift_report(manifests, live, session.vendors, settings.ignore)
@@ -405,6 +415,29 @@ def drift(ctx: Context, paths, fmt, output, no_encrypt, sandbox, config_file, al
     else:
         ctx.out.result(text)
     return 2 if report.has_drift else 0
+
+
+def _adopt(ctx: Context, manifests, settings, paths, sandbox: bool, dry_run: bool, targeting) -> int:
+    """drift --adopt: read live state, rewrite only the drifted scalars; exit 2 if anything was left."""
+    from reconciler.adopt import plan_adoption, write_adoption
+    from reconciler.live import read_live_state
+    from reconciler.session import open_session
+
+    regs = [r for r in manifests.registrations if targeting.wants(r.address, r.labels)]
+    instrs = [i for i in manifests.instructions if targeting.wants(i.address, i.labels)]
+    with open_session(settings, sandbox=sandbox) as session:
+        live = read_live_state(session.vendors, regs, instrs, settings, missing_ok=True)
+    adoption = plan_adoption(manifests, live, settings.ignore, paths, targeting.wants)
+    for line in adoption.adopted:
+        ctx.out.info(f"adopt {line}")
+    for line in adoption.left:
+        ctx.out.error(f"left  {line}")
+    if dry_run:
+        ctx.out.result(adoption.diff() or "Nothing to adopt: the manifests match live state.")
+    else:
+        written = write_adoption(adoption)
+        ctx.out.info(f"Adopted into {len(written)} file(s): {', '.join(written)}" if written else "Nothing to adopt.")
+    return 2 if adoption.left or (dry_run and adoption.diff()) else 0
 
 
 @cli.group(name="import")

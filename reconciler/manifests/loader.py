@@ -71,6 +71,10 @@ class Document:
     surprises: dict[tuple, Diagnostic] = field(default_factory=dict)
     # values refused by the loader itself (NaN, control characters) that the schema cannot see
     value_errors: int = 0
+    # path → (start, end, style) character offsets of each value node in the file's text, and a
+    # scalar's quoting style ('"', "'", '' plain, '{' flow mapping, '[' flow sequence): what
+    # `drift --adopt` needs to rewrite exactly one value and leave every other byte alone
+    spans: dict[tuple, tuple[int, int, str]] = field(default_factory=dict)
 
     def pos(self, path: tuple) -> tuple[int, int]:
         """Position of `path`, or of its nearest ancestor that has one."""
@@ -294,6 +298,10 @@ class _Builder:
             return None
         self.seen.add(id(node))
         self.doc.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        style = node.style if isinstance(node, yaml.ScalarNode) else ("{" if getattr(node, "flow_style", False) and
+                                                                      isinstance(node, yaml.MappingNode) else
+                                                                      "[" if getattr(node, "flow_style", False) else "")
+        self.doc.spans[path] = (node.start_mark.index, node.end_mark.index, style or "")
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
