@@ -580,6 +580,48 @@ def github_comment(ctx: Context, plan_file, markdown_file, number, sha, exit_cod
     return 0
 
 
+@github.command("adopt-pr")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--branch", default="reconciler/adopt-drift", show_default=True, help="The adoption branch.")
+@click.option("--base", default="main", show_default=True, help="The branch the pull request targets.")
+@click.option("--report-url", help="A link to the drift report, for the pull request's body.")
+@_SANDBOX
+@_CONFIG
+@click.pass_obj
+def github_adopt_pr(ctx: Context, paths, branch, base, report_url, sandbox, config_file) -> int:
+    """Adopt drift into the manifests, push it to a branch, and open (or update) one pull request with the evidence."""
+    from reconciler.adopt import plan_adoption, write_adoption
+    from reconciler.config import load_settings
+    from reconciler.drift import build_drift_report
+    from reconciler.gitops import adoption_body, commit_and_push, sync_adoption_pull
+    from reconciler.live import read_live_state
+    from reconciler.manifests import load_manifests
+    from reconciler.session import open_session
+
+    paths = paths or DEFAULT_PATHS
+    manifests = load_manifests(paths)
+    settings = load_settings(paths, config_file=config_file)
+    with open_session(settings, sandbox=sandbox) as session:
+        live = read_live_state(session.vendors, manifests.registrations, manifests.instructions, settings, missing_ok=True)
+        report = build_drift_report(manifests, live, session.vendors, settings.ignore)   # the evidence: who, when
+    adoption = plan_adoption(manifests, live, settings.ignore, tuple(paths))
+    written = write_adoption(adoption)
+    for line in adoption.left:
+        ctx.out.error(f"left  {line}")
+    if not written:
+        ctx.out.info("Nothing to adopt: no pull request is opened.")
+        return 2 if adoption.left else 0
+    commit_and_push([str(adoption.paths[n]) for n in written], branch,
+                    f"Adopt drift from Orion into {len(written)} manifest(s)\n\n" + "\n".join(adoption.adopted))
+    client = _github_client()
+    try:
+        ctx.out.info(sync_adoption_pull(client, branch, base,
+                                        adoption_body(adoption.adopted, adoption.left, report.findings, report_url)))
+    finally:
+        client.close()
+    return 2 if adoption.left else 0
+
+
 @github.command("find-plan")
 @click.option("--sha", required=True, help="The merge commit on the main branch.")
 @click.option("--workflow", help="Only runs of this workflow (name or file).")

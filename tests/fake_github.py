@@ -23,6 +23,7 @@ class FakeGitHub:
         self.statuses: list[dict] = []
         self.pulls: dict[str, list[dict]] = {}   # commit sha → pulls
         self.runs: dict[str, list[dict]] = {}    # head sha → runs
+        self.opened: dict[int, dict] = {}        # number → pull requests opened through the API
         self._ids = itertools.count(1000)
         self.url, self._server, self._thread = serve_in_thread(Starlette(routes=self._routes()))
 
@@ -97,6 +98,26 @@ class FakeGitHub:
             self.issues[n].update(payload)
             return JSONResponse(self.issues[n])
 
+        async def repo_pulls(request: Request):
+            denied, payload = await record(request)
+            if denied:
+                return denied
+            if request.method == "POST":
+                n = 500 + len(self.opened)
+                self.opened[n] = {"number": n, "state": "open", "html_url": f"https://github.test/pull/{n}",
+                                  **payload, "head": {"ref": payload["head"]}}
+                return JSONResponse(self.opened[n], status_code=201)
+            owner, _, ref = (request.query_params.get("head") or "").partition(":")
+            return JSONResponse([p for p in self.opened.values() if p["state"] == "open" and p["head"]["ref"] == ref])
+
+        async def repo_pull(request: Request):
+            denied, payload = await record(request)
+            if denied:
+                return denied
+            pr = self.opened[int(request.path_params["n"])]
+            pr.update(payload)
+            return JSONResponse(pr)
+
         r = "/repos/{owner}/{repo}"
         return [Route(f"{r}/issues/{{n:int}}/comments", issue_comments, methods=["GET", "POST"]),
                 Route(f"{r}/issues/comments/{{cid:int}}", comment, methods=["PATCH", "DELETE"]),
@@ -104,4 +125,6 @@ class FakeGitHub:
                 Route(f"{r}/commits/{{sha}}/pulls", pulls, methods=["GET"]),
                 Route(f"{r}/actions/runs", runs, methods=["GET"]),
                 Route(f"{r}/issues", issues, methods=["GET", "POST"]),
-                Route(f"{r}/issues/{{n:int}}", issue, methods=["PATCH"])]
+                Route(f"{r}/issues/{{n:int}}", issue, methods=["PATCH"]),
+                Route(f"{r}/pulls", repo_pulls, methods=["GET", "POST"]),
+                Route(f"{r}/pulls/{{n:int}}", repo_pull, methods=["PATCH"])]

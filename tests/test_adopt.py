@@ -94,3 +94,54 @@ def test_structure_is_adopted_in_the_style_of_the_neighbours_and_missing_tickets
             "distributionAllocation: 0}\n") in r.out
     assert "left  TradeInstruction/10000002: missing at SEI; not adopted" in r.err
     assert r.out.count("+++ b/") == 3 and writes(env) == 0
+
+
+def _git(cwd, *args) -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=cwd,
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_adopt_pr_pushes_a_branch_and_opens_one_pull_request_with_the_evidence_then_updates_it(env, cli, tmp_path,
+                                                                                            monkeypatch):
+    from .fake_github import TOKEN, FakeGitHub
+
+    repo, origin = tmp_path / "repo", tmp_path / "origin.git"
+    _git(tmp_path, "init", "-q", "--bare", str(origin))
+    repo.mkdir()
+    shutil.copytree(ROOT / "manifests", repo / "manifests")
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "manifests")
+    _git(repo, "remote", "add", "origin", str(origin))
+    _git(repo, "push", "-q", "origin", "main")
+    monkeypatch.chdir(repo)
+    assert cli("apply", "--auto-approve").code == 0
+    edit(env, 31549, "jdoe", set={"isDoNotTrade": False})
+    fake = FakeGitHub()
+    try:
+        monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+        monkeypatch.setenv("GITHUB_REPOSITORY", "acme/manifests")
+        monkeypatch.setenv("GITHUB_API_URL", fake.url)
+        r = cli("github", "adopt-pr", "--report-url", "https://ci.example/runs/7")
+        assert r.code == 0, r
+        assert "opened pull request #500" in r.err
+        (pr,) = fake.opened.values()
+        assert pr["head"]["ref"] == "reconciler/adopt-drift" and pr["base"] == "main"
+        assert "isDoNotTrade: true → false" in pr["body"] and "jdoe" in pr["body"]
+        assert "https://ci.example/runs/7" in pr["body"] and TOKEN not in r.err
+        pushed = _git(origin, "show", "reconciler/adopt-drift:manifests/registrations/east/chen-ira.yaml")
+        assert "isDoNotTrade: false" in pushed
+        _git(repo, "checkout", "-q", "main")
+        _git(repo, "checkout", "-q", "--", ".")
+        live = httpx.get(f"{env.url}/api/v1/Trading/Sleeve/Registrations/31547",
+                         headers={"Authorization": f"Session {env.creds.orion_token}"}).json()
+        edit(env, 31547, "asmith", sleeves={sleeve_id(live, 34): {"targetAllocation": 35},
+                                            sleeve_id(live, 30): {"targetAllocation": 45}})
+        r = cli("github", "adopt-pr")
+        assert r.code == 0, r
+        assert "updated pull request #500" in r.err and len(fake.opened) == 1
+        assert "asmith" in fake.opened[500]["body"] and "isDoNotTrade" in fake.opened[500]["body"]
+    finally:
+        fake.stop()

@@ -71,6 +71,18 @@ class GitHubClient:
     def runs(self, head_sha: str, event: str = "pull_request") -> list[dict]:
         return self._get_all(f"/repos/{self.repo}/actions/runs", {"head_sha": head_sha, "event": event})
 
+    def open_pulls(self, head_branch: str) -> list[dict]:
+        owner = self.repo.split("/", 1)[0]
+        return self.http.request("GET", f"/repos/{self.repo}/pulls", safe=True,
+                                 params={"state": "open", "head": f"{owner}:{head_branch}"}).json()
+
+    def create_pull(self, title: str, head: str, base: str, body: str) -> dict:
+        return self.http.request("POST", f"/repos/{self.repo}/pulls", safe=False,
+                                 json_body={"title": title, "head": head, "base": base, "body": body}).json()
+
+    def update_pull(self, number: int, **fields: Any) -> dict:
+        return self.http.request("PATCH", f"/repos/{self.repo}/pulls/{number}", safe=True, json_body=fields).json()
+
     # --- issues -------------------------------------------------------------------------------------
 
     def open_issues(self, label: str) -> list[dict]:
