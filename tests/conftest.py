@@ -213,3 +213,22 @@ def chromium_or_skip() -> str:
             pytest.fail("CI must have Chromium: .ci/run installs Debian's chromium package")
         pytest.skip("Chromium is not installed (apt-get install chromium); CI installs it and runs this test")
     return browser
+
+
+def issue_tls_files(directory: Path, *, client_not_after=None) -> dict[str, str]:
+    """PEM files from a throwaway trustme CA: a server certificate for 127.0.0.1/localhost, a client
+    certificate (expiring at `client_not_after` when given) and an unrelated key for mismatch tests."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    client = ca.issue_cert("svc-reconciler@example.com", not_after=client_not_after)
+    other = ca.issue_cert("someone-else@example.com")
+    paths = {n: str(directory / f"{n}.pem") for n in ("ca", "server_cert", "server_key", "client_cert", "client_key",
+                                                      "other_key")}
+    ca.cert_pem.write_to_path(paths["ca"])
+    server.cert_chain_pems[0].write_to_path(paths["server_cert"])
+    server.private_key_pem.write_to_path(paths["server_key"])
+    client.cert_chain_pems[0].write_to_path(paths["client_cert"])
+    client.private_key_pem.write_to_path(paths["client_key"])
+    other.private_key_pem.write_to_path(paths["other_key"])
+    return paths

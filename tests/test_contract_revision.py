@@ -19,7 +19,7 @@ from reconciler.sandbox.demo import demo_state
 from reconciler.sandbox.server import TlsFiles, start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming, _merge
 
-from .conftest import ROOT, sandbox_env
+from .conftest import ROOT, issue_tls_files, sandbox_env
 
 REG = """\
 apiVersion: reconciler/v1
@@ -172,21 +172,8 @@ def test_doctor_passes_on_the_sandbox(cli):
 
 @pytest.fixture(scope="module")
 def expiring(tmp_path_factory):
-    trustme = pytest.importorskip("trustme")
-    d = tmp_path_factory.mktemp("doctor-tls")
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    client = ca.issue_cert("svc-reconciler@example.com",
-                           not_after=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=10, hours=1))
-    other = ca.issue_cert("someone-else@example.com")
-    paths = {n: str(d / f"{n}.pem") for n in ("ca", "server_cert", "server_key", "client_cert", "client_key", "other_key")}
-    ca.cert_pem.write_to_path(paths["ca"])
-    server.cert_chain_pems[0].write_to_path(paths["server_cert"])
-    server.private_key_pem.write_to_path(paths["server_key"])
-    client.cert_chain_pems[0].write_to_path(paths["client_cert"])
-    client.private_key_pem.write_to_path(paths["client_key"])
-    other.private_key_pem.write_to_path(paths["other_key"])
-    return paths
+    return issue_tls_files(tmp_path_factory.mktemp("doctor-tls"),
+                           client_not_after=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=10, hours=1))
 
 
 @pytest.fixture

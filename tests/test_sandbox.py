@@ -17,7 +17,7 @@ from reconciler.sandbox.demo import make_registration
 from reconciler.sandbox.server import TlsFiles, start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
 
-from .conftest import FAST_BATCHES, settings_for
+from .conftest import FAST_BATCHES, issue_tls_files, settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -225,18 +225,7 @@ def test_outside_git_edit_is_recorded_with_editor(sandbox, vendors):
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
-    trustme = pytest.importorskip("trustme")
-    d = tmp_path_factory.mktemp("tls")
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    client = ca.issue_cert("reconciler-client@example.com")
-    paths = {name: str(d / f"{name}.pem") for name in ("ca", "server_cert", "server_key", "client_cert", "client_key")}
-    ca.cert_pem.write_to_path(paths["ca"])
-    server.cert_chain_pems[0].write_to_path(paths["server_cert"])
-    server.private_key_pem.write_to_path(paths["server_key"])
-    client.cert_chain_pems[0].write_to_path(paths["client_cert"])
-    client.private_key_pem.write_to_path(paths["client_key"])
-    return paths
+    return issue_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 def test_mtls_with_a_client_certificate_works_and_without_fails_fast(certs):
