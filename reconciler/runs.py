@@ -118,8 +118,8 @@ def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal:
     plan, plan_id, reviewed = _plan_to_apply(request, manifests, settings, session.vendors, recovered, out)
     _refuse_if_blocked(plan, request.max_changes)
     plan = replace(plan, policy_results=evaluate_policies(plan, manifests.policies, request.now or _clock()))
-    overrides = _enforce_policies(plan, manifests, request, journal, out)
-    evaluator.window_guard = _window_guard(manifests, request, {o["policy"] for o in overrides})
+    overridden = _enforce_policies(plan, manifests, request, out)
+    evaluator.window_guard = _window_guard(manifests, request, set(overridden))
     stages = build_stages(plan, recovered, parallelism=settings.parallelism)
     if not plan.submissions and not recovered.busy:
         out.info("No changes to apply.")
@@ -129,6 +129,7 @@ def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal:
         if not request.auto_approve and not out.confirm(
                 f"Apply {len(plan.submissions)} submissions ({len(plan.actionable())} changes)?"):
             raise PlanBlockedError("not approved; nothing was written")
+    overrides = _record_overrides(overridden, request, journal, out)   # only once the run is approved
     lock.annotate(plan_digest=plan_id)
     run_id = journal.begin_run(plan_id)
     total = sum(len(s.items) for s in plan.submissions) + len(recovered.busy)
@@ -194,9 +195,9 @@ def _clock() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _enforce_policies(plan: Plan, manifests: ManifestSet, request: ApplyRequest, journal: Journal, out) -> list[dict]:
+def _enforce_policies(plan: Plan, manifests: ManifestSet, request: ApplyRequest, out) -> list[str]:
     """Before any write: a failed hard rule refuses; a failed soft rule refuses unless overridden by
-    name with a reason (recorded in the journal and returned for the report); advisory ones warn."""
+    name with a reason; advisory ones warn. Returns the soft policies that are overridden."""
     names = {p.name for p in manifests.policies}
     unknown = [n for n, _ in request.overrides if n not in names]
     if unknown:
@@ -212,12 +213,18 @@ def _enforce_policies(plan: Plan, manifests: ManifestSet, request: ApplyRequest,
     for r in failed:
         if r.enforcement == "advisory":
             out.error(f"Warning: advisory policy {r.policy} {r.rule}: {r.message}")
+    return sorted({r.policy for r in failed if r.enforcement == "soft"})
+
+
+def _record_overrides(names: list[str], request: ApplyRequest, journal: Journal, out) -> list[dict]:
+    """Who overrode which soft policy, when and why: into the journal, and back for the apply report."""
+    overridden = {n: why for n, why in request.overrides}
     try:
         who = getpass.getuser()
     except (KeyError, OSError):
         who = "?"
     records = []
-    for name in sorted({r.policy for r in failed if r.enforcement == "soft"}):
+    for name in names:
         journal.record_override(name, overridden[name], who)
         records.append({"policy": name, "who": who, "when": _clock().isoformat(timespec="seconds"),
                         "reason": overridden[name]})
