@@ -358,8 +358,11 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html", "openmetrics"]), default="text",
+              show_default=True)
 @click.option("--output", "output", type=click.Path(dir_okay=False), help="Write the report to this file.")
+@click.option("--also", "also", multiple=True, help="FORMAT=FILE: another report from the same read of live state "
+              "(encrypted where recipients are set), e.g. --also html=drift.html.")
 @click.option("--no-encrypt", is_flag=True, help="Write --output in plaintext even where recipients are set.")
 @click.option("--adopt", is_flag=True, help="Write the live values of drifted declared fields into the manifests.")
 @click.option("--dry-run", is_flag=True, help="With --adopt: print the change as a unified diff; write nothing.")
@@ -370,17 +373,14 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
 @_CONFIG
 @_ALLOW_EMPTY
 @click.pass_obj
-def drift(ctx: Context, paths, fmt, output, no_encrypt, adopt, dry_run, target, exclude, selector, sandbox, config_file,
-          allow_empty) -> int:
+def drift(ctx: Context, paths, fmt, output, also, no_encrypt, adopt, dry_run, target, exclude, selector, sandbox,
+          config_file, allow_empty) -> int:
     """Audit live state against the manifests: what differs, who changed it and when. Exit 2 on drift."""
-    import json
-
     from reconciler.config import load_settings
     from reconciler.drift import build_drift_report
     from reconciler.plan import Targeting
     from reconciler.live import read_live_state
     from reconciler.manifests import load_manifests
-    from reconciler.render.drift_report import drift_to_document, render_drift_markdown, render_drift_text
     from reconciler.session import open_session
 
     paths = paths or DEFAULT_PATHS
@@ -392,29 +392,51 @@ def drift(ctx: Context, paths, fmt, output, no_encrypt, adopt, dry_run, target, 
     with open_session(settings, sandbox=sandbox) as session:
         live = read_live_state(session.vendors, manifests.registrations, manifests.instructions, settings, missing_ok=True)
         report = build_drift_report(manifests, live, session.vendors, settings.ignore)
-    if fmt == "json":
-        text = json.dumps(drift_to_document(report), indent=2, default=str) + "\n"
-    elif fmt == "markdown":
-        text = render_drift_markdown(report)
-    elif fmt == "html":
-        from reconciler.render.html import render_drift_html
-
-        text = render_drift_html(report)
-    else:
-        text = render_drift_text(report)
+    extra = []
+    for spec in also:
+        kind, sep, target_file = spec.partition("=")
+        if not sep or kind not in ("text", "json", "markdown", "html", "openmetrics") or not target_file:
+            raise click.BadParameter(f"{spec!r} is not FORMAT=FILE (text, json, markdown, html, openmetrics)",
+                                     param_hint="--also")
+        extra.append((kind, target_file))
+    text = _render_drift(report, fmt)
     if output:
-        from reconciler.files import write_private
-
-        from reconciler.sealing import seal
-
-        data = text.encode("utf-8")
-        sealed = bool(settings.plan_recipients) and not no_encrypt
-        write_private(output, seal(data, settings.plan_recipients) if sealed else data)   # client data: 0600
-        ctx.out.info(f"Drift report ({fmt}{', encrypted' if sealed else ''}) written to {output}: "
-                     f"{len(report.findings)} finding(s).")
+        _write_report(ctx, settings, output, text, fmt, encrypt=not no_encrypt, findings=len(report.findings))
     else:
         ctx.out.result(text)
+    for kind, target_file in extra:
+        _write_report(ctx, settings, target_file, _render_drift(report, kind), kind, encrypt=True,
+                      findings=len(report.findings))
     return 2 if report.has_drift else 0
+
+
+def _render_drift(report, fmt: str) -> str:
+    import json
+
+    from reconciler.render.drift_report import (drift_to_document, render_drift_markdown, render_drift_openmetrics,
+                                                render_drift_text)
+
+    if fmt == "json":
+        return json.dumps(drift_to_document(report), indent=2, default=str) + "\n"
+    if fmt == "markdown":
+        return render_drift_markdown(report)
+    if fmt == "html":
+        from reconciler.render.html import render_drift_html
+
+        return render_drift_html(report)
+    if fmt == "openmetrics":
+        return render_drift_openmetrics(report)
+    return render_drift_text(report)
+
+
+def _write_report(ctx: Context, settings, path: str, text: str, fmt: str, *, encrypt: bool, findings: int) -> None:
+    from reconciler.files import write_private
+    from reconciler.sealing import seal
+
+    data = text.encode("utf-8")
+    sealed = bool(settings.plan_recipients) and encrypt
+    write_private(path, seal(data, settings.plan_recipients) if sealed else data)   # client data: 0600
+    ctx.out.info(f"Drift report ({fmt}{', encrypted' if sealed else ''}) written to {path}: {findings} finding(s).")
 
 
 def _adopt(ctx: Context, manifests, settings, paths, sandbox: bool, dry_run: bool, targeting) -> int:
@@ -538,12 +560,15 @@ def _github_client():
 @click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False),
               help="The plan as `plan --format markdown` printed it: what to post when the saved plan is encrypted "
                    "(the pull-request job cannot, and should not, read it).")
+@click.option("--errors", "errors_file", type=click.Path(dir_okay=False),
+              help="What `validate` printed: posted (file:line) when the plan could not be made.")
+@click.option("--note", help="A line to put above the plan (e.g. why a fresh plan is posted after a merge).")
 @click.option("--pr", "number", required=True, type=int, help="Pull request number.")
 @click.option("--sha", help="Commit to set the reconciler/plan status on.")
 @click.option("--exit-code", "exit_code", type=int, default=2, show_default=True,
               help="The exit code of `plan --detailed-exitcode` (1: the plan failed).")
 @click.pass_obj
-def github_comment(ctx: Context, plan_file, markdown_file, number, sha, exit_code) -> int:
+def github_comment(ctx: Context, plan_file, markdown_file, errors_file, note, number, sha, exit_code) -> int:
     """Post the plan on the pull request, updating our own comment(s) in place."""
     from reconciler.gitops import post_plan_comments, status_for_exit_code
     from reconciler.planfile import load_plan
@@ -560,13 +585,22 @@ def github_comment(ctx: Context, plan_file, markdown_file, number, sha, exit_cod
         head = parts[0].splitlines()[1] if len(parts[0].splitlines()) > 1 else ""
         summary = "plan fails a hard policy" if exit_code == 1 else head.removeprefix("### reconciler plan: ")
     elif exit_code == 1 or not plan_file:
-        parts = [f"{MARKER}\n### reconciler plan failed\n\nThe plan could not be made; the workflow log says why "
-                 "(invalid manifests are listed there with file and line)."]
-        summary = "plan failed"
+        from reconciler.escaping import md_fence
+
+        errors = Path(errors_file).read_text(encoding="utf-8", errors="replace").strip() if errors_file and \
+            Path(errors_file).is_file() else ""
+        lines = errors.splitlines()
+        shown = "\n".join(lines[:200]) + (f"\n… {len(lines) - 200} more line(s) in the workflow log" if len(lines) > 200 else "")
+        parts = [f"{MARKER}\n### reconciler plan failed for {(sha or 'this commit')[:12]}\n\n"
+                 + (f"The manifests are invalid:\n\n{md_fence(shown)}\n" if errors else
+                    "The plan could not be made; the workflow log says why.")]
+        summary = (f"validate failed: {sum(1 for ln in lines if ':' in ln and not ln.startswith('Error:'))} error(s)"
+                   if errors else "plan failed")
     else:
         saved = load_plan(plan_file)
         parts = render_plan_markdown(saved.plan, environment=saved.endpoints)
         summary = summary_line(plan_summary(saved.plan))
+    parts = _comment_context(parts, sha, note)
     client = _github_client()
     try:
         counts = post_plan_comments(client, number, parts)
@@ -578,6 +612,23 @@ def github_comment(ctx: Context, plan_file, markdown_file, number, sha, exit_cod
     finally:
         client.close()
     return 0
+
+
+def _comment_context(parts: list[str], sha: str | None, note: str | None) -> list[str]:
+    """The commit and the CI run under the first part's title, and an optional note: what a reviewer
+    needs to know the comment describes the newest push."""
+    from reconciler.escaping import md_code, md_text
+
+    run = None
+    if os.environ.get("GITHUB_RUN_ID") and os.environ.get("GITHUB_REPOSITORY"):
+        run = (f"{os.environ.get('GITHUB_SERVER_URL', 'https://github.com')}/{os.environ['GITHUB_REPOSITORY']}"
+               f"/actions/runs/{os.environ['GITHUB_RUN_ID']}")
+    context = " · ".join(x for x in (f"commit {md_code(sha[:12])}" if sha else "",
+                                     f"[CI run]({run})" if run else "") if x)
+    first = parts[0].split("\n")
+    title = 2 if len(first) > 1 and first[1].startswith("###") else 1
+    extra = ([context, ""] if context else []) + ([f"> {md_text(note, 1000)}", ""] if note else [])
+    return ["\n".join(first[:title] + [""] + extra + first[title:]).replace("\n\n\n", "\n\n")] + parts[1:]
 
 
 @github.command("adopt-pr")

@@ -48,6 +48,7 @@ class DriftReport:
     ignored: list[dict]
     expired_rules: list[dict]
     checked: int
+    checked_by_kind: dict[str, int] = field(default_factory=dict)
 
     @property
     def has_drift(self) -> bool:
@@ -91,7 +92,8 @@ def build_drift_report(manifests: ManifestSet, live, vendors, rules: tuple[Ignor
     return DriftReport(now.isoformat(timespec="seconds"), __version__, manifests.digest, findings, ignored,
                        [{"address": r.address, "field": r.field, "reason": r.reason, "expired": r.expires.isoformat()}
                         for r in expired],
-                       len(manifests.registrations) + len(manifests.instructions))
+                       len(manifests.registrations) + len(manifests.instructions),
+                       {"registration": len(manifests.registrations), "instruction": len(manifests.instructions)})
 
 
 def _ignored(address: str, path: str, reason: str, rules: tuple[IgnoreRule, ...]) -> dict:

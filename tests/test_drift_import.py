@@ -186,3 +186,22 @@ def test_imported_ambiguous_sleeves_carry_their_account_id(env, cli, tmp_path):
     text = (out / "registration-31551.yaml").read_text()
     assert "accountId: 99999" in text
     assert cli("plan", str(out), "--detailed-exitcode").code == 0
+
+
+def test_one_read_of_live_state_gives_several_reports_and_openmetrics_parses(env, cli, tmp_path):
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    md, html = tmp_path / "drift.md", tmp_path / "drift.html"
+    before = httpx.get(f"{env.url}/_sandbox/counters").json()["requests"]
+    r = cli("drift", "--format", "markdown", "--output", str(md), "--also", f"html={html}")
+    after = httpx.get(f"{env.url}/_sandbox/counters").json()["requests"]
+    assert r.code == 2 and md.read_text().startswith("<!-- reconciler-drift -->") and "<html" in html.read_text()
+    bulk = "POST /api/v1/Trading/Sleeve/Registrations/ListWithAccountSleeves"
+    assert after.get(bulk, 0) - before.get(bulk, 0) == 1          # both reports from one bulk read
+    text = cli("drift", "--format", "openmetrics").out
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert samples[("reconciler_drift_resources", (("kind", "registration"),))] == 3
+    assert samples[("reconciler_drift_findings", (("status", "missing"),))] == 3
+    assert samples[("reconciler_managed_resources", (("kind", "instruction"),))] == 5
+    assert samples[("reconciler_last_audit_timestamp_seconds", ())] > 1.7e9

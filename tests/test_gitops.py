@@ -50,8 +50,8 @@ def test_workflow_has_the_plan_apply_and_drift_paths():
     assert "reconciler github comment --markdown plan.md" in plan and "--exit-code" in plan and "--sha" in plan
     apply = " | ".join(_steps(doc["jobs"]["apply"]))
     assert "reconciler github find-plan" in apply and "actions/download-artifact@v4" in apply
-    assert "reconciler apply plan.json --auto-approve --on-stale replan --report apply-report.json" in apply
-    assert apply.count("actions/upload-artifact@v4") == 1
+    assert "reconciler apply plan.json --report apply-report.json" in apply
+    assert apply.count("actions/upload-artifact@v4") == 2   # the apply report, and a stale plan's fresh one
     drift = " | ".join(_steps(doc["jobs"]["drift"]))
     assert "reconciler drift manifests --format markdown" in drift and "reconciler github drift-issue" in drift
     assert "schedule" in doc["jobs"]["drift"]["if"]
@@ -60,13 +60,64 @@ def test_workflow_has_the_plan_apply_and_drift_paths():
 def test_workflow_takes_secrets_from_the_store_and_never_prints_them():
     text = WORKFLOW.read_text()
     doc = yaml.safe_load(text)
-    for name in ("ORION_TOKEN", "SEI_TOKEN", "SEI_APP_KEY", "GITHUB_TOKEN"):
-        assert doc["env"][name] == f"${{{{ secrets.{name} }}}}"
+    assert set(doc["env"]) == {"CI"} and doc["permissions"] == {}   # nothing at workflow level
+    for name, job in doc["jobs"].items():
+        assert job["permissions"], name                            # each job says what it needs
+        for key, value in job.get("env", {}).items():
+            if any(w in key for w in ("TOKEN", "PASSWORD", "APP_KEY", "SECRET")):
+                assert value == f"${{{{ secrets.{key} }}}}", (name, key)
     runs = "\n".join(str(s.get("run", "")) for job in doc["jobs"].values() for s in job["steps"])
     for secret in ("TOKEN", "PASSWORD", "APP_KEY", "APP_SECRET", "PEM"):
         for line in runs.splitlines():
             if secret in line and ("echo" in line or "cat " in line):
                 assert ">" in line and "$GITHUB_ENV" in line or "RUNNER_TEMP" in line, line
+
+
+def test_workflow_never_installs_a_bare_package_name():
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    installs = [s for job in doc["jobs"].values() for s in job["steps"] if "pip install" in str(s.get("run", ""))]
+    assert len(installs) == 3
+    for step in installs:
+        assert step["env"]["PACKAGE"] == "${{ vars.RECONCILER_PACKAGE }}"
+        assert 'if [ -z "$PACKAGE" ]' in step["run"] and "exit 1" in step["run"]
+        assert "|| 'reconciler'" not in step["run"] and 'pip install "$PACKAGE"' in step["run"]
+
+
+def test_jobs_get_only_their_environment_and_sei_jobs_run_on_the_configured_runner():
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    jobs = doc["jobs"]
+    assert (jobs["plan"]["environment"], jobs["apply"]["environment"], jobs["drift"]["environment"]) == (
+        "reconciler-plan", "production", "reconciler-audit")
+    for name in ("plan", "apply", "drift"):
+        assert jobs[name]["runs-on"] == "${{ fromJSON(vars.RECONCILER_RUNNER || '\"ubuntu-latest\"') }}"
+    plan_text = yaml.safe_dump(jobs["plan"])
+    for write_capable in ("RECONCILER_PLAN_IDENTITY", "secrets.RECONCILER_BACKEND_URL", "ORION_PASSWORD",
+                          "SEI_APP_SECRET"):
+        assert write_capable not in plan_text, write_capable
+
+
+def test_a_stale_plan_is_never_replanned_and_applied_unreviewed_by_default():
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    (step,) = [s for s in doc["jobs"]["apply"]["steps"] if s.get("name") == "Apply"]
+    lines = [ln.strip() for ln in step["run"].splitlines()]
+    opted = lines.index('if [ "${{ vars.RECONCILER_REPLAN_ON_MERGE }}" = "true" ]; then')
+    assert "--on-stale replan" in lines[opted + 2] and "--auto-approve" in lines[opted + 2]
+    default = next(ln for ln in lines[opted + 3:] if ln.startswith("reconciler apply"))
+    assert default.startswith("reconciler apply plan.json --report") and "--auto-approve" not in default
+    assert "--on-stale" not in default
+    names = [s.get("name", "") for s in doc["jobs"]["apply"]["steps"]]
+    assert any("post the fresh one on the merged pull request" in n for n in names)
+    assert "plan_run_id" in doc["on" if "on" in doc else True]["workflow_dispatch"]["inputs"]
+
+
+def test_validate_failures_still_comment_and_set_a_status_for_the_newest_commit():
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    (comment,) = [s for s in doc["jobs"]["plan"]["steps"] if "github comment" in str(s.get("run", ""))]
+    assert comment["if"] == "always()"
+    assert "--errors validate.txt" in comment["run"] and "--sha ${{ github.event.pull_request.head.sha }}" in comment["run"]
+    assert "steps.validate.outputs.exitcode != '0' && '1'" in comment["run"]
+    drift = "\n".join(str(s.get("run", "")) for s in doc["jobs"]["drift"]["steps"])
+    assert drift.count("reconciler drift ") == 1 and "--also html=drift.html" in drift   # one read of live state
 
 
 def test_workflow_applies_on_the_shared_backend_and_plans_only_read_it():
@@ -91,7 +142,7 @@ def test_workflow_gives_the_identity_only_to_apply_and_encrypts_what_pull_reques
     assert plan_step["env"]["RECONCILER_PLAN_RECIPIENTS"] == "${{ vars.RECONCILER_PLAN_RECIPIENTS }}"
     assert plan_step["env"]["RECONCILER_COMMIT"] == "${{ github.event.pull_request.head.sha }}"
     drift = "\n".join(str(s.get("run", "")) for s in doc["jobs"]["drift"]["steps"])
-    assert "--format html --output drift.html" in drift and "drift.html --no-encrypt" not in drift
+    assert "--also html=drift.html" in drift and "drift.html --no-encrypt" not in drift
 
 
 # --- plan comments -------------------------------------------------------------------------------
@@ -137,6 +188,24 @@ def test_an_encrypted_plan_is_commented_from_its_markdown_and_a_hard_policy_fail
     assert "**Policies:** 0 passed, 1 failed" in comment["body"] and "TradeInstruction/10000003" in comment["body"]
     assert "Environment: **custom**" in comment["body"]
     assert gh.statuses[-1]["state"] == "failure" and "hard policy" in gh.statuses[-1]["description"]
+
+
+def test_a_validate_failure_is_posted_with_its_errors_and_a_failure_status_for_the_newest_commit(gh, cli, write,
+                                                                                                tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_RUN_ID", "4242")
+    bad = write("m/r.yaml", "apiVersion: reconciler/v1\nkind: SleeveRegistration\nmetadata: {name: r}\n"
+                            "spec: {registrationId: 1, accountSleeves: [{sleeveType: Normal sleeve}]}\n")
+    v = cli("validate", str(bad.parent))
+    errors = tmp_path / "validate.txt"
+    errors.write_text(v.err)
+    r = cli("github", "comment", "--markdown", str(tmp_path / "missing.md"), "--errors", str(errors), "--pr", "9",
+            "--sha", "feedbeef1234567", "--exit-code", "1")
+    assert r.code == 0, r
+    (comment,) = gh.comments.values()
+    assert "### reconciler plan failed for feedbeef1234" in comment["body"]
+    assert "r.yaml:4:" in comment["body"] and "a Normal sleeve must name a model" in comment["body"]
+    assert "commit `feedbeef1234`" in comment["body"] and "/actions/runs/4242)" in comment["body"]
+    assert gh.statuses[-1]["state"] == "failure" and gh.statuses[-1]["description"].startswith("validate failed: 1 error")
 
 
 def test_next_push_updates_the_same_comment(env, gh, cli, tmp_path):

@@ -8,7 +8,8 @@ from reconciler.escaping import VENDOR_TEXT_LIMIT as _LIMIT
 from reconciler.escaping import html_text, md_code, md_fence, md_text, terminal
 from reconciler.render._values import show
 
-__all__ = ["DRIFT_FORMAT_VERSION", "drift_to_document", "render_drift_markdown", "render_drift_text"]
+__all__ = ["DRIFT_FORMAT_VERSION", "drift_to_document", "render_drift_markdown", "render_drift_openmetrics",
+           "render_drift_text"]
 
 DRIFT_FORMAT_VERSION = "1"
 _STATUS = {"drifted": "~", "missing": "-", "conflict": "!"}
@@ -106,3 +107,28 @@ def render_drift_markdown(report) -> str:
         lines.append(f"_Expired ignore rule ({md_text(r['expired'])}): {md_code(r['address'])} {md_code(r['field'])} — "
                      f"{md_text(r['reason'], 300)}._")
     return "\n".join(lines) + "\n"
+
+
+def render_drift_openmetrics(report) -> str:
+    """OpenMetrics text for node_exporter's textfile collector or a Pushgateway."""
+    import datetime as dt
+
+    kinds = ("registration", "instruction")
+    drifted = {k: sum(1 for f in report.findings if f.kind == k) for k in kinds}
+    statuses = {s: sum(1 for f in report.findings if f.status == s) for s in ("drifted", "missing", "conflict")}
+    managed = {k: report.checked_by_kind.get(k, 0) for k in kinds}
+    when = dt.datetime.fromisoformat(report.generated_at).timestamp()
+    out = ["# HELP reconciler_drift_resources Managed resources whose live state differs from their manifest.",
+           "# TYPE reconciler_drift_resources gauge"]
+    out += [f'reconciler_drift_resources{{kind="{k}"}} {drifted[k]}' for k in kinds]
+    out += ["# HELP reconciler_drift_findings Drift findings by status.", "# TYPE reconciler_drift_findings gauge"]
+    out += [f'reconciler_drift_findings{{status="{s}"}} {n}' for s, n in statuses.items()]
+    out += ["# HELP reconciler_drift_ignored Differences hidden by ignore rules.", "# TYPE reconciler_drift_ignored gauge",
+            f"reconciler_drift_ignored {len(report.ignored)}"]
+    out += ["# HELP reconciler_managed_resources Resources the manifests declare.",
+            "# TYPE reconciler_managed_resources gauge"]
+    out += [f'reconciler_managed_resources{{kind="{k}"}} {managed[k]}' for k in kinds]
+    out += ["# HELP reconciler_last_audit_timestamp_seconds When this audit read live state.",
+            "# TYPE reconciler_last_audit_timestamp_seconds gauge", f"reconciler_last_audit_timestamp_seconds {when:.3f}",
+            "# EOF"]
+    return "\n".join(out) + "\n"
