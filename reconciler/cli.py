@@ -570,7 +570,7 @@ def _github_client():
 @click.pass_obj
 def github_comment(ctx: Context, plan_file, markdown_file, errors_file, note, number, sha, exit_code) -> int:
     """Post the plan on the pull request, updating our own comment(s) in place."""
-    from reconciler.gitops import post_plan_comments, status_for_exit_code
+    from reconciler.gitops import label_pull, post_plan_comments, status_for_exit_code
     from reconciler.planfile import load_plan
     from reconciler.plan import plan_summary
     from reconciler.render import render_plan_markdown
@@ -601,9 +601,14 @@ def github_comment(ctx: Context, plan_file, markdown_file, errors_file, note, nu
         parts = render_plan_markdown(saved.plan, environment=saved.endpoints)
         summary = summary_line(plan_summary(saved.plan))
     parts = _comment_context(parts, sha, note)
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:   # the full plan, whatever the comment had to leave out
+        with open(summary_file, "a", encoding="utf-8") as f:
+            f.write("\n\n".join(parts) + "\n")
     client = _github_client()
     try:
         counts = post_plan_comments(client, number, parts)
+        ctx.out.info(f"label on #{number}: {label_pull(client, number, exit_code)}")
         ctx.out.info(f"plan comment on #{number}: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
         if sha:
             state, description = status_for_exit_code(exit_code, summary)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from reconciler.render.markdown import MARKER
 
-__all__ = ["ADOPT_MARKER", "adoption_body", "commit_and_push", "sync_adoption_pull", "DRIFT_LABEL", "PlanRun", "find_plan_run", "post_plan_comments", "status_for_exit_code", "sync_drift_issue"]
+__all__ = ["PLAN_LABELS", "label_pull", "ADOPT_MARKER", "adoption_body", "commit_and_push", "sync_adoption_pull", "DRIFT_LABEL", "PlanRun", "find_plan_run", "post_plan_comments", "status_for_exit_code", "sync_drift_issue"]
 
 DRIFT_LABEL = "reconciler-drift"
 
@@ -39,6 +39,21 @@ def post_plan_comments(github, number: int, parts: list[str]) -> dict[str, int]:
         github.delete_comment(stale["id"])
         counts["deleted"] += 1
     return counts
+
+
+PLAN_LABELS = {0: "reconciler: no changes", 2: "reconciler: changes", 1: "reconciler: plan failed"}
+
+
+def label_pull(github, number: int, exit_code: int) -> str:
+    """Exactly one of the plan labels on the pull request: the one for this plan."""
+    wanted = PLAN_LABELS.get(exit_code, PLAN_LABELS[1])
+    current = {label["name"] for label in github.issue_labels(number)}
+    for other in set(PLAN_LABELS.values()) - {wanted}:
+        if other in current:
+            github.remove_label(number, other)
+    if wanted not in current:
+        github.add_labels(number, [wanted])
+    return wanted
 
 
 def status_for_exit_code(code: int, summary: str) -> tuple[str, str]:

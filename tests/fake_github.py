@@ -24,6 +24,7 @@ class FakeGitHub:
         self.pulls: dict[str, list[dict]] = {}   # commit sha → pulls
         self.runs: dict[str, list[dict]] = {}    # head sha → runs
         self.opened: dict[int, dict] = {}        # number → pull requests opened through the API
+        self.labels: dict[int, list[str]] = {}   # issue/PR number → label names
         self._ids = itertools.count(1000)
         self.url, self._server, self._thread = serve_in_thread(Starlette(routes=self._routes()))
 
@@ -98,6 +99,24 @@ class FakeGitHub:
             self.issues[n].update(payload)
             return JSONResponse(self.issues[n])
 
+        async def labels(request: Request):
+            denied, payload = await record(request)
+            if denied:
+                return denied
+            n = int(request.path_params["n"])
+            have = self.labels.setdefault(n, [])
+            if request.method == "POST":
+                have += [x for x in payload["labels"] if x not in have]
+            return JSONResponse([{"name": x} for x in have])
+
+        async def label(request: Request):
+            denied, _ = await record(request)
+            if denied:
+                return denied
+            n, name = int(request.path_params["n"]), request.path_params["name"]
+            self.labels[n] = [x for x in self.labels.get(n, []) if x != name]
+            return JSONResponse([{"name": x} for x in self.labels[n]])
+
         async def repo_pulls(request: Request):
             denied, payload = await record(request)
             if denied:
@@ -126,5 +145,7 @@ class FakeGitHub:
                 Route(f"{r}/actions/runs", runs, methods=["GET"]),
                 Route(f"{r}/issues", issues, methods=["GET", "POST"]),
                 Route(f"{r}/issues/{{n:int}}", issue, methods=["PATCH"]),
+                Route(f"{r}/issues/{{n:int}}/labels", labels, methods=["GET", "POST"]),
+                Route(f"{r}/issues/{{n:int}}/labels/{{name:path}}", label, methods=["DELETE"]),
                 Route(f"{r}/pulls", repo_pulls, methods=["GET", "POST"]),
                 Route(f"{r}/pulls/{{n:int}}", repo_pull, methods=["PATCH"])]

@@ -208,6 +208,46 @@ def test_a_validate_failure_is_posted_with_its_errors_and_a_failure_status_for_t
     assert gh.statuses[-1]["state"] == "failure" and gh.statuses[-1]["description"].startswith("validate failed: 1 error")
 
 
+def test_the_comment_puts_the_summary_context_and_irreversible_changes_above_the_fold(env, gh, cli, tmp_path,
+                                                                                   monkeypatch):
+    """Removals, creates, a conflict and an error (a failed hard policy) in one plan: each part, the label,
+    the status and the full plan in the job summary."""
+    import shutil
+
+    rows = [{"batchId": "LCG-20261120-01", "tradeTicketId": 10000002, "masterOrderId": 5550001, "strategyCode": "LCG",
+             "side": "SELL", "ticker": "MSFT", "cusip": "594918104", "securityName": "Microsoft Corp.", "target": 75,
+             "orderGenerationPrice": 415.25, "affectsModel": True, "orderId": None, "status": "Original"}]
+    httpx.post(f"{env.url}/_sandbox/tickets", json={"rows": rows})
+    tree = tmp_path / "m"
+    shutil.copytree(ROOT / "manifests", tree)
+    (tree / "p.yaml").write_text("apiVersion: reconciler/v1\nkind: Policy\nmetadata: {name: desk}\n"
+                                 "spec: {limits: {maxTicketNotional: 35000}}\n")
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_RUN_ID", "77")
+    r = cli("plan", str(tree), "--format", "markdown", "--detailed-exitcode")
+    md = tmp_path / "plan.md"
+    md.write_text(r.out)
+    c = cli("github", "comment", "--markdown", str(md), "--pr", "3", "--sha", "0123456789abcdef", "--exit-code",
+            str(r.code))
+    assert c.code == 0, c
+    (comment,) = gh.comments.values()
+    body = comment["body"]
+    order = [body.index(x) for x in ("### reconciler plan: 2 to create, 3 to update, 1 to remove, 1 conflict",
+                                     "commit `0123456789ab`", "Environment: **custom**",
+                                     "> ⚠️ **1 sleeve removal**", "> ⚠️ **2 trade instructions to submit**",
+                                     "**Policies:** 0 passed, 1 failed", "> **Apply is blocked** by 1 conflict",
+                                     "| | Resource | Action |")]
+    assert order == sorted(order)   # summary first; what cannot be undone above the table
+    assert "/actions/runs/77)" in body
+    assert gh.labels[3] == ["reconciler: plan failed"] and gh.statuses[-1]["state"] == "failure"
+    assert summary.read_text().count("### reconciler plan:") == 1
+    ok = cli("plan", "--target", "SleeveRegistration/rivera-household", "--format", "markdown", "--detailed-exitcode")
+    md.write_text(ok.out)
+    cli("github", "comment", "--markdown", str(md), "--pr", "3", "--exit-code", str(ok.code))
+    assert gh.labels[3] == ["reconciler: no changes"]   # exactly one plan label, the newest
+
+
 def test_next_push_updates_the_same_comment(env, gh, cli, tmp_path):
     gh.comments[1] = {"id": 1, "issue": 7, "body": "LGTM, a human's comment"}
     plan, code = _plan(cli, tmp_path)

@@ -71,6 +71,18 @@ class GitHubClient:
     def runs(self, head_sha: str, event: str = "pull_request") -> list[dict]:
         return self._get_all(f"/repos/{self.repo}/actions/runs", {"head_sha": head_sha, "event": event})
 
+    def issue_labels(self, number: int) -> list[dict]:
+        return self._get_all(f"/repos/{self.repo}/issues/{number}/labels")
+
+    def add_labels(self, number: int, labels: list[str]) -> None:
+        # adding a label twice is harmless, so repeating it after a lost answer is too
+        self.http.request("POST", f"/repos/{self.repo}/issues/{number}/labels", safe=True, json_body={"labels": labels})
+
+    def remove_label(self, number: int, label: str) -> None:
+        from urllib.parse import quote
+
+        self.http.request("DELETE", f"/repos/{self.repo}/issues/{number}/labels/{quote(label, safe='')}", safe=True)
+
     def open_pulls(self, head_branch: str) -> list[dict]:
         owner = self.repo.split("/", 1)[0]
         return self.http.request("GET", f"/repos/{self.repo}/pulls", safe=True,

@@ -35,6 +35,18 @@ def render_plan_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT, environment
                     f" · unchanged: {s['unchanged']}")
     else:
         head.append(f"No changes. Live state matches the manifests ({s['unchanged']} resources unchanged).")
+    removals = [c for c in plan.changes if c.removed_sleeves]
+    tickets = [c for c in plan.changes if c.action is Action.CREATE]
+    if removals or tickets:   # destructive and irreversible changes stand out, above the fold
+        head.append("")
+    if removals:
+        n = sum(len(c.removed_sleeves) for c in removals)
+        head.append(f"> ⚠️ **{n} sleeve removal{'s' * (n != 1)}**: "
+                    + ", ".join(f"{md_code(c.address)} (accountId {', '.join(map(str, c.removed_sleeves))})"
+                                for c in removals[:10]) + (" …" if len(removals) > 10 else ""))
+    if tickets:
+        head.append(f"> ⚠️ **{len(tickets)} trade instruction{'s' * (len(tickets) != 1)} to submit**: a submitted "
+                    f"ticket can never change (gross notional {money(s['gross_buy_notional'] + s['gross_sell_notional'])})")
     failed = [r for r in plan.policy_results if not r.passed]
     if plan.policy_results:   # above the fold: a reviewer sees the guardrails before the changes
         head.append("")
@@ -89,7 +101,8 @@ def _split(head: str, blocks: list[str], limit: int) -> list[str]:
             cut = block[: max(0, room - 200)].rsplit("\n", 1)[0]
             fence = re.search(r"^(`{3,})", cut, re.M)   # close the fence this block opened, whatever its length
             block = (cut + f"\n{fence.group(1) if fence else '```'}\n</details>\n\n_… truncated: this resource's "
-                     "changes exceed one comment; run `reconciler show` on the saved plan for all of them._\n")
+                     "changes exceed one comment; the full plan is in the CI run's job summary, and `reconciler show` "
+                     "prints the saved plan._\n")
         cost = len(block) + (1 if parts[-1] else 0)  # blocks are joined with "\n"
         if parts[-1] and size + cost > room:
             parts.append([])
