@@ -391,7 +391,7 @@ def drift(ctx: Context, paths, fmt, output, also, no_encrypt, adopt, dry_run, ta
                       Targeting(tuple(target), tuple(exclude), _selectors(selector)))
     with open_session(settings, sandbox=sandbox) as session:
         live = read_live_state(session.vendors, manifests.registrations, manifests.instructions, settings, missing_ok=True)
-        report = build_drift_report(manifests, live, session.vendors, settings.ignore)
+        report = build_drift_report(manifests, live, session.vendors, settings.ignore, audit=_audit(session))
     extra = []
     for spec in also:
         kind, sep, target_file = spec.partition("=")
@@ -408,6 +408,26 @@ def drift(ctx: Context, paths, fmt, output, also, no_encrypt, adopt, dry_run, ta
         _write_report(ctx, settings, target_file, _render_drift(report, kind), kind, encrypt=True,
                       findings=len(report.findings))
     return 2 if report.has_drift else 0
+
+
+def _audit(session) -> dict:
+    """Who audited what: endpoints (hosts, never credentials), environment, commit, operator, CI run."""
+    import getpass
+
+    from reconciler.planfile import current_binding
+
+    e = session.endpoints
+    run = None
+    if os.environ.get("GITHUB_RUN_ID") and os.environ.get("GITHUB_REPOSITORY"):
+        run = (f"{os.environ.get('GITHUB_SERVER_URL', 'https://github.com')}/{os.environ['GITHUB_REPOSITORY']}"
+               f"/actions/runs/{os.environ['GITHUB_RUN_ID']}")
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "?"
+    operator = os.environ.get("GITHUB_ACTOR") or os.environ.get("GITLAB_USER_LOGIN") or user
+    return {"environment": e.get("environment"), "orion": e.get("orion"), "sei": e.get("sei"),
+            "commit": current_binding(None)["commit"], "operator": operator, "ci_run_url": run or os.environ.get("CI_JOB_URL")}
 
 
 def _render_drift(report, fmt: str) -> str:

@@ -36,7 +36,8 @@ class Finding:
     edited_date: str | None = None
     history: list[dict] = field(default_factory=list)     # matching Histories entries, newest first
     expired_rules: list[dict] = field(default_factory=list)
-    allocation: list[dict] = field(default_factory=list)  # per sleeve: label, declared, live (for charts)
+    allocation: list[dict] = field(default_factory=list)  # per sleeve: label, declared, live, state (for charts)
+    trade: dict = field(default_factory=dict)             # a missing instruction: side, quantity, price, notional
 
 
 @dataclass
@@ -49,6 +50,7 @@ class DriftReport:
     expired_rules: list[dict]
     checked: int
     checked_by_kind: dict[str, int] = field(default_factory=dict)
+    audit: dict = field(default_factory=dict)   # what was audited, and by whom: endpoints, commit, tool, operator
 
     @property
     def has_drift(self) -> bool:
@@ -56,7 +58,8 @@ class DriftReport:
 
 
 def build_drift_report(manifests: ManifestSet, live, vendors, rules: tuple[IgnoreRule, ...],
-                       today: dt.date | None = None, now: dt.datetime | None = None) -> DriftReport:
+                       today: dt.date | None = None, now: dt.datetime | None = None,
+                       audit: dict | None = None) -> DriftReport:
     today = today or dt.date.today()
     active = tuple(r for r in rules if r.active(today))
     expired = tuple(r for r in rules if not r.active(today))
@@ -74,7 +77,7 @@ def build_drift_report(manifests: ManifestSet, live, vendors, rules: tuple[Ignor
         f = Finding(desired.address, "registration", "drifted", desired.source, d.fields,
                     current.get("editedBy"), current.get("editedDate"),
                     expired_rules=_expired_hits(desired.address, d.fields, expired),
-                    allocation=_allocation(desired, current))
+                    allocation=_allocation(desired, current, {i.path for i in d.ignored}))
         f.history = _history(vendors, desired, d)
         findings.append(f)
     for desired in sorted(manifests.instructions, key=lambda i: i.ticket_id):
@@ -82,18 +85,25 @@ def build_drift_report(manifests: ManifestSet, live, vendors, rules: tuple[Ignor
         d = diff_instruction(desired, rows, active, today)
         ignored += [_ignored(i.address, i.path, i.reason, rules) for i in d.ignored]
         if not d.exists:
-            findings.append(Finding(desired.address, "instruction", "missing", desired.source))
+            fields = desired.fields
+            price = fields.get("orderGenerationPrice")
+            target = fields.get("target")
+            trade = {"side": fields.get("side"), "ticker": fields.get("ticker"), "quantity": target, "price": price,
+                     "notional": round(float(target or 0) * float(price), 2) if price is not None else None,
+                     "batchId": fields.get("batchId")}
+            findings.append(Finding(desired.address, "instruction", "missing", desired.source, trade=trade))
         elif d.conflict:
             # SEI records no editor; the row's last change date is the best attribution it offers
             findings.append(Finding(desired.address, "instruction", "conflict", desired.source, d.fields,
                                     None, rows[0].get("changeDate") or rows[0].get("createDate"),
                                     expired_rules=_expired_hits(desired.address, d.fields, expired)))
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)   # one time zone: UTC
     return DriftReport(now.isoformat(timespec="seconds"), __version__, manifests.digest, findings, ignored,
                        [{"address": r.address, "field": r.field, "reason": r.reason, "expired": r.expires.isoformat()}
                         for r in expired],
                        len(manifests.registrations) + len(manifests.instructions),
-                       {"registration": len(manifests.registrations), "instruction": len(manifests.instructions)})
+                       {"registration": len(manifests.registrations), "instruction": len(manifests.instructions)},
+                       {**(audit or {}), "tool_version": __version__, "generated_at": now.isoformat(timespec="seconds")})
 
 
 def _ignored(address: str, path: str, reason: str, rules: tuple[IgnoreRule, ...]) -> dict:
@@ -107,19 +117,27 @@ def _expired_hits(address: str, fields: tuple[FieldChange, ...], expired: tuple[
             for f in fields for r in expired if r.matches(address, f.path)]
 
 
-def _allocation(desired: DesiredRegistration, live: dict) -> list[dict]:
-    """Declared vs live targetAllocation per Normal/Unmanaged sleeve, for the report's chart."""
+def _allocation(desired: DesiredRegistration, live: dict, ignored_paths: set[str]) -> list[dict]:
+    """Declared vs live targetAllocation per Normal/Unmanaged sleeve, for the report's chart.
+
+    `state` tells the sleeves apart: `matched`, `absent` (declared, not live: apply adds it),
+    `removed` (live, not declared: apply removes it) and `ignored` (a difference an ignore rule hides,
+    drawn at the declared value, not as drift)."""
     from reconciler.diff import match_sleeves
 
     pairs, unmatched, _ = match_sleeves(desired, live)
     rows = []
     for label, declared, ls in pairs:
         if declared.get("sleeveType") in COUNTED_SLEEVE_TYPES:
-            rows.append({"label": label, "declared": float(declared.get("targetAllocation") or 0),
-                         "live": float(ls.get("targetAllocation") or 0) if ls else 0.0})
+            want = float(declared.get("targetAllocation") or 0)
+            have = float(ls.get("targetAllocation") or 0) if ls else 0.0
+            hidden = f"accountSleeves[{label}].targetAllocation" in ignored_paths
+            rows.append({"label": label, "declared": want, "live": want if hidden else have,
+                         "state": "ignored" if hidden else ("absent" if ls is None else "matched")})
     for s in unmatched:
         if s.get("sleeveType") in COUNTED_SLEEVE_TYPES:
-            rows.append({"label": sleeve_label(s), "declared": 0.0, "live": float(s.get("targetAllocation") or 0)})
+            rows.append({"label": sleeve_label(s), "declared": 0.0, "live": float(s.get("targetAllocation") or 0),
+                         "state": "removed"})
     return rows
 
 
@@ -143,4 +161,12 @@ def _history(vendors, desired: DesiredRegistration, d) -> list[dict]:
         if changes:
             out.append({"editedBy": e.get("editedBy"), "editedDate": e.get("editedDate"),
                         "changeType": e.get("changeType"), "changes": changes})
+    if not out and entries and not any("changes" in e for e in entries):
+        # field-level `changes` in Histories are [assumed] (API.md documents changeType, editedBy and
+        # editedDate only): without them, the newest entry is the best attribution there is
+        e = entries[0]
+        out.append({"editedBy": e.get("editedBy"), "editedDate": e.get("editedDate"),
+                    "changeType": e.get("changeType"), "changes": [],
+                    "note": f"the latest change ({e.get('changeType')}) by {e.get('editedBy')} at {e.get('editedDate')}; "
+                            "Orion's Histories name no fields"})
     return out

@@ -110,7 +110,8 @@ def test_html_report_renders_in_headless_chromium_with_bars_of_the_right_width(e
     expected = [(kind, a["label"], a[kind]) for f in json.loads(cli("drift", "--format", "json").out)["findings"]
                 for a in f.get("allocation", []) for kind in ("declared", "live")]
     html = out.read_text()
-    assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")  # self-contained
+    # self-contained: no script and no external asset (endpoint URLs appear as text in the audit block)
+    assert "<script" not in html and not re.search(r"""(src|href)=["']?(https?:)?//""", html)
     measure = ("<script>document.querySelectorAll('rect.bar').forEach(r => r.setAttribute('data-rendered-width',"
                " r.getBoundingClientRect().width.toFixed(1)));</script></body>")
     probe = tmp_path / "probe.html"
@@ -205,3 +206,84 @@ def test_one_read_of_live_state_gives_several_reports_and_openmetrics_parses(env
     assert samples[("reconciler_drift_findings", (("status", "missing"),))] == 3
     assert samples[("reconciler_managed_resources", (("kind", "instruction"),))] == 5
     assert samples[("reconciler_last_audit_timestamp_seconds", ())] > 1.7e9
+
+
+def _tree_hiding_a_sleeve_target(tmp_path):
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT / "manifests", tree)
+    (tree / "reconciler.yaml").write_text(
+        "ignore:\n  - {address: 'SleeveRegistration/okafor-trust', field: 'accountSleeves[Normal sleeve, model 41]."
+        "targetAllocation', reason: 'rebalance in progress', expires: 2099-01-01}\n")
+    return tree
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown", "html"])
+def test_every_drift_format_carries_the_audit_history_ignore_rules_and_missing_trades(env, cli, tmp_path, fmt):
+    tree = _tree_hiding_a_sleeve_target(tmp_path)   # hides okafor-trust's model-41 target
+    before = httpx.get(f"{env.url}/api/v1/Trading/Sleeve/Registrations/31547",
+                       headers={"Authorization": f"Session {env.creds.orion_token}"}).json()
+    model30 = next(s["accountId"] for s in before["accountSleeves"] if s.get("modelAggId") == 30)
+    live = edit(env, 31547, "jdoe", sleeves={str(model30): {"targetAllocation": 45}})   # recorded in Histories
+    r = cli("drift", str(tree), "--format", fmt)
+    assert r.code == 2, r
+    out = r.out
+    if fmt == "json":
+        doc = json.loads(out)
+        assert doc["audit"]["environment"] == "custom" and doc["audit"]["operator"] and doc["audit"]["orion"]
+        assert doc["generated_at"].endswith("+00:00")
+        (missing,) = [f for f in doc["findings"] if f["address"] == "TradeInstruction/10000003"]
+        assert missing["trade"] == {"side": "Buy", "ticker": "NVDA", "quantity": 300, "price": 142.1,
+                                    "notional": 42630.0, "batchId": "LCG-20261120-01"}
+        (okafor,) = [f for f in doc["findings"] if f["address"] == "SleeveRegistration/okafor-trust"]
+        states = {a["label"]: a["state"] for a in okafor["allocation"]}
+        assert states["Normal sleeve, model 41"] == "ignored" and states["Unmanaged sleeve"] == "absent"
+        (bar,) = [a for a in okafor["allocation"] if a["state"] == "ignored"]
+        assert bar["live"] == bar["declared"]              # a hidden difference is not drawn as drift
+        (sd,) = [f for f in doc["findings"] if f["address"] == "SleeveRegistration/sd-regname1"]
+        assert sd["attribution"]["history"][0]["editedBy"] == "jdoe"
+        return
+    assert {"text": "history: ", "markdown": "history: ", "html": "Change (from Orion's Histories)"}[fmt] in out
+    assert "jdoe" in out and ("environment custom" in out or "<th>Environment</th><td>custom</td>" in out)
+    assert "NVDA" in out and "42,630.00" in out
+    assert "model 41" in out and "rebalance in progress" in out     # the hidden difference is listed apart
+    assert live["editedDate"][:10] in out
+
+
+def test_the_auditors_html_page_in_chromium(env, cli, tmp_path):
+    browser = chromium_or_skip()
+    tree = _tree_hiding_a_sleeve_target(tmp_path)
+    edit(env, 31549, "jdoe", set={"isDoNotTrade": False})
+    page = tmp_path / "drift.html"
+    assert cli("drift", str(tree), "--format", "html", "--output", str(page)).code == 2
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=90).stdout
+    assert 'id="audit"' in dom and "(UTC, ISO 8601)" in dom
+    assert 'data-state="ignored"' in dom and 'data-state="absent"' in dom and 'data-state="removed"' in dom
+    assert "<th>Not at SEI</th>" in dom and "$42,630.00" in dom and "jdoe" in dom
+    shot = tmp_path / "drift.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri()],
+                   capture_output=True, timeout=90)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("RECONCILER_KEEP_SCREENSHOT"):
+        shutil.copy(shot, os.environ["RECONCILER_KEEP_SCREENSHOT"])
+
+
+def test_histories_without_field_changes_fall_back_to_the_latest_entry():
+    """`changes` in Histories is [assumed]: without it, the newest entry attributes the finding."""
+    from types import SimpleNamespace
+
+    from reconciler.diff import diff_registration
+    from reconciler.drift import _history
+    from reconciler.manifests import load_manifests
+
+    manifests = load_manifests([str(ROOT / "manifests")])
+    reg = next(r for r in manifests.registrations if r.name == "chen-ira")
+    entries = [{"changeType": "Update", "editedBy": "mhill", "editedDate": "2026-11-30T10:00:00Z"},
+               {"changeType": "Create", "editedBy": "setup", "editedDate": "2024-01-01T00:00:00Z"}]
+    vendors = SimpleNamespace(orion=SimpleNamespace(histories=lambda rid: entries))
+    live = {"registrationId": 31549, "isDoNotTrade": False, "accountSleeves": []}
+    (h,) = _history(vendors, reg, diff_registration(reg, live))
+    assert h["editedBy"] == "mhill" and "Orion's Histories name no fields" in h["note"]

@@ -21,6 +21,7 @@ def drift_to_document(report) -> dict[str, Any]:
         "generated_at": report.generated_at,
         "tool_version": report.tool_version,
         "manifests_digest": report.manifests_digest,
+        "audit": report.audit,
         "summary": {"checked": report.checked, "findings": len(report.findings),
                     "drifted": sum(1 for f in report.findings if f.status == "drifted"),
                     "missing": sum(1 for f in report.findings if f.status == "missing"),
@@ -33,6 +34,7 @@ def drift_to_document(report) -> dict[str, Any]:
             "attribution": {"editedBy": f.edited_by, "editedDate": f.edited_date, "history": f.history},
             "expired_rules": f.expired_rules,
             "allocation": f.allocation,
+            "trade": f.trade,
         } for f in report.findings],
         "ignored": report.ignored,
         "expired_rules": report.expired_rules,
@@ -46,14 +48,31 @@ def _field_line(c) -> str:
 
 def _history_line(h: dict) -> str:
     if "note" in h:
-        return terminal(h["note"], _LIMIT)
+        return terminal(h["note"], _LIMIT * 2)
     changes = ", ".join(f"{terminal(c.get('field'), 200)} {show(c.get('before'))} → {show(c.get('after'))}"
                         for c in h.get("changes") or [])
     return f"{terminal(h.get('editedDate'), 40)} {terminal(h.get('editedBy'), _LIMIT)}: {changes}"
 
 
+def _audit_line(report) -> str:
+    a = report.audit or {}
+    parts = [f"audited {a.get('generated_at', report.generated_at)} (UTC)",
+             f"environment {a.get('environment', '?')}", f"Orion {a.get('orion', '?')}", f"SEI {a.get('sei', '?')}",
+             f"manifests commit {a.get('commit') or '(not in Git)'}", f"reconciler {a.get('tool_version', '?')}",
+             f"by {a.get('operator', '?')}"]
+    if a.get("ci_run_url"):
+        parts.append(f"run {a['ci_run_url']}")
+    return " · ".join(parts)
+
+
+def _trade_line(t: dict) -> str:
+    notional = f" = ${t['notional']:,.2f}" if t.get("notional") is not None else ""
+    return (f"{terminal(t.get('side'), 10)} {terminal(t.get('quantity'), 20)} {terminal(t.get('ticker'), 20)} @ "
+            f"{terminal(t.get('price'), 20)}{notional} (batch {terminal(t.get('batchId'), 80)})")
+
+
 def render_drift_text(report) -> str:
-    out = []
+    out = [terminal(_audit_line(report), 1000), ""]
     if not report.findings:
         out.append(f"No drift: {report.checked} managed resources match their manifests.")
     for f in report.findings:
@@ -63,6 +82,8 @@ def render_drift_text(report) -> str:
                  "conflict": "is at SEI with values other than the manifest's"}[f.status]
         out.append(f"{_STATUS[f.status]} {terminal(f.address)} {title}{who}  # {f.source}")
         out.extend(f"    {_field_line(c)}" for c in f.fields)
+        if f.trade:
+            out.append(f"    not at SEI: {_trade_line(f.trade)}")
         out.extend(f"    history: {_history_line(h)}" for h in f.history)
         for e in f.expired_rules:
             out.append(f"    note: the ignore rule for {terminal(e['path'], 200)} ('{terminal(e['reason'], 300)}') "
@@ -85,7 +106,8 @@ def render_drift_markdown(report) -> str:
     """Markdown for a drift issue: every interpolated string through md_text / md_code / md_fence."""
     doc = drift_to_document(report)["summary"]
     lines = ["<!-- reconciler-drift -->",
-             f"### reconciler drift: {doc['findings']} finding(s) in {doc['checked']} managed resources", ""]
+             f"### reconciler drift: {doc['findings']} finding(s) in {doc['checked']} managed resources", "",
+             md_text(_audit_line(report), 1000), ""]
     if not report.findings:
         lines.append("No drift: live state matches the manifests.")
     else:
@@ -96,13 +118,16 @@ def render_drift_markdown(report) -> str:
                          f"{md_text(edited, _LIMIT) if edited else '—'} | {md_code(f.source)} |")
         lines.append("")
         for f in report.findings:
-            if f.fields or f.history:
-                body = "\n".join([_field_line(c) for c in f.fields] + [f"history: {_history_line(h)}" for h in f.history])
+            if f.fields or f.history or f.trade:
+                body = "\n".join([_field_line(c) for c in f.fields] + [f"history: {_history_line(h)}" for h in f.history]
+                                  + ([f"not at SEI: {_trade_line(f.trade)}"] if f.trade else []))
                 # a <summary> is raw HTML, where backticks protect nothing: HTML escaping there
                 lines.append(f"<details><summary><code>{html_text(f.address)}</code></summary>\n\n{md_fence(body)}\n"
                              "</details>\n")
     if report.ignored:
-        lines.append(f"_{len(report.ignored)} difference(s) hidden by ignore rules in reconciler.yaml._")
+        lines.append(f"_{len(report.ignored)} difference(s) hidden by ignore rules in reconciler.yaml:_")
+        lines += [f"- {md_code(i['address'])} {md_code(i['path'], 200)}: {md_text(i['reason'], 300)}"
+                  + (f" (until {md_text(i['expires'])})" if i.get("expires") else "") for i in report.ignored]
     for r in report.expired_rules:
         lines.append(f"_Expired ignore rule ({md_text(r['expired'])}): {md_code(r['address'])} {md_code(r['field'])} — "
                      f"{md_text(r['reason'], 300)}._")

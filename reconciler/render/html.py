@@ -28,8 +28,24 @@ def _finalize(value):
     return value
 
 
+def _value(v) -> str:
+    """A value as an auditor reads it: plain text, not a JSON cell ('—' where there is none)."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_value(x)}" for k, x in v.items())
+    if isinstance(v, list):
+        return ", ".join(_value(x) for x in v)
+    return str(v)
+
+
 def render_drift_html(report) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              finalize=_finalize)
+    env.filters["value"] = _value
     template = env.from_string(resources.files("reconciler.render").joinpath("templates/drift.html.j2").read_text("utf-8"))
     return template.render(doc=drift_to_document(report), px=BAR_PX_PER_PERCENT)
