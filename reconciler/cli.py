@@ -208,17 +208,17 @@ _CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False
 def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_exitcode, target, exclude, selector,
          sandbox, config_file, allow_empty, now, server_validate) -> int:
     """Read live state, diff it against the manifests, print the plan. Never writes to an API."""
+    from dataclasses import replace
+
     from reconciler.backend import open_backend
     from reconciler.config import load_settings
     from reconciler.live import read_live_state
     from reconciler.manifests import load_manifests
     from reconciler.plan import Targeting, build_plan, select
     from reconciler.planfile import save_plan
+    from reconciler.policy import evaluate_policies
     from reconciler.recovery import in_doubt_view
     from reconciler.session import open_session
-    from dataclasses import replace
-
-    from reconciler.policy import evaluate_policies
     from reconciler.stages import build_stages
 
     t_start = time.perf_counter()
