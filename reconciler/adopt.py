@@ -120,7 +120,7 @@ def plan_adoption(manifests: ManifestSet, live, ignore: tuple[IgnoreRule, ...], 
             text = real[name].read_text(encoding="utf-8")
             out.texts[name] = (text, text)
             out.paths[name] = real[name]
-            parsed[name] = load_documents(text.encode("utf-8"), name)[0]
+            parsed[name] = load_documents(text.encode("utf-8"), name, spans=True)[0]
         doc = _find(parsed[name], "SleeveRegistration", desired.name)
         text = out.texts[name][0]
         result = _adopt_one(desired, current, d, doc, text)

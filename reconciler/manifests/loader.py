@@ -177,8 +177,11 @@ def _display(p: Path) -> str:
         return visible(str(p.resolve()))
 
 
-def load_documents(data: bytes, display: str) -> tuple[list[Document], list[Diagnostic]]:
-    """Parse one file's bytes into Documents; never raises for bad input, returns Diagnostics."""
+def load_documents(data: bytes, display: str, *, spans: bool = False) -> tuple[list[Document], list[Diagnostic]]:
+    """Parse one file's bytes into Documents; never raises for bad input, returns Diagnostics.
+
+    `spans` records each value's character span and style (what `drift --adopt` edits by); off by
+    default, since every plan and validate parses every file and needs none of it."""
     if len(data) > MAX_FILE_BYTES:
         return [], [Diagnostic(display, 1, 1, f"file is {len(data):,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
                                "split it into several files")]
@@ -204,7 +207,7 @@ def load_documents(data: bytes, display: str) -> tuple[list[Document], list[Diag
             if node is None:
                 continue
             doc = Document(display, None)
-            builder = _Builder(doc, diags)
+            builder = _Builder(doc, diags, spans)
             doc.data = builder.build(node, (), 0)
             docs.append(doc)
     except yaml.MarkedYAMLError as e:
@@ -273,9 +276,10 @@ def _prescan_depth(text: str) -> int:
 class _Builder:
     """Builds Python values from composed nodes, refusing what manifests never need."""
 
-    def __init__(self, doc: Document, diags: list[Diagnostic]):
+    def __init__(self, doc: Document, diags: list[Diagnostic], spans: bool = False):
         self.doc = doc
         self.diags = diags
+        self.spans = spans
         self.seen: set[int] = set()
 
     def error(self, node: yaml.Node, message: str, hint: str, broken: bool = True) -> None:
@@ -298,10 +302,10 @@ class _Builder:
             return None
         self.seen.add(id(node))
         self.doc.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
-        style = node.style if isinstance(node, yaml.ScalarNode) else ("{" if getattr(node, "flow_style", False) and
-                                                                      isinstance(node, yaml.MappingNode) else
-                                                                      "[" if getattr(node, "flow_style", False) else "")
-        self.doc.spans[path] = (node.start_mark.index, node.end_mark.index, style or "")
+        if self.spans:
+            style = node.style if isinstance(node, yaml.ScalarNode) else (
+                ("{" if isinstance(node, yaml.MappingNode) else "[") if getattr(node, "flow_style", False) else "")
+            self.doc.spans[path] = (node.start_mark.index, node.end_mark.index, style or "")
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):

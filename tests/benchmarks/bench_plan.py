@@ -52,7 +52,7 @@ def timed_process(cmd: list[str], env: dict, cwd: Path) -> tuple[float, int, sub
 
 def floor(root: Path, base: str, ids: list[int]) -> tuple[float, float]:
     start = time.perf_counter()
-    for path, _ in iter_manifest_files([str(root)]):
+    for path, _ in iter_manifest_files([str(root)])[0]:
         list(yaml.load_all(path.read_bytes(), Loader=yaml.CSafeLoader))
     parse = time.perf_counter() - start
     start = time.perf_counter()
@@ -85,7 +85,7 @@ def main() -> None:
     state = write_estate(root, args.registrations, args.instructions, drift=args.drift)
     (work / "state.json").write_text(json.dumps(state))
     print(f"data: {args.registrations} registrations, {args.instructions} instructions, drift {args.drift:.0%}, "
-          f"{len(iter_manifest_files([str(root)]))} files (generated in {time.perf_counter() - t:.1f} s); "
+          f"{len(iter_manifest_files([str(root)])[0])} files (generated in {time.perf_counter() - t:.1f} s); "
           f"{os.cpu_count()} cores")
 
     port = free_port()
