@@ -414,20 +414,17 @@ def _audit(session) -> dict:
     """Who audited what: endpoints (hosts, never credentials), environment, commit, operator, CI run."""
     import getpass
 
+    from reconciler.ci import ci_run_url
     from reconciler.planfile import current_binding
 
     e = session.endpoints
-    run = None
-    if os.environ.get("GITHUB_RUN_ID") and os.environ.get("GITHUB_REPOSITORY"):
-        run = (f"{os.environ.get('GITHUB_SERVER_URL', 'https://github.com')}/{os.environ['GITHUB_REPOSITORY']}"
-               f"/actions/runs/{os.environ['GITHUB_RUN_ID']}")
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "?"
     operator = os.environ.get("GITHUB_ACTOR") or os.environ.get("GITLAB_USER_LOGIN") or user
     return {"environment": e.get("environment"), "orion": e.get("orion"), "sei": e.get("sei"),
-            "commit": current_binding(None)["commit"], "operator": operator, "ci_run_url": run or os.environ.get("CI_JOB_URL")}
+            "commit": current_binding(None)["commit"], "operator": operator, "ci_run_url": ci_run_url()}
 
 
 def _render_drift(report, fmt: str) -> str:
@@ -451,11 +448,10 @@ def _render_drift(report, fmt: str) -> str:
 
 def _write_report(ctx: Context, settings, path: str, text: str, fmt: str, *, encrypt: bool, findings: int) -> None:
     from reconciler.files import write_private
-    from reconciler.sealing import seal
+    from reconciler.sealing import for_upload
 
-    data = text.encode("utf-8")
-    sealed = bool(settings.plan_recipients) and encrypt
-    write_private(path, seal(data, settings.plan_recipients) if sealed else data)   # client data: 0600
+    data, sealed = for_upload(text.encode("utf-8"), settings.plan_recipients if encrypt else ())
+    write_private(path, data)   # client data: 0600
     ctx.out.info(f"Drift report ({fmt}{', encrypted' if sealed else ''}) written to {path}: {findings} finding(s).")
 
 
@@ -642,12 +638,10 @@ def github_comment(ctx: Context, plan_file, markdown_file, errors_file, note, nu
 def _comment_context(parts: list[str], sha: str | None, note: str | None) -> list[str]:
     """The commit and the CI run under the first part's title, and an optional note: what a reviewer
     needs to know the comment describes the newest push."""
+    from reconciler.ci import ci_run_url
     from reconciler.escaping import md_code, md_text
 
-    run = None
-    if os.environ.get("GITHUB_RUN_ID") and os.environ.get("GITHUB_REPOSITORY"):
-        run = (f"{os.environ.get('GITHUB_SERVER_URL', 'https://github.com')}/{os.environ['GITHUB_REPOSITORY']}"
-               f"/actions/runs/{os.environ['GITHUB_RUN_ID']}")
+    run = ci_run_url()
     context = " · ".join(x for x in (f"commit {md_code(sha[:12])}" if sha else "",
                                      f"[CI run]({run})" if run else "") if x)
     first = parts[0].split("\n")

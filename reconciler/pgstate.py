@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from reconciler.ci import ci_run_url
 from reconciler.config import Secret, mask_url
 from reconciler.errors import LockError, StateBackendError
 from reconciler.journal import SCHEMA_VERSION, Journal, journal_ddl
@@ -114,11 +115,7 @@ def _lock_key(workspace: str) -> int:
 
 def _holder(command: str) -> dict[str, Any]:
     env = os.environ
-    run_url = None
-    if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
-        run_url = f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env['GITHUB_REPOSITORY']}/actions/runs/" \
-                  f"{env['GITHUB_RUN_ID']}"
-    run_url = run_url or env.get("CI_JOB_URL")
+    run_url = ci_run_url(env)
     try:
         user = getpass.getuser()
     except (KeyError, OSError):

@@ -64,12 +64,9 @@ def save_plan(path: str | Path, plan: Plan, manifests: ManifestSet, paths: tuple
         "binding": binding or {},
     }
     data = (json.dumps(doc, indent=1, default=str, allow_nan=False) + "\n").encode()  # keeps field order
-    if recipients:
-        from reconciler.sealing import seal
+    from reconciler.sealing import for_upload
 
-        write_private(path, seal(data, recipients))
-    else:
-        write_private(path, data)
+    write_private(path, for_upload(data, recipients)[0])
     return hashlib.sha256(data).hexdigest()[:16]
 
 

@@ -142,12 +142,10 @@ def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal:
         report = apply_report(result, plan_id=plan_id, manifests_digest=manifests.digest,
                               endpoints=session.endpoints)
         report["policy"] = {"results": [r.as_dict() for r in plan.policy_results], "overrides": overrides}
-        data = (json.dumps(report, indent=2, allow_nan=False) + "\n").encode()
-        sealed = bool(settings.plan_recipients) and not request.no_encrypt
-        if sealed:
-            from reconciler.sealing import seal
+        from reconciler.sealing import for_upload
 
-            data = seal(data, settings.plan_recipients)
+        data, sealed = for_upload((json.dumps(report, indent=2, allow_nan=False) + "\n").encode(),
+                                  () if request.no_encrypt else settings.plan_recipients)
         write_private(request.report_file, data)
         out.info(f"Apply report written to {request.report_file}{' (encrypted)' if sealed else ''}.")
     if result.error:

@@ -18,7 +18,7 @@ from pyrage import x25519
 from reconciler.config import Secret
 from reconciler.errors import ConfigError, PlanFileError
 
-__all__ = ["AGE_MAGIC", "generate_identity", "is_sealed", "parse_recipients", "seal", "unseal"]
+__all__ = ["AGE_MAGIC", "for_upload", "generate_identity", "is_sealed", "parse_recipients", "seal", "unseal"]
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
 
@@ -46,6 +46,11 @@ def parse_recipients(values: Iterable[str], where: str) -> tuple[str, ...]:
 
 def seal(data: bytes, recipients: tuple[str, ...]) -> bytes:
     return pyrage.encrypt(data, [x25519.Recipient.from_str(r) for r in recipients])
+
+
+def for_upload(data: bytes, recipients: tuple[str, ...]) -> tuple[bytes, bool]:
+    """(the bytes to write, whether they are encrypted): encrypted to `recipients` when there are any."""
+    return (seal(data, recipients), True) if recipients else (data, False)
 
 
 def _identity(secret: Secret) -> x25519.Identity:
