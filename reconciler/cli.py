@@ -212,10 +212,10 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
 
     from reconciler.backend import open_backend
     from reconciler.config import load_settings
-    from reconciler.live import read_live_state
-    from reconciler.manifests import load_manifests
-    from reconciler.plan import Targeting, build_plan, select
-    from reconciler.planfile import save_plan
+    from reconciler.errors import ConfigError
+    from reconciler.manifests import ManifestStream
+    from reconciler.pipeline import plan_stream
+    from reconciler.plan import Targeting
     from reconciler.policy import evaluate_policies
     from reconciler.recovery import in_doubt_view
     from reconciler.session import open_session
@@ -223,13 +223,9 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
 
     t_start = time.perf_counter()
     paths = paths or DEFAULT_PATHS
-    manifests = load_manifests(paths, allow_empty=allow_empty)   # invalid manifests never reach the network
+    stream = ManifestStream(paths, allow_empty=allow_empty)   # raises for a path that does not exist
     settings = load_settings(paths, config_file=config_file)
     targeting = Targeting(tuple(target), tuple(exclude), _selectors(selector))
-    regs, instrs = _select_or_refuse(ctx, manifests, targeting)
-    ctx.out.info(f"Reading live state for {len(regs)} registrations and {len(instrs)} trade instructions"
-                 f"{' from the in-process sandbox' if sandbox else ''}…")
-    t_live = time.perf_counter()
     with open_session(settings, sandbox=sandbox) as session:
         with session.workspace(tuple(paths)) as ws:
             backend = open_backend(session.settings, ws, sandbox=sandbox)
@@ -243,16 +239,26 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
                                   f"{lease.get('host')} since {lease.get('started')}; this plan may be outdated "
                                   "as soon as it is printed.")
         if in_doubt.busy:  # every plan keeps writes in doubt out until apply has resolved them
-            targeting = Targeting(targeting.targets, targeting.excludes + in_doubt.busy_addresses, targeting.selectors)
-            regs, instrs = select(manifests, targeting)
             ctx.out.error(f"Warning: {len(in_doubt.busy)} resource(s) have writes in doubt from an earlier apply "
                           "(see `reconciler journal`); they are left out of this plan until apply resolves them.")
         ctx.out.info(session.environment_line)
-        live = read_live_state(session.vendors, regs, instrs, settings)
+        ctx.out.info(f"Checking {len(stream.files)} manifest files and reading live state"
+                     f"{' from the in-process sandbox' if sandbox else ''}, side by side…")
+        # invalid manifests never reach the network: reads carry only ids of documents that passed
+        # their checks, and a tree with any error is refused before anything is planned
+        streamed = plan_stream(tuple(paths), session.vendors, session.settings, targeting=targeting,
+                               leave_out=frozenset(in_doubt.busy_addresses), stream=stream)
+        for w in streamed.warnings:
+            ctx.out.error(f"Warning: {w}")
+        total = streamed.registrations + streamed.instructions
+        if targeting.targets or targeting.excludes or targeting.selectors:
+            if not streamed.selected and total:
+                raise ConfigError("--target/--exclude/--selector leave no resource to check; nothing was planned")
+            ctx.out.info(f"Targeting: {streamed.selected} of {total} resources are checked; the rest are not.")
         endpoints = session.endpoints
-        t_diff = time.perf_counter()
-        result = build_plan(manifests, live, targeting=targeting, batch_size=settings.batch_size, ignore=settings.ignore)
-        result = replace(result, policy_results=evaluate_policies(result, manifests.policies, now_for(settings, now)))
+        t_plan = time.perf_counter()
+        result = replace(streamed.plan, policy_results=evaluate_policies(streamed.plan, streamed.policies,
+                                                                          now_for(settings, now)))
         if server_validate:
             _server_validate(ctx, session.vendors, result)
     t_render = time.perf_counter()
@@ -263,15 +269,15 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
         from reconciler.diff import deepdiff_calls
 
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        ctx.out.info(f"stats: manifests {t_live - t_start:.2f}s, live reads {t_diff - t_live:.2f}s, "
-                     f"diff+plan {t_render - t_diff:.2f}s, render {time.perf_counter() - t_render:.2f}s; "
+        ctx.out.info(f"stats: manifests+reads+diff (overlapped) {t_plan - t_start:.2f}s, policies "
+                     f"{t_render - t_plan:.2f}s, render {time.perf_counter() - t_render:.2f}s; "
                      f"deepdiff calls {deepdiff_calls()}; peak RSS of this process {rss:.0f} MiB")
     if out_file:
-        from reconciler.planfile import current_binding
+        from reconciler.planfile import current_binding, save_plan
         from reconciler.sealing import parse_recipients
 
         recipients = () if no_encrypt else settings.plan_recipients + parse_recipients(encrypt_to, "--encrypt-to")
-        plan_id = save_plan(out_file, result, manifests, tuple(paths), batch_size=settings.batch_size,
+        plan_id = save_plan(out_file, result, streamed.digest, tuple(paths), batch_size=settings.batch_size,
                             expiry_hours=settings.plan_expiry_hours, endpoints=endpoints,
                             targeting={"targets": list(target), "excludes": list(exclude),
                                        "selectors": [list(kv) for kv in _selectors(selector)]},

@@ -40,7 +40,7 @@ from reconciler.model import (
 )
 from reconciler.rules import iter_registration_problems
 
-__all__ = ["ORION_SUBMIT_PATH", "SEI_SUBMIT_PATH", "Targeting", "balanced_sizes", "build_plan", "plan_summary",
+__all__ = ["ORION_SUBMIT_PATH", "SEI_SUBMIT_PATH", "PlanBuilder", "Targeting", "balanced_sizes", "build_plan", "plan_summary",
            "fingerprint_registration", "fingerprint_ticket", "select"]
 
 ORION_SUBMIT_PATH = "/v1/Trading/Sleeve/Registrations/Action/process/batch"
@@ -158,50 +158,79 @@ def build_payload(desired: DesiredRegistration, live: dict, d) -> dict:
 def build_plan(manifests: ManifestSet, live: LiveState, *, targeting: Targeting = Targeting(),
                batch_size: int = ORION_BATCH_LIMIT, ignore: tuple[IgnoreRule, ...] = (),
                today: dt.date | None = None) -> Plan:
+    """The plan from everything in memory at once: apply's path, and the reference the streamed
+    plan (pipeline.py) is tested against, resource for resource."""
     regs, instrs = select(manifests, targeting)
-    changes: list[Change] = []
-    ignored: list[IgnoredChange] = []
-    problems: list[str] = []
-    unchanged = 0
-    for desired in sorted(regs, key=lambda r: r.address):
+    builder = PlanBuilder(ignore=ignore, today=today)
+    for desired in regs:
         current = live.registrations.get(desired.registration_id)
         if current is None:
-            problems.append(f"{desired.source}: {desired.address} (registrationId {desired.registration_id}) does not exist in Orion")
+            builder.problems.append((desired.address, f"{desired.source}: {desired.address} (registrationId "
+                                                      f"{desired.registration_id}) does not exist in Orion"))
             continue
-        d = diff_registration(desired, current, ignore, today)
-        problems.extend(d.problems)
-        ignored.extend(d.ignored)
+        builder.add_registration(desired, current)
+    builder.check()
+    batch_sizes = {b.batch_id: b.batch_size for b in manifests.batches}
+    for desired in instrs:
+        builder.add_instruction(desired, live.tickets.get(desired.ticket_id, []), batch_sizes[desired.batch_id])
+    return builder.plan(batch_size)
+
+
+class PlanBuilder:
+    """Changes accumulated one resource at a time, in any order; `plan()` puts them in plan order
+    (registrations by address, then instructions by ticket id), so a streamed plan and one built
+    from everything at once are the same plan. Unchanged registrations leave only a count."""
+
+    def __init__(self, *, ignore: tuple[IgnoreRule, ...] = (), today: dt.date | None = None) -> None:
+        self.ignore, self.today = ignore, today
+        self.unchanged = 0
+        self.problems: list[tuple[str, str]] = []         # (address, message)
+        self._regs: list[tuple[str, Change | None, tuple[IgnoredChange, ...]]] = []
+        self._instrs: list[tuple[int, Change, tuple[IgnoredChange, ...]]] = []
+
+    def add_registration(self, desired: DesiredRegistration, current: dict) -> None:
+        d = diff_registration(desired, current, self.ignore, self.today)
+        self.problems.extend((desired.address, p) for p in d.problems)
         if not d.changed:
-            unchanged += 1
-            continue
+            self.unchanged += 1
+            if d.ignored:
+                self._regs.append((desired.address, None, d.ignored))
+            return
         payload = build_payload(desired, current, d)
         deleted = {t["accountId"] for t in payload["deletedSleeveTargets"] or []}
         remaining = [s for s in payload["accountSleeves"] if s.get("accountId") not in deleted]
         for _, message, _ in iter_registration_problems(payload, remaining, complete=True):
-            problems.append(f"{desired.source}: {desired.address}: after merging with live state, {message}")
-        changes.append(Change(desired.address, Action.UPDATE, desired.source, d.fields,
-                              removed_sleeves=tuple(s["accountId"] for s in d.removed),
-                              added_sleeves=len(d.new_sleeves), payload=payload,
-                              fingerprint=fingerprint_registration(current)))
-    if problems:
-        raise LiveStateError("the manifests cannot be applied to live state as it stands:\n"
-                             + "\n".join(f"  {p}" for p in problems))
+            self.problems.append((desired.address, f"{desired.source}: {desired.address}: after merging with "
+                                                   f"live state, {message}"))
+        self._regs.append((desired.address, Change(
+            desired.address, Action.UPDATE, desired.source, d.fields, removed_sleeves=tuple(s["accountId"] for s in d.removed),
+            added_sleeves=len(d.new_sleeves), payload=payload, fingerprint=fingerprint_registration(current)), d.ignored))
 
-    batch_sizes = {b.batch_id: b.batch_size for b in manifests.batches}
-    for desired in sorted(instrs, key=lambda i: i.ticket_id):
-        rows = live.tickets.get(desired.ticket_id, [])
-        d = diff_instruction(desired, rows, ignore, today)
-        ignored.extend(d.ignored)
+    def check(self) -> None:
+        """Raise LiveStateError naming every registration that cannot be applied to live state."""
+        if self.problems:
+            raise LiveStateError("the manifests cannot be applied to live state as it stands:\n"
+                                 + "\n".join(f"  {p}" for _, p in sorted(self.problems, key=lambda t: t[0])))
+
+    def add_instruction(self, desired: DesiredInstruction, rows: list[dict], batch_size: int) -> None:
+        d = diff_instruction(desired, rows, self.ignore, self.today)
         fp = fingerprint_ticket(rows)
         if not d.exists:
-            body = {"data": {**desired.fields, "batchSize": batch_sizes[desired.batch_id]}}
-            changes.append(Change(desired.address, Action.CREATE, desired.source, payload=body, fingerprint=fp))
+            body = {"data": {**desired.fields, "batchSize": batch_size}}
+            change = Change(desired.address, Action.CREATE, desired.source, payload=body, fingerprint=fp)
         elif d.conflict:
-            changes.append(Change(desired.address, Action.CONFLICT, desired.source, d.fields, fingerprint=fp))
+            change = Change(desired.address, Action.CONFLICT, desired.source, d.fields, fingerprint=fp)
         else:
-            unchanged += 1
-            changes.append(Change(desired.address, Action.NO_OP, desired.source, fingerprint=fp))
-    return Plan(tuple(changes), tuple(_submissions(changes, batch_size)), unchanged, tuple(ignored))
+            self.unchanged += 1
+            change = Change(desired.address, Action.NO_OP, desired.source, fingerprint=fp)
+        self._instrs.append((desired.ticket_id, change, d.ignored))
+
+    def plan(self, batch_size: int = ORION_BATCH_LIMIT) -> Plan:
+        self._regs.sort(key=lambda t: t[0])
+        self._instrs.sort(key=lambda t: t[0])
+        changes = [c for _, c, _ in self._regs if c is not None] + [c for _, c, _ in self._instrs]
+        ignored = tuple(i for _, _, ig in self._regs for i in ig) + tuple(i for _, _, ig in self._instrs for i in ig)
+        return Plan(tuple(changes), tuple(_submissions(changes, batch_size)), self.unchanged, ignored)
 
 
 def _submissions(changes: list[Change], batch_size: int) -> list[Submission]:

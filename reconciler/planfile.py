@@ -17,7 +17,7 @@ from typing import Any
 
 from reconciler.errors import PlanFileError
 from reconciler.files import write_private
-from reconciler.model import ManifestSet, Plan
+from reconciler.model import Plan
 from reconciler.render.document import FORMAT_VERSION, plan_from_document, plan_to_document
 
 __all__ = ["SavedPlan", "binding_problems", "current_binding", "load_plan", "save_plan"]
@@ -45,7 +45,7 @@ class SavedPlan:
         return (now or dt.datetime.now(dt.timezone.utc)) >= self.expires_at
 
 
-def save_plan(path: str | Path, plan: Plan, manifests: ManifestSet, paths: tuple[str, ...], *,
+def save_plan(path: str | Path, plan: Plan, manifests_digest: str, paths: tuple[str, ...], *,
               batch_size: int, expiry_hours: float, endpoints: dict[str, str],
               targeting: dict[str, list] | None = None, now: dt.datetime | None = None,
               binding: dict[str, Any] | None = None, recipients: tuple[str, ...] = ()) -> str:
@@ -56,7 +56,7 @@ def save_plan(path: str | Path, plan: Plan, manifests: ManifestSet, paths: tuple
     doc["saved"] = {
         "created_at": now.isoformat(timespec="seconds"),
         "expires_at": (now + dt.timedelta(hours=expiry_hours)).isoformat(timespec="seconds"),
-        "manifests_digest": manifests.digest,
+        "manifests_digest": manifests_digest,
         "paths": list(paths),
         "batch_size": batch_size,
         "endpoints": dict(endpoints),

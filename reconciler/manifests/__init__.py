@@ -15,15 +15,16 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Iterator
 
 from reconciler.errors import ConfigError, Diagnostic, ManifestError
 from reconciler.escaping import visible
 from reconciler.manifests.loader import Document, iter_manifest_files, load_documents
-from reconciler.manifests.resolve import Resolved, resolve_all, resolve_document, rule_diagnostics
-from reconciler.model import ManifestSet
+from reconciler.manifests.resolve import Resolved, TreeResolver, resolve_document, rule_diagnostics
+from reconciler.model import DesiredRegistration, ManifestSet
 from reconciler.schema import KIND_SCHEMAS, validate_document
 
-__all__ = ["load_manifests"]
+__all__ = ["ManifestStream", "load_manifests"]
 
 log = logging.getLogger("reconciler.manifests")
 
@@ -40,46 +41,101 @@ def load_manifests(paths: list[str] | tuple[str, ...], *, workers: int | None = 
     A tree that declares no resource is an error unless `allow_empty`: an empty folder planned or
     audited green would hide a wrong path, not prove that nothing drifted.
     """
-    files, tree_problems = iter_manifest_files(paths)
-    workers = workers or min(os.cpu_count() or 1, 8)
-    results = None
-    if workers > 1 and len(files) >= PARALLEL_THRESHOLD and _spawn_is_safe():
-        try:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                results = [r for chunk in pool.map(_check_files, _balanced_chunks(files, workers * 4)) for r in chunk]
-            results.sort(key=lambda r: r[0])  # back in file order: digests and diagnostics stay stable
-        except (BrokenProcessPool, OSError) as e:  # e.g. a caller's script that cannot be re-imported
-            log.debug("parallel manifest loading failed (%s); loading in this process", e)
-    if results is None:
-        results = _check_files(files)
-    digest = hashlib.sha256()
-    diags: list[Diagnostic] = list(tree_problems)
-    resolved: list[Resolved] = []
-    for display, file_digest, file_resolved, file_diags in results:
-        digest.update(display.encode() + b"\0" + file_digest)
-        resolved.extend(file_resolved)
-        diags.extend(file_diags)
-    registrations, batches, policies, resolve_diags = resolve_all(resolved)
-    diags.extend(resolve_diags)
-    if diags:
-        raise ManifestError(diags)
-    if not registrations and not batches and not allow_empty:
-        where = ", ".join(visible(str(p)) for p in paths)
-        raise ConfigError(f"{where}: no SleeveRegistration or TradeBatch found ({len(files)} manifest file"
-                          f"{'s' * (len(files) != 1)}); nothing would be checked. Check the path, or pass "
-                          "--allow-empty if an empty tree is intended")
-    return ManifestSet(registrations, batches, digest.hexdigest(), tuple(d for _, d in files), policies)
+    stream = ManifestStream(paths, workers=workers, allow_empty=allow_empty)
+    registrations, batches = [], []
+    for resource in stream:
+        (registrations if isinstance(resource, DesiredRegistration) else batches).append(resource)
+    return ManifestSet(tuple(registrations), tuple(batches), stream.digest, stream.files, stream.policies)
 
 
-def _balanced_chunks(files: list[tuple[Path, str]], n: int) -> list[list[tuple[Path, str]]]:
-    """Largest files first, each onto the lightest chunk: one big trade batch per chunk, not all in one."""
-    sized = sorted(((os.path.getsize(p), p, d) for p, d in files), key=lambda t: -t[0])
-    chunks: list[list[tuple[Path, str]]] = [[] for _ in range(n)]
-    loads = [0] * n
-    for size, path, display in sized:
-        i = loads.index(min(loads))
-        chunks[i].append((path, display))
-        loads[i] += size + 512  # a file's fixed cost, so thousands of tiny files also spread evenly
+class ManifestStream:
+    """The manifests as a stream: iterating yields each registration and trade batch as soon as its
+    file is checked (files in order; checked in worker processes for large trees), so a plan can read
+    and diff the first chunks while later files are still being parsed.
+
+    The iteration raises ManifestError (every problem in the tree) or ConfigError (an empty tree)
+    *after* the last file: whoever consumed the stream must then discard all it was given. Only when
+    the iteration ends normally are `digest`, `files`, `policies` and the counts set.
+    """
+
+    def __init__(self, paths: list[str] | tuple[str, ...], *, workers: int | None = None,
+                 allow_empty: bool = False) -> None:
+        self.paths = tuple(paths)
+        self.allow_empty = allow_empty
+        self.workers = workers or min(os.cpu_count() or 1, 8)
+        self._files, self._tree_problems = iter_manifest_files(paths)
+        self.files: tuple[str, ...] = tuple(d for _, d in self._files)
+        self.digest = ""
+        self.policies: tuple = ()
+        self.registrations = self.batches = self.instructions = 0
+
+    @property
+    def large(self) -> bool:
+        """Checked by worker processes (and worth overlapping with live reads)."""
+        return self.workers > 1 and len(self._files) >= PARALLEL_THRESHOLD and _spawn_is_safe()
+
+    def __iter__(self) -> Iterator[DesiredRegistration | DesiredBatch]:
+        digest = hashlib.sha256()
+        diags: list[Diagnostic] = list(self._tree_problems)
+        tree = TreeResolver()
+        for display, file_digest, file_resolved, file_diags in self._checked_files():
+            digest.update(display.encode() + b"\0" + file_digest)
+            diags.extend(file_diags)
+            for resource in tree.add(file_resolved):
+                self._count(resource)
+                yield resource
+        late, self.policies, resolve_diags = tree.finish()
+        diags.extend(resolve_diags)
+        if diags:
+            raise ManifestError(diags)
+        for reg in late:
+            self._count(reg)
+        if not self.registrations and not self.batches and not self.allow_empty:
+            where = ", ".join(visible(str(p)) for p in self.paths)
+            n = len(self._files)
+            raise ConfigError(f"{where}: no SleeveRegistration or TradeBatch found ({n} manifest file"
+                              f"{'s' * (n != 1)}); nothing would be checked. Check the path, or pass "
+                              "--allow-empty if an empty tree is intended")
+        self.digest = digest.hexdigest()
+        yield from late
+
+    def _count(self, resource) -> None:
+        if isinstance(resource, DesiredRegistration):
+            self.registrations += 1
+        else:
+            self.batches += 1
+            self.instructions += len(resource.instructions)
+
+    def _checked_files(self):
+        """Per-file results in file order, as soon as each contiguous chunk of files is done."""
+        done = 0
+        if self.large:
+            try:
+                with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn")) as pool:
+                    chunks = _chunks_in_order(self._files, max(self.workers * 4, len(self._files) // 400))
+                    for results in pool.map(_check_files, chunks):
+                        for result in results:
+                            done += 1
+                            yield result
+                return
+            except (BrokenProcessPool, OSError) as e:  # e.g. a caller's script that cannot be re-imported
+                log.debug("parallel manifest loading failed (%s); the rest is checked in this process", e)
+        yield from _check_files(self._files[done:])
+
+
+def _chunks_in_order(files: list[tuple[Path, str]], n: int) -> list[list[tuple[Path, str]]]:
+    """`files` cut into about `n` contiguous runs of similar size (bytes plus a fixed cost per file),
+    so results stream back in file order while many small chunks keep every worker busy."""
+    sizes = [os.path.getsize(p) + 512 for p, _ in files]
+    target = max(1, sum(sizes) // max(1, n))
+    chunks: list[list[tuple[Path, str]]] = [[]]
+    load = 0
+    for f, size in zip(files, sizes):
+        if load >= target and chunks[-1]:
+            chunks.append([])
+            load = 0
+        chunks[-1].append(f)
+        load += size
     return [c for c in chunks if c]
 
 

@@ -27,7 +27,7 @@ from reconciler.model import (
 )
 from reconciler.rules import cusip_check_digit, iter_registration_problems
 
-__all__ = ["Resolved", "resolve_all", "resolve_document", "rule_diagnostics"]
+__all__ = ["Resolved", "TreeResolver", "resolve_all", "resolve_document", "rule_diagnostics"]
 
 # Fields an instruction needs once batch defaults are merged; SEI cannot book a ticket without them.
 REQUIRED_INSTRUCTION_FIELDS = ("masterOrderId", "side", "ticker", "cusip", "target")
@@ -106,44 +106,81 @@ def resolve_document(kind: str, doc: Document) -> Resolved:
     return out
 
 
-def resolve_all(items: list[Resolved]) -> tuple[tuple, tuple, list[Diagnostic]]:
-    diags: list[Diagnostic] = [d for r in items for d in r.diagnostics]
-    first_name: dict[tuple[str, str], Source] = {}
-    kept: list[Resolved] = []
-    for r in items:
-        if _duplicate(diags, first_name, (r.kind, r.name), r.name_source, f"{r.kind} name {r.name}"):
-            continue
-        kept.append(r)
-    templates = {r.name: r.document for r in kept if r.kind == "SleeveTemplate"}
-    reported: set[Diagnostic] = set(diags)
-    for doc in templates.values():
-        spec = doc.data["spec"]
-        _check_sleeves(spec, spec.get("accountSleeves") or [], doc, _collector(diags, reported))
+def resolve_all(items: list[Resolved]) -> tuple[tuple, tuple, tuple, list[Diagnostic]]:
+    tree = TreeResolver()
+    registrations = list(tree.add(items))
+    registrations, batches = [r for r in registrations if isinstance(r, DesiredRegistration)], \
+        [b for b in registrations if isinstance(b, DesiredBatch)]
+    late, policies, diags = tree.finish()
+    return tuple(registrations) + late, tuple(batches), policies, diags
 
-    registrations: list[DesiredRegistration] = []
-    batches: list[DesiredBatch] = []
-    policies: list[Policy] = []
-    first_reg: dict[int, Source] = {}
-    first_batch: dict[str, Source] = {}
-    first_ticket: dict[int, Source] = {}
-    for r in kept:
-        if r.kind == "SleeveRegistration":
-            reg = r.resource
+
+class TreeResolver:
+    """The whole-tree stage, fed document by document in file order, so a plan can start on the
+    first resources while later files are still being parsed.
+
+    `add` yields each registration (without a template) and trade batch as soon as it is known to be
+    no duplicate of an earlier one; `finish` merges templates into the registrations that name one
+    (a template may come later in the tree) and returns every cross-document problem. It keeps only
+    keys and sources, never the resources it yielded, so memory is the caller's to choose.
+    A caller must discard what was yielded when `finish` returns diagnostics.
+    """
+
+    def __init__(self) -> None:
+        self.diags: list[Diagnostic] = []
+        self._first_name: dict[tuple[str, str], Source] = {}
+        self._first_reg: dict[int, Source] = {}
+        self._first_batch: dict[str, Source] = {}
+        self._first_ticket: dict[int, Source] = {}
+        self._templates: dict[str, Document] = {}
+        self._waiting: list[Resolved] = []      # registrations that name a template
+        self._policies: list[Policy] = []
+
+    def add(self, items: list[Resolved]):
+        for r in items:
+            self.diags.extend(r.diagnostics)
+            if _duplicate(self.diags, self._first_name, (r.kind, r.name), r.name_source, f"{r.kind} name {r.name}"):
+                continue
+            if r.kind == "SleeveTemplate":
+                self._templates[r.name] = r.document
+            elif r.kind == "Policy":
+                self._policies.append(r.resource)
+            elif r.kind == "SleeveRegistration":
+                if r.resource is None:
+                    self._waiting.append(r)
+                elif not self._duplicate_registration(r.resource.registration_id, r.id_source):
+                    yield r.resource
+            elif r.kind == "TradeBatch":
+                batch = r.resource
+                unique = tuple(i for i in batch.instructions if not _duplicate(
+                    self.diags, self._first_ticket, i.ticket_id, r.ticket_sources[i.ticket_id],
+                    f"tradeTicketId {i.ticket_id}"))
+                if not _duplicate(self.diags, self._first_batch, batch.batch_id, r.id_source, f"batchId {batch.batch_id}"):
+                    yield (DesiredBatch(batch.name, batch.batch_id, unique, batch.source, batch.labels)
+                           if len(unique) != len(batch.instructions) else batch)
+
+    def _duplicate_registration(self, registration_id: int, source: Source) -> bool:
+        return _duplicate(self.diags, self._first_reg, registration_id, source, f"registrationId {registration_id}")
+
+    def finish(self) -> tuple[tuple[DesiredRegistration, ...], tuple[Policy, ...], list[Diagnostic]]:
+        """(registrations that name a template, policies, every problem found in the tree)."""
+        reported: set[Diagnostic] = set(self.diags)
+        for doc in self._templates.values():
+            spec = doc.data["spec"]
+            _check_sleeves(spec, spec.get("accountSleeves") or [], doc, _collector(self.diags, reported))
+        late = []
+        for r in self._waiting:
+            reg = _with_template(r.document, self._templates, _collector(self.diags, reported))
             if reg is None:
-                reg = _with_template(r.document, templates, _collector(diags, reported))
-            if reg is not None and not _duplicate(diags, first_reg, reg.registration_id, r.id_source,
-                                                  f"registrationId {reg.registration_id}"):
-                registrations.append(reg)
-        elif r.kind == "Policy":
-            policies.append(r.resource)
-        elif r.kind == "TradeBatch":
-            batch = r.resource
-            unique = tuple(i for i in batch.instructions if not _duplicate(
-                diags, first_ticket, i.ticket_id, r.ticket_sources[i.ticket_id], f"tradeTicketId {i.ticket_id}"))
-            if not _duplicate(diags, first_batch, batch.batch_id, r.id_source, f"batchId {batch.batch_id}"):
-                batches.append(DesiredBatch(batch.name, batch.batch_id, unique, batch.source, batch.labels)
-                               if len(unique) != len(batch.instructions) else batch)
-    return tuple(registrations), tuple(batches), tuple(policies), diags
+                continue
+            first = self._first_reg.get(reg.registration_id)
+            if first is not None and r.id_source < first:  # the earlier file is the first, as without templates
+                self._first_reg[reg.registration_id] = r.id_source
+                _duplicate(self.diags, {reg.registration_id: r.id_source}, reg.registration_id, first,
+                           f"registrationId {reg.registration_id}")
+            elif not self._duplicate_registration(reg.registration_id, r.id_source):
+                late.append(reg)
+        return tuple(late), tuple(self._policies), self.diags
 
 
 def _duplicate(diags: list[Diagnostic], first: dict, key: Any, src: Source, what: str) -> bool:

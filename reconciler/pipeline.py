@@ -1,0 +1,212 @@
+"""Manifests → live reads → plan as one stream: what `plan` runs, at any size (SPEC.md §8).
+
+Why a stream: holding every desired resource and every live registration at once costs about
+40 MiB per 1,000 registrations (3.7 GiB at 100,000), and doing the phases one after another leaves
+the network idle while parsing and the CPU idle while reading. Here:
+- files are checked in worker processes and arrive in file order (manifests.ManifestStream);
+- each registration's id joins a chunk; a full chunk is read at once (the bulk call, `read_workers`
+  at a time) while parsing goes on; each chunk is diffed when it arrives and dropped, keeping only
+  the live objects of *changed* registrations (their payloads) and a count of the others;
+- for a large tree, SEI's ticket pages start at once (they need no manifest); each ticket keeps only
+  its first row's declared fields, and an instruction is diffed as soon as both sides are known.
+Reads carry only registration ids from documents that passed their own checks; nothing is written
+here, and when the tree turns out to have errors everything read is discarded and ManifestError
+(every problem) is raised, never a read error.
+The result equals `plan.build_plan` on the same inputs, resource for resource (tests/test_scale_smoke.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from reconciler.config import Settings, glob_match
+from reconciler.errors import LiveStateError
+from reconciler.fields import INSTRUCTION_FIELDS
+from reconciler.live import read_tickets
+from reconciler.manifests import ManifestStream
+from reconciler.model import DesiredInstruction, DesiredRegistration, Plan, Policy
+from reconciler.plan import PlanBuilder, Targeting
+
+__all__ = ["StreamedPlan", "plan_stream"]
+
+
+@dataclass(frozen=True)
+class StreamedPlan:
+    plan: Plan
+    digest: str                       # of the manifests, as ManifestSet.digest
+    files: tuple[str, ...]
+    policies: tuple[Policy, ...]
+    registrations: int                # declared in the tree
+    instructions: int
+    selected: int                     # of those, checked under --target/--exclude/--selector
+    warnings: tuple[str, ...] = ()    # targeting patterns that matched nothing
+    requests: dict[str, int] = field(default_factory=dict)
+
+
+class _Tally:
+    """Which --target/--exclude/--selector matched anything, without keeping the addresses."""
+
+    def __init__(self, targeting: Targeting) -> None:
+        self.t = targeting
+        self.unmatched = {("--target", p) for p in targeting.targets} | {("--exclude", p) for p in targeting.excludes}
+        self.unmatched_selectors = set(targeting.selectors)
+
+    def see(self, address: str, labels: dict[str, str]) -> None:
+        if self.unmatched:
+            self.unmatched -= {(f, p) for f, p in self.unmatched if glob_match(address, p)}
+        if self.unmatched_selectors:
+            self.unmatched_selectors -= {(k, v) for k, v in self.unmatched_selectors if labels.get(k) == v}
+
+    def warnings(self) -> tuple[str, ...]:
+        """As plan.targeting_warnings words them, in the order given."""
+        out = [f"--target {p} matches no resource in the manifests" for p in self.t.targets
+               if ("--target", p) in self.unmatched]
+        out += [f"--exclude {p} matches no resource in the manifests" for p in self.t.excludes
+                if ("--exclude", p) in self.unmatched]
+        out += [f"--selector {k}={v} matches no resource's labels" for k, v in self.t.selectors
+                if (k, v) in self.unmatched_selectors]
+        return tuple(out)
+
+
+def _compact(row: dict) -> tuple:
+    """A ticket row as the plan needs it: the declared fields of its first order row, nothing else."""
+    return tuple(row.get(k) for k in INSTRUCTION_FIELDS)
+
+
+def _rows(compact: tuple | None) -> list[dict]:
+    return [dict(zip(INSTRUCTION_FIELDS, compact))] if compact is not None else []
+
+
+class _TicketPager:
+    """SEI's ticket pages in a thread of their own, keeping each ticket's first row (compacted)."""
+
+    def __init__(self, vendors) -> None:
+        self.first: dict[int, tuple] = {}
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, args=(vendors,), name="sei-pages", daemon=True)
+        self._thread.start()
+
+    def _run(self, vendors) -> None:
+        try:
+            for row in vendors.sei.iter_tickets():
+                if self._stop:
+                    break
+                self.first.setdefault(row["tradeTicketId"], _compact(row))
+        except BaseException as e:  # reported by the caller, after any manifest error
+            self.error = e
+        finally:
+            self.done.set()
+
+    def stop(self) -> None:
+        self._stop = True
+
+
+def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targeting: Targeting = Targeting(),
+                leave_out: frozenset[str] = frozenset(), allow_empty: bool = False, today: dt.date | None = None,
+                stream: ManifestStream | None = None) -> StreamedPlan:
+    """Check the manifests under `paths`, read what they declare and plan it, overlapping the three.
+
+    `leave_out`: addresses not checked at all (writes in doubt from an earlier apply), apart from the
+    user's targeting, whose patterns are reported when they match nothing.
+
+    Raises ManifestError / ConfigError for the tree first, then ApiError from a read, then
+    LiveStateError for declared resources live state cannot take (as `build_plan` would)."""
+    stream = stream or ManifestStream(paths, allow_empty=allow_empty)
+    builder = PlanBuilder(ignore=settings.ignore, today=today)
+    tally = _Tally(targeting)
+    wants = lambda address, labels: targeting.wants(address, labels) and address not in leave_out  # noqa: E731
+    chunk_size = settings.read_chunk
+    pending: dict[int, DesiredRegistration] = {}      # waiting for their chunk's read
+    chunk: list[int] = []
+    reads: dict[Future, list[int]] = {}
+    missing: list[DesiredRegistration] = []
+    waiting: dict[int, DesiredInstruction] = {}       # instructions whose ticket is not yet known
+    batch_sizes: dict[str, int] = {}
+    selected = 0
+    pool = ThreadPoolExecutor(max(1, settings.read_workers), thread_name_prefix="orion-read")
+    pager = _TicketPager(vendors) if stream.large else None
+
+    def send_chunk() -> None:
+        reads[pool.submit(vendors.orion.list_with_sleeves, list(chunk), chunk=chunk_size, workers=1)] = list(chunk)
+        chunk.clear()
+
+    def diff_done(block: bool = False) -> None:
+        done = [f for f in reads if f.done()]
+        if block and not done and reads:
+            done = list(wait(reads, return_when=FIRST_COMPLETED).done)
+        for f in done:
+            ids = reads.pop(f)
+            live = f.result()
+            for rid in ids:
+                desired = pending.pop(rid)
+                current = live.get(rid)
+                if current is None:
+                    missing.append(desired)
+                else:
+                    builder.add_registration(desired, current)
+
+    def add_instruction(desired: DesiredInstruction) -> None:
+        if pager is None:
+            waiting[desired.ticket_id] = desired
+            return
+        row = pager.first.get(desired.ticket_id)
+        if row is None and not pager.done.is_set():
+            waiting[desired.ticket_id] = desired
+            return
+        builder.add_instruction(desired, _rows(row), batch_sizes[desired.batch_id])
+
+    try:
+        for resource in stream:
+            if isinstance(resource, DesiredRegistration):
+                tally.see(resource.address, resource.labels)
+                selected += targeting.wants(resource.address, resource.labels)
+                if wants(resource.address, resource.labels):
+                    pending[resource.registration_id] = resource
+                    chunk.append(resource.registration_id)
+                    if len(chunk) >= chunk_size:
+                        send_chunk()
+            else:
+                batch_sizes[resource.batch_id] = resource.batch_size
+                for i in resource.instructions:
+                    tally.see(i.address, i.labels)
+                    selected += targeting.wants(i.address, i.labels)
+                    if wants(i.address, i.labels):
+                        add_instruction(i)
+            diff_done()
+    except BaseException:
+        if pager is not None:
+            pager.stop()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    try:
+        if chunk:
+            send_chunk()
+        while reads:
+            diff_done(block=True)
+        if pager is not None:
+            pager.done.wait()
+            if pager.error is not None:
+                raise pager.error
+            first = pager.first
+        else:
+            first = {tid: _compact(rows[0]) for tid, rows in read_tickets(vendors, list(waiting), settings).items()}
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        if pager is not None:
+            pager.stop()
+    if missing:
+        lines = [f"  {r.source}: {r.address} (registrationId {r.registration_id}) does not exist in Orion"
+                 for r in sorted(missing, key=lambda r: (r.source.file, r.source.line))]
+        raise LiveStateError("registrations declared in the manifests are missing in Orion; they cannot be "
+                             "created through the API (fix the registrationId or remove the manifest):\n"
+                             + "\n".join(lines))
+    builder.check()
+    for tid, desired in waiting.items():
+        builder.add_instruction(desired, _rows(first.get(tid)), batch_sizes[desired.batch_id])
+    return StreamedPlan(builder.plan(settings.batch_size), stream.digest, stream.files, stream.policies,
+                        stream.registrations, stream.instructions, selected, tally.warnings())
