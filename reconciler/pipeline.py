@@ -128,6 +128,7 @@ def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targetin
     waiting: dict[int, DesiredInstruction] = {}       # instructions whose ticket is not yet known
     batch_sizes: dict[str, int] = {}
     selected = 0
+    read_errors: list[BaseException] = []
     pool = ThreadPoolExecutor(max(1, settings.read_workers), thread_name_prefix="orion-read")
     pager = _TicketPager(vendors) if stream.large else None
 
@@ -141,6 +142,9 @@ def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targetin
             done = list(wait(reads, return_when=FIRST_COMPLETED).done)
         for f in done:
             ids = reads.pop(f)
+            if f.exception() is not None:   # raised after the stream: a manifest error comes first
+                read_errors.append(f.exception())
+                continue
             live = f.result()
             for rid in ids:
                 desired = pending.pop(rid)
@@ -188,6 +192,8 @@ def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targetin
             send_chunk()
         while reads:
             diff_done(block=True)
+        if read_errors:
+            raise read_errors[0]
         if pager is not None:
             pager.done.wait()
             if pager.error is not None:
