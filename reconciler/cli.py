@@ -155,18 +155,23 @@ def _server_validate(ctx: Context, vendors, plan) -> None:
 
 def _select_or_refuse(ctx: Context, manifests, targeting):
     """The targeted resources; every pattern that matches nothing is named, and an empty selection refused."""
-    from reconciler.errors import ConfigError
     from reconciler.plan import select, targeting_warnings
 
-    for w in targeting_warnings(manifests, targeting):
-        ctx.out.error(f"Warning: {w}")
     regs, instrs = select(manifests, targeting)
-    total = len(manifests.registrations) + len(manifests.instructions)
-    if targeting.targets or targeting.excludes or targeting.selectors:
-        if not regs and not instrs and total:
-            raise ConfigError("--target/--exclude/--selector leave no resource to check; nothing was read or planned")
-        ctx.out.info(f"Targeting: {len(regs) + len(instrs)} of {total} resources are checked; the rest are not.")
+    _report_targeting(ctx, targeting, targeting_warnings(manifests, targeting), len(regs) + len(instrs),
+                      len(manifests.registrations) + len(manifests.instructions))
     return regs, instrs
+
+
+def _report_targeting(ctx: Context, targeting, warnings, selected: int, total: int) -> None:
+    from reconciler.errors import ConfigError
+
+    for w in warnings:
+        ctx.out.error(f"Warning: {w}")
+    if targeting.targets or targeting.excludes or targeting.selectors:
+        if not selected and total:
+            raise ConfigError("--target/--exclude/--selector leave no resource to check; nothing was planned")
+        ctx.out.info(f"Targeting: {selected} of {total} resources are checked; the rest are not.")
 
 
 def _emit_plan(ctx: Context, plan, fmt: str, stages=None, environment: dict | None = None) -> None:
@@ -212,7 +217,6 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
 
     from reconciler.backend import open_backend
     from reconciler.config import load_settings
-    from reconciler.errors import ConfigError
     from reconciler.manifests import ManifestStream
     from reconciler.pipeline import plan_stream
     from reconciler.plan import Targeting
@@ -248,13 +252,8 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
         # their checks, and a tree with any error is refused before anything is planned
         streamed = plan_stream(tuple(paths), session.vendors, session.settings, targeting=targeting,
                                leave_out=frozenset(in_doubt.busy_addresses), stream=stream)
-        for w in streamed.warnings:
-            ctx.out.error(f"Warning: {w}")
-        total = streamed.registrations + streamed.instructions
-        if targeting.targets or targeting.excludes or targeting.selectors:
-            if not streamed.selected and total:
-                raise ConfigError("--target/--exclude/--selector leave no resource to check; nothing was planned")
-            ctx.out.info(f"Targeting: {streamed.selected} of {total} resources are checked; the rest are not.")
+        _report_targeting(ctx, targeting, streamed.warnings, streamed.selected,
+                          streamed.registrations + streamed.instructions)
         endpoints = session.endpoints
         t_plan = time.perf_counter()
         result = replace(streamed.plan, policy_results=evaluate_policies(streamed.plan, streamed.policies,

@@ -14,7 +14,7 @@ from reconciler.config import Settings
 from reconciler.errors import LiveStateError
 from reconciler.model import DesiredInstruction, DesiredRegistration
 
-__all__ = ["LiveState", "read_live_state", "PER_TICKET_READ_LIMIT"]
+__all__ = ["LiveState", "missing_registrations_error", "read_live_state", "PER_TICKET_READ_LIMIT"]
 
 # Up to this many declared tickets are read one `GET ?id=` each (concurrently); beyond it, one pass
 # over the paged list (1,000 rows a page) costs fewer requests.
@@ -43,12 +43,16 @@ def read_live_state(vendors, registrations: tuple[DesiredRegistration, ...] | li
         live.tickets = tickets.result()
     missing = [r for r in registrations if r.registration_id not in live.registrations]
     if missing and not missing_ok:
-        lines = [f"  {r.source}: {r.address} (registrationId {r.registration_id}) does not exist in Orion"
-                 for r in sorted(missing, key=lambda r: (r.source.file, r.source.line))]
-        raise LiveStateError("registrations declared in the manifests are missing in Orion; they cannot be "
-                             "created through the API (fix the registrationId or remove the manifest):\n"
-                             + "\n".join(lines))
+        raise missing_registrations_error(missing)
     return live
+
+
+def missing_registrations_error(missing: list[DesiredRegistration]) -> LiveStateError:
+    lines = [f"  {r.source}: {r.address} (registrationId {r.registration_id}) does not exist in Orion"
+             for r in sorted(missing, key=lambda r: (r.source.file, r.source.line))]
+    return LiveStateError("registrations declared in the manifests are missing in Orion; they cannot be "
+                          "created through the API (fix the registrationId or remove the manifest):\n"
+                          + "\n".join(lines))
 
 
 def read_tickets(vendors, ticket_ids: list[int], settings: Settings) -> dict[int, list[dict]]:

@@ -20,15 +20,14 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from reconciler.config import Settings, glob_match
-from reconciler.errors import LiveStateError
+from reconciler.config import Settings
 from reconciler.fields import INSTRUCTION_FIELDS
-from reconciler.live import read_tickets
+from reconciler.live import missing_registrations_error, read_tickets
 from reconciler.manifests import ManifestStream
 from reconciler.model import DesiredInstruction, DesiredRegistration, Plan, Policy
-from reconciler.plan import PlanBuilder, Targeting
+from reconciler.plan import PlanBuilder, Targeting, TargetingTally
 
 __all__ = ["StreamedPlan", "plan_stream"]
 
@@ -37,38 +36,11 @@ __all__ = ["StreamedPlan", "plan_stream"]
 class StreamedPlan:
     plan: Plan
     digest: str                       # of the manifests, as ManifestSet.digest
-    files: tuple[str, ...]
     policies: tuple[Policy, ...]
     registrations: int                # declared in the tree
     instructions: int
     selected: int                     # of those, checked under --target/--exclude/--selector
     warnings: tuple[str, ...] = ()    # targeting patterns that matched nothing
-    requests: dict[str, int] = field(default_factory=dict)
-
-
-class _Tally:
-    """Which --target/--exclude/--selector matched anything, without keeping the addresses."""
-
-    def __init__(self, targeting: Targeting) -> None:
-        self.t = targeting
-        self.unmatched = {("--target", p) for p in targeting.targets} | {("--exclude", p) for p in targeting.excludes}
-        self.unmatched_selectors = set(targeting.selectors)
-
-    def see(self, address: str, labels: dict[str, str]) -> None:
-        if self.unmatched:
-            self.unmatched -= {(f, p) for f, p in self.unmatched if glob_match(address, p)}
-        if self.unmatched_selectors:
-            self.unmatched_selectors -= {(k, v) for k, v in self.unmatched_selectors if labels.get(k) == v}
-
-    def warnings(self) -> tuple[str, ...]:
-        """As plan.targeting_warnings words them, in the order given."""
-        out = [f"--target {p} matches no resource in the manifests" for p in self.t.targets
-               if ("--target", p) in self.unmatched]
-        out += [f"--exclude {p} matches no resource in the manifests" for p in self.t.excludes
-                if ("--exclude", p) in self.unmatched]
-        out += [f"--selector {k}={v} matches no resource's labels" for k, v in self.t.selectors
-                if (k, v) in self.unmatched_selectors]
-        return tuple(out)
 
 
 def _compact(row: dict) -> tuple:
@@ -118,8 +90,7 @@ def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targetin
     LiveStateError for declared resources live state cannot take (as `build_plan` would)."""
     stream = stream or ManifestStream(paths, allow_empty=allow_empty)
     builder = PlanBuilder(ignore=settings.ignore, today=today)
-    tally = _Tally(targeting)
-    wants = lambda address, labels: targeting.wants(address, labels) and address not in leave_out  # noqa: E731
+    tally = TargetingTally(targeting)
     chunk_size = settings.read_chunk
     pending: dict[int, DesiredRegistration] = {}      # waiting for their chunk's read
     chunk: list[int] = []
@@ -168,8 +139,9 @@ def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targetin
         for resource in stream:
             if isinstance(resource, DesiredRegistration):
                 tally.see(resource.address, resource.labels)
-                selected += targeting.wants(resource.address, resource.labels)
-                if wants(resource.address, resource.labels):
+                chosen = targeting.wants(resource.address, resource.labels)
+                selected += chosen
+                if chosen and resource.address not in leave_out:
                     pending[resource.registration_id] = resource
                     chunk.append(resource.registration_id)
                     if len(chunk) >= chunk_size:
@@ -178,16 +150,11 @@ def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targetin
                 batch_sizes[resource.batch_id] = resource.batch_size
                 for i in resource.instructions:
                     tally.see(i.address, i.labels)
-                    selected += targeting.wants(i.address, i.labels)
-                    if wants(i.address, i.labels):
+                    chosen = targeting.wants(i.address, i.labels)
+                    selected += chosen
+                    if chosen and i.address not in leave_out:
                         add_instruction(i)
             diff_done()
-    except BaseException:
-        if pager is not None:
-            pager.stop()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    try:
         if chunk:
             send_chunk()
         while reads:
@@ -201,18 +168,14 @@ def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targetin
             first = pager.first
         else:
             first = {tid: _compact(rows[0]) for tid, rows in read_tickets(vendors, list(waiting), settings).items()}
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    finally:  # on a manifest error too: stop reading, start nothing more
         if pager is not None:
             pager.stop()
+        pool.shutdown(wait=False, cancel_futures=True)
     if missing:
-        lines = [f"  {r.source}: {r.address} (registrationId {r.registration_id}) does not exist in Orion"
-                 for r in sorted(missing, key=lambda r: (r.source.file, r.source.line))]
-        raise LiveStateError("registrations declared in the manifests are missing in Orion; they cannot be "
-                             "created through the API (fix the registrationId or remove the manifest):\n"
-                             + "\n".join(lines))
+        raise missing_registrations_error(missing)
     builder.check()
     for tid, desired in waiting.items():
         builder.add_instruction(desired, _rows(first.get(tid)), batch_sizes[desired.batch_id])
-    return StreamedPlan(builder.plan(settings.batch_size), stream.digest, stream.files, stream.policies,
-                        stream.registrations, stream.instructions, selected, tally.warnings())
+    return StreamedPlan(builder.plan(settings.batch_size), stream.digest, stream.policies,
+                        stream.registrations, stream.instructions, selected, tuple(tally.warnings()))

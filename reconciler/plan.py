@@ -40,7 +40,7 @@ from reconciler.model import (
 )
 from reconciler.rules import iter_registration_problems
 
-__all__ = ["ORION_SUBMIT_PATH", "SEI_SUBMIT_PATH", "PlanBuilder", "Targeting", "balanced_sizes", "build_plan", "plan_summary",
+__all__ = ["ORION_SUBMIT_PATH", "SEI_SUBMIT_PATH", "PlanBuilder", "Targeting", "TargetingTally", "balanced_sizes", "build_plan", "plan_summary",
            "fingerprint_registration", "fingerprint_ticket", "select"]
 
 ORION_SUBMIT_PATH = "/v1/Trading/Sleeve/Registrations/Action/process/batch"
@@ -64,23 +64,41 @@ class Targeting:
         return all(labels.get(k) == v for k, v in self.selectors)
 
 
-def targeting_warnings(manifests: ManifestSet, targeting: Targeting) -> list[str]:
-    """What the user asked for that matches nothing, so a narrowed plan never passes for a full one.
+class TargetingTally:
+    """What the user asked for that matches nothing, so a narrowed plan never passes for a full one;
+    fed one resource at a time, so a streamed plan need not keep the addresses.
 
     The caller refuses a selection that is empty altogether."""
-    addresses = [(r.address, r.labels) for r in manifests.registrations] + \
-                [(i.address, i.labels) for i in manifests.instructions]
-    warnings = []
-    for t in targeting.targets:
-        if not any(glob_match(a, t) for a, _ in addresses):
-            warnings.append(f"--target {t} matches no resource in the manifests")
-    for x in targeting.excludes:
-        if not any(glob_match(a, x) for a, _ in addresses):
-            warnings.append(f"--exclude {x} matches no resource in the manifests")
-    for k, v in targeting.selectors:
-        if not any(labels.get(k) == v for _, labels in addresses):
-            warnings.append(f"--selector {k}={v} matches no resource's labels")
-    return warnings
+
+    def __init__(self, targeting: Targeting) -> None:
+        self.t = targeting
+        self.unmatched = {("--target", p) for p in targeting.targets} | {("--exclude", p) for p in targeting.excludes}
+        self.unmatched_selectors = set(targeting.selectors)
+
+    def see(self, address: str, labels: dict[str, str]) -> None:
+        if self.unmatched:
+            self.unmatched -= {(f, p) for f, p in self.unmatched if glob_match(address, p)}
+        if self.unmatched_selectors:
+            self.unmatched_selectors -= {(k, v) for k, v in self.unmatched_selectors if labels.get(k) == v}
+
+    def warnings(self) -> list[str]:
+        """In the order given: targets, excludes, then selectors."""
+        out = [f"--target {p} matches no resource in the manifests" for p in self.t.targets
+               if ("--target", p) in self.unmatched]
+        out += [f"--exclude {p} matches no resource in the manifests" for p in self.t.excludes
+                if ("--exclude", p) in self.unmatched]
+        out += [f"--selector {k}={v} matches no resource's labels" for k, v in self.t.selectors
+                if (k, v) in self.unmatched_selectors]
+        return out
+
+
+def targeting_warnings(manifests: ManifestSet, targeting: Targeting) -> list[str]:
+    tally = TargetingTally(targeting)
+    for r in manifests.registrations:
+        tally.see(r.address, r.labels)
+    for i in manifests.instructions:
+        tally.see(i.address, i.labels)
+    return tally.warnings()
 
 
 def select(manifests: ManifestSet, targeting: Targeting) -> tuple[list[DesiredRegistration], list[DesiredInstruction]]:

@@ -3,7 +3,7 @@
 Two stages, so the per-document work can run in worker processes next to parsing:
 - `resolve_document` (per file, parallel): a registration without a template and a trade batch
   resolve on their own, with their business rules; templates and registrations naming one wait.
-- `resolve_all` (whole tree): template merges, and the cross-document rules (unique names,
+- `TreeResolver` (whole tree, fed in file order): template merges, and the cross-document rules (unique names,
   registrationIds, batchIds, tradeTicketIds, templates that exist). A duplicate points at the
   second occurrence and names the first.
 """
@@ -27,7 +27,7 @@ from reconciler.model import (
 )
 from reconciler.rules import cusip_check_digit, iter_registration_problems
 
-__all__ = ["Resolved", "TreeResolver", "resolve_all", "resolve_document", "rule_diagnostics"]
+__all__ = ["Resolved", "TreeResolver", "resolve_document", "rule_diagnostics"]
 
 # Fields an instruction needs once batch defaults are merged; SEI cannot book a ticket without them.
 REQUIRED_INSTRUCTION_FIELDS = ("masterOrderId", "side", "ticker", "cusip", "target")
@@ -104,15 +104,6 @@ def resolve_document(kind: str, doc: Document) -> Resolved:
         out.id_source = _source(doc, ("spec", "batchId"))
         out.resource = _batch(doc, out.ticket_sources, out.diagnostics)
     return out
-
-
-def resolve_all(items: list[Resolved]) -> tuple[tuple, tuple, tuple, list[Diagnostic]]:
-    tree = TreeResolver()
-    registrations = list(tree.add(items))
-    registrations, batches = [r for r in registrations if isinstance(r, DesiredRegistration)], \
-        [b for b in registrations if isinstance(b, DesiredBatch)]
-    late, policies, diags = tree.finish()
-    return tuple(registrations) + late, tuple(batches), policies, diags
 
 
 class TreeResolver:
