@@ -1,12 +1,18 @@
 """The plan at scale, against the floor, in one run on the same data (SPEC.md §8).
 
-    .venv/bin/python -m tests.benchmarks.bench_plan [--registrations 10000] [--instructions 20000] [--drift 0.01]
+    .venv/bin/python -m tests.benchmarks.bench_plan                     # the curve: 10k, 30k, 100k
+    .venv/bin/python -m tests.benchmarks.bench_plan --registrations 10000  # one size (instructions 2×)
 
+For each size (N registrations, 2N instructions, 1% drift):
 - floor: parse every manifest with PyYAML's C loader + fetch the same live state from the sandbox as
-  raw JSON (the bulk read in 500-id chunks, 4 at a time, then SEI's ticket pages);
+  raw JSON (the bulk read in 500-id chunks, 4 at a time, then SEI's ticket pages), one after the other;
 - validate and plan: the real CLI in a fresh process each, wall time and peak RSS;
 - the sandbox's request count for the plan, and the plan's deepdiff calls (RECONCILER_STATS).
 The sandbox runs as `reconciler sandbox` in its own process, as a vendor would.
+
+Peak RSS is the largest process of the command's tree (os.wait4). The commands are started by a small
+launcher process begun before any data exists: a child forked from this (large) process would start
+with this process's pages counted as its own high-water mark.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,25 +36,47 @@ from reconciler.manifests.loader import iter_manifest_files
 from tests.benchmarks.estate import write_estate
 
 TOKENS = {"ORION_TOKEN": "bench-orion", "SEI_TOKEN": "bench-sei", "SEI_APP_KEY": "bench-key"}
+CURVE = (10_000, 30_000, 100_000)
+
+_LAUNCHER = r"""
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    req = json.loads(line)
+    with open(req["out"], "w") as out, open(req["err"], "w") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(req["cmd"], env=req["env"], cwd=req["cwd"], stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+    print(json.dumps({"elapsed": time.perf_counter() - start, "maxrss_kib": usage.ru_maxrss,
+                      "rc": os.waitstatus_to_exitcode(status)}), flush=True)
+"""
+
+
+class Launcher:
+    """Runs commands from a process that stays small, so their peak RSS is their own."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def run(self, cmd: list[str], env: dict, cwd: Path) -> tuple[float, int, subprocess.CompletedProcess]:
+        """Wall time, peak RSS (KiB) and output of one command."""
+        out, err = cwd / "cmd.out", cwd / "cmd.err"
+        self.proc.stdin.write(json.dumps({"cmd": cmd, "env": env, "cwd": str(cwd), "out": str(out),
+                                          "err": str(err)}) + "\n")
+        self.proc.stdin.flush()
+        res = json.loads(self.proc.stdout.readline())
+        return res["elapsed"], res["maxrss_kib"], subprocess.CompletedProcess(cmd, res["rc"], out.read_text(),
+                                                                              err.read_text())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def timed_process(cmd: list[str], env: dict, cwd: Path) -> tuple[float, int, subprocess.CompletedProcess]:
-    """Wall time, peak RSS (KiB) of that one child (os.wait4 gives its own rusage), and its output."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return elapsed, usage.ru_maxrss, subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
 
 
 def floor(root: Path, base: str, ids: list[int]) -> tuple[float, float]:
@@ -57,7 +86,7 @@ def floor(root: Path, base: str, ids: list[int]) -> tuple[float, float]:
     parse = time.perf_counter() - start
     start = time.perf_counter()
     orion = {"Authorization": f"Session {TOKENS['ORION_TOKEN']}"}
-    with httpx.Client(base_url=base, timeout=120) as client:
+    with httpx.Client(base_url=base, timeout=300) as client:
         chunks = [ids[i:i + 500] for i in range(0, len(ids), 500)]
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda c: client.post("/api/v1/Trading/Sleeve/Registrations/ListWithAccountSleeves",
@@ -72,22 +101,16 @@ def floor(root: Path, base: str, ids: list[int]) -> tuple[float, float]:
     return parse, time.perf_counter() - start
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--registrations", type=int, default=10_000)
-    ap.add_argument("--instructions", type=int, default=20_000)
-    ap.add_argument("--drift", type=float, default=0.01)
-    ap.add_argument("--dir", type=Path, help="work folder (default: a new temporary one)")
-    args = ap.parse_args()
-    work = args.dir or Path(tempfile.mkdtemp(prefix="bench-plan-"))
+def run_size(launcher: Launcher, work: Path, registrations: int, instructions: int, drift: float) -> dict:
     root = work / "manifests"
     t = time.perf_counter()
-    state = write_estate(root, args.registrations, args.instructions, drift=args.drift)
+    state = write_estate(root, registrations, instructions, drift=drift)
     (work / "state.json").write_text(json.dumps(state))
-    print(f"data: {args.registrations} registrations, {args.instructions} instructions, drift {args.drift:.0%}, "
-          f"{len(iter_manifest_files([str(root)])[0])} files (generated in {time.perf_counter() - t:.1f} s); "
-          f"{os.cpu_count()} cores")
-
+    ids = [r["registrationId"] for r in state["registrations"]]
+    del state
+    files = len(iter_manifest_files([str(root)])[0])
+    print(f"data: {registrations:,} registrations, {instructions:,} instructions, drift {drift:.0%}, {files:,} files "
+          f"(generated in {time.perf_counter() - t:.1f} s); {os.cpu_count()} cores", flush=True)
     port = free_port()
     env = {**os.environ, **TOKENS, "ORION_BASE_URL": f"http://127.0.0.1:{port}/api",
            "SEI_BASE_URL": f"http://127.0.0.1:{port}", "RECONCILER_STATS": "1", "CI": "true"}
@@ -95,37 +118,67 @@ def main() -> None:
                                 str(work / "state.json")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
+        for _ in range(3000):
             try:
                 httpx.get(f"{base}/_sandbox/health")
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        ids = [r["registrationId"] for r in state["registrations"]]
         parse, fetch = floor(root, base, ids)
         httpx.post(f"{base}/_sandbox/counters/reset")
         cli = [sys.executable, "-m", "reconciler"]
-        v_time, v_rss, v = timed_process(cli + ["validate", str(root)], env, work)
+        v_time, v_rss, v = launcher.run(cli + ["validate", str(root)], env, work)
         assert v.returncode == 0, v.stderr[-2000:]
-        p_time, p_rss, p = timed_process(cli + ["plan", str(root), "--detailed-exitcode"], env, work)
+        p_time, p_rss, p = launcher.run(cli + ["plan", str(root), "--detailed-exitcode"], env, work)
         assert p.returncode == 2, p.stderr[-2000:]
         counts = httpx.get(f"{base}/_sandbox/counters").json()
     finally:
         sandbox.terminate()
         sandbox.wait()
     stats = next((ln for ln in p.stderr.splitlines() if ln.startswith("stats:")), "stats: (none)")
-    summary = p.stdout.strip().splitlines()
-    floor_total = parse + fetch
-    chunks = -(-args.registrations // 500)
+    summary = next((ln for ln in p.stdout.splitlines() if ln.startswith("Plan:")), "")
+    fl = parse + fetch
     bulk = counts["requests"].get("POST /api/v1/Trading/Sleeve/Registrations/ListWithAccountSleeves", 0)
-    print(f"floor:    parse {parse:6.2f} s + fetch {fetch:6.2f} s = {floor_total:6.2f} s")
-    print(f"validate: {v_time:6.2f} s wall, peak RSS {v_rss / 1024:6.0f} MiB*  validate/parse = {v_time / parse:.2f}")
-    print(f"plan:     {p_time:6.2f} s wall, peak RSS {p_rss / 1024:6.0f} MiB*  plan/floor     = {p_time / floor_total:.2f}")
+    pages = sum(v for k, v in counts["requests"].items() if "tradetickets" in k)
+    print(f"floor:    parse {parse:6.2f} s + fetch {fetch:6.2f} s = {fl:6.2f} s")
+    print(f"validate: {v_time:6.2f} s wall, peak RSS {v_rss / 1024:6.0f} MiB   validate/parse = {v_time / parse:.2f}")
+    print(f"plan:     {p_time:6.2f} s wall, peak RSS {p_rss / 1024:6.0f} MiB   plan/floor     = {p_time / fl:.2f}")
     print(f"          {stats}")
-    print(f"          requests: {counts['total']} in all; {bulk} bulk reads (limit ⌈N/500⌉ = {chunks}), "
-          f"{sum(v for k, v in counts['requests'].items() if 'tradetickets' in k)} ticket pages")
-    print(f"          {next((ln for ln in summary if ln.startswith('Plan:')), '')}")
-    print("  * the largest single process of the command's tree (os.wait4), a parsing worker when they run")
+    print(f"          requests: {counts['total']} in all; {bulk} bulk reads (limit ⌈N/500⌉ = "
+          f"{-(-registrations // 500)}), {pages} ticket pages")
+    print(f"          {summary}", flush=True)
+    return {"registrations": registrations, "instructions": instructions, "parse": parse, "fetch": fetch,
+            "floor": fl, "plan": p_time, "plan_rss": p_rss / 1024, "validate": v_time, "validate_rss": v_rss / 1024,
+            "requests": counts["total"], "bulk": bulk, "pages": pages}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--registrations", type=int, action="append",
+                    help="one size (repeatable); default the curve 10,000 / 30,000 / 100,000")
+    ap.add_argument("--drift", type=float, default=0.01)
+    ap.add_argument("--dir", type=Path, help="work folder (default: a new temporary one, removed after)")
+    args = ap.parse_args()
+    launcher = Launcher()  # first, while this process is small
+    sizes = args.registrations or list(CURVE)
+    rows = []
+    try:
+        for n in sizes:
+            work = (args.dir or Path(tempfile.mkdtemp(prefix="bench-plan-"))) / f"n{n}"
+            work.mkdir(parents=True, exist_ok=True)
+            rows.append(run_size(launcher, work, n, 2 * n, args.drift))
+            if not args.dir:
+                shutil.rmtree(work.parent, ignore_errors=True)
+            print()
+    finally:
+        launcher.close()
+    print("| estate | plan | floor (parse + fetch) | plan/floor | peak RSS (plan) | validate/parse | requests |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['registrations']:,} registrations + {r['instructions']:,} instructions | {r['plan']:.1f} s | "
+              f"{r['floor']:.1f} s ({r['parse']:.1f} + {r['fetch']:.1f}) | **{r['plan'] / r['floor']:.2f}** | "
+              f"{r['plan_rss']:,.0f} MiB | {r['validate'] / r['parse']:.2f} | "
+              f"{r['bulk']} bulk reads + {r['pages']} ticket pages |")
 
 
 if __name__ == "__main__":
