@@ -1,1 +1,62 @@
-__version__ = "0.1.0"
+"""reconciler: Orion sleeve registrations and SEI trade instructions managed as code.
+
+The public API, for a Python user who wants the CLI's steps without the CLI:
+
+    import reconciler
+
+    settings = reconciler.load_settings(["manifests"])
+    with reconciler.open_session(settings) as session:           # or sandbox=True
+        result = reconciler.plan_stream(("manifests",), session.vendors, session.settings)
+    print(reconciler.render_plan_text(result.plan))
+
+    manifests = reconciler.load_manifests(["manifests"])
+    code = reconciler.run_apply(reconciler.ApplyRequest(...), manifests, settings, out)
+
+Names load on first use (PEP 562), so `import reconciler` stays as cheap as the CLI's start-up.
+Everything else is internal and may change; tests/test_public_api.py guards this list.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from reconciler.version import __version__
+
+# name → the module that defines it
+_EXPORTS = {
+    # load and check
+    "load_manifests": "reconciler.manifests", "ManifestSet": "reconciler.model",
+    "load_settings": "reconciler.config", "Settings": "reconciler.config",
+    # read and plan
+    "open_session": "reconciler.session", "plan_stream": "reconciler.pipeline", "StreamedPlan": "reconciler.pipeline",
+    "read_live_state": "reconciler.live", "build_plan": "reconciler.plan", "Targeting": "reconciler.plan",
+    "Plan": "reconciler.model", "Change": "reconciler.model", "Action": "reconciler.model",
+    "render_plan_text": "reconciler.render", "render_plan_markdown": "reconciler.render",
+    "plan_to_document": "reconciler.plandoc",
+    # apply
+    "ApplyRequest": "reconciler.runs", "run_apply": "reconciler.runs",
+    # audit
+    "build_drift_report": "reconciler.drift", "DriftReport": "reconciler.drift", "Finding": "reconciler.drift",
+    # errors
+    "ReconcilerError": "reconciler.errors", "ManifestError": "reconciler.errors", "Diagnostic": "reconciler.errors",
+    "ConfigError": "reconciler.errors", "ApiError": "reconciler.errors", "ApiAuthError": "reconciler.errors",
+    "AmbiguousWriteError": "reconciler.errors", "LiveStateError": "reconciler.errors",
+    "PlanFileError": "reconciler.errors", "PlanBlockedError": "reconciler.errors", "LockError": "reconciler.errors",
+    "StateBackendError": "reconciler.errors",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reconciler' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value   # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

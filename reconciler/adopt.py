@@ -26,7 +26,7 @@ from reconciler.config import IgnoreRule
 from reconciler.diff import diff_registration, match_sleeves
 from reconciler.escaping import terminal
 from reconciler.importer import registration_manifest
-from reconciler.manifests.loader import Document, iter_manifest_files, load_documents
+from reconciler.yamldoc import Document, iter_manifest_files, load_documents
 from reconciler.model import ManifestSet
 from reconciler.rules import iter_registration_problems
 

@@ -25,6 +25,7 @@ from reconciler.fields import (
     REGISTRATION_FIELDS,
     SLEEVE_FIELDS,
 )
+from reconciler.secret import Secret
 
 __all__ = [
     "CONFIG_FILE",
@@ -42,35 +43,6 @@ __all__ = [
 ]
 
 CONFIG_FILE = "reconciler.yaml"
-MASK = "****"
-
-
-class Secret:
-    """A credential. Never shows its value unless asked with reveal()."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret({MASK!r})"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(("Secret", self._value))
-
-    def __reduce__(self):  # a Secret never travels into a pickle (plan files, worker processes)
-        raise TypeError("secrets cannot be serialised")
-
-
 @dataclass(frozen=True)
 class OrionSettings:
     base_url: str = ""
@@ -244,8 +216,8 @@ def parse_now(value: str, where: str) -> dt.datetime:
     """An ISO 8601 moment with its UTC offset: a wall-clock time without one would be ambiguous."""
     try:
         when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"{where}={value!r} is not an ISO 8601 date and time (e.g. 2026-12-07T09:00:00-05:00)") from None
+    except ValueError as e:
+        raise ConfigError(f"{where}={value!r} is not an ISO 8601 date and time (e.g. 2026-12-07T09:00:00-05:00)") from e
     if when.tzinfo is None:
         raise ConfigError(f"{where}={value!r} needs a UTC offset (e.g. -05:00 or Z)")
     return when
@@ -309,7 +281,7 @@ def _secret(env: Mapping[str, str], name: str) -> Secret | None:
         try:
             return Secret(Path(path).read_text(encoding="utf-8").strip())
         except OSError as e:
-            raise ConfigError(f"{name}_FILE: cannot read the file it names ({e.strerror})") from None
+            raise ConfigError(f"{name}_FILE: cannot read the file it names ({e.strerror})") from e
     return None
 
 
@@ -327,12 +299,12 @@ def _find_config(paths: tuple[str, ...] | list[str]) -> Path | None:
 
 
 def _read_config(file: Path) -> dict[str, Any]:
-    from reconciler.manifests.loader import load_documents  # the same hardened YAML as manifests
+    from reconciler.yamldoc import load_documents  # the same hardened YAML as manifests
 
     try:
         docs, diags = load_documents(file.read_bytes(), str(file))
     except OSError as e:
-        raise ConfigError(f"{file}: cannot read ({e.strerror})") from None
+        raise ConfigError(f"{file}: cannot read ({e.strerror})") from e
     if diags:
         raise ManifestError(diags)
     if not docs or docs[0].data is None:
@@ -397,8 +369,8 @@ def _ignore_rule(file: Path, i: int, raw: Any) -> IgnoreRule:
     if expires is not None and not isinstance(expires, dt.date):
         try:
             expires = dt.date.fromisoformat(str(expires))
-        except ValueError:
-            raise ConfigError(f"{file}: ignore[{i}].expires {expires!r} is not a date (YYYY-MM-DD)") from None
+        except ValueError as e:
+            raise ConfigError(f"{file}: ignore[{i}].expires {expires!r} is not a date (YYYY-MM-DD)") from e
     if isinstance(expires, dt.datetime):
         expires = expires.date()
     field_pattern = str(raw.get("field") or "*")
@@ -427,5 +399,5 @@ def _unknown_field(pattern: str) -> str:
 def _convert(value: Any, typ: type, where: str) -> Any:
     try:
         return typ(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: {value!r} is not a valid {typ.__name__}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {value!r} is not a valid {typ.__name__}") from e

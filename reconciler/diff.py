@@ -48,7 +48,7 @@ def sleeve_label(sleeve: dict, by_account_id: bool = False) -> str:
     return f"{sleeve.get('sleeveType')}, model {model}" if model is not None else str(sleeve.get("sleeveType"))
 
 
-@dataclass
+@dataclass(frozen=True)
 class RegistrationDiff:
     """What differs, structured for the payload and flattened for display."""
 
@@ -204,7 +204,7 @@ def diff_registration(desired: DesiredRegistration, live: dict, ignore: tuple[Ig
         labels={**live_ids, **{label: s.get("accountId") for label, s in removed_by_label.items()}})
 
 
-@dataclass
+@dataclass(frozen=True)
 class InstructionDiff:
     exists: bool
     fields: tuple[FieldChange, ...] = ()

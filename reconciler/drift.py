@@ -9,27 +9,40 @@ drift is counted and listed apart, never silently dropped.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
-from reconciler import __version__
 from reconciler.config import IgnoreRule
 from reconciler.diff import diff_instruction, diff_registration, sleeve_label
 from reconciler.errors import ApiError
 from reconciler.fields import COUNTED_SLEEVE_TYPES
 from reconciler.model import DesiredRegistration, FieldChange, ManifestSet, Source
+from reconciler.version import __version__
 
-__all__ = ["DriftReport", "Finding", "build_drift_report"]
+__all__ = ["DriftReport", "Finding", "FindingKind", "FindingStatus", "build_drift_report"]
 
 _SLEEVE_PATH = re.compile(r"^accountSleeves\[(?P<label>.+?)\](?P<rest>.*)$")
 
 
-@dataclass
+class FindingKind(enum.StrEnum):
+    REGISTRATION = "registration"
+    INSTRUCTION = "instruction"
+
+
+class FindingStatus(enum.StrEnum):
+    """Plain strings too (StrEnum): documents, templates and tables show the value."""
+
+    DRIFTED = "drifted"       # live differs from a declared field
+    MISSING = "missing"       # declared, absent from live state
+    CONFLICT = "conflict"     # a ticket at SEI with other values (it cannot be changed)
+
+
+@dataclass(frozen=True)
 class Finding:
     address: str
-    kind: str                      # "registration" | "instruction"
-    status: str                    # "drifted" | "missing" | "conflict"
+    kind: FindingKind
+    status: FindingStatus
     source: Source
     fields: tuple[FieldChange, ...] = ()
     edited_by: str | None = None
@@ -40,7 +53,7 @@ class Finding:
     trade: dict = field(default_factory=dict)             # a missing instruction: side, quantity, price, notional
 
 
-@dataclass
+@dataclass(frozen=True)
 class DriftReport:
     generated_at: str
     tool_version: str
@@ -68,18 +81,17 @@ def build_drift_report(manifests: ManifestSet, live, vendors, rules: tuple[Ignor
     for desired in sorted(manifests.registrations, key=lambda r: r.address):
         current = live.registrations.get(desired.registration_id)
         if current is None:
-            findings.append(Finding(desired.address, "registration", "missing", desired.source))
+            findings.append(Finding(desired.address, FindingKind.REGISTRATION, FindingStatus.MISSING, desired.source))
             continue
         d = diff_registration(desired, current, active, today)
         ignored += [_ignored(i.address, i.path, i.reason, rules) for i in d.ignored]
         if not d.fields:
             continue
-        f = Finding(desired.address, "registration", "drifted", desired.source, d.fields,
-                    current.get("editedBy"), current.get("editedDate"),
-                    expired_rules=_expired_hits(desired.address, d.fields, expired),
-                    allocation=_allocation(desired, current, {i.path for i in d.ignored}))
-        f.history = _history(vendors, desired, d)
-        findings.append(f)
+        findings.append(Finding(desired.address, FindingKind.REGISTRATION, FindingStatus.DRIFTED, desired.source,
+                                d.fields, current.get("editedBy"), current.get("editedDate"),
+                                history=_history(vendors, desired, d),
+                                expired_rules=_expired_hits(desired.address, d.fields, expired),
+                                allocation=_allocation(desired, current, {i.path for i in d.ignored})))
     for desired in sorted(manifests.instructions, key=lambda i: i.ticket_id):
         rows = live.tickets.get(desired.ticket_id, [])
         d = diff_instruction(desired, rows, active, today)
@@ -91,11 +103,12 @@ def build_drift_report(manifests: ManifestSet, live, vendors, rules: tuple[Ignor
             trade = {"side": fields.get("side"), "ticker": fields.get("ticker"), "quantity": target, "price": price,
                      "notional": round(float(target or 0) * float(price), 2) if price is not None else None,
                      "batchId": fields.get("batchId")}
-            findings.append(Finding(desired.address, "instruction", "missing", desired.source, trade=trade))
+            findings.append(Finding(desired.address, FindingKind.INSTRUCTION, FindingStatus.MISSING, desired.source,
+                                    trade=trade))
         elif d.conflict:
             # SEI records no editor; the row's last change date is the best attribution it offers
-            findings.append(Finding(desired.address, "instruction", "conflict", desired.source, d.fields,
-                                    None, rows[0].get("changeDate") or rows[0].get("createDate"),
+            findings.append(Finding(desired.address, FindingKind.INSTRUCTION, FindingStatus.CONFLICT, desired.source,
+                                    d.fields, None, rows[0].get("changeDate") or rows[0].get("createDate"),
                                     expired_rules=_expired_hits(desired.address, d.fields, expired)))
     now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)   # one time zone: UTC
     return DriftReport(now.isoformat(timespec="seconds"), __version__, manifests.digest, findings, ignored,

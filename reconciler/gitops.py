@@ -11,11 +11,23 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from reconciler.render.markdown import MARKER
+from reconciler.ci import ci_run_url
+from reconciler.errors import ConfigError
+from reconciler.escaping import md_code, md_fence, md_text
+from reconciler.plan import plan_summary
+from reconciler.planfile import load_plan
+from reconciler.providers.github import GitHubClient
+from reconciler.render.markdown import MARKER, render_plan_markdown
+from reconciler.render._values import summary_line
+from reconciler.secret import Secret
 
-__all__ = ["PLAN_LABELS", "label_pull", "ADOPT_MARKER", "adoption_body", "commit_and_push", "sync_adoption_pull", "DRIFT_LABEL", "PlanRun", "find_plan_run", "post_plan_comments", "status_for_exit_code", "sync_drift_issue"]
+__all__ = ["ADOPT_MARKER", "DRIFT_LABEL", "PLAN_LABELS", "PlanRun", "adoption_body", "comment_context", "commit_and_push",
+           "find_plan_run", "github_client_from_env", "label_pull", "plan_comment_parts", "post_plan_comments",
+           "status_for_exit_code", "sync_adoption_pull", "sync_drift_issue"]
 
 DRIFT_LABEL = "reconciler-drift"
 
@@ -151,3 +163,51 @@ def commit_and_push(files: list[str], branch: str, message: str, remote: str = "
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise ReconcilerError(f"`{' '.join(cmd[:3])} …` failed: {done.stderr.strip()[:300]}")
+
+
+def github_client_from_env() -> GitHubClient:
+    """The GitHub API client for GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_API_URL (as Actions sets them)."""
+    token, repo = os.environ.get("GITHUB_TOKEN"), os.environ.get("GITHUB_REPOSITORY")
+    if not token or not repo:
+        raise ConfigError("GITHUB_TOKEN and GITHUB_REPOSITORY must be set (GitHub Actions sets GITHUB_REPOSITORY; "
+                          "pass the token with env: GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }})")
+    return GitHubClient(Secret(token), repo, os.environ.get("GITHUB_API_URL") or "https://api.github.com")
+
+
+def plan_comment_parts(plan_file: str | None, markdown_file: str | None, errors_file: str | None, exit_code: int,
+                       sha: str | None) -> tuple[list[str], str]:
+    """The comment parts to post and the one-line summary for the commit status.
+
+    In order of preference: the markdown `plan` printed (all a pull-request job may read of an
+    encrypted plan); the validate errors, fenced, when the plan failed; else the saved plan, rendered."""
+    rendered = Path(markdown_file).read_text(encoding="utf-8") if markdown_file and Path(markdown_file).is_file() else ""
+    if MARKER in rendered:   # each comment part starts with the marker
+        parts = [MARKER + p.rstrip().removesuffix("---").rstrip() + "\n" for p in rendered.split(MARKER)[1:]]
+        head = parts[0].splitlines()[1] if len(parts[0].splitlines()) > 1 else ""
+        summary = "plan fails a hard policy" if exit_code == 1 else head.removeprefix("### reconciler plan: ")
+        return parts, summary
+    if exit_code == 1 or not plan_file:
+        errors = Path(errors_file).read_text(encoding="utf-8", errors="replace").strip() if errors_file and \
+            Path(errors_file).is_file() else ""
+        lines = errors.splitlines()
+        shown = "\n".join(lines[:200]) + (f"\n… {len(lines) - 200} more line(s) in the workflow log" if len(lines) > 200 else "")
+        parts = [f"{MARKER}\n### reconciler plan failed for {(sha or 'this commit')[:12]}\n\n"
+                 + (f"The manifests are invalid:\n\n{md_fence(shown)}\n" if errors else
+                    "The plan could not be made; the workflow log says why.")]
+        summary = (f"validate failed: {sum(1 for ln in lines if ':' in ln and not ln.startswith('Error:'))} error(s)"
+                   if errors else "plan failed")
+        return parts, summary
+    saved = load_plan(plan_file)
+    return render_plan_markdown(saved.plan, environment=saved.endpoints), summary_line(plan_summary(saved.plan))
+
+
+def comment_context(parts: list[str], sha: str | None, note: str | None) -> list[str]:
+    """The commit and the CI run under the first part's title, and an optional note: what a reviewer
+    needs to know the comment describes the newest push."""
+    run = ci_run_url()
+    context = " · ".join(x for x in (f"commit {md_code(sha[:12])}" if sha else "",
+                                     f"[CI run]({run})" if run else "") if x)
+    first = parts[0].split("\n")
+    title = 2 if len(first) > 1 and first[1].startswith("###") else 1
+    extra = ([context, ""] if context else []) + ([f"> {md_text(note, 1000)}", ""] if note else [])
+    return ["\n".join(first[:title] + [""] + extra + first[title:]).replace("\n\n\n", "\n\n")] + parts[1:]

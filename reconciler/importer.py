@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from reconciler import __version__
-from reconciler.errors import ReconcilerError
+from reconciler.errors import LiveStateError, ReconcilerError
 from reconciler.files import write_private
-
 from reconciler.fields import (
     ASSIGNED,
     COUNTED_SLEEVE_TYPES,
@@ -29,8 +27,10 @@ from reconciler.fields import (
     normalise_method,
     sleeve_model_id,
 )
+from reconciler.version import __version__
 
-__all__ = ["registration_manifest", "render_imported", "slug", "tradebatch_manifest", "write_imported"]
+__all__ = ["read_registrations", "read_tradebatch", "registration_manifest", "render_imported", "slug",
+           "tradebatch_manifest", "write_imported"]
 
 API_VERSION = "reconciler/v1"
 _REG_ORDER = ("isActive", "isDoNotTrade", "contributionAllocationMethod", "distributionAllocationMethod",
@@ -163,3 +163,20 @@ def write_imported(docs: list[tuple[dict, str]], vendor: str, origin: str, outpu
         # manifests are meant to be committed: readable like other source files, written atomically
         write_private(path, render_imported(group, vendor, origin), mode=0o644)
     return [p for p, _ in files]
+
+
+def read_registrations(vendors, ids: list[int], settings) -> dict[int, dict]:
+    """The live registrations `ids`, in one bulk read; LiveStateError naming any Orion does not hold."""
+    live = vendors.orion.list_with_sleeves(list(ids), chunk=settings.read_chunk, workers=settings.read_workers)
+    missing = [i for i in ids if i not in live]
+    if missing:
+        raise LiveStateError(f"not found in Orion: registration {', '.join(map(str, missing))}; nothing was written")
+    return live
+
+
+def read_tradebatch(vendors, batch_id: str) -> list[dict]:
+    """Every ticket row of one model change; LiveStateError when SEI holds none."""
+    rows = [r for r in vendors.sei.iter_tickets() if str(r.get("batchId")) == batch_id]
+    if not rows:
+        raise LiveStateError(f"SEI holds no tickets with batchId {batch_id!r}; nothing was written")
+    return rows

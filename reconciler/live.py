@@ -11,17 +11,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from reconciler.config import Settings
-from reconciler.errors import LiveStateError
-from reconciler.model import DesiredInstruction, DesiredRegistration
+from reconciler.errors import ApiError, LiveStateError
+from reconciler.model import Action, DesiredInstruction, DesiredRegistration
 
-__all__ = ["LiveState", "missing_registrations_error", "read_live_state", "PER_TICKET_READ_LIMIT"]
+__all__ = ["LiveState", "PER_TICKET_READ_LIMIT", "ServerVerdict", "missing_registrations_error", "read_live_state",
+           "server_validate"]
 
 # Up to this many declared tickets are read one `GET ?id=` each (concurrently); beyond it, one pass
 # over the paged list (1,000 rows a page) costs fewer requests.
 PER_TICKET_READ_LIMIT = 50
 
 
-@dataclass
+@dataclass(frozen=True)
 class LiveState:
     registrations: dict[int, dict] = field(default_factory=dict)
     tickets: dict[int, list[dict]] = field(default_factory=dict)   # tradeTicketId → order rows
@@ -32,15 +33,14 @@ def read_live_state(vendors, registrations: tuple[DesiredRegistration, ...] | li
                     *, missing_ok: bool = False) -> LiveState:
     """Read what the given desired resources need; a registration missing in Orion is an error
     (for plan and apply), or simply absent from the result (`missing_ok`, for drift reports)."""
-    live = LiveState()
     ids = [r.registration_id for r in registrations]
+    regs: dict[int, dict] = {}
     # the two vendors are independent: page through SEI while Orion's bulk reads run
     with ThreadPoolExecutor(1, thread_name_prefix="sei-read") as pool:
         tickets = pool.submit(read_tickets, vendors, [i.ticket_id for i in instructions], settings)
         if ids:
-            live.registrations = vendors.orion.list_with_sleeves(ids, chunk=settings.read_chunk,
-                                                                 workers=settings.read_workers)
-        live.tickets = tickets.result()
+            regs = vendors.orion.list_with_sleeves(ids, chunk=settings.read_chunk, workers=settings.read_workers)
+        live = LiveState(regs, tickets.result())
     missing = [r for r in registrations if r.registration_id not in live.registrations]
     if missing and not missing_ok:
         raise missing_registrations_error(missing)
@@ -68,4 +68,32 @@ def read_tickets(vendors, ticket_ids: list[int], settings: Settings) -> dict[int
         tid = int(row.get("tradeTicketId", -1))
         if tid in wanted:
             out.setdefault(tid, []).append(row)
+    return out
+
+
+@dataclass(frozen=True)
+class ServerVerdict:
+    """Orion's Validate on one changed registration: its answer, or why it could not be asked."""
+
+    address: str
+    source: str
+    is_valid: bool | None            # None: not asked (see `error`)
+    message: str | None = None
+    error: str | None = None
+
+
+def server_validate(vendors, changes) -> list[ServerVerdict]:
+    """Orion's own dry run (`PUT …/Validate`) for every changed registration's payload, in plan order.
+    A failed call is reported with its error; it never stops the others."""
+    out = []
+    for c in changes:
+        if c.action is not Action.UPDATE:
+            continue
+        try:
+            answer = vendors.orion.validate(c.payload)
+        except ApiError as e:
+            out.append(ServerVerdict(c.address, str(c.source), None, error=str(e)))
+            continue
+        out.append(ServerVerdict(c.address, str(c.source), bool(answer.get("isValid", True)),
+                                 answer.get("validationMessage")))
     return out

@@ -50,14 +50,14 @@ class WorkspaceLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except BlockingIOError:
+            except BlockingIOError as e:
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     h = self.holder() or {}
                     raise LockError(
                         f"the workspace is locked by a running apply: pid {h.get('pid', '?')} on {h.get('host', '?')}"
                         f" (user {h.get('user', '?')}) since {h.get('started', '?')} ({h.get('command', '?')}); "
-                        "wait for it to finish. Its lock ends with its process, so no flag is ever needed") from None
+                        "wait for it to finish. Its lock ends with its process, so no flag is ever needed") from e
                 time.sleep(poll)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "user": _user(),
                 "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "command": self.command}

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 from reconciler.config import Settings
 from reconciler.fields import INSTRUCTION_FIELDS
-from reconciler.live import missing_registrations_error, read_tickets
+from reconciler.live import LiveState, missing_registrations_error, read_live_state, read_tickets
 from reconciler.manifests import ManifestStream
-from reconciler.model import DesiredInstruction, DesiredRegistration, Plan, Policy
-from reconciler.plan import PlanBuilder, Targeting, TargetingTally
+from reconciler.model import DesiredInstruction, DesiredRegistration, ManifestSet, Plan, Policy
+from reconciler.plan import PlanBuilder, Targeting, TargetingTally, build_plan, select
 
-__all__ = ["StreamedPlan", "plan_stream"]
+__all__ = ["StreamedPlan", "plan_in_memory", "plan_stream", "read_selected"]
 
 
 @dataclass(frozen=True)
@@ -179,3 +179,20 @@ def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targetin
         builder.add_instruction(desired, _rows(first.get(tid)), batch_sizes[desired.batch_id])
     return StreamedPlan(builder.plan(settings.batch_size), stream.digest, stream.policies,
                         stream.registrations, stream.instructions, selected, tuple(tally.warnings()))
+
+
+def read_selected(manifests: ManifestSet, vendors, settings: Settings, targeting: Targeting = Targeting(), *,
+                  missing_ok: bool = False) -> tuple[list[DesiredRegistration], list[DesiredInstruction], LiveState]:
+    """select → read, with everything in memory: what drift, --adopt and apply share."""
+    regs, instrs = select(manifests, targeting)
+    return regs, instrs, read_live_state(vendors, regs, instrs, settings, missing_ok=missing_ok)
+
+
+def plan_in_memory(manifests: ManifestSet, vendors, settings: Settings, targeting: Targeting = Targeting(), *,
+                   batch_size: int | None = None) -> tuple[Plan, LiveState]:
+    """select → read → plan from an already loaded ManifestSet: apply's path (and a saved plan's receipt).
+    `plan_stream` gives the same plan for a tree on disk without holding it (tests/test_scale_smoke.py)."""
+    _, _, live = read_selected(manifests, vendors, settings, targeting)
+    plan = build_plan(manifests, live, targeting=targeting, batch_size=batch_size or settings.batch_size,
+                      ignore=settings.ignore)
+    return plan, live

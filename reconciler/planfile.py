@@ -18,7 +18,7 @@ from typing import Any
 from reconciler.errors import PlanFileError
 from reconciler.files import write_private
 from reconciler.model import Plan
-from reconciler.render.document import FORMAT_VERSION, plan_from_document, plan_to_document
+from reconciler.plandoc import FORMAT_VERSION, plan_from_document, plan_to_document
 
 __all__ = ["SavedPlan", "binding_problems", "current_binding", "load_plan", "save_plan"]
 
@@ -111,14 +111,14 @@ def load_plan(path: str | Path, identity=None) -> SavedPlan:
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        raise PlanFileError(f"{path}: cannot read the saved plan ({e.strerror})") from None
+        raise PlanFileError(f"{path}: cannot read the saved plan ({e.strerror})") from e
     sealed = is_sealed(data)
     if sealed:
         data = unseal(data, identity, str(path))
     try:
         doc = json.loads(data)
-    except ValueError:
-        raise PlanFileError(f"{path}: not a saved plan (not JSON); create one with `reconciler plan --out FILE`") from None
+    except ValueError as e:
+        raise PlanFileError(f"{path}: not a saved plan (not JSON); create one with `reconciler plan --out FILE`") from e
     if not isinstance(doc, dict) or doc.get("kind") != KIND or "saved" not in doc:
         raise PlanFileError(f"{path}: not a saved plan; create one with `reconciler plan --out FILE`")
     if doc.get("format_version") != FORMAT_VERSION:
@@ -141,4 +141,4 @@ def load_plan(path: str | Path, identity=None) -> SavedPlan:
             targeting={k: list(v) for k, v in (saved.get("targeting") or {}).items()},
             binding=dict(saved.get("binding") or {}), sealed=sealed)
     except (KeyError, ValueError, TypeError) as e:
-        raise PlanFileError(f"{path}: the saved plan is damaged ({type(e).__name__}: {e})") from None
+        raise PlanFileError(f"{path}: the saved plan is damaged ({type(e).__name__}: {e})") from e

@@ -25,9 +25,9 @@ from reconciler.errors import PlanBlockedError, PlanFileError
 from reconciler.evaluator import Evaluator
 from reconciler.files import check_writable, write_private
 from reconciler.journal import Journal
-from reconciler.live import read_live_state
 from reconciler.model import ManifestSet, Plan
-from reconciler.plan import Targeting, build_plan, select
+from reconciler.pipeline import plan_in_memory
+from reconciler.plan import Targeting
 from reconciler.planfile import SavedPlan, binding_problems, current_binding
 from reconciler.policy import evaluate_policies, next_opening, window_open
 from reconciler.receipt import endpoint_problems, receipt_problems, stale_reasons
@@ -163,9 +163,7 @@ def _plan_to_apply(request: ApplyRequest, manifests: ManifestSet, settings: Sett
         t = saved.targeting
         targeting = Targeting(tuple(t.get("targets", ())), tuple(t.get("excludes", ())) + busy,
                               tuple(tuple(kv) for kv in t.get("selectors", ())))
-        regs, instrs = select(manifests, targeting)
-        live = read_live_state(vendors, regs, instrs, settings)
-        fresh = build_plan(manifests, live, targeting=targeting, batch_size=saved.batch_size, ignore=settings.ignore)
+        fresh, live = plan_in_memory(manifests, vendors, settings, targeting, batch_size=saved.batch_size)
         touched = {c.address for c in saved.plan.changes}
         reasons = stale_reasons(saved.plan, live, expected_digest=saved.manifests_digest, digest=manifests.digest,
                                 expired=saved.expired(), expires_at=saved.expires_at)
@@ -183,9 +181,7 @@ def _plan_to_apply(request: ApplyRequest, manifests: ManifestSet, settings: Sett
         return fresh, "inline-" + manifests.digest[:12], False
     t = request.targeting
     targeting = Targeting(t.targets, t.excludes + busy, t.selectors)
-    regs, instrs = select(manifests, targeting)
-    live = read_live_state(vendors, regs, instrs, settings)
-    plan = build_plan(manifests, live, targeting=targeting, batch_size=settings.batch_size, ignore=settings.ignore)
+    plan, _ = plan_in_memory(manifests, vendors, settings, targeting)
     return plan, "inline-" + manifests.digest[:12], False
 
 

@@ -23,7 +23,7 @@ from reconciler.errors import Diagnostic
 from reconciler.escaping import visible
 
 if TYPE_CHECKING:  # schema sits below manifests/ in the layering; it only needs the type
-    from reconciler.manifests.loader import Document
+    from reconciler.yamldoc import Document
 
 __all__ = ["KIND_SCHEMAS", "load_schema", "validate_document", "validate_instance"]
 

@@ -15,7 +15,7 @@ from typing import Iterable
 import pyrage
 from pyrage import x25519
 
-from reconciler.config import Secret
+from reconciler.secret import Secret
 from reconciler.errors import ConfigError, PlanFileError
 
 __all__ = ["AGE_MAGIC", "for_upload", "generate_identity", "is_sealed", "parse_recipients", "seal", "unseal"]
@@ -36,10 +36,10 @@ def parse_recipients(values: Iterable[str], where: str) -> tuple[str, ...]:
             continue
         try:
             x25519.Recipient.from_str(v)
-        except Exception:   # pyrage raises its own RecipientError or a ValueError by version
+        except Exception as e:   # pyrage raises its own RecipientError or a ValueError by version
             shown = v[:12] + "…" if len(v) > 12 else v
             raise ConfigError(f"{where}: {shown!r} is not an age X25519 recipient (age1…); make one with "
-                              "`reconciler keygen` or `age-keygen`") from None
+                              "`reconciler keygen` or `age-keygen`") from e
         out.append(v)
     return tuple(out)
 
@@ -58,7 +58,7 @@ def _identity(secret: Secret) -> x25519.Identity:
     lines = [ln.strip() for ln in secret.reveal().splitlines() if ln.strip() and not ln.startswith("#")]
     try:
         return x25519.Identity.from_str(lines[0] if lines else "")
-    except Exception:
+    except Exception:  # `from None` on purpose: the parser's message may quote the secret key it refused
         raise ConfigError("RECONCILER_PLAN_IDENTITY is not an age identity (AGE-SECRET-KEY-1…); give the key "
                           "`reconciler keygen` or `age-keygen` wrote (or RECONCILER_PLAN_IDENTITY_FILE)") from None
 
@@ -74,9 +74,9 @@ def unseal(data: bytes, identity: Secret | None, name: str) -> bytes:
     except pyrage.DecryptError as e:
         if "no matching keys" in str(e).lower():
             raise PlanFileError(f"{name} is encrypted to other recipients: RECONCILER_PLAN_IDENTITY is not one of "
-                                "them (check which key the plan job encrypts to)") from None
+                                "them (check which key the plan job encrypts to)") from e
         raise PlanFileError(f"{name} is damaged or truncated (decryption failed); nothing was written; make a new "
-                            "plan") from None
+                            "plan") from e
 
 
 def generate_identity() -> tuple[str, str]:

@@ -56,12 +56,9 @@ def open_session(settings: Settings, *, sandbox: bool = False) -> Iterator[Sessi
         with open_vendors(settings) as vendors:
             yield Session(vendors, settings)
         return
-    from reconciler.sandbox.demo import demo_state
-    from reconciler.sandbox.server import start_sandbox
-    from reconciler.sandbox.state import SandboxState, SandboxTiming
+    from reconciler.sandbox.entry import embedded  # the one door into the emulator (import-linter)
 
-    state = SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=SANDBOX_BATCH_LATENCY))
-    with start_sandbox(state) as sb:
+    with embedded(SANDBOX_BATCH_LATENCY) as sb:
         settings = settings.with_overrides(
             orion=OrionSettings(sb.orion_url, Secret(sb.creds.orion_token)),
             sei=SeiSettings(sb.sei_url, Secret(sb.creds.sei_token), Secret(sb.creds.sei_app_key)))

@@ -19,7 +19,7 @@ from typing import Iterator
 
 from reconciler.errors import ConfigError, Diagnostic, ManifestError
 from reconciler.escaping import visible
-from reconciler.manifests.loader import Document, iter_manifest_files, load_documents
+from reconciler.yamldoc import Document, iter_manifest_files, load_documents
 from reconciler.manifests.resolve import Resolved, TreeResolver, resolve_document, rule_diagnostics
 from reconciler.model import DesiredBatch, DesiredRegistration, ManifestSet
 from reconciler.schema import KIND_SCHEMAS, validate_document

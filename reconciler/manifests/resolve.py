@@ -15,7 +15,7 @@ from typing import Any
 
 from reconciler.errors import Diagnostic
 from reconciler.fields import INSTRUCTION_FIELDS
-from reconciler.manifests.loader import Document
+from reconciler.yamldoc import Document
 from reconciler.model import (
     DesiredBatch,
     DesiredInstruction,

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from reconciler import __version__
+from reconciler.version import __version__
 from reconciler.config import Settings, require_safe_url
 from reconciler.errors import ConfigError
 from reconciler.providers._http import HttpPolicy, PauseGate, Redactor, parse_retry_after, probe_tls_refusal
@@ -61,7 +61,7 @@ def build_sei_ssl_context(settings: Settings) -> ssl.SSLContext | bool:
         except (OSError, ssl.SSLError) as e:
             # never quote the key file's contents; name the variables instead
             raise ConfigError(f"cannot load the SEI client certificate/key (SEI_CLIENT_CERT, SEI_CLIENT_KEY): "
-                              f"{getattr(e, 'strerror', None) or type(e).__name__}") from None
+                              f"{getattr(e, 'strerror', None) or type(e).__name__}") from e
     elif host not in ("localhost", "127.0.0.1", "::1"):
         raise ConfigError("SEI requires two-way TLS: set SEI_CLIENT_CERT and SEI_CLIENT_KEY (PEM files)")
     return ctx

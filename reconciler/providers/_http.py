@@ -219,9 +219,9 @@ class VendorHttp:
         if json_body is not None:
             try:  # NaN and Infinity are not JSON; sending them would be a bug, never a value
                 content = json.dumps(json_body, separators=(",", ":"), allow_nan=False).encode()
-            except ValueError:
+            except ValueError as e:
                 raise ApiError("refusing to send a non-finite number (NaN or Infinity); nothing was sent",
-                               method=method, path=path, refused=True) from None
+                               method=method, path=path, refused=True) from e
             headers = {**(headers or {}), "Content-Type": "application/json"}
         while True:
             attempt += 1
@@ -306,11 +306,11 @@ class VendorHttp:
         """The answer's JSON. An unreadable 2xx to a write is in doubt (the server acted), never a refusal."""
         try:
             return json.loads(resp.content)
-        except ValueError:
+        except ValueError as e:
             if write:
-                raise ambiguous_answer(resp, method, path, "the answer is not JSON", self.redact) from None
+                raise ambiguous_answer(resp, method, path, "the answer is not JSON", self.redact) from e
             raise ApiError("the answer is not JSON", method=method, path=path, status=resp.status_code,
-                           body_excerpt=self.redact(resp.text) if quote_body else "") from None
+                           body_excerpt=self.redact(resp.text) if quote_body else "") from e
 
     def _send(self, method, path, params, content, data, headers, deadline) -> httpx.Response:
         with self.client.stream(method, path, params=params, content=content, data=data, headers=headers) as resp:
@@ -356,7 +356,7 @@ class VendorHttp:
             raise TlsConfigError(
                 self.redact(f"the TLS handshake was refused ({reason}); check the client certificate, key "
                             "and CA bundle (SEI_CLIENT_CERT, SEI_CLIENT_KEY, SEI_CA_BUNDLE)"),
-                method=method, path=path) from None
+                method=method, path=path) from e
 
     def _error(self, resp: httpx.Response, method: str, path: str, cls: type[ApiError], what: str,
                quote_body: bool = True, refused: bool = False) -> ApiError:

@@ -163,9 +163,9 @@ class OrionClient:
         resp = self.http.request("POST", SUBMIT_BATCH, safe=False, json_body=registrations)
         try:
             return parse_batch_id(resp.text)
-        except (ApiError, UnicodeDecodeError):
+        except (ApiError, UnicodeDecodeError) as e:
             raise ambiguous_answer(resp, "POST", SUBMIT_BATCH, "the batch id in its answer cannot be read",
-                                   self.redact) from None
+                                   self.redact) from e
 
     def batch_status(self, batch_id: int) -> dict:
         path = BATCH_STATUS.format(batch_id=batch_id)

@@ -1,7 +1,8 @@
-"""Renderers: Plan (and later apply results and drift reports) → strings. They never print."""
+"""Renderers: Plan, stages, apply results and drift reports → strings. They never print.
 
-from reconciler.render.document import plan_from_document, plan_to_document
+The JSON form of a plan is not here: it is a contract, not a view (reconciler/plandoc.py)."""
+
 from reconciler.render.markdown import render_plan_markdown
 from reconciler.render.text import render_plan_text
 
-__all__ = ["plan_from_document", "plan_to_document", "render_plan_markdown", "render_plan_text"]
+__all__ = ["render_plan_markdown", "render_plan_text"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler import __version__
+from reconciler.version import __version__
 from reconciler.escaping import terminal
 
 __all__ = ["REPORT_FORMAT_VERSION", "apply_report", "render_apply_text"]

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from reconciler.fields import ORION_BATCH_LIMIT, ORION_READ_CHUNK, SEI_PAGE_LIMIT
+from reconciler.sandbox.contract import BATCH_LIMIT, PAGE_LIMIT, READ_CHUNK
 from reconciler.sandbox.faults import FaultBook, parse_faults
 from reconciler.sandbox.state import SandboxState
 
@@ -275,8 +275,8 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         ids = await body_json(request)
         if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             return _orion_error(400, "The body must be a JSON array of registration ids.")
-        if len(ids) > ORION_READ_CHUNK:
-            return _orion_error(400, f"At most {ORION_READ_CHUNK} registration ids per request.")
+        if len(ids) > READ_CHUNK:
+            return _orion_error(400, f"At most {READ_CHUNK} registration ids per request.")
         return JSONResponse(state.list_with_sleeves(ids))
 
     async def histories(request: Request, user: str) -> Response:
@@ -296,8 +296,8 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         items = await body_json(request)
         if not isinstance(items, list) or not items:
             return _orion_error(400, "The body must be a non-empty JSON array of registrations.")
-        if len(items) > ORION_BATCH_LIMIT:
-            return _orion_error(400, f"A batch holds at most {ORION_BATCH_LIMIT} registrations.")
+        if len(items) > BATCH_LIMIT:
+            return _orion_error(400, f"A batch holds at most {BATCH_LIMIT} registrations.")
         if not all(isinstance(i, dict) and isinstance(i.get("registrationId"), int) for i in items):
             return _orion_error(400, "Every item must be a registration object with a registrationId.")
         stuck = faults.take("POST", request.url.path, ("stuck",)) is not None
@@ -351,8 +351,8 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         except (ValueError, binascii.Error, UnicodeDecodeError):
             return _sei_error(400, "request.invalid", "id, limit and cursor must be valid",
                               errors=[{"field": "query", "location": "query", "reason": "invalid"}])
-        if not 1 <= limit <= SEI_PAGE_LIMIT:
-            return _sei_error(400, "request.invalid", f"limit must be between 1 and {SEI_PAGE_LIMIT}",
+        if not 1 <= limit <= PAGE_LIMIT:
+            return _sei_error(400, "request.invalid", f"limit must be between 1 and {PAGE_LIMIT}",
                               errors=[{"field": "limit", "location": "query", "reason": "out of range"}])
         rows, total, nxt = state.tickets_page(ticket_id, q.get("status"), limit, cursor)
         prev = base64.urlsafe_b64encode(str(max(0, cursor - limit)).encode()).decode() if cursor else None

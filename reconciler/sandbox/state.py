@@ -3,7 +3,8 @@
 Batches progress with the clock, not with a background task: every request first calls `advance()`,
 which finishes the batches whose time has come (New → Processing → Complete/PartiallyComplete/Failed).
 That keeps the emulator deterministic under test and lets many batches "run" at once, as Orion's do.
-Business rules are those of `reconciler.rules`, applied to the merged result as Orion would.
+Business rules, field lists and limits are the emulator's own (contract.py, written from API.md),
+applied to the merged result as Orion would; the client's rules are never consulted.
 """
 
 from __future__ import annotations
@@ -19,8 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from reconciler.fields import INSTRUCTION_FIELDS, REGISTRATION_FIELDS, SLEEVE_FIELDS, sleeve_model_id
-from reconciler.rules import cusip_check_digit, iter_registration_problems
+from reconciler.sandbox.contract import (
+    INSTRUCTION_FIELDS,
+    REGISTRATION_FIELDS,
+    SLEEVE_FIELDS,
+    registration_problems,
+    sleeve_model,
+    ticket_problems,
+)
 
 __all__ = ["Batch", "SandboxState", "SandboxTiming"]
 
@@ -138,22 +145,21 @@ class SandboxState:
             for i in ids:
                 r = self.registrations.get(i)
                 if r is not None:
-                    problems = list(iter_registration_problems(r, r.get("accountSleeves") or [], complete=True))
-                    out.append({**r, "isValid": not problems,
-                                "validationMessage": "; ".join(p[1] for p in problems) or None})
+                    problems = registration_problems(r)
+                    out.append({**r, "isValid": not problems, "validationMessage": "; ".join(problems) or None})
             return out
 
     def known_models(self) -> set:
         """The models Orion knows: the demo's catalogue and every model a live sleeve holds."""
         from reconciler.sandbox.demo import MODELS
 
-        return set(MODELS) | {sleeve_model_id(s) for r in self.registrations.values()
-                              for s in r.get("accountSleeves") or [] if sleeve_model_id(s) is not None}
+        return set(MODELS) | {sleeve_model(s) for r in self.registrations.values()
+                              for s in r.get("accountSleeves") or [] if sleeve_model(s) is not None}
 
     def _unknown_models(self, reg: dict) -> list[str]:
         known = self.known_models()
-        return [f"model {sleeve_model_id(s)} does not exist" for s in reg.get("accountSleeves") or []
-                if s.get("sleeveType") == "Normal sleeve" and sleeve_model_id(s) not in known]
+        return [f"model {sleeve_model(s)} does not exist" for s in reg.get("accountSleeves") or []
+                if s.get("sleeveType") == "Normal sleeve" and sleeve_model(s) not in known]
 
     def validate(self, registration: dict) -> dict:
         with self.lock:
@@ -162,7 +168,7 @@ class SandboxState:
                 return {"isValid": False, "validationMessage": "registration does not exist"}
             merged, problems = _merge(copy.deepcopy(live), registration, lambda: 0)
             problems += self._unknown_models(merged)
-            problems += [p[1] for p in iter_registration_problems(merged, merged["accountSleeves"], complete=True)]
+            problems += registration_problems(merged)
             return {"isValid": not problems, "validationMessage": "; ".join(problems) or None}
 
     def submit_batch(self, items: list[dict], who: str, stuck: bool = False, rejected: frozenset = frozenset()) -> int:
@@ -249,7 +255,7 @@ class SandboxState:
             before = copy.deepcopy(live)
             merged, problems = _merge(copy.deepcopy(live), item, self._new_account_id)
             problems += self._unknown_models(merged)
-            problems += [p[1] for p in iter_registration_problems(merged, merged["accountSleeves"], complete=True)]
+            problems += registration_problems(merged)
             if rid in b.rejected:
                 problems.append("model 36 is closed to new accounts (sandbox fault)")
             if problems:
@@ -317,26 +323,7 @@ class SandboxState:
             return copy.deepcopy(page), len(rows), nxt
 
     def ticket_problems(self, data: Any) -> list[dict]:
-        if not isinstance(data, dict):
-            return [{"field": "data", "location": "body", "reason": "must be one instruction object"}]
-        problems = []
-        for f in ("batchId", "batchSize", "tradeTicketId", "side", "ticker", "cusip", "target"):
-            if data.get(f) in (None, ""):
-                problems.append({"field": f, "location": "body", "reason": "required"})
-        unknown = set(data) - set(INSTRUCTION_FIELDS) - {"batchSize"}
-        problems += [{"field": f, "location": "body", "reason": "unknown field"} for f in sorted(unknown)]
-        if str(data.get("side", "")).title() not in ("Buy", "Sell"):
-            problems.append({"field": "side", "location": "body", "reason": "must be Buy or Sell"})
-        cusip = str(data.get("cusip", ""))
-        if len(cusip) != 9 or str(cusip_check_digit(cusip[:8])) != cusip[8:]:
-            problems.append({"field": "cusip", "location": "body", "reason": "not a valid CUSIP"})
-        if len(str(data.get("comments") or "")) > 255:
-            problems.append({"field": "comments", "location": "body", "reason": "longer than 255 characters"})
-        for f in ("tradeTicketId", "masterOrderId"):
-            v = data.get(f)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= 99999999):
-                problems.append({"field": f, "location": "body", "reason": "an integer of up to 8 digits"})
-        return problems
+        return ticket_problems(data)
 
     def add_ticket(self, data: dict) -> dict | None:
         """Store a submitted instruction as one row with orderId null. None if the id exists (409)."""
@@ -374,7 +361,7 @@ def _merge(reg: dict, posted: dict, new_account_id: Callable[[], int]) -> tuple[
         if aid == 0:
             new = {f: copy.deepcopy(s.get(f)) for f in SLEEVE_FIELDS if f in s}
             new.update(accountId=new_account_id(), registrationId=reg["registrationId"],
-                       modelAggId=sleeve_model_id(s), currentAllocation=0, currentValue=0,
+                       modelAggId=sleeve_model(s), currentAllocation=0, currentValue=0,
                        createdBy="sandbox", createdDate=_now_iso())
             for f in ("targetAllocation", "contributionAllocation", "distributionAllocation",
                       "corporateActionAllocation", "toleranceUpper", "toleranceLower"):

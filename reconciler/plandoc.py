@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler import __version__
+from reconciler.version import __version__
 from reconciler.model import Action, Change, FieldChange, IgnoredChange, Plan, Source, Submission
 from reconciler.plan import plan_summary
 from reconciler.policy import PolicyResult

@@ -104,9 +104,9 @@ def iter_manifest_files(paths: list[str] | tuple[str, ...]) -> tuple[list[tuple[
         p = Path(raw)
         try:
             st = p.stat()
-        except OSError:
+        except OSError as e:
             what = "a broken symbolic link" if os.path.islink(p) else "no such file or directory"
-            raise ConfigError(f"{visible(raw)}: {what} (give a manifest file or folder)") from None
+            raise ConfigError(f"{visible(raw)}: {what} (give a manifest file or folder)") from e
         if stat.S_ISREG(st.st_mode):
             found[_display(p)] = p
         elif stat.S_ISDIR(st.st_mode):

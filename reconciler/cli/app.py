@@ -1,0 +1,158 @@
+"""The CLI's frame: the click group, exit-code mapping, and the options and helpers commands share.
+
+Exit codes are the contract of SPEC.md §3: 0 success/no changes, 1 error, 2 changes or drift, 3 apply
+ended with failed or unknown items. click's own usage errors (exit 2 by default) are mapped to 1,
+because 2 means "changes present" here. Never a traceback unless --debug.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from dataclasses import dataclass
+
+import click
+
+from reconciler.console import Output
+from reconciler.errors import ManifestError, ReconcilerError
+from reconciler.version import __version__
+
+__all__ = ["ALLOW_EMPTY", "CONFIG", "Context", "DEFAULT_PATHS", "FORMAT", "SANDBOX", "cli", "emit_plan",
+           "main", "now_for", "report_targeting", "run", "select_or_refuse", "selectors"]
+
+DEFAULT_PATHS = ("manifests",)
+
+
+@dataclass(frozen=True)
+class Context:
+    debug: bool
+    out: Output
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None, out: Output | None = None) -> int:
+    """Run one command; return its exit code. Never lets a traceback out unless --debug."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args  # accepted before or after the subcommand
+    args = [a for a in args if a != "--debug"]
+    out = out or Output()
+    _configure_logging(debug)
+    try:
+        rv = cli.main(args=args, prog_name="reconciler", standalone_mode=False, obj=Context(debug, out))
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        out.error("Aborted.")
+        return 1
+    except click.ClickException as e:
+        out.error(f"Error: {e.format_message()}  (see `reconciler --help`)")
+        return 1
+    except ManifestError as e:
+        for d in e.diagnostics:
+            out.error(str(d).replace("\n", "\\n"))  # one diagnostic, one line, whatever it quotes
+        out.error(f"Error: {e}")
+        return e.exit_code
+    except ReconcilerError as e:
+        if debug:
+            out.error(traceback.format_exc())
+        out.error(f"Error: {e}")
+        return e.exit_code
+    except KeyboardInterrupt:
+        out.error("Interrupted.")
+        return 130
+    except Exception as e:  # a bug: say so plainly, keep the traceback for --debug
+        if debug:
+            out.error(traceback.format_exc())
+        out.error(f"Error: internal error {type(e).__name__}: {e}  (rerun with --debug and report it)")
+        return 1
+
+
+def _configure_logging(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr, force=True)
+    # httpx logs every request URL at INFO and httpcore logs raw headers at DEBUG: keep them quiet,
+    # our providers log requests themselves with secrets masked.
+    for name in ("httpx", "httpcore", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reconciler")
+def cli() -> None:
+    """Manage Orion sleeve registrations and SEI trade instructions as code.
+
+    Add --debug anywhere for tracebacks and request logs (secrets masked).
+    """
+
+
+ALLOW_EMPTY = click.option("--allow-empty", is_flag=True,
+                            help="Accept a manifests tree that declares no resource (otherwise an error).")
+
+
+FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+                       show_default=True)
+
+
+SANDBOX = click.option("--sandbox", is_flag=True, help="Start the built-in emulator in-process (demo state) and use it.")
+
+
+CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="reconciler.yaml to use.")
+
+
+def selectors(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{v!r} is not k=v", param_hint="--selector")
+        out.append((key, value))
+    return tuple(out)
+
+
+def now_for(settings, flag: str | None):
+    """The moment windows are evaluated at: --now, else RECONCILER_NOW, else the clock."""
+    import datetime as dt
+
+    from reconciler.config import parse_now
+
+    return parse_now(flag, "--now") if flag else (settings.now or dt.datetime.now(dt.timezone.utc))
+
+
+def select_or_refuse(ctx: Context, manifests, targeting):
+    """The targeted resources; every pattern that matches nothing is named, and an empty selection refused."""
+    from reconciler.plan import select, targeting_warnings
+
+    regs, instrs = select(manifests, targeting)
+    report_targeting(ctx, targeting, targeting_warnings(manifests, targeting), len(regs) + len(instrs),
+                      len(manifests.registrations) + len(manifests.instructions))
+    return regs, instrs
+
+
+def report_targeting(ctx: Context, targeting, warnings, selected: int, total: int) -> None:
+    from reconciler.errors import ConfigError
+
+    for w in warnings:
+        ctx.out.error(f"Warning: {w}")
+    if targeting.targets or targeting.excludes or targeting.selectors:
+        if not selected and total:
+            raise ConfigError("--target/--exclude/--selector leave no resource to check; nothing was planned")
+        ctx.out.info(f"Targeting: {selected} of {total} resources are checked; the rest are not.")
+
+
+def emit_plan(ctx: Context, plan, fmt: str, stages=None, environment: dict | None = None) -> None:
+    from reconciler.plandoc import plan_to_document
+    from reconciler.render import render_plan_markdown, render_plan_text
+
+    if fmt == "json":
+        import json
+
+        ctx.out.result(json.dumps(plan_to_document(plan), indent=2, default=str))
+    elif fmt == "markdown":
+        ctx.out.result("\n\n---\n\n".join(render_plan_markdown(plan, environment=environment)))
+    else:
+        ctx.out.result(render_plan_text(plan, stages))

@@ -1,0 +1,102 @@
+"""`apply` (a saved plan, or plan-then-confirm) and `show` (render a saved plan)."""
+
+from __future__ import annotations
+
+import click
+
+from reconciler.cli.app import (
+    ALLOW_EMPTY,
+    CONFIG,
+    Context,
+    DEFAULT_PATHS,
+    FORMAT,
+    SANDBOX,
+    cli,
+    emit_plan,
+    now_for,
+    select_or_refuse,
+    selectors,
+)
+
+
+def _saved_plan_arg(args: tuple[str, ...]):
+    """A single argument whose *content* is a saved plan (its name does not matter)."""
+    from pathlib import Path
+
+    from reconciler.config import plan_identity
+    from reconciler.planfile import load_plan
+    from reconciler.sealing import AGE_MAGIC
+
+    if len(args) != 1 or not Path(args[0]).is_file():
+        return None
+    with open(args[0], "rb") as f:
+        head = f.read(len(AGE_MAGIC))
+    if head.lstrip()[:1] == b"{" or head == AGE_MAGIC:
+        return load_plan(args[0], plan_identity())
+    return None
+
+
+@cli.command()
+@click.argument("args", nargs=-1, type=click.Path())
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (CI).")
+@click.option("--parallelism", type=click.IntRange(1, 32), help="Orion batches (and SEI requests) at once [default 4].")
+@click.option("--max-changes", type=click.IntRange(0), help="Refuse plans with more changes than this.")
+@click.option("--poll-timeout", type=click.FloatRange(0), help="Seconds to wait for an Orion batch [env RECONCILER_POLL_TIMEOUT].")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the JSON apply report here.")
+@click.option("--break-lock", is_flag=True, help="Kept for old scripts: the lock is released by the kernel when its "
+              "holder dies, and a live holder is never broken.")
+@click.option("--override-policy", "overrides", multiple=True, help="Apply although this soft policy fails (needs --reason).")
+@click.option("--reason", help="Why the soft policies named by --override-policy are overridden (recorded).")
+@click.option("--now", help="Evaluate change windows as of this moment (ISO 8601 with offset) [env RECONCILER_NOW].")
+@click.option("--allow-plaintext-plan", is_flag=True, help="In CI with recipients configured, accept a plaintext plan.")
+@click.option("--no-encrypt", is_flag=True, help="Write the apply report in plaintext even where recipients are set.")
+@click.option("--lock-timeout", type=click.FloatRange(0), default=0, show_default=True,
+              help="Seconds to wait for another apply of this workspace to finish.")
+@click.option("--on-stale", type=click.Choice(["fail", "replan"]), default="fail", show_default=True,
+              help="A stale saved plan: refuse (fail), or say why and plan afresh from its manifests (replan).")
+@click.option("--target", multiple=True, help="When planning: only these addresses (globs).")
+@click.option("--exclude", multiple=True, help="When planning: leave these addresses out (globs).")
+@click.option("--selector", multiple=True, help="When planning: only resources whose labels match k=v.")
+@SANDBOX
+@CONFIG
+@ALLOW_EMPTY
+@click.pass_obj
+def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeout, report_file, break_lock,
+          overrides, reason, now, allow_plaintext_plan, no_encrypt, lock_timeout, on_stale, target, exclude, selector, sandbox, config_file, allow_empty) -> int:
+    """Apply a saved plan (FILE), or plan PATHs and apply after confirmation."""
+    from reconciler.config import load_settings
+    from reconciler.manifests import load_manifests
+    from reconciler.plan import Targeting
+    from reconciler.runs import ApplyRequest, run_apply
+
+    saved = _saved_plan_arg(args)
+    paths = saved.paths if saved else (args or DEFAULT_PATHS)
+    manifests = load_manifests(paths, allow_empty=allow_empty)
+    if not saved:
+        select_or_refuse(ctx, manifests, Targeting(tuple(target), tuple(exclude), selectors(selector)))
+    settings = load_settings(paths, config_file=config_file).with_overrides(
+        parallelism=parallelism, poll_timeout=poll_timeout)
+    request = ApplyRequest(saved, Targeting(tuple(target), tuple(exclude), selectors(selector)), tuple(paths),
+                           auto_approve, max_changes, on_stale, report_file, break_lock, sandbox,
+                           "reconciler apply " + " ".join(args), lock_timeout, allow_plaintext_plan, no_encrypt,
+                           tuple((name, reason) for name in overrides),
+                           now_for(settings, now) if (now or settings.now) else None)
+    if overrides and not reason:
+        raise click.UsageError("--override-policy needs --reason TEXT (it is recorded in the journal and the report)")
+    return run_apply(request, manifests, settings, ctx.out)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@FORMAT
+@click.pass_obj
+def show(ctx: Context, file, fmt) -> int:
+    """Render a saved plan."""
+    from reconciler.config import plan_identity
+    from reconciler.planfile import load_plan
+
+    saved = load_plan(file, plan_identity())
+    ctx.out.info(f"Saved plan {saved.plan_id}: made {saved.created_at:%Y-%m-%d %H:%M %Z} by reconciler "
+                 f"{saved.tool_version}, {'EXPIRED' if saved.expired() else 'valid until'} {saved.expires_at:%Y-%m-%d %H:%M %Z}.")
+    emit_plan(ctx, saved.plan, fmt)
+    return 0

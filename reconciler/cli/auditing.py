@@ -1,0 +1,129 @@
+"""`drift`: live state against the manifests, with who and when; `--adopt` writes live values back."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from reconciler.cli.app import ALLOW_EMPTY, CONFIG, DEFAULT_PATHS, SANDBOX, Context, cli, selectors
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html", "openmetrics"]), default="text",
+              show_default=True)
+@click.option("--output", "output", type=click.Path(dir_okay=False), help="Write the report to this file.")
+@click.option("--also", "also", multiple=True, help="FORMAT=FILE: another report from the same read of live state "
+              "(encrypted where recipients are set), e.g. --also html=drift.html.")
+@click.option("--no-encrypt", is_flag=True, help="Write --output in plaintext even where recipients are set.")
+@click.option("--adopt", is_flag=True, help="Write the live values of drifted declared fields into the manifests.")
+@click.option("--dry-run", is_flag=True, help="With --adopt: print the change as a unified diff; write nothing.")
+@click.option("--target", multiple=True, help="With --adopt: only these addresses (globs).")
+@click.option("--exclude", multiple=True, help="With --adopt: leave these addresses out (globs).")
+@click.option("--selector", multiple=True, help="With --adopt: only resources whose labels match k=v.")
+@SANDBOX
+@CONFIG
+@ALLOW_EMPTY
+@click.pass_obj
+def drift(ctx: Context, paths, fmt, output, also, no_encrypt, adopt, dry_run, target, exclude, selector, sandbox,
+          config_file, allow_empty) -> int:
+    """Audit live state against the manifests: what differs, who changed it and when. Exit 2 on drift."""
+    from reconciler.config import load_settings
+    from reconciler.drift import build_drift_report
+    from reconciler.manifests import load_manifests
+    from reconciler.pipeline import read_selected
+    from reconciler.plan import Targeting
+    from reconciler.session import open_session
+
+    paths = paths or DEFAULT_PATHS
+    manifests = load_manifests(paths, allow_empty=allow_empty)
+    settings = load_settings(paths, config_file=config_file)
+    if adopt:
+        return _adopt(ctx, manifests, settings, tuple(paths), sandbox, dry_run,
+                      Targeting(tuple(target), tuple(exclude), selectors(selector)))
+    with open_session(settings, sandbox=sandbox) as session:
+        _, _, live = read_selected(manifests, session.vendors, settings, missing_ok=True)
+        report = build_drift_report(manifests, live, session.vendors, settings.ignore, audit=_audit(session))
+    extra = []
+    for spec in also:
+        kind, sep, target_file = spec.partition("=")
+        if not sep or kind not in ("text", "json", "markdown", "html", "openmetrics") or not target_file:
+            raise click.BadParameter(f"{spec!r} is not FORMAT=FILE (text, json, markdown, html, openmetrics)",
+                                     param_hint="--also")
+        extra.append((kind, target_file))
+    text = _render_drift(report, fmt)
+    if output:
+        _write_report(ctx, settings, output, text, fmt, encrypt=not no_encrypt, findings=len(report.findings))
+    else:
+        ctx.out.result(text)
+    for kind, target_file in extra:
+        _write_report(ctx, settings, target_file, _render_drift(report, kind), kind, encrypt=True,
+                      findings=len(report.findings))
+    return 2 if report.has_drift else 0
+
+
+def _audit(session) -> dict:
+    """Who audited what: endpoints (hosts, never credentials), environment, commit, operator, CI run."""
+    import getpass
+
+    from reconciler.ci import ci_run_url
+    from reconciler.planfile import current_binding
+
+    e = session.endpoints
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "?"
+    operator = os.environ.get("GITHUB_ACTOR") or os.environ.get("GITLAB_USER_LOGIN") or user
+    return {"environment": e.get("environment"), "orion": e.get("orion"), "sei": e.get("sei"),
+            "commit": current_binding(None)["commit"], "operator": operator, "ci_run_url": ci_run_url()}
+
+
+def _render_drift(report, fmt: str) -> str:
+    import json
+
+    from reconciler.render.drift_report import (drift_to_document, render_drift_markdown, render_drift_openmetrics,
+                                                render_drift_text)
+
+    if fmt == "json":
+        return json.dumps(drift_to_document(report), indent=2, default=str) + "\n"
+    if fmt == "markdown":
+        return render_drift_markdown(report)
+    if fmt == "html":
+        from reconciler.render.html import render_drift_html
+
+        return render_drift_html(report)
+    if fmt == "openmetrics":
+        return render_drift_openmetrics(report)
+    return render_drift_text(report)
+
+
+def _write_report(ctx: Context, settings, path: str, text: str, fmt: str, *, encrypt: bool, findings: int) -> None:
+    from reconciler.files import write_private
+    from reconciler.sealing import for_upload
+
+    data, sealed = for_upload(text.encode("utf-8"), settings.plan_recipients if encrypt else ())
+    write_private(path, data)   # client data: 0600
+    ctx.out.info(f"Drift report ({fmt}{', encrypted' if sealed else ''}) written to {path}: {findings} finding(s).")
+
+
+def _adopt(ctx: Context, manifests, settings, paths, sandbox: bool, dry_run: bool, targeting) -> int:
+    """drift --adopt: read live state, rewrite only the drifted scalars; exit 2 if anything was left."""
+    from reconciler.adopt import plan_adoption, write_adoption
+    from reconciler.pipeline import read_selected
+    from reconciler.session import open_session
+
+    with open_session(settings, sandbox=sandbox) as session:
+        _, _, live = read_selected(manifests, session.vendors, settings, targeting, missing_ok=True)
+    adoption = plan_adoption(manifests, live, settings.ignore, paths, targeting.wants)
+    for line in adoption.adopted:
+        ctx.out.info(f"adopt {line}")
+    for line in adoption.left:
+        ctx.out.error(f"left  {line}")
+    if dry_run:
+        ctx.out.result(adoption.diff() or "Nothing to adopt: the manifests match live state.")
+    else:
+        written = write_adoption(adoption)
+        ctx.out.info(f"Adopted into {len(written)} file(s): {', '.join(written)}" if written else "Nothing to adopt.")
+    return 2 if adoption.left or (dry_run and adoption.diff()) else 0

@@ -1,0 +1,154 @@
+"""`validate` and `plan`: check the manifests; read, diff and print the plan (never writes to an API)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import click
+
+from reconciler.cli.app import (
+    ALLOW_EMPTY,
+    CONFIG,
+    Context,
+    DEFAULT_PATHS,
+    FORMAT,
+    SANDBOX,
+    cli,
+    emit_plan,
+    now_for,
+    report_targeting,
+    selectors,
+)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@ALLOW_EMPTY
+@click.pass_obj
+def validate(ctx: Context, paths: tuple[str, ...], allow_empty: bool) -> int:
+    """Load and check manifests (default: manifests/). No network."""
+    from reconciler.manifests import load_manifests
+
+    manifests = load_manifests(paths or DEFAULT_PATHS, allow_empty=allow_empty)
+    n = len(manifests.registrations) + len(manifests.batches)
+    ctx.out.info(f"OK: {len(manifests.files)} files, {len(manifests.registrations)} registrations, "
+                 f"{len(manifests.batches)} trade batches ({len(manifests.instructions)} instructions), "
+                 f"{n} resources valid.")
+    return 0
+
+
+def _server_validate(ctx: Context, vendors, plan) -> None:
+    """Orion's own dry run for every changed registration: rejections are shown before review."""
+    from reconciler.escaping import terminal
+    from reconciler.live import server_validate
+
+    verdicts = server_validate(vendors, plan.changes)
+    for v in verdicts:
+        if v.error is not None:
+            ctx.out.error(f"Warning: {v.address}: Orion's Validate could not be asked ({terminal(v.error, 200)})")
+        elif not v.is_valid:
+            ctx.out.error(f"✗ {v.address}: Orion would reject it: {terminal(v.message, 300)}  # {v.source}")
+    rejected = sum(v.is_valid is False for v in verdicts)
+    ctx.out.info(f"Server-side validation: {rejected} of {len(verdicts)} changed registration(s) would be rejected by Orion.")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan for `apply FILE` (mode 0600).")
+@click.option("--encrypt-to", "encrypt_to", multiple=True, help="An age recipient (age1…) to encrypt the saved plan to "
+              "(adds to plan_recipients / RECONCILER_PLAN_RECIPIENTS).")
+@click.option("--no-encrypt", is_flag=True, help="Write the saved plan in plaintext even where recipients are set.")
+@FORMAT
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes (or conflicts), 0 when none.")
+@click.option("--target", multiple=True, help="Only these addresses (globs allowed), e.g. 'SleeveRegistration/west-*'.")
+@click.option("--exclude", multiple=True, help="Leave these addresses out (globs allowed).")
+@click.option("--selector", multiple=True, help="Only resources whose labels match k=v (repeatable; all must match).")
+@SANDBOX
+@CONFIG
+@ALLOW_EMPTY
+@click.option("--now", help="Evaluate change windows as of this moment (ISO 8601 with offset) [env RECONCILER_NOW].")
+@click.option("--server-validate", is_flag=True, help="Ask Orion's Validate about every changed registration.")
+@click.pass_obj
+def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_exitcode, target, exclude, selector,
+         sandbox, config_file, allow_empty, now, server_validate) -> int:
+    """Read live state, diff it against the manifests, print the plan. Never writes to an API."""
+    from dataclasses import replace
+
+    from reconciler.backend import open_backend
+    from reconciler.config import load_settings
+    from reconciler.manifests import ManifestStream
+    from reconciler.pipeline import plan_stream
+    from reconciler.plan import Targeting
+    from reconciler.policy import evaluate_policies
+    from reconciler.recovery import in_doubt_view
+    from reconciler.session import open_session
+    from reconciler.stages import build_stages
+
+    t_start = time.perf_counter()
+    paths = paths or DEFAULT_PATHS
+    stream = ManifestStream(paths, allow_empty=allow_empty)   # raises for a path that does not exist
+    settings = load_settings(paths, config_file=config_file)
+    targeting = Targeting(tuple(target), tuple(exclude), selectors(selector))
+    with open_session(settings, sandbox=sandbox) as session:
+        with session.workspace(tuple(paths)) as ws:
+            backend = open_backend(session.settings, ws, sandbox=sandbox)
+            journal = backend.journal(readonly=True)
+            in_doubt = in_doubt_view(journal)
+            if journal is not None:
+                journal.close()
+            for lease in backend.leases():
+                if lease["workspace"] == ws.key and lease["alive"]:
+                    ctx.out.error(f"Warning: an apply of this workspace is running: pid {lease.get('pid')} on "
+                                  f"{lease.get('host')} since {lease.get('started')}; this plan may be outdated "
+                                  "as soon as it is printed.")
+        if in_doubt.busy:  # every plan keeps writes in doubt out until apply has resolved them
+            ctx.out.error(f"Warning: {len(in_doubt.busy)} resource(s) have writes in doubt from an earlier apply "
+                          "(see `reconciler journal`); they are left out of this plan until apply resolves them.")
+        ctx.out.info(session.environment_line)
+        ctx.out.info(f"Checking {len(stream.files)} manifest files and reading live state"
+                     f"{' from the in-process sandbox' if sandbox else ''}, side by side…")
+        # invalid manifests never reach the network: reads carry only ids of documents that passed
+        # their checks, and a tree with any error is refused before anything is planned
+        streamed = plan_stream(tuple(paths), session.vendors, session.settings, targeting=targeting,
+                               leave_out=frozenset(in_doubt.busy_addresses), stream=stream)
+        report_targeting(ctx, targeting, streamed.warnings, streamed.selected,
+                          streamed.registrations + streamed.instructions)
+        endpoints = session.endpoints
+        t_plan = time.perf_counter()
+        result = replace(streamed.plan, policy_results=evaluate_policies(streamed.plan, streamed.policies,
+                                                                          now_for(settings, now)))
+        if server_validate:
+            _server_validate(ctx, session.vendors, result)
+    t_render = time.perf_counter()
+    emit_plan(ctx, result, fmt, build_stages(result, in_doubt, parallelism=settings.parallelism), endpoints)
+    if os.environ.get("RECONCILER_STATS"):
+        import resource
+
+        from reconciler.diff import deepdiff_calls
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        ctx.out.info(f"stats: manifests+reads+diff (overlapped) {t_plan - t_start:.2f}s, policies "
+                     f"{t_render - t_plan:.2f}s, render {time.perf_counter() - t_render:.2f}s; "
+                     f"deepdiff calls {deepdiff_calls()}; peak RSS of this process {rss:.0f} MiB")
+    if out_file:
+        from reconciler.planfile import current_binding, save_plan
+        from reconciler.sealing import parse_recipients
+
+        recipients = () if no_encrypt else settings.plan_recipients + parse_recipients(encrypt_to, "--encrypt-to")
+        plan_id = save_plan(out_file, result, streamed.digest, tuple(paths), batch_size=settings.batch_size,
+                            expiry_hours=settings.plan_expiry_hours, endpoints=endpoints,
+                            targeting={"targets": list(target), "excludes": list(exclude),
+                                       "selectors": [list(kv) for kv in selectors(selector)]},
+                            binding=current_binding(endpoints.get("environment")), recipients=recipients)
+        how = f"encrypted to {len(recipients)} recipient(s)" if recipients else "plaintext"
+        ctx.out.info(f"Saved the plan to {out_file} ({how}; id {plan_id}, valid {settings.plan_expiry_hours:g} h). "
+                     f"Apply exactly this plan with: reconciler apply {out_file}")
+    hard = [r for r in result.policy_results if not r.passed and r.enforcement == "hard"]
+    if hard:
+        ctx.out.error(f"Error: the plan fails {len(hard)} hard policy rule(s) ("
+                      + ", ".join(f"{r.policy} {r.rule}" for r in hard) + "); apply would refuse it")
+        return 1
+    if in_doubt.busy and detailed_exitcode:
+        return 2  # not "no changes": what is in doubt was not checked
+    return 2 if detailed_exitcode and result.has_changes else 0

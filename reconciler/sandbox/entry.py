@@ -1,0 +1,76 @@
+"""The sandbox's only doors for the rest of reconciler (import-linter holds every other module shut):
+
+- `embedded()`: the emulator in this process on a free loopback port, with demo state and fresh
+  random credentials, for `--sandbox`;
+- `run_server()`: the emulator in the foreground, for `reconciler sandbox`, with its banner.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from reconciler.sandbox.app import DEMO_CREDENTIALS, SandboxCredentials
+from reconciler.sandbox.demo import demo_state
+from reconciler.sandbox.faults import parse_faults
+from reconciler.sandbox.server import RunningSandbox, TlsFiles, load_state, serve, start_sandbox
+from reconciler.sandbox.state import SandboxState, SandboxTiming
+
+__all__ = ["OptionError", "ServerOptions", "embedded", "run_server"]
+
+
+class OptionError(ValueError):
+    """A server option that cannot work; raised before anything is served."""
+
+
+@contextmanager
+def embedded(batch_latency: float) -> Iterator[RunningSandbox]:
+    """A running emulator seeded with demo state; `.orion_url`, `.sei_url` and `.creds` reach it."""
+    state = SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=batch_latency))
+    with start_sandbox(state) as sb:
+        yield sb
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    host: str
+    port: int
+    state_file: str | None = None
+    faults: str | None = None
+    batch_latency: float = 2.0
+    orion_token: str | None = None
+    sei_token: str | None = None
+    sei_app_key: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    client_ca: str | None = None
+
+
+def run_server(opts: ServerOptions, announce: Callable[[str], None]) -> None:
+    """Serve until Ctrl-C. Raises OptionError for a bad fault spec or half a TLS pair, before serving."""
+    try:
+        parse_faults(opts.faults)
+    except ValueError as e:
+        raise OptionError(f"--faults: {e}") from e
+    if bool(opts.tls_cert) != bool(opts.tls_key):
+        raise OptionError("--tls-cert and --tls-key go together")
+    given = any((opts.orion_token, opts.sei_token, opts.sei_app_key))
+    creds = SandboxCredentials(orion_token=opts.orion_token or DEMO_CREDENTIALS["ORION_TOKEN"],
+                               sei_token=opts.sei_token or DEMO_CREDENTIALS["SEI_TOKEN"],
+                               sei_app_key=opts.sei_app_key or DEMO_CREDENTIALS["SEI_APP_KEY"])
+    state = load_state(Path(opts.state_file) if opts.state_file else None, SandboxTiming(batch_latency=opts.batch_latency))
+    tls = TlsFiles(opts.tls_cert, opts.tls_key, opts.client_ca) if opts.tls_cert else None
+    base = f"{'https' if tls else 'http'}://{opts.host}:{opts.port}"
+    lines = [f"reconciler sandbox: Orion at {base}/api, SEI at {base}",
+             f"state: {opts.state_file + ' (kept after every write)' if opts.state_file else 'in memory (demo)'}; "
+             f"{len(state.registrations)} registrations, {len(state.tickets)} ticket rows",
+             f"controls: {base}/_sandbox/counters, /_sandbox/writes, /_sandbox/state, /_sandbox/faults",
+             "", "To point reconciler at it:", f"  export ORION_BASE_URL={base}/api SEI_BASE_URL={base}"]
+    if not given:
+        lines.append("  export " + " ".join(f"{k}={v}" for k, v in DEMO_CREDENTIALS.items()) + "   # demo values")
+    else:
+        lines.append("  (credentials: the ORION_TOKEN / SEI_TOKEN / SEI_APP_KEY values it was started with)")
+    announce("\n".join(lines))
+    serve(state, creds, host=opts.host, port=opts.port, faults=opts.faults, tls=tls)
