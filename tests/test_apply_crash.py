@@ -256,10 +256,12 @@ class ApplyMachine(RuleBasedStateMachine):
 
 
 TestApplyMachine = ApplyMachine.TestCase
+TestApplyMachine = pytest.mark.slow(TestApplyMachine)
 TestApplyMachine.settings = settings(max_examples=8, stateful_step_count=10, deadline=None,
                                      suppress_health_check=list(HealthCheck))
 
 
+@pytest.mark.slow
 def test_sigint_drains_in_flight_and_a_second_sigint_exits_at_once(tmp_path):
     """First Ctrl-C: no new submissions, those in flight finish and are journaled; second: exit now."""
     state = SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=0.2))

@@ -59,3 +59,12 @@ def test_the_cli_does_no_vendor_io():
                 offenders += [f"{path.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names
                               if n.startswith("reconciler.providers")]
     assert not offenders, offenders
+
+
+def test_every_package_is_shipped():
+    """setuptools lists packages by hand; a new subpackage left off would be missing from built installs."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)

@@ -85,6 +85,7 @@ def converged_now(env) -> None:
 
 # --- a ticket committed after the client gave up --------------------------------------------------
 
+@pytest.mark.slow
 def test_a_ticket_committed_after_the_client_gave_up_is_never_posted_twice(slow, tmp_path):
     """The POST times out (2 s), SEI commits it at 4 s: read-backs over the settle window find it."""
     slow.faults.set([])
@@ -105,6 +106,7 @@ def test_a_ticket_committed_after_the_client_gave_up_is_never_posted_twice(slow,
 
 # --- a batch whose answer is lost while it goes on processing ----------------------------------------
 
+@pytest.mark.slow
 def test_a_lost_batch_answer_is_found_and_tracked_not_resubmitted(slow, tmp_path):
     """Orion processes the batch (5 s), the answer is dropped: the same run finds it in the
     BatchProcessing list, tracks it to its end, gates SEI on it, and converges with one POST."""
@@ -121,6 +123,7 @@ def test_a_lost_batch_answer_is_found_and_tracked_not_resubmitted(slow, tmp_path
     converged_now(env)
 
 
+@pytest.mark.slow
 def test_killed_after_a_lost_batch_answer_the_rerun_tracks_that_batch(slow, tmp_path):
     """SIGKILL after the batch POST timed out (the server commits it later, then processes it for
     5 s): the rerun, at once, finds the batch, waits for it, and only then sends tickets."""
@@ -159,6 +162,7 @@ def journal_state(tmp_path: Path, state: str) -> bool:
 
 # --- the gate holds for an earlier run's batch -----------------------------------------------------
 
+@pytest.mark.slow
 def test_a_rerun_gates_sei_on_an_earlier_runs_batch_and_never_exits_0_before_it_ends(slow, tmp_path):
     """A rerun that finds an earlier batch still processing tracks it: with too short a poll timeout
     it skips SEI and exits 3 (listing the registrations unknown); with enough, it converges."""
@@ -183,6 +187,7 @@ def test_a_rerun_gates_sei_on_an_earlier_runs_batch_and_never_exits_0_before_it_
 
 # --- a 200 that cannot be read is in doubt, never a refusal ------------------------------------------
 
+@pytest.mark.slow
 def test_an_unreadable_200_to_a_batch_is_in_doubt_and_the_batch_is_found(slow, tmp_path):
     from reconciler.sandbox.faults import parse_faults
 
@@ -197,6 +202,7 @@ def test_an_unreadable_200_to_a_batch_is_in_doubt_and_the_batch_is_found(slow, t
     assert_tickets_after_batches(slow)
 
 
+@pytest.mark.slow
 def test_an_unreadable_200_to_a_ticket_is_read_back_never_called_a_refusal(slow, tmp_path):
     from reconciler.sandbox.faults import parse_faults
 
@@ -211,6 +217,7 @@ def test_an_unreadable_200_to_a_ticket_is_read_back_never_called_a_refusal(slow,
 
 # --- nothing unreported ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_malformed_errors_body_still_reports_every_item_and_writes_the_report(slow, tmp_path):
     from reconciler.sandbox.faults import parse_faults
 
@@ -316,6 +323,7 @@ SIGNAL_CASES = [(point, "SIGKILL") for point in sorted(KILLS)] + [
     (point, how) for point in ("batch polling", "ticket sent, answer pending") for how in ("SIGTERM", "double SIGINT")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point,how", SIGNAL_CASES)
 def test_signals_at_each_journal_step_then_the_rerun_converges_without_a_flag(slow, tmp_path, point, how):
     from reconciler.sandbox.faults import parse_faults

@@ -340,6 +340,7 @@ def test_merge_applies_the_saved_plan_or_replans_when_stale(env, cli, tmp_path):
 
 # --- pre-commit ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_pre_commit_try_repo_validates_a_manifests_repository(tmp_path):
     if shutil.which("git") is None:
         pytest.skip("git is not installed")

@@ -440,6 +440,7 @@ def _renderings(value: str):
             (*render_plan_markdown(plan), render_drift_markdown(report)), render_drift_html(report))
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(value=_NASTY)
 def test_random_strings_keep_the_escaping_invariant_in_every_format(value):

@@ -66,6 +66,7 @@ def batch_state(url: str, state: str) -> bool:
             return False
 
 
+@pytest.mark.slow
 def test_an_apply_killed_on_one_runner_is_recovered_from_another(slow, tmp_path, pg_fresh):
     """SIGKILL in workspace A while its batch processes; rerun from B (another directory, an empty
     .reconciler/) against the same database: one batch POST in all, every ticket once, plan empty."""
@@ -85,6 +86,7 @@ def test_an_apply_killed_on_one_runner_is_recovered_from_another(slow, tmp_path,
     assert check.returncode == 0, check.stdout[-2000:]
 
 
+@pytest.mark.slow
 def test_a_second_apply_waits_then_refuses_naming_the_holder_and_a_killed_holder_frees_it_fast(slow, tmp_path,
                                                                                              pg_fresh):
     a, b = checkout(tmp_path, "laptop"), checkout(tmp_path, "ci")
@@ -124,6 +126,7 @@ def test_a_second_apply_waits_then_refuses_naming_the_holder_and_a_killed_holder
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_plan_warns_while_an_apply_runs(slow, tmp_path, pg_fresh):
     a, b = checkout(tmp_path, "a"), checkout(tmp_path, "b")
     holder = start(a, env_for(slow, a, pg_fresh), "apply", "--auto-approve")
@@ -136,6 +139,7 @@ def test_plan_warns_while_an_apply_runs(slow, tmp_path, pg_fresh):
         holder.wait(timeout=60)
 
 
+@pytest.mark.slow
 def test_unrelated_workspaces_never_block_each_other(slow, tmp_path, pg_fresh):
     """Two manifests roots are two workspaces: one's lease (held for a 5 s batch) never blocks the other."""
     a = checkout(tmp_path, "a")

@@ -246,19 +246,20 @@ def test_mtls_with_a_client_certificate_works_and_without_fails_fast(certs):
 
 # --- scale and the documented command ----------------------------------------------------------
 
-def test_reading_10000_registrations_uses_one_request_per_chunk(sandbox, vendors):
+def test_reading_2250_registrations_uses_one_request_per_chunk(sandbox, vendors):
+    """Size is not the point (tests/benchmarks/ measures 100,000): several full chunks and a partial one are."""
     regs = [make_registration(100000 + i, [(36, 50, 50, 50), (34, 20, 20, 20), (30, 10, 10, 10), (41, 10, 10, 10),
                                            (45, 5, 5, 5), (52, 5, 5, 5)], first_account=1_000_000 + i * 10)
-            for i in range(10_000)]
+            for i in range(2_250)]
     control(sandbox, "PUT", "/state", json={"registrations": regs, "tickets": []}, timeout=120)
     control(sandbox, "POST", "/counters/reset")
     start = time.monotonic()
     got = vendors.orion.list_with_sleeves([r["registrationId"] for r in regs])
     elapsed = time.monotonic() - start
     counts = control(sandbox, "GET", "/counters")["requests"]
-    assert len(got) == 10_000
-    assert counts == {"POST /api/v1/Trading/Sleeve/Registrations/ListWithAccountSleeves": 20}  # ⌈10,000 / 500⌉
-    print(f"\nread 10,000 registrations in {elapsed:.2f} s with 20 requests")
+    assert len(got) == 2_250 and set(got) == {r["registrationId"] for r in regs}
+    assert counts == {"POST /api/v1/Trading/Sleeve/Registrations/ListWithAccountSleeves": 5}  # ⌈2,250 / 500⌉
+    print(f"\nread 2,250 registrations in {elapsed:.2f} s with 5 requests")
 
 
 def test_reconciler_sandbox_command_serves_both_apis(tmp_path):

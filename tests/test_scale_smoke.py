@@ -48,6 +48,7 @@ def test_the_streamed_plan_equals_the_plan_built_from_everything_at_once(sandbox
     for k, v in sandbox_env(sandbox).items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(manifests_pkg, "PARALLEL_THRESHOLD", 100)
+    monkeypatch.setattr(manifests_pkg, "_spawn_is_safe", lambda: True)  # pytest-xdist's workers have no main file
     paths = (str(tmp_path / "m"),)
     settings = load_settings(paths)
     with open_vendors(settings) as vendors:
