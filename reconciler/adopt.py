@@ -26,9 +26,10 @@ from reconciler.config import IgnoreRule
 from reconciler.diff import diff_registration, match_sleeves
 from reconciler.escaping import terminal
 from reconciler.importer import registration_manifest
-from reconciler.yamldoc import Document, iter_manifest_files, load_documents
+from reconciler.manifests.tree import iter_manifest_files
 from reconciler.model import ManifestSet
 from reconciler.rules import iter_registration_problems
+from reconciler.yamldoc import Document, load_documents
 
 __all__ = ["Adoption", "plan_adoption", "write_adoption"]
 

@@ -31,45 +31,16 @@ from reconciler.escaping import bounded
 from reconciler.journal import BatchState, Journal, TicketEvent
 from reconciler.live import read_live_state
 from reconciler.model import Action, ManifestSet, Source, Submission
-from reconciler.outcomes import ItemStatus, batch_item_outcome, is_refusal
-from reconciler.recovery import Evidence
+from reconciler.outcomes import ApplyResult, ItemResult, ItemStatus, VerdictKind, batch_item_outcome, is_refusal
+from reconciler.recovery import Evidence, EvidenceKind
 from reconciler.stages import Confirm, Gate, OrionWave, PendingBatch, Recover, SeiWave, Stage
 
-__all__ = ["ApplyResult", "Evaluator", "ItemResult", "MAX_TICKET_SENDS"]
+__all__ = ["Evaluator", "MAX_TICKET_SENDS"]
 
 # A ticket is POSTed at most this many times in a run, the second only after read-backs over a whole
 # settle window all showed SEI does not have the first.
 MAX_TICKET_SENDS = 2
 _UNKNOWN_SOURCE = Source("(no longer in the manifests)", 0)
-
-
-@dataclass(frozen=True)
-class ItemResult:
-    address: str
-    action: str
-    status: ItemStatus
-    message: str
-    source: Source
-    reference: str | None = None     # "batch 26140410" or "ticket 10000002"
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    items: tuple[ItemResult, ...]
-    recovered: tuple[str, ...]
-    converged: bool
-    interrupted: bool
-    started: str
-    finished: str
-    error: str | None = None          # what stopped the run early, if anything did
-
-    def counts(self) -> dict[str, int]:
-        return {s.value: sum(1 for i in self.items if i.status is s) for s in ItemStatus}
-
-    @property
-    def exit_code(self) -> int:
-        ok = self.converged and self.error is None and all(i.status is ItemStatus.APPLIED for i in self.items)
-        return 0 if ok else 3
 
 
 @dataclass
@@ -293,19 +264,19 @@ class Evaluator:
         entry = self.journal.batch(local_id)
         ev = self.evidence.await_batch_evidence(entry)
         lost = f"the batch was sent but its answer was lost ({bounded(e, 160)})"
-        if ev.kind != "none":
+        if ev.kind != EvidenceKind.NONE:
             self.progress("batch", f"the batch whose answer was lost was {ev.detail}")
-        if ev.kind == "found" and len(ev.batch_ids) == 1:
+        if ev.kind == EvidenceKind.FOUND and len(ev.batch_ids) == 1:
             self.journal.batch_state(local_id, BatchState.SUBMITTED, batch_id=ev.batch_ids[0], detail=ev.detail)
             self._finish_batch(items, local_id, ev.batch_ids[0], entry.submitted_epoch + self.settings.poll_timeout, ctx)
             return
-        if ev.kind == "edited":
+        if ev.kind == EvidenceKind.EDITED:
             self.journal.batch_state(local_id, BatchState.RESOLVED, detail=ev.detail)
             with ctx.lock:
                 ctx.open_batches.discard(local_id)
             self._classify(items, 0, "(answer lost; registrations edited since)", None, [], None, ctx)
             return
-        if ev.kind in ("not-listed", "poll-timeout"):
+        if ev.kind in (EvidenceKind.NOT_LISTED, EvidenceKind.POLL_TIMEOUT):
             self.journal.batch_state(local_id, BatchState.RESOLVED, detail=ev.detail)
         for r in items:
             self._record(ctx, r.address, ItemStatus.UNKNOWN, f"{lost}; {ev.detail or 'no evidence yet'}. It is never "
@@ -391,11 +362,11 @@ class Evaluator:
                     return done(ItemStatus.UNKNOWN, f"the answer was lost ({bounded(getattr(e, 'status', None) or 'no answer')}) "
                                                     "and reading the ticket back failed; a rerun reads it back before "
                                                     "any re-send")
-                if verdict.kind == "match":
+                if verdict.kind == VerdictKind.MATCH:
                     self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.CONFIRMED, "read back")
                     return done(ItemStatus.APPLIED, "already at SEI with the same values (409 on send)" if exists
                                 else "the answer was lost, but the read-back shows SEI has it")
-                if verdict.kind == "differs":
+                if verdict.kind == VerdictKind.DIFFERS:
                     self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.CONFLICT, verdict.detail)
                     return done(ItemStatus.FAILED, f"SEI holds this tradeTicketId with other values ({verdict.detail}); "
                                                    "a ticket cannot change")

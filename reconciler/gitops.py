@@ -21,8 +21,8 @@ from reconciler.escaping import md_code, md_fence, md_text
 from reconciler.plan import plan_summary
 from reconciler.planfile import load_plan
 from reconciler.providers.github import GitHubClient
-from reconciler.render.markdown import MARKER, render_plan_markdown
 from reconciler.render._values import summary_line
+from reconciler.render.markdown import MARKER, render_plan_markdown
 from reconciler.secret import Secret
 
 __all__ = ["ADOPT_MARKER", "DRIFT_LABEL", "PLAN_LABELS", "PlanRun", "adoption_body", "comment_context", "commit_and_push",

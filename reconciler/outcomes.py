@@ -17,9 +17,9 @@ from reconciler.config import IgnoreRule
 from reconciler.diff import diff_instruction
 from reconciler.errors import AmbiguousWriteError, ApiError, TicketExistsError
 from reconciler.escaping import bounded
-from reconciler.model import DesiredInstruction
+from reconciler.model import DesiredInstruction, Source
 
-__all__ = ["ItemStatus", "Verdict", "batch_item_outcome", "is_refusal", "ticket_verdict"]
+__all__ = ["ApplyResult", "ItemResult", "ItemStatus", "Verdict", "VerdictKind", "batch_item_outcome", "is_refusal", "ticket_verdict"]
 
 
 class ItemStatus(str, enum.Enum):
@@ -29,28 +29,66 @@ class ItemStatus(str, enum.Enum):
     SKIPPED = "skipped"     # never sent
 
 
+@dataclass(frozen=True)
+class ItemResult:
+    address: str
+    action: str
+    status: ItemStatus
+    message: str
+    source: Source
+    reference: str | None = None     # "batch 26140410" or "ticket 10000002"
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    items: tuple[ItemResult, ...]
+    recovered: tuple[str, ...]
+    converged: bool
+    interrupted: bool
+    started: str
+    finished: str
+    error: str | None = None          # what stopped the run early, if anything did
+
+    def counts(self) -> dict[str, int]:
+        return {s.value: sum(1 for i in self.items if i.status is s) for s in ItemStatus}
+
+    @property
+    def exit_code(self) -> int:
+        ok = self.converged and self.error is None and all(i.status is ItemStatus.APPLIED for i in self.items)
+        return 0 if ok else 3
+
+
+
 def is_refusal(exc: BaseException) -> bool:
     """True only if the server surely did not act on the write that raised `exc`."""
     return (isinstance(exc, ApiError) and exc.refused
             and not isinstance(exc, (AmbiguousWriteError, TicketExistsError)))
 
 
+class VerdictKind(enum.StrEnum):
+    """What SEI holds for a ticket, against the manifest."""
+
+    MATCH = "match"        # the ticket is there with the declared values
+    ABSENT = "absent"      # no row for it
+    DIFFERS = "differs"    # there, with other values
+
+
 @dataclass(frozen=True)
 class Verdict:
-    kind: str            # "match" | "absent" | "differs"
+    kind: VerdictKind
     detail: str = ""
 
 
 def ticket_verdict(desired: DesiredInstruction | None, rows: list[dict], ignore: tuple[IgnoreRule, ...] = ()) -> Verdict:
     """What SEI holds for a ticket, compared with the manifest (if it still declares it)."""
     if not rows:
-        return Verdict("absent")
+        return Verdict(VerdictKind.ABSENT)
     if desired is None:
-        return Verdict("match", "at SEI (no longer in the manifests)")
+        return Verdict(VerdictKind.MATCH, "at SEI (no longer in the manifests)")
     d = diff_instruction(desired, rows, ignore)
     if not d.conflict:
-        return Verdict("match")
-    return Verdict("differs", ", ".join(f"{f.path}: {bounded(f.before, 60)} vs {bounded(f.after, 60)}" for f in d.fields))
+        return Verdict(VerdictKind.MATCH)
+    return Verdict(VerdictKind.DIFFERS, ", ".join(f"{f.path}: {bounded(f.before, 60)} vs {bounded(f.after, 60)}" for f in d.fields))
 
 
 def batch_item_outcome(*, batch_id: int, batch_status: str, matches_now: bool | None, error_hint: str | None,

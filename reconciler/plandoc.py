@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.version import __version__
 from reconciler.model import Action, Change, FieldChange, IgnoredChange, Plan, Source, Submission
 from reconciler.plan import plan_summary
 from reconciler.policy import PolicyResult
+from reconciler.version import __version__
 
 __all__ = ["FORMAT_VERSION", "plan_from_document", "plan_to_document"]
 

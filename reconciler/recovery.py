@@ -15,6 +15,7 @@ Until then its resources stay out of every plan, and the run reports them `unkno
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -23,18 +24,28 @@ from reconciler.errors import ApiAuthError, ApiError, NotFoundError
 from reconciler.escaping import bounded
 from reconciler.fields import BATCH_LIST_SKEW_SECONDS, parse_vendor_time
 from reconciler.journal import BatchEntry, BatchState, Journal, TicketEvent
-from reconciler.outcomes import Verdict, ticket_verdict
+from reconciler.outcomes import Verdict, VerdictKind, ticket_verdict
 from reconciler.stages import PendingBatch, Recover
 
-__all__ = ["BatchEvidence", "Evidence", "in_doubt_view"]
+__all__ = ["BatchEvidence", "Evidence", "EvidenceKind", "in_doubt_view"]
 
 POLL_FIRST, POLL_MAX = 0.1, 5.0   # seconds between status polls: start quick, back off to 5 s
 READ_BACKS = 4                     # read-backs spread over a settle window, after the first one
 
 
+class EvidenceKind(enum.StrEnum):
+    """What the vendors show of a batch whose answer was lost."""
+
+    FOUND = "found"                  # Orion's BatchProcessing list holds it: track that batch
+    NOT_LISTED = "not-listed"        # absent from the list over the whole settle window
+    EDITED = "edited"                # every registration was edited after it was sent
+    POLL_TIMEOUT = "poll-timeout"    # it never ended within the poll timeout
+    NONE = "none"                    # nothing yet
+
+
 @dataclass(frozen=True)
 class BatchEvidence:
-    kind: str                        # found | not-listed | edited | poll-timeout | none
+    kind: EvidenceKind
     batch_ids: tuple[int, ...] = ()
     detail: str = ""
 
@@ -82,24 +93,24 @@ class Evidence:
                       and str(r.get("totalItems")) == str(len(entry.registration_ids))
                       and (not user or r.get("createdBy") in (None, user))]
         if listed:
-            return BatchEvidence("found", tuple(listed), f"found in Orion's BatchProcessing list as batch "
+            return BatchEvidence(EvidenceKind.FOUND, tuple(listed), f"found in Orion's BatchProcessing list as batch "
                                                          f"{', '.join(map(str, listed))}")
         if listed is not None:
             if now - entry.submitted_epoch >= self.settings.settle:
-                return BatchEvidence("not-listed", detail=f"absent from Orion's BatchProcessing list "
+                return BatchEvidence(EvidenceKind.NOT_LISTED, detail=f"absent from Orion's BatchProcessing list "
                                                           f"{self.settings.settle:g} s after it was sent")
-            return BatchEvidence("none", detail="not (yet) in Orion's BatchProcessing list")
+            return BatchEvidence(EvidenceKind.NONE, detail="not (yet) in Orion's BatchProcessing list")
         try:
             live = self.vendors.orion.list_with_sleeves(list(entry.registration_ids))
         except ApiError:
             live = {}
         edited = [parse_vendor_time(live.get(rid, {}).get("editedDate")) for rid in entry.registration_ids]
         if edited and all(t is not None and t > entry.submitted_epoch for t in edited):
-            return BatchEvidence("edited", detail=f"{why}; every registration was edited after it was sent")
+            return BatchEvidence(EvidenceKind.EDITED, detail=f"{why}; every registration was edited after it was sent")
         if now - entry.submitted_epoch >= self.settings.poll_timeout:
-            return BatchEvidence("poll-timeout", detail=f"{why}; the poll timeout "
+            return BatchEvidence(EvidenceKind.POLL_TIMEOUT, detail=f"{why}; the poll timeout "
                                                         f"({self.settings.poll_timeout:g} s) has passed since it was sent")
-        return BatchEvidence("none", detail=why)
+        return BatchEvidence(EvidenceKind.NONE, detail=why)
 
     def await_batch_evidence(self, entry: BatchEntry) -> BatchEvidence:
         """Look again until there is evidence or the settle window since the send has passed."""
@@ -107,7 +118,7 @@ class Evidence:
         delay = POLL_FIRST
         while True:
             ev = self.batch_evidence(entry)
-            if ev.kind != "none" or self.clock() >= deadline or self.interrupted():
+            if ev.kind != EvidenceKind.NONE or self.clock() >= deadline or self.interrupted():
                 return ev
             self.progress("poll", f"looking for the batch of {len(entry.addresses)} registration(s) sent at "
                                   f"{entry.submitted_at}: {ev.detail}")
@@ -158,11 +169,11 @@ class Evidence:
             except ApiError:
                 return None
             verdict = ticket_verdict(desired, rows, self.settings.ignore)
-            if verdict.kind != "absent":
+            if verdict.kind != VerdictKind.ABSENT:
                 return verdict
             now = self.clock()
             if now >= deadline:
-                return Verdict("absent", f"absent in every read-back over {self.settings.settle:g} s")
+                return Verdict(VerdictKind.ABSENT, f"absent in every read-back over {self.settings.settle:g} s")
             if self.interrupted():
                 return None
             self.progress("poll", f"TradeInstruction/{ticket_id}: not at SEI yet; reading it back again "
@@ -182,14 +193,14 @@ class Evidence:
                 continue
             ev = self.await_batch_evidence(entry)
             n = len(entry.addresses)
-            if ev.kind == "found":
+            if ev.kind == EvidenceKind.FOUND:
                 if len(ev.batch_ids) == 1:
                     self.journal.batch_state(entry.local_id, BatchState.SUBMITTED, batch_id=ev.batch_ids[0],
                                              detail=ev.detail)
                 pending.append(PendingBatch(entry.local_id, entry.addresses, ev.batch_ids, entry.submitted_epoch,
                                             f"a batch of {n} registration(s) sent by an earlier run without an "
                                             f"answer: {ev.detail}"))
-            elif ev.kind == "none":
+            elif ev.kind == EvidenceKind.NONE:
                 self.journal.batch_state(entry.local_id, BatchState.IN_DOUBT, detail=ev.detail)
                 why = (f"sent by an earlier run at {entry.submitted_at} without an answer, and there is no evidence "
                        f"yet of what became of it ({ev.detail}); kept out of this run")
@@ -203,10 +214,10 @@ class Evidence:
             if verdict is None:
                 busy.append((t.address, "sent by an earlier run without an answer, and reading it back from SEI "
                                         "failed; it is read back again before anything is sent"))
-            elif verdict.kind == "match":
+            elif verdict.kind == VerdictKind.MATCH:
                 self.journal.ticket_event(0, t.ticket_id, t.address, TicketEvent.CONFIRMED, "read back by recovery")
                 notes.append(f"{t.address}: sent by an earlier run without an answer; SEI has it")
-            elif verdict.kind == "differs":
+            elif verdict.kind == VerdictKind.DIFFERS:
                 self.journal.ticket_event(0, t.ticket_id, t.address, TicketEvent.CONFLICT, verdict.detail)
                 notes.append(f"{t.address}: sent by an earlier run without an answer; SEI holds other values "
                              f"({verdict.detail})")

@@ -15,8 +15,8 @@ from typing import Iterable
 import pyrage
 from pyrage import x25519
 
-from reconciler.secret import Secret
 from reconciler.errors import ConfigError, PlanFileError
+from reconciler.secret import Secret
 
 __all__ = ["AGE_MAGIC", "for_upload", "generate_identity", "is_sealed", "parse_recipients", "seal", "unseal"]
 

@@ -9,23 +9,19 @@ needs and recording each value's position and raw text for error messages.
 from __future__ import annotations
 
 import math
-import os
 import re
-import stat
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
-from reconciler.errors import ConfigError, Diagnostic
+from reconciler.errors import Diagnostic
 from reconciler.escaping import is_invisible, visible
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "Document",
-    "iter_manifest_files",
     "load_documents",
 ]
 
@@ -87,95 +83,6 @@ class Document:
     def diagnostic(self, path: tuple, message: str, hint: str = "") -> Diagnostic:
         line, col = self.pos(path)
         return Diagnostic(self.file, line, col, message, hint)
-
-
-def iter_manifest_files(paths: list[str] | tuple[str, ...]) -> tuple[list[tuple[Path, str]], list[Diagnostic]]:
-    """Every *.yaml / *.yml under `paths`, sorted, as (path, display name), and the tree's problems.
-
-    Hidden folders (.git, .reconciler) are skipped, and reconciler.yaml is configuration, not a manifest.
-    Symbolic links are followed while they stay inside the folder given (a loop, or a link leaving it,
-    is an error: a tree is never planned in part without saying so). A FIFO, socket or device is an
-    error too, found with stat() and never opened, so it cannot block. Display names are relative to
-    the working directory when possible, as editors and CI logs expect.
-    """
-    found: dict[str, Path] = {}
-    problems: list[Diagnostic] = []
-    for raw in paths:
-        p = Path(raw)
-        try:
-            st = p.stat()
-        except OSError as e:
-            what = "a broken symbolic link" if os.path.islink(p) else "no such file or directory"
-            raise ConfigError(f"{visible(raw)}: {what} (give a manifest file or folder)") from e
-        if stat.S_ISREG(st.st_mode):
-            found[_display(p)] = p
-        elif stat.S_ISDIR(st.st_mode):
-            _walk(p, found, problems)
-        else:
-            raise ConfigError(f"{visible(raw)}: not a regular file or folder (a FIFO, socket or device); "
-                              "give a manifest file or folder")
-    return [(path, display) for display, path in sorted(found.items())], problems
-
-
-def _walk(top: Path, found: dict[str, Path], problems: list[Diagnostic]) -> None:
-    root = top.resolve()
-    top_display = _display(top)
-    seen: dict[tuple[int, int], str] = {}
-    for folder, dirs, names in os.walk(top, followlinks=True):
-        st = os.stat(folder)
-        first = seen.get((st.st_dev, st.st_ino))
-        if first is not None:   # a symlink loop, or a second name for a folder: read it once, and say so
-            problems.append(Diagnostic(_shown(top_display, top, folder), 1, 1, "this folder was already read as "
-                                       f"{first} (a symbolic link loop or alias); it was not read again",
-                                       "remove the link, or link to a folder the tree does not already hold"))
-            dirs[:] = []
-            continue
-        seen[(st.st_dev, st.st_ino)] = _shown(top_display, top, folder)
-        kept = []
-        for d in sorted(dirs):
-            if d.startswith("."):
-                continue
-            full = Path(folder, d)
-            if full.is_symlink() and not _inside(full.resolve(), root):
-                problems.append(Diagnostic(_shown(top_display, top, full), 1, 1, "a symbolic link to a folder outside "
-                                           "the manifests tree; it is not read", "move the manifests into the tree"))
-                continue
-            kept.append(d)
-        dirs[:] = kept
-        for name in names:
-            if not name.endswith((".yaml", ".yml")) or name == "reconciler.yaml" or name.startswith("."):
-                continue
-            full = Path(folder, name)
-            display = _shown(top_display, top, full)
-            try:
-                fst = full.stat()
-            except OSError:
-                problems.append(Diagnostic(display, 1, 1, "a broken symbolic link", "remove it or fix its target"))
-                continue
-            if not stat.S_ISREG(fst.st_mode):
-                problems.append(Diagnostic(display, 1, 1, "not a regular file (a FIFO, socket or device)",
-                                           "remove it from the manifests tree"))
-                continue
-            if full.is_symlink() and not _inside(full.resolve(), root):
-                problems.append(Diagnostic(display, 1, 1, "a symbolic link to a file outside the manifests tree; it "
-                                           "is not read", "copy the file into the tree"))
-                continue
-            found[display] = full
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def _shown(top_display: str, top: Path, path: Path | str) -> str:
-    return visible(os.path.normpath(os.path.join(top_display, os.path.relpath(path, top))))
-
-
-def _display(p: Path) -> str:
-    try:
-        return visible(str(p.resolve().relative_to(Path.cwd().resolve())))
-    except ValueError:
-        return visible(str(p.resolve()))
 
 
 def load_documents(data: bytes, display: str, *, spans: bool = False) -> tuple[list[Document], list[Diagnostic]]:

@@ -217,12 +217,12 @@ def test_stuck_batch_is_unknown_and_a_rerun_tracks_the_same_batch(env, cli, monk
 def test_ticket_409_for_our_own_values_counts_as_applied_and_other_values_fail(sandbox, tmp_path):
     """Tickets that reach SEI between plan and send: ours (same values) is applied on 409, theirs fails."""
     from reconciler.evaluator import Evaluator
-    from reconciler.stages import build_stages
     from reconciler.live import read_live_state
     from reconciler.manifests import load_manifests
     from reconciler.plan import Targeting, build_plan
     from reconciler.providers import open_vendors
     from reconciler.sandbox.demo import make_ticket_rows
+    from reconciler.stages import build_stages
 
     from .conftest import settings_for
 

@@ -85,7 +85,7 @@ def test_apply_text_escapes_item_messages_at_the_console(sandbox):
     import io
 
     from reconciler.console import Output
-    from reconciler.evaluator import ApplyResult, ItemResult
+    from reconciler.outcomes import ApplyResult, ItemResult
     from reconciler.model import Source
     from reconciler.outcomes import ItemStatus
     from reconciler.render.apply_report import render_apply_text

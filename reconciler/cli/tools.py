@@ -35,19 +35,19 @@ def keygen(ctx: Context, output) -> int:
 def doctor(ctx: Context, paths, sandbox, config_file) -> int:
     """Check configuration, credentials, reachability, TLS, the SEI certificate, logins and reads."""
     from reconciler.config import load_settings
-    from reconciler.doctor import Check, run_checks
+    from reconciler.doctor import Check, CheckStatus, run_checks
     from reconciler.errors import ReconcilerError
 
     try:
         settings = load_settings(paths or DEFAULT_PATHS, config_file=config_file)
         checks = run_checks(settings, sandbox=sandbox)
     except ReconcilerError as e:
-        checks = [Check("configuration", "fail", str(e), "fix reconciler.yaml or the environment")]
-    marks = {"ok": "✓", "warn": "!", "fail": "✗"}
+        checks = [Check("configuration", CheckStatus.FAIL, str(e), "fix reconciler.yaml or the environment")]
+    marks = {CheckStatus.OK: "✓", CheckStatus.WARN: "!", CheckStatus.FAIL: "✗"}
     for c in checks:
-        ctx.out.result(f"{marks[c.status]} {c.name}: {c.detail}" + (f" — {c.hint}" if c.hint and c.status != "ok" else ""))
-    failed = sum(c.status == "fail" for c in checks)
-    warned = sum(c.status == "warn" for c in checks)
+        ctx.out.result(f"{marks[c.status]} {c.name}: {c.detail}" + (f" — {c.hint}" if c.hint and c.status is not CheckStatus.OK else ""))
+    failed = sum(c.status is CheckStatus.FAIL for c in checks)
+    warned = sum(c.status is CheckStatus.WARN for c in checks)
     ctx.out.info(f"doctor: {len(checks) - failed - warned} ok, {warned} warning(s), {failed} failure(s)")
     return 1 if failed else 0
 

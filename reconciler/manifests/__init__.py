@@ -19,10 +19,11 @@ from typing import Iterator
 
 from reconciler.errors import ConfigError, Diagnostic, ManifestError
 from reconciler.escaping import visible
-from reconciler.yamldoc import Document, iter_manifest_files, load_documents
 from reconciler.manifests.resolve import Resolved, TreeResolver, resolve_document, rule_diagnostics
+from reconciler.manifests.tree import iter_manifest_files
 from reconciler.model import DesiredBatch, DesiredRegistration, ManifestSet
 from reconciler.schema import KIND_SCHEMAS, validate_document
+from reconciler.yamldoc import Document, load_documents
 
 __all__ = ["ManifestStream", "load_manifests"]
 

@@ -16,12 +16,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from reconciler.version import __version__
 from reconciler.config import Settings, require_safe_url
 from reconciler.errors import ConfigError
 from reconciler.providers._http import HttpPolicy, PauseGate, Redactor, parse_retry_after, probe_tls_refusal
 from reconciler.providers.orion import OrionClient, parse_batch_id
 from reconciler.providers.sei import SeiClient
+from reconciler.version import __version__
 
 __all__ = [
     "HttpPolicy",

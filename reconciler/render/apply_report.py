@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.version import __version__
 from reconciler.escaping import terminal
+from reconciler.version import __version__
 
 __all__ = ["REPORT_FORMAT_VERSION", "apply_report", "render_apply_text"]
 

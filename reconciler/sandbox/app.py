@@ -8,15 +8,12 @@ drop the connection, so a client sees neither success nor failure.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
-import logging
 import secrets
 import time
 import urllib.parse
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +24,9 @@ from starlette.routing import Route
 
 from reconciler.sandbox.contract import BATCH_LIMIT, PAGE_LIMIT, READ_CHUNK
 from reconciler.sandbox.faults import FaultBook, parse_faults
+from reconciler.sandbox.middleware import FaultMiddleware
 from reconciler.sandbox.state import SandboxState
+from reconciler.sandbox.vendor_errors import orion_error, sei_error
 
 __all__ = ["DEMO_CREDENTIALS", "SandboxCredentials", "create_app"]
 
@@ -56,103 +55,6 @@ class SandboxCredentials:
 DEMO_CREDENTIALS = {"ORION_TOKEN": "demo-orion-token", "SEI_TOKEN": "demo-sei-token", "SEI_APP_KEY": "demo-app-key"}
 
 
-class _Dropped(Exception):
-    """Raised after the response started: uvicorn then closes the connection mid-answer."""
-
-
-class _DropFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], _Dropped))
-
-
-logging.getLogger("uvicorn.error").addFilter(_DropFilter())
-
-
-def _sei_error(status: int, code: str, message: str, transient: Any = False, errors: list | None = None,
-               headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message, "trackingId": uuid.uuid4().hex, "transient": transient,
-                         "errors": errors or []}, status_code=status, headers=headers)
-
-
-def _orion_error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"message": message, "correlationId": uuid.uuid4().hex}, status_code=status, headers=headers)
-
-
-class FaultMiddleware:
-    def __init__(self, app, state: SandboxState, faults: FaultBook):
-        self.app, self.state, self.faults = app, state, faults
-
-    async def _late(self, fault, scope, receive, send) -> None:
-        """Hold the request past the client's time-out, then act on it: a server that commits after
-        the client gave up. The body is read first, so the write is complete whatever the client does."""
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        await asyncio.sleep(float(fault.arg or 3.0))
-        self.state.advance()
-
-        async def send_if_still_there(message):
-            try:
-                await send(message)
-            except Exception:  # the client is gone; the write was processed all the same
-                pass
-
-        await self.app(scope, _replay(body), send_if_still_there)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
-            return await self.app(scope, receive, send)
-        method, path = scope["method"], scope["path"]
-        self.state.count(f"{method} {path}")
-        self.state.advance()
-        fault = self.faults.take(method, path, ("429", "503", "500", "502"))
-        if fault is not None:
-            headers = {}
-            if fault.kind in ("429", "503"):
-                headers["Retry-After"] = _retry_after(fault.arg)
-            maker = _orion_error if path.startswith("/api/") else (
-                lambda s, m, headers=None: _sei_error(s, "gateway.throttled" if s == 429 else "server.error", m,
-                                                      transient="true", headers=headers))
-            return await maker(int(fault.kind), f"sandbox fault {fault.kind}", headers=headers)(scope, receive, send)
-        late = self.faults.take(method, path, ("late",))
-        if late is not None:
-            return await self._late(late, scope, receive, send)
-        drop = self.faults.take(method, path, ("drop",))
-        slow = self.faults.take(method, path, ("slow",))
-        garble = self.faults.take(method, path, ("garble",))
-        held: list[dict] = []
-
-        async def send_wrapper(message):
-            if garble is not None:  # act, then answer 200 with a body the client cannot read
-                if message["type"] == "http.response.start":
-                    held.append(message)
-                    return
-                if message.get("more_body"):
-                    return
-                body = b'"not the shape this call returns"' if garble.arg == "json" else b"<html><body>OK</body></html>"
-                start = held[0]
-                headers = [(k, v) for k, v in start["headers"] if k.lower() not in (b"content-length", b"content-type")]
-                headers += [(b"content-length", str(len(body)).encode()),
-                            (b"content-type", b"application/json" if garble.arg == "json" else b"text/html")]
-                await send({**start, "status": 200, "headers": headers})
-                await send({"type": "http.response.body", "body": body, "more_body": False})
-                return
-            if message["type"] == "http.response.start":
-                if slow is not None:
-                    await asyncio.sleep(float(slow.arg or 1.0))
-                await send(message)
-                if drop is not None:
-                    raise _Dropped()
-                return
-            await send(message)
-
-        await self.app(scope, receive, send_wrapper)
-
 
 def _epoch(value: str | None) -> float | None:
     if not value:
@@ -161,31 +63,6 @@ def _epoch(value: str | None) -> float | None:
 
     when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()
-
-
-async def _ignore(message) -> None:
-    return None
-
-
-def _replay(body: bytes):
-    sent = False
-
-    async def receive():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.sleep(3600)  # nothing more will come
-        return {"type": "http.disconnect"}
-    return receive
-
-
-def _retry_after(arg: str | None) -> str:
-    if arg == "date":
-        import email.utils
-
-        return email.utils.formatdate(time.time() + 1.5, usegmt=True)
-    return str(arg or 1)
 
 
 def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook | None = None) -> Starlette:
@@ -205,9 +82,9 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
     def sei_refusal(request: Request) -> Response | None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if request.headers.get("appkey") != creds.sei_app_key:  # fatal: the app has no access here [docs]
-            return _sei_error(401, "gateway.authentication.failure", "Invalid ApiKey for given resource")
+            return sei_error(401, "gateway.authentication.failure", "Invalid ApiKey for given resource")
         if scheme != "Bearer" or not token:
-            return _sei_error(401, "gateway.authentication.failure", "Missing Access Token")
+            return sei_error(401, "gateway.authentication.failure", "Missing Access Token")
         if secrets.compare_digest(token, creds.sei_token):
             return None
         expiry = creds.minted_sei.get(token)
@@ -216,7 +93,7 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         # tokens live 60 minutes, and die after 30 minutes without use [docs]
         if expiry is None or now > expiry or now - last > creds.sei_idle_ttl:
             creds.minted_sei.pop(token, None)
-            return _sei_error(401, "gateway.authentication.failure", "Access Token expired")
+            return sei_error(401, "gateway.authentication.failure", "Access Token expired")
         creds.sei_last_used[token] = now
         return None
 
@@ -240,7 +117,7 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         async def wrapped(request: Request) -> Response:
             user = orion_user(request)
             if user is None:
-                return _orion_error(401, "Authorization has been denied for this request.")
+                return orion_error(401, "Authorization has been denied for this request.")
             return await handler(request, user)
         return wrapped
 
@@ -254,7 +131,7 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
 
     async def orion_token(request: Request) -> Response:
         if basic(request) != (creds.orion_username, creds.orion_password):
-            return _orion_error(401, "Invalid username or password.")
+            return orion_error(401, "Invalid username or password.")
         token = secrets.token_urlsafe(24)
         creds.minted_orion.add(token)
         return JSONResponse({"access_token": token, "expires_in": 36000})
@@ -265,7 +142,7 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
     async def get_registration(request: Request, user: str) -> Response:
         reg = state.get(request.path_params["rid"])
         if reg is None:
-            return _orion_error(404, f"Registration {request.path_params['rid']} was not found.")
+            return orion_error(404, f"Registration {request.path_params['rid']} was not found.")
         if request.query_params.get("includeAssets", "true").lower() == "false":
             for s in reg.get("accountSleeves") or []:
                 s["assets"] = []
@@ -274,32 +151,32 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
     async def bulk_read(request: Request, user: str) -> Response:
         ids = await body_json(request)
         if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-            return _orion_error(400, "The body must be a JSON array of registration ids.")
+            return orion_error(400, "The body must be a JSON array of registration ids.")
         if len(ids) > READ_CHUNK:
-            return _orion_error(400, f"At most {READ_CHUNK} registration ids per request.")
+            return orion_error(400, f"At most {READ_CHUNK} registration ids per request.")
         return JSONResponse(state.list_with_sleeves(ids))
 
     async def histories(request: Request, user: str) -> Response:
         rid = request.path_params["rid"]
         if state.get(rid) is None:
-            return _orion_error(404, f"Registration {rid} was not found.")
+            return orion_error(404, f"Registration {rid} was not found.")
         with state.lock:
             return JSONResponse(list(state.histories.get(rid, [])))
 
     async def validate(request: Request, user: str) -> Response:
         body = await body_json(request)
         if not isinstance(body, dict):
-            return _orion_error(400, "The body must be one registration object.")
+            return orion_error(400, "The body must be one registration object.")
         return JSONResponse(state.validate({**body, "registrationId": request.path_params["rid"]}))
 
     async def submit_batch(request: Request, user: str) -> Response:
         items = await body_json(request)
         if not isinstance(items, list) or not items:
-            return _orion_error(400, "The body must be a non-empty JSON array of registrations.")
+            return orion_error(400, "The body must be a non-empty JSON array of registrations.")
         if len(items) > BATCH_LIMIT:
-            return _orion_error(400, f"A batch holds at most {BATCH_LIMIT} registrations.")
+            return orion_error(400, f"A batch holds at most {BATCH_LIMIT} registrations.")
         if not all(isinstance(i, dict) and isinstance(i.get("registrationId"), int) for i in items):
-            return _orion_error(400, "Every item must be a registration object with a registrationId.")
+            return orion_error(400, "Every item must be a registration object with a registrationId.")
         stuck = faults.take("POST", request.url.path, ("stuck",)) is not None
         rejected = frozenset(int(f.arg) for f in faults.peek_all("POST", request.url.path, "reject") if f.arg)
         batch_id = state.submit_batch(items, user, stuck=stuck, rejected=rejected)
@@ -307,7 +184,7 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
 
     async def batch_status(request: Request, user: str) -> Response:
         status = state.batch_status(request.path_params["bid"])
-        return _orion_error(404, "Batch not found.") if status is None else JSONResponse(status)
+        return orion_error(404, "Batch not found.") if status is None else JSONResponse(status)
 
     async def list_batches(request: Request, user: str) -> Response:
         q = request.query_params
@@ -315,12 +192,12 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
             start = _epoch(q.get("startDate"))
             end = _epoch(q.get("endDate"))
         except ValueError:
-            return _orion_error(400, "startDate and endDate must be ISO 8601 dates.")
+            return orion_error(400, "startDate and endDate must be ISO 8601 dates.")
         return JSONResponse(state.list_batches(start, end, q.get("status")))
 
     async def batch_errors(request: Request, user: str) -> Response:
         errors = state.batch_errors(request.path_params["bid"])
-        return _orion_error(404, "Batch not found.") if errors is None else JSONResponse(errors)
+        return orion_error(404, "Batch not found.") if errors is None else JSONResponse(errors)
 
     # --- SEI --------------------------------------------------------------------------------------
 
@@ -328,7 +205,7 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         # urlencoded by the spec; parsed here rather than with starlette's form parser (python-multipart)
         form = {k: v[0] for k, v in urllib.parse.parse_qs((await request.body()).decode(errors="replace")).items()}
         if basic(request) != (creds.sei_app_key, creds.sei_app_secret):
-            return _sei_error(401, "gateway.authentication.failure", "Invalid client credentials")
+            return sei_error(401, "gateway.authentication.failure", "Invalid client credentials")
         if form.get("grant_type") == "invalidate_token":   # revokes one token [docs]
             revoked = form.get("token") or ""
             creds.minted_sei.pop(revoked, None)
@@ -336,7 +213,7 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
             return JSONResponse({"status": "revoked"})
         if (form.get("grant_type") != "client_credentials" or form.get("username") != creds.sei_username
                 or form.get("password") != creds.sei_password):
-            return _sei_error(401, "gateway.authentication.failure", "Invalid username or password")
+            return sei_error(401, "gateway.authentication.failure", "Invalid username or password")
         token = secrets.token_urlsafe(24)
         creds.minted_sei[token] = time.monotonic() + creds.sei_token_ttl
         creds.sei_last_used[token] = time.monotonic()
@@ -349,10 +226,10 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
             ticket_id = int(q["id"]) if q.get("id") else None
             cursor = int(base64.urlsafe_b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
         except (ValueError, binascii.Error, UnicodeDecodeError):
-            return _sei_error(400, "request.invalid", "id, limit and cursor must be valid",
+            return sei_error(400, "request.invalid", "id, limit and cursor must be valid",
                               errors=[{"field": "query", "location": "query", "reason": "invalid"}])
         if not 1 <= limit <= PAGE_LIMIT:
-            return _sei_error(400, "request.invalid", f"limit must be between 1 and {PAGE_LIMIT}",
+            return sei_error(400, "request.invalid", f"limit must be between 1 and {PAGE_LIMIT}",
                               errors=[{"field": "limit", "location": "query", "reason": "out of range"}])
         rows, total, nxt = state.tickets_page(ticket_id, q.get("status"), limit, cursor)
         prev = base64.urlsafe_b64encode(str(max(0, cursor - limit)).encode()).decode() if cursor else None
@@ -365,11 +242,11 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         data = body.get("data") if isinstance(body, dict) else None
         problems = state.ticket_problems(data)
         if problems:
-            return _sei_error(400, "request.invalid", "The trade instruction is invalid", transient="false",
+            return sei_error(400, "request.invalid", "The trade instruction is invalid", transient="false",
                               errors=problems)
         row = state.add_ticket(data)
         if row is None:
-            return _sei_error(409, "resource.conflict", f"tradeTicketId {data['tradeTicketId']} already exists",
+            return sei_error(409, "resource.conflict", f"tradeTicketId {data['tradeTicketId']} already exists",
                               transient=False)
         return JSONResponse({"data": row})
 

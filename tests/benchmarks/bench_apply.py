@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 from reconciler.evaluator import Evaluator
-from reconciler.stages import build_stages
 from reconciler.journal import SqliteJournal
 from reconciler.live import read_live_state
 from reconciler.manifests import load_manifests
@@ -24,6 +23,7 @@ from reconciler.plan import build_plan
 from reconciler.providers import open_vendors
 from reconciler.sandbox.server import start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
+from reconciler.stages import build_stages
 from tests.benchmarks.estate import write_estate
 from tests.conftest import settings_for
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from reconciler.yamldoc import iter_manifest_files
+from reconciler.manifests.tree import iter_manifest_files
 from tests.benchmarks.estate import write_estate
 
 TOKENS = {"ORION_TOKEN": "bench-orion", "SEI_TOKEN": "bench-sei", "SEI_APP_KEY": "bench-key"}
