@@ -15,11 +15,10 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from reconciler.evaluator import Evaluator
 from reconciler.journal import SqliteJournal
@@ -219,15 +218,22 @@ class ApplyMachine(RuleBasedStateMachine):
         """A whole apply under whatever faults are active: it may end unknown, never send twice."""
         self._run(crash_after=None)
 
+    def _batches_ended(self) -> None:
+        """Every batch at the sandbox has ended (its clock advanced as requests would advance it)."""
+        def ended() -> bool:
+            self.sb.state.advance()
+            return all(b.finished for b in self.sb.state.batches.values())
+        wait_for(ended, timeout=10)
+
     @rule()
     def rerun_apply_without_faults(self):
         self.sb.faults.set([])
         self.sb.state.release_stuck()
-        time.sleep(0.2)  # let released batches finish, as time would
+        self._batches_ended()   # released batches finish, as time would
         result = self._run(crash_after=None)
         assert result is not None
         if result.exit_code != 0:  # a batch still finishing from a crash: one more rerun must settle it
-            time.sleep(0.3)
+            self._batches_ended()
             result = self._run(crash_after=None)
         assert result.exit_code == 0, [(i.address, i.status, i.message) for i in result.items]
         manifests = load_manifests([str(self.dir / "m")])

@@ -15,7 +15,7 @@ import pytest
 from reconciler.render.html import BAR_PX_PER_PERCENT
 from reconciler.schema import validate_instance
 
-from .conftest import ROOT, chromium_or_skip, sandbox_env
+from .conftest import ROOT, chromium_or_skip
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import yaml
 
 from reconciler.render.markdown import MARKER
 
-from .conftest import ROOT, sandbox_env
+from .conftest import ROOT
 from .fake_github import TOKEN, FakeGitHub
 
 pytestmark = pytest.mark.integration

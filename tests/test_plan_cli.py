@@ -13,7 +13,7 @@ import pytest
 from reconciler.render.markdown import MARKER, render_plan_markdown
 from reconciler.schema import validate_instance
 
-from .conftest import ROOT, sandbox_env
+from .conftest import ROOT
 
 pytestmark = pytest.mark.integration
 GOLDEN = ROOT / "tests" / "golden"
