@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from reconciler.config import Settings
 from reconciler.fields import INSTRUCTION_FIELDS
 from reconciler.live import LiveState, missing_registrations_error, read_live_state, read_tickets
-from reconciler.manifests import ManifestStream
+from reconciler.manifests import ManifestStream, fewer_gc_passes
 from reconciler.model import DesiredInstruction, DesiredRegistration, ManifestSet, Plan, Policy
 from reconciler.plan import PlanBuilder, Targeting, TargetingTally, build_plan, select
 
@@ -88,6 +88,11 @@ def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targetin
 
     Raises ManifestError / ConfigError for the tree first, then ApiError from a read, then
     LiveStateError for declared resources live state cannot take (as `build_plan` would)."""
+    with fewer_gc_passes():   # reads and diffs allocate as much as parsing does
+        return _plan_stream(paths, vendors, settings, targeting, leave_out, allow_empty, today, stream)
+
+
+def _plan_stream(paths, vendors, settings, targeting, leave_out, allow_empty, today, stream) -> StreamedPlan:
     stream = stream or ManifestStream(paths, allow_empty=allow_empty)
     builder = PlanBuilder(ignore=settings.ignore, today=today)
     tally = TargetingTally(targeting)

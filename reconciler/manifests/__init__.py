@@ -7,11 +7,13 @@ business rules (resolve). Nothing here touches the network.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
@@ -25,7 +27,7 @@ from reconciler.model import DesiredBatch, DesiredRegistration, ManifestSet
 from reconciler.schema import KIND_SCHEMAS, validate_document
 from reconciler.yamldoc import Document, load_documents
 
-__all__ = ["ManifestStream", "load_manifests"]
+__all__ = ["ManifestStream", "fewer_gc_passes", "load_manifests"]
 
 log = logging.getLogger("reconciler.manifests")
 
@@ -33,6 +35,10 @@ API_VERSION = "reconciler/v1"
 # Parsing and schema checks are per file and CPU-bound; past this many files they are spread over
 # worker processes (spawned, so a running sandbox thread is never forked). Below it, start-up costs more.
 PARALLEL_THRESHOLD = 2000
+# Loading builds millions of small, acyclic objects (dicts, tuples, Sources) that live until the plan
+# is made; CPython's default cyclic GC (a pass every 700 allocations) keeps re-walking them for
+# nothing. Fewer passes while a tree loads: measured -12% CPU on 30,000 files (README, Performance).
+GC_THRESHOLDS = (50_000, 20, 1_000)
 
 
 def load_manifests(paths: list[str] | tuple[str, ...], *, workers: int | None = None,
@@ -76,6 +82,10 @@ class ManifestStream:
         return self.workers > 1 and len(self._files) >= PARALLEL_THRESHOLD and _spawn_is_safe()
 
     def __iter__(self) -> Iterator[DesiredRegistration | DesiredBatch]:
+        with fewer_gc_passes():
+            yield from self._iterate()
+
+    def _iterate(self) -> Iterator[DesiredRegistration | DesiredBatch]:
         digest = hashlib.sha256()
         diags: list[Diagnostic] = list(self._tree_problems)
         tree = TreeResolver()
@@ -112,7 +122,8 @@ class ManifestStream:
         done = 0
         if self.large:
             try:
-                with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn")) as pool:
+                with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
+                                         initializer=_worker_gc) as pool:
                     chunks = _chunks_in_order(self._files, max(self.workers * 4, len(self._files) // 400))
                     for results in pool.map(_check_files, chunks):
                         for result in results:
@@ -138,6 +149,22 @@ def _chunks_in_order(files: list[tuple[Path, str]], n: int) -> list[list[tuple[P
         chunks[-1].append(f)
         load += size
     return [c for c in chunks if c]
+
+
+@contextmanager
+def fewer_gc_passes() -> Iterator[None]:
+    """GC_THRESHOLDS for the duration (a load, a streamed plan), then the thresholds as they were."""
+    before = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def _worker_gc() -> None:
+    """In a parsing worker, which lives only for the load."""
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _spawn_is_safe() -> bool:
