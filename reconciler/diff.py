@@ -19,7 +19,7 @@ from reconciler.config import IgnoreRule
 from reconciler.fields import COUNTED_SLEEVE_TYPES, normalise_value, sleeve_model_id
 from reconciler.model import DesiredInstruction, DesiredRegistration, FieldChange, IgnoredChange
 
-__all__ = ["InstructionDiff", "RegistrationDiff", "deepdiff_calls", "diff_instruction", "diff_registration",
+__all__ = ["InstructionDiff", "RegistrationDiff", "deepdiff_calls", "diff_instruction", "diff_registration", "pair_sleeves",
            "sleeve_label"]
 
 _calls = 0
@@ -74,38 +74,46 @@ def _project(live_value: Any, desired_value: Any, name: str) -> Any:
     return normalise_value(name, live_value)
 
 
-def match_sleeves(desired: DesiredRegistration, live: dict) -> tuple[list[tuple[str, dict, dict | None]], list[dict], list[str]]:
-    """Pair declared sleeves with live ones: [(label, declared fields, live sleeve or None)], unmatched live, problems.
-
-    Pinned sleeves (accountId declared) are matched first, so a (sleeveType, model) match never takes them.
-    """
-    live_sleeves = list(live.get("accountSleeves") or [])
-    by_id = {s.get("accountId"): s for s in live_sleeves}
+def pair_sleeves(desired: DesiredRegistration, live: dict) -> tuple[list[tuple[Any, dict | None]], list[dict], list[str]]:
+    """Pair each declared sleeve with its live twin: [(DesiredSleeve, live sleeve or None)] in declared
+    order, the unmatched live sleeves, and problems. Pinned sleeves (accountId declared) are matched
+    first, so a (sleeveType, model) match never takes them."""
+    live_sleeves = live.get("accountSleeves") or []
     taken: set[int] = set()
-    pairs: list[tuple[str, dict, dict | None] | None] = [None] * len(desired.sleeves)
+    pairs: list = [None] * len(desired.sleeves)
     problems: list[str] = []
-    for n, ds in enumerate(desired.sleeves):
-        if ds.account_id:
+    pinned = [(n, ds) for n, ds in enumerate(desired.sleeves) if ds.account_id]
+    if pinned:
+        by_id = {s.get("accountId"): s for s in live_sleeves}
+        for n, ds in pinned:
             ls = by_id.get(ds.account_id)
             if ls is None:
-                problems.append(f"{ds.source}: accountId {ds.account_id} is not a sleeve of registration {desired.registration_id}")
+                problems.append(f"{ds.source}: accountId {ds.account_id} is not a sleeve of registration "
+                                f"{desired.registration_id}")
                 continue
             taken.add(id(ls))
-            pairs[n] = (sleeve_label(ds.fields, True), ds.comparable, ls)
+            pairs[n] = (ds, ls)
     by_key: dict[tuple, list[dict]] = {}
     for s in live_sleeves:
         if id(s) not in taken:
             by_key.setdefault((s.get("sleeveType"), sleeve_model_id(s)), []).append(s)
     for n, ds in enumerate(desired.sleeves):
-        if ds.account_id:
+        if pairs[n] is not None or ds.account_id:
             continue
         candidates = by_key.get((ds.fields.get("sleeveType"), sleeve_model_id(ds.fields)))
         twin = candidates.pop(0) if candidates else None
         if twin is not None:
             taken.add(id(twin))
-        pairs[n] = (sleeve_label(ds.fields), ds.comparable, twin)
+        pairs[n] = (ds, twin)
     unmatched = [s for s in live_sleeves if id(s) not in taken]
     return [p for p in pairs if p is not None], unmatched, problems
+
+
+def match_sleeves(desired: DesiredRegistration, live: dict) -> tuple[list[tuple[str, dict, dict | None]], list[dict], list[str]]:
+    """pair_sleeves with each pair named as plans show it: [(label, declared fields, live sleeve or None)]."""
+    pairs, unmatched, problems = pair_sleeves(desired, live)
+    return ([(sleeve_label(ds.fields, bool(ds.account_id)), ds.comparable, ls) for ds, ls in pairs],
+            unmatched, problems)
 
 
 def _same(name: str, want: Any, have: Any) -> bool:
@@ -122,14 +130,15 @@ def _same(name: str, want: Any, have: Any) -> bool:
     return normalise_value(name, want) == normalise_value(name, have)
 
 
-_SCALARS = (str, int, float, type(None))
+_SCALARS = frozenset((str, int, float, type(None)))
 
 
 def _declared_same(declared: dict, live: dict) -> bool:
+    get = live.get
     for k, v in declared.items():
-        h = live.get(k)
-        if type(v) is type(h) and type(v) in _SCALARS and v == h:
-            continue  # the usual case, settled without a call
+        h = get(k)
+        if h is v or (h == v and type(h) is type(v) and type(v) in _SCALARS):
+            continue  # the usual case, settled without a call (one object is the same value under any rule)
         if not _same(k, v, h):
             return False
     return True
@@ -137,11 +146,13 @@ def _declared_same(declared: dict, live: dict) -> bool:
 
 def diff_registration(desired: DesiredRegistration, live: dict, ignore: tuple[IgnoreRule, ...] = (),
                       today=None) -> RegistrationDiff:
-    pairs, unmatched, problems = match_sleeves(desired, live)
+    sleeve_pairs, unmatched, problems = pair_sleeves(desired, live)
     removed = [s for s in unmatched if s.get("sleeveType") in COUNTED_SLEEVE_TYPES]
     if (not removed and _declared_same(desired.fields, live)
-            and all(ls is not None and _declared_same(d, ls) for _, d, ls in pairs)):
+            and all(ls is not None and _declared_same(ds.comparable, ls) for ds, ls in sleeve_pairs)):
         return RegistrationDiff(problems=tuple(problems))  # the common case: nothing built, no deepdiff
+
+    pairs = [(sleeve_label(ds.fields, bool(ds.account_id)), ds.comparable, ls) for ds, ls in sleeve_pairs]
 
     want = {"fields": {k: _project(v, v, k) for k, v in desired.fields.items()},
             "sleeves": {label: {k: _project(v, v, k) for k, v in d.items()} for label, d, _ in pairs}}

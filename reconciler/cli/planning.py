@@ -50,7 +50,8 @@ def _server_validate(ctx: Context, vendors, plan) -> None:
         elif not v.is_valid:
             ctx.out.error(f"✗ {v.address}: Orion would reject it: {terminal(v.message, 300)}  # {v.source}")
     rejected = sum(v.is_valid is False for v in verdicts)
-    ctx.out.info(f"Server-side validation: {rejected} of {len(verdicts)} changed registration(s) would be rejected by Orion.")
+    ctx.out.info(f"Server-side validation: {rejected} of {len(verdicts)} changed registration(s) "
+                 "would be rejected by Orion.")
 
 
 @cli.command()
@@ -87,39 +88,42 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
 
     t_start = time.perf_counter()
     paths = paths or DEFAULT_PATHS
-    stream = ManifestStream(paths, allow_empty=allow_empty)   # raises for a path that does not exist
-    settings = load_settings(paths, config_file=config_file)
-    targeting = Targeting(tuple(target), tuple(exclude), selectors(selector))
-    with open_session(settings, sandbox=sandbox) as session:
-        with session.workspace(tuple(paths)) as ws:
-            backend = open_backend(session.settings, ws, sandbox=sandbox)
-            journal = backend.journal(readonly=True)
-            in_doubt = in_doubt_view(journal)
-            if journal is not None:
-                journal.close()
-            for lease in backend.leases():
-                if lease["workspace"] == ws.key and lease["alive"]:
-                    ctx.out.error(f"Warning: an apply of this workspace is running: pid {lease.get('pid')} on "
-                                  f"{lease.get('host')} since {lease.get('started')}; this plan may be outdated "
-                                  "as soon as it is printed.")
-        if in_doubt.busy:  # every plan keeps writes in doubt out until apply has resolved them
-            ctx.out.error(f"Warning: {len(in_doubt.busy)} resource(s) have writes in doubt from an earlier apply "
-                          "(see `reconciler journal`); they are left out of this plan until apply resolves them.")
-        ctx.out.info(session.environment_line)
-        ctx.out.info(f"Checking {len(stream.files)} manifest files and reading live state"
-                     f"{' from the in-process sandbox' if sandbox else ''}, side by side…")
-        # invalid manifests never reach the network: reads carry only ids of documents that passed
-        # their checks, and a tree with any error is refused before anything is planned
-        streamed = plan_stream(tuple(paths), session.vendors, session.settings, targeting=targeting,
-                               leave_out=frozenset(in_doubt.busy_addresses), stream=stream)
-        report_targeting(ctx, targeting, streamed.warnings, streamed.selected,
-                          streamed.registrations + streamed.instructions)
-        endpoints = session.endpoints
-        t_plan = time.perf_counter()
-        result = replace(streamed.plan, policy_results=evaluate_policies(streamed.plan, streamed.policies,
-                                                                          now_for(settings, now)))
-        if server_validate:
-            _server_validate(ctx, session.vendors, result)
+    stream = ManifestStream(paths, allow_empty=allow_empty).start()   # raises for a path that does not exist
+    try:
+        settings = load_settings(paths, config_file=config_file)
+        targeting = Targeting(tuple(target), tuple(exclude), selectors(selector))
+        with open_session(settings, sandbox=sandbox) as session:
+            with session.workspace(tuple(paths)) as ws:
+                backend = open_backend(session.settings, ws, sandbox=sandbox)
+                journal = backend.journal(readonly=True)
+                in_doubt = in_doubt_view(journal)
+                if journal is not None:
+                    journal.close()
+                for lease in backend.leases():
+                    if lease["workspace"] == ws.key and lease["alive"]:
+                        ctx.out.error(f"Warning: an apply of this workspace is running: pid {lease.get('pid')} on "
+                                      f"{lease.get('host')} since {lease.get('started')}; this plan may be outdated "
+                                      "as soon as it is printed.")
+            if in_doubt.busy:  # every plan keeps writes in doubt out until apply has resolved them
+                ctx.out.error(f"Warning: {len(in_doubt.busy)} resource(s) have writes in doubt from an earlier apply "
+                              "(see `reconciler journal`); they are left out of this plan until apply resolves them.")
+            ctx.out.info(session.environment_line)
+            ctx.out.info(f"Checking {len(stream.files)} manifest files and reading live state"
+                         f"{' from the in-process sandbox' if sandbox else ''}, side by side…")
+            # invalid manifests never reach the network: reads carry only ids of documents that passed
+            # their checks, and a tree with any error is refused before anything is planned
+            streamed = plan_stream(tuple(paths), session.vendors, session.settings, targeting=targeting,
+                                   leave_out=frozenset(in_doubt.busy_addresses), stream=stream)
+            report_targeting(ctx, targeting, streamed.warnings, streamed.selected,
+                              streamed.registrations + streamed.instructions)
+            endpoints = session.endpoints
+            t_plan = time.perf_counter()
+            result = replace(streamed.plan, policy_results=evaluate_policies(streamed.plan, streamed.policies,
+                                                                              now_for(settings, now)))
+            if server_validate:
+                _server_validate(ctx, session.vendors, result)
+    finally:  # workers still parsing after an early error are stopped, not waited for
+        stream.close()
     t_render = time.perf_counter()
     emit_plan(ctx, result, fmt, build_stages(result, in_doubt, parallelism=settings.parallelism), endpoints)
     if os.environ.get("RECONCILER_STATS"):
