@@ -112,8 +112,11 @@ def pair_sleeves(desired: DesiredRegistration, live: dict) -> tuple[list[tuple[A
 def match_sleeves(desired: DesiredRegistration, live: dict) -> tuple[list[tuple[str, dict, dict | None]], list[dict], list[str]]:
     """pair_sleeves with each pair named as plans show it: [(label, declared fields, live sleeve or None)]."""
     pairs, unmatched, problems = pair_sleeves(desired, live)
-    return ([(sleeve_label(ds.fields, bool(ds.account_id)), ds.comparable, ls) for ds, ls in pairs],
-            unmatched, problems)
+    return _labelled(pairs), unmatched, problems
+
+
+def _labelled(pairs: list[tuple[Any, dict | None]]) -> list[tuple[str, dict, dict | None]]:
+    return [(sleeve_label(ds.fields, bool(ds.account_id)), ds.comparable, ls) for ds, ls in pairs]
 
 
 def _same(name: str, want: Any, have: Any) -> bool:
@@ -152,7 +155,7 @@ def diff_registration(desired: DesiredRegistration, live: dict, ignore: tuple[Ig
             and all(ls is not None and _declared_same(ds.comparable, ls) for ds, ls in sleeve_pairs)):
         return RegistrationDiff(problems=tuple(problems))  # the common case: nothing built, no deepdiff
 
-    pairs = [(sleeve_label(ds.fields, bool(ds.account_id)), ds.comparable, ls) for ds, ls in sleeve_pairs]
+    pairs = _labelled(sleeve_pairs)   # labels only here: the common case above never builds them
 
     want = {"fields": {k: _project(v, v, k) for k, v in desired.fields.items()},
             "sleeves": {label: {k: _project(v, v, k) for k, v in d.items()} for label, d, _ in pairs}}

@@ -78,6 +78,7 @@ class _TicketPager:
         self._stop = True
 
 
+@fewer_gc_passes()   # reads and diffs allocate as much as parsing does
 def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targeting: Targeting = Targeting(),
                 leave_out: frozenset[str] = frozenset(), allow_empty: bool = False, today: dt.date | None = None,
                 stream: ManifestStream | None = None) -> StreamedPlan:
@@ -88,11 +89,6 @@ def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targetin
 
     Raises ManifestError / ConfigError for the tree first, then ApiError from a read, then
     LiveStateError for declared resources live state cannot take (as `build_plan` would)."""
-    with fewer_gc_passes():   # reads and diffs allocate as much as parsing does
-        return _plan_stream(paths, vendors, settings, targeting, leave_out, allow_empty, today, stream)
-
-
-def _plan_stream(paths, vendors, settings, targeting, leave_out, allow_empty, today, stream) -> StreamedPlan:
     stream = stream or ManifestStream(paths, allow_empty=allow_empty)
     builder = PlanBuilder(ignore=settings.ignore, today=today)
     tally = TargetingTally(targeting)

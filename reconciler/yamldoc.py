@@ -44,7 +44,7 @@ assert not _BaseLoader.yaml_path_resolvers  # resolve() below depends on the nod
 class _Loader(_BaseLoader):
     """The safe loader with its tag resolution memoised: PyYAML resolves every scalar in Python, by
     regular expressions, and the same keys and values ("sleeveType", "Normal sleeve", "30") recur in
-    every file (a quarter of a parsing worker's time, profiled on 2,080 files)."""
+    every file (a tenth of a parsing worker's time, profiled on 2,080 files; memoised, 8% less CPU)."""
 
     def resolve(self, kind, value, implicit):
         if kind is yaml.MappingNode:
