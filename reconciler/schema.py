@@ -58,7 +58,72 @@ def _registry() -> referencing.Registry:
     )
 
 
-_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"readOnly": _read_only})
+# Checking 10,000 manifests, jsonschema spent most of its time not on keywords but on `descend`
+# building a validator (and a reference resolver) for every property of every document. Our schemas
+# have their $refs inlined (below), so a subschema's keywords can be judged by jsonschema's own keyword
+# functions called with the validator at hand. `properties` and `items` do that first for each
+# child, and call `descend` only when a child may be invalid, so every reported error still comes
+# from jsonschema's descend, with its paths. Keywords that need a resolver or an evolved validator
+# ($ref, $dynamicRef, unevaluated*) are never judged this way.
+_JUDGED_DIRECTLY = frozenset({
+    "type", "enum", "const", "pattern", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum", "multipleOf", "format", "required", "minItems", "maxItems", "uniqueItems",
+    "minProperties", "maxProperties", "dependentRequired", "properties", "additionalProperties", "items",
+    "readOnly"})
+# A scalar's verdict under a subschema depends on nothing else, and the same values recur across an
+# estate ("Normal sleeve", "Buy", a ticker, a label): each (subschema, type, value) found valid is
+# remembered. Subschemas live as long as their cached validators, so their ids stay theirs.
+_VALID_SCALARS: set[tuple] = set()
+_VALID_SCALARS_LIMIT = 200_000
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+_KEYWORDS = jsonschema.Draft202012Validator.VALIDATORS
+
+
+def _surely_valid(validator, instance: Any, schema: Any) -> bool:
+    """True when jsonschema's keyword functions find nothing wrong with `instance`; False when they
+    do, or when a keyword must be left to descend."""
+    if schema is True:
+        return True
+    if not isinstance(schema, dict):
+        return False
+    scalar = instance.__class__ in _SCALAR_TYPES
+    if scalar and (id(schema), instance.__class__, instance) in _VALID_SCALARS:
+        return True
+    for keyword, value in schema.items():
+        check = validator.VALIDATORS.get(keyword)
+        if check is None:
+            continue
+        if keyword not in _JUDGED_DIRECTLY:
+            return False
+        for _ in check(validator, value, instance, schema) or ():
+            return False
+    if scalar and len(_VALID_SCALARS) < _VALID_SCALARS_LIMIT:
+        _VALID_SCALARS.add((id(schema), instance.__class__, instance))
+    return True
+
+
+def _properties(validator, properties, instance, schema):
+    """Draft 2020-12 `properties`, descending only into children that may be invalid."""
+    if not validator.is_type(instance, "object"):
+        return
+    for name, subschema in properties.items():
+        if name in instance and not _surely_valid(validator, instance[name], subschema):
+            yield from validator.descend(instance[name], subschema, path=name, schema_path=name)
+
+
+def _items(validator, items, instance, schema):
+    """Draft 2020-12 `items` (no prefixItems in our schemas, else jsonschema's own), likewise."""
+    if "prefixItems" in schema or items is False or not validator.is_type(instance, "array"):
+        yield from _KEYWORDS["items"](validator, items, instance, schema)
+        return
+    for index, item in enumerate(instance):
+        if not _surely_valid(validator, item, items):
+            yield from validator.descend(item, items, path=index)
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator,
+                                          {"readOnly": _read_only, "properties": _properties,
+                                           "items": _items})
 
 
 @functools.cache
@@ -169,7 +234,7 @@ def _explain(doc: "Document", e: jsonschema.ValidationError, path: tuple) -> lis
         missing = _UNEXPECTED.findall(e.message)[:1] or ["?"]
         return [doc.diagnostic(path, f"missing required field '{missing[0]}'", f"add {missing[0]}")]
     if v == "type":
-        tag, raw = doc.scalars.get(path, ("", ""))
+        tag, raw = doc.scalar(path)
         wanted = e.validator_value
         wants_text = wanted == "string" or (isinstance(wanted, list) and "string" in wanted)
         if wants_text and tag in ("int", "float", "bool", "timestamp", "null"):
@@ -181,7 +246,7 @@ def _explain(doc: "Document", e: jsonschema.ValidationError, path: tuple) -> lis
                                "fix the value's type")]
     if v in ("enum", "const"):
         choices = e.validator_value if v == "enum" else [e.validator_value]
-        tag, raw = doc.scalars.get(path, ("", ""))
+        tag, raw = doc.scalar(path)
         if tag == "bool" and any(isinstance(c, str) for c in choices):
             return [doc.diagnostic(path, f"{field}: '{raw}' is read by YAML as a boolean",
                                    f"quote it, and use one of: {', '.join(map(str, choices))}")]
