@@ -32,6 +32,12 @@ from reconciler.plan import PlanBuilder, Targeting, TargetingTally, build_plan, 
 __all__ = ["StreamedPlan", "plan_in_memory", "plan_stream", "read_selected"]
 
 
+# Bulk reads sent ahead of the diff, per read worker: one running and one answered keeps every read
+# worker busy, while a slower diff (or a faster parse) never leaves more than a few answered chunks
+# waiting (a 500-registration chunk is ~6 MiB of JSON, several times that once decoded).
+READS_AHEAD = 2
+
+
 @dataclass(frozen=True)
 class StreamedPlan:
     plan: Plan
@@ -147,6 +153,8 @@ def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targetin
                     chunk.append(resource.registration_id)
                     if len(chunk) >= chunk_size:
                         send_chunk()
+                        while len(reads) > READS_AHEAD * settings.read_workers:   # bounded: see READS_AHEAD
+                            diff_done(block=True)
             else:
                 batch_sizes[resource.batch_id] = resource.batch_size
                 for i in resource.instructions:

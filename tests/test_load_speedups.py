@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import gc
 import pickle
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,7 +35,9 @@ def _tags(loader_cls, text: str) -> list[str]:
 
 
 def test_memoised_resolution_gives_pyyamls_tags_on_the_tricky_scalars():
-    text = "".join(f"k{i}: {s}\n" if s else f"k{i}:\n" for i, s in enumerate(TRICKY))
+    plain = [f"{s}" for s in TRICKY]
+    quoted = [f'"{s}"' for s in TRICKY] + [f"'{s}'" for s in TRICKY] + ["[on, 1]", "{a: on}", "|\n  on"]
+    text = "".join(f"k{i}: {s}\n" if s else f"k{i}:\n" for i, s in enumerate(plain + quoted))
     for _ in range(2):   # cold, then from the memo
         assert _tags(_Loader, text) == _tags(_BaseLoader, text)
 
@@ -58,7 +63,7 @@ def test_gc_thresholds_are_restored_after_a_load(tmp_path):
 def test_a_started_stream_closed_before_reading_stops_at_once_and_still_loads_in_process(tmp_path, monkeypatch):
     write_estate(tmp_path / "m", 400, 200)
     monkeypatch.setattr(manifests_pkg, "PARALLEL_THRESHOLD", 100)
-    monkeypatch.setattr(manifests_pkg, "_spawn_is_safe", lambda: True)
+    monkeypatch.setattr(manifests_pkg, "_start_method", lambda: "spawn")   # a test process runs threads: never fork it
     reference = load_manifests([str(tmp_path / "m")], workers=1)
 
     stream = ManifestStream([str(tmp_path / "m")], workers=2).start()
@@ -72,6 +77,41 @@ def test_a_started_stream_closed_before_reading_stops_at_once_and_still_loads_in
     started = ManifestStream([str(tmp_path / "m")], workers=2).start()   # started early, read later
     assert [r.address for r in started if hasattr(r, "registration_id")] == [r.address for r in reference.registrations]
     assert started.digest == reference.digest
+
+
+_FORKED = """
+import threading, sys
+import reconciler.manifests as m
+m.PARALLEL_THRESHOLD = 100
+assert threading.active_count() == 1 and m._start_method() == "fork"
+stream = m.ManifestStream([sys.argv[1]], workers=2).start()
+assert stream._pool._mp_context.get_start_method() == "fork"
+resources = list(stream)
+reference = m.load_manifests([sys.argv[1]], workers=1)
+assert [r.address for r in resources if hasattr(r, "registration_id")] == [r.address for r in reference.registrations]
+assert [b.batch_id for b in resources if hasattr(b, "batch_id")] == [b.batch_id for b in reference.batches]
+assert stream.digest == reference.digest
+print("forked", len(resources))
+"""
+
+
+def test_a_single_threaded_process_forks_its_workers_and_loads_the_same_tree(tmp_path):
+    """The CLI starts the stream before any thread: its workers fork, with the parser already imported."""
+    write_estate(tmp_path / "m", 300, 200)
+    run = subprocess.run([sys.executable, "-c", _FORKED, str(tmp_path / "m")], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["forked", "304"]
+
+
+def test_a_process_with_another_thread_running_never_forks(monkeypatch):
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, daemon=True)
+    thread.start()
+    try:
+        assert manifests_pkg._start_method() != "fork"
+    finally:
+        stop.set()
 
 
 # --- the lean builder (yamldoc/lean.py) against the full one (yamldoc/builder.py) ---

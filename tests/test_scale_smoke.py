@@ -48,7 +48,7 @@ def test_the_streamed_plan_equals_the_plan_built_from_everything_at_once(sandbox
     for k, v in sandbox_env(sandbox).items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(manifests_pkg, "PARALLEL_THRESHOLD", 100)
-    monkeypatch.setattr(manifests_pkg, "_spawn_is_safe", lambda: True)  # pytest-xdist's workers have no main file
+    monkeypatch.setattr(manifests_pkg, "_start_method", lambda: "spawn")  # a test process runs threads: never fork it
     paths = (str(tmp_path / "m"),)
     settings = load_settings(paths)
     with open_vendors(settings) as vendors:
@@ -62,3 +62,70 @@ def test_the_streamed_plan_equals_the_plan_built_from_everything_at_once(sandbox
     assert streamed.plan == reference
     assert [c.action.value for c in reference.actionable()].count("update") == 60
     assert [c.action.value for c in reference.actionable()].count("create") == 50
+
+
+def test_slow_reads_hold_back_parsing_instead_of_piling_up_registrations(sandbox, tmp_path, monkeypatch):
+    """Memory stays flat when Orion answers slower than the tree is parsed: registrations wait for their
+    read in bounded number (READS_AHEAD reads per read worker), and checked chunks wait for the stream's
+    reader in bounded number (CHUNKS_AHEAD per parsing worker). Unbounded, both held the whole tree."""
+    import time
+
+    import reconciler.manifests as manifests_pkg
+    import reconciler.pipeline as pipeline
+    from reconciler.config import load_settings
+    from reconciler.manifests import CHUNKS_AHEAD, ManifestStream
+    from reconciler.plan import PlanBuilder
+    from reconciler.providers import open_vendors
+
+    state = write_estate(tmp_path / "m", 3000, 0, drift=0)
+    httpx.put(f"{sandbox.url}/_sandbox/state", json=state, timeout=60)
+    for k, v in sandbox_env(sandbox).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(manifests_pkg, "PARALLEL_THRESHOLD", 100)
+    monkeypatch.setattr(manifests_pkg, "_start_method", lambda: "spawn")  # a test process runs threads: never fork it
+    cut = manifests_pkg._chunks_in_order
+    monkeypatch.setattr(manifests_pkg, "_chunks_in_order", lambda files, n: cut(files, 60))
+    monkeypatch.setenv("RECONCILER_READ_CHUNK", "100")
+    paths = (str(tmp_path / "m"),)
+    settings = load_settings(paths)
+    parsed, diffed, waiting = [0], [0], [0]
+    submitted, first_seen = [0], [None]
+
+    with open_vendors(settings) as vendors:
+        read = vendors.orion.list_with_sleeves
+
+        def slow_read(*args, **kwargs):
+            time.sleep(0.4)   # Orion slower than parsing
+            return read(*args, **kwargs)
+
+        add = PlanBuilder.add_registration
+
+        def counted_add(self, desired, current):
+            diffed[0] += 1
+            return add(self, desired, current)
+
+        monkeypatch.setattr(vendors.orion, "list_with_sleeves", slow_read)
+        monkeypatch.setattr(PlanBuilder, "add_registration", counted_add)
+        stream = ManifestStream(paths, workers=2).start()   # hands out its first chunks
+        submit = stream._pool.submit
+
+        def counted_submit(*args):
+            submitted[0] += 1
+            return submit(*args)
+
+        stream._pool.submit = counted_submit
+        files = stream._checked_files
+
+        def counted_files():
+            for result in files():
+                if first_seen[0] is None:
+                    first_seen[0] = 2 * CHUNKS_AHEAD + submitted[0]   # chunks handed out when the first is read
+                parsed[0] += 1
+                waiting[0] = max(waiting[0], parsed[0] - diffed[0])
+                yield result
+
+        stream._checked_files = counted_files
+        streamed = pipeline.plan_stream(paths, vendors, settings, stream=stream)
+    assert streamed.plan.unchanged == 3000 and diffed[0] == 3000
+    assert first_seen[0] <= 2 * CHUNKS_AHEAD + 1 and submitted[0] == 60 - 2 * CHUNKS_AHEAD   # 60 chunks in all
+    assert 0 < waiting[0] <= (pipeline.READS_AHEAD * settings.read_workers + 2) * settings.read_chunk

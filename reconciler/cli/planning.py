@@ -76,9 +76,15 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
     """Read live state, diff it against the manifests, print the plan. Never writes to an API."""
     from dataclasses import replace
 
+    from reconciler.manifests import ManifestStream
+
+    t_start = time.perf_counter()
+    paths = paths or DEFAULT_PATHS
+    # first, while this process has one thread and few modules: the parsing workers fork from it
+    stream = ManifestStream(paths, allow_empty=allow_empty).start()   # raises for a path that does not exist
+
     from reconciler.backend import open_backend
     from reconciler.config import load_settings
-    from reconciler.manifests import ManifestStream
     from reconciler.pipeline import plan_stream
     from reconciler.plan import Targeting
     from reconciler.policy import evaluate_policies
@@ -86,9 +92,6 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
     from reconciler.session import open_session
     from reconciler.stages import build_stages
 
-    t_start = time.perf_counter()
-    paths = paths or DEFAULT_PATHS
-    stream = ManifestStream(paths, allow_empty=allow_empty).start()   # raises for a path that does not exist
     try:
         settings = load_settings(paths, config_file=config_file)
         targeting = Targeting(tuple(target), tuple(exclude), selectors(selector))

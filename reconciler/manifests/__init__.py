@@ -12,9 +12,12 @@ import hashlib
 import logging
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+import threading
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from itertools import islice
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterator
@@ -33,12 +36,17 @@ log = logging.getLogger("reconciler.manifests")
 
 API_VERSION = "reconciler/v1"
 # Parsing and schema checks are per file and CPU-bound; past this many files they are spread over
-# worker processes (spawned, so a running sandbox thread is never forked). Below it, start-up costs more.
+# worker processes (see _start_method). Below it, start-up costs more.
 PARALLEL_THRESHOLD = 2000
 # Loading builds millions of small, acyclic objects (dicts, tuples, Sources) that live until the plan
 # is made; CPython's default cyclic GC (a pass every 700 allocations) keeps re-walking them for
 # nothing. Fewer passes while a tree loads: validate on 30,000 files used 15% less CPU (24.3 → 20.6 s).
 GC_THRESHOLDS = (50_000, 20, 1_000)
+# Chunks (~400 files each) handed to each worker ahead of the caller: enough that a worker never waits
+# for its next chunk, few enough that checked results waiting for a slower caller (a plan diffing and
+# reading as it goes) stay a few MiB. Executor.map would hand out every chunk at once, and at 100,000
+# files the waiting results would hold the whole tree.
+CHUNKS_AHEAD = 3
 
 
 def load_manifests(paths: list[str] | tuple[str, ...], *, workers: int | None = None,
@@ -75,13 +83,17 @@ class ManifestStream:
         self.digest = ""
         self.policies: tuple = ()
         self._pool: ProcessPoolExecutor | None = None
-        self._results = None
+        self._chunks: Iterator[list[tuple[Path, str]]] = iter(())
+        self._pending: deque[Future] | None = None   # chunks handed to the workers, in file order
         self.registrations = self.batches = self.instructions = 0
 
     @property
     def large(self) -> bool:
         """Checked by worker processes (and worth overlapping with live reads)."""
-        return self.workers > 1 and len(self._files) >= PARALLEL_THRESHOLD and _spawn_is_safe()
+        return self._pool is not None or (self._worth_workers() and _start_method() is not None)
+
+    def _worth_workers(self) -> bool:
+        return self.workers > 1 and len(self._files) >= PARALLEL_THRESHOLD
 
     def __iter__(self) -> Iterator[DesiredRegistration | DesiredBatch]:
         with fewer_gc_passes():
@@ -121,13 +133,15 @@ class ManifestStream:
 
     def start(self) -> "ManifestStream":
         """Begin checking a large tree in worker processes now, while the caller sets up (settings,
-        session, journal): worker start-up is otherwise the plan's idle first half-second. Nothing
-        but the files is read. Call `close()` if the stream may not be iterated (an error first)."""
-        if self.large and self._pool is None:
+        session, journal), and before the caller starts any thread (so the workers can be forked).
+        Nothing but the files is read. Call `close()` if the stream may not be iterated (an error first)."""
+        method = _start_method()
+        if self._pool is None and method is not None and self._worth_workers():
             try:
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_worker_gc)
-                chunks = _chunks_in_order(self._files, max(self.workers * 4, len(self._files) // 400))
-                self._results = self._pool.map(_check_files, chunks)
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context(method), initializer=_worker_gc)
+                self._chunks = iter(_chunks_in_order(self._files, max(self.workers * 4, len(self._files) // 400)))
+                self._pending = deque(self._pool.submit(_check_files, chunk)
+                                      for chunk in islice(self._chunks, self.workers * CHUNKS_AHEAD))
             except (BrokenProcessPool, OSError) as e:
                 log.debug("parallel manifest loading could not start (%s); files are checked in this process", e)
                 self.close()
@@ -137,15 +151,18 @@ class ManifestStream:
         """Stop the workers (pending chunks are cancelled); the stream can no longer be iterated in parallel."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool, self._results = None, None
+            self._pool, self._pending = None, None
 
     def _checked_files(self):
-        """Per-file results in file order, as soon as each contiguous chunk of files is done."""
+        """Per-file results in file order, as soon as each contiguous chunk of files is done; a chunk
+        is handed to the workers each time one is taken, so results wait for a slow caller in bounded number."""
         done = 0
         self.start()
-        if self._results is not None:
+        if self._pending is not None:
             try:
-                for results in self._results:
+                while self._pending:
+                    results = self._pending.popleft().result()
+                    self._pending.extend(self._pool.submit(_check_files, chunk) for chunk in islice(self._chunks, 1))
                     for result in results:
                         done += 1
                         yield result
@@ -189,11 +206,19 @@ def _worker_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def _spawn_is_safe() -> bool:
-    """Spawned workers re-import the caller's __main__; stdin or an interactive session cannot be."""
+def _start_method() -> str | None:
+    """How parsing workers can start in this process, or None if they cannot.
+
+    "fork" where it is safe: on Linux, while this process runs a single thread (a fork copies no other
+    thread, and a lock another thread held would stay locked in the child; the in-process sandbox is
+    such a thread). A forked worker starts at once with the parser already imported; a spawned one
+    first spends ~0.3 s of CPU importing it again, which was most of `plan`'s idle first second.
+    "spawn" otherwise: it re-imports the caller's __main__, so stdin or an interactive session cannot."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
     main = sys.modules.get("__main__")
     file = getattr(main, "__file__", None)
-    return bool(file) and os.path.exists(file)
+    return "spawn" if file and os.path.exists(file) else None
 
 
 def _check_files(files: list[tuple[Path, str]]) -> list[tuple[str, bytes, list[Resolved], list[Diagnostic]]]:
