@@ -166,6 +166,7 @@ def diff_registration(desired: DesiredRegistration, live: dict, ignore: tuple[Ig
         have["sleeves"][f"{sleeve_label(s)} (accountId {s.get('accountId')})"] = {"accountId": s.get("accountId")}
     if want == have:
         return RegistrationDiff(problems=tuple(problems))
+    _drop_identical(want, have)
 
     live_ids = {label: ls.get("accountId") for label, _, ls in pairs if ls is not None}
     removed_by_label = {f"{sleeve_label(s)} (accountId {s.get('accountId')})": s for s in removed}
@@ -249,6 +250,16 @@ def diff_instruction(desired: DesiredInstruction, rows: list[dict], ignore: tupl
         if not _ignored(desired.address, display, ignore, today, ignored, change):
             changes.append(change)
     return InstructionDiff(exists=True, fields=tuple(sorted(changes, key=lambda c: c.path)), ignored=tuple(ignored))
+
+
+def _drop_identical(want: dict, have: dict) -> None:
+    """Leave deepdiff only the fields and sleeves that differ: one drifted target in a registration of
+    six sleeves cost 2.2 ms of deepdiff, most of it walking what is equal. Identical means the same
+    repr (same types as well as values: True and 1, 20 and 20.0 stay for deepdiff to report), so the
+    report on what is left is the report on the whole."""
+    for scope in ("fields", "sleeves"):
+        for key in [k for k, v in want[scope].items() if k in have[scope] and repr(v) == repr(have[scope][k])]:
+            del want[scope][key], have[scope][key]
 
 
 def _iter_levels(diff: DeepDiff):

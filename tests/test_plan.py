@@ -6,8 +6,11 @@ import copy
 import datetime as dt
 import textwrap
 import time
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.config import IgnoreRule
 from reconciler.diff import deepdiff_calls, diff_registration
@@ -325,3 +328,42 @@ def test_diff_registration_is_symmetric_about_declared_fields_only(tmp_path):
     other["mandate"] = True
     assert not diff_registration(m.registrations[0], live).changed
     assert not diff_registration(m.registrations[0], other).changed
+
+
+# --- deepdiff sees only what differs, and reports what it reported on the whole ------------------
+
+_ODD = st.one_of(st.integers(-1, 101), st.floats(0, 100, allow_nan=False), st.booleans(), st.just("30"), st.none())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_diffing_only_what_differs_reports_what_diffing_everything_reports(data):
+    """Equal fields and sleeves are left out of deepdiff; its report must not change, whatever drifted
+    (types included: True for 1 and 20.0 for 20 are still reported where deepdiff reported them)."""
+    import reconciler.diff as diff_mod
+
+    body = "  isActive: true\n  contributionAllocationMethod: Assigned\n" + SLEEVES
+    desired = _resolved_registration(reg_doc(body))
+    live = live_reg()
+    for sleeve in live["accountSleeves"]:
+        for f in ("targetAllocation", "modelAggId"):
+            if data.draw(st.booleans()):
+                sleeve[f] = data.draw(_ODD)
+    if data.draw(st.booleans()):
+        live["isActive"] = data.draw(st.sampled_from([1, False, "true", None]))
+    if data.draw(st.booleans()):
+        live["contributionAllocationMethod"] = data.draw(st.sampled_from(["Percent", 1, "ASSIGNED"]))
+    if data.draw(st.booleans()):
+        live["accountSleeves"].pop(data.draw(st.integers(0, len(live["accountSleeves"]) - 1)))
+    with mock.patch.object(diff_mod, "_drop_identical", lambda want, have: None):
+        whole = diff_registration(desired, copy.deepcopy(live))
+    assert diff_registration(desired, live) == whole
+
+
+def _resolved_registration(doc: str):
+    from reconciler.manifests.resolve import resolve_document
+    from reconciler.yamldoc import load_documents
+
+    (document,), diags = load_documents(doc.encode(), "r1.yaml")
+    assert not diags
+    return resolve_document("SleeveRegistration", document).resource

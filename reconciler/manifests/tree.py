@@ -69,21 +69,25 @@ def _walk(top: Path, found: dict[str, Path], problems: list[Diagnostic]) -> None
                 continue
             kept.append(d)
         dirs[:] = kept
+        folder_display = os.path.normpath(os.path.join(top_display, os.path.relpath(folder, top)))
         for name in names:
             if not name.endswith((".yaml", ".yml")) or name == "reconciler.yaml" or name.startswith("."):
                 continue
             full = Path(folder, name)
-            display = _shown(top_display, top, full)
+            display = visible(os.path.normpath(os.path.join(folder_display, name)))   # as _shown, per folder once
             try:
-                fst = full.stat()
+                mode = os.lstat(full).st_mode
+                link = stat.S_ISLNK(mode)
+                if link:   # a plain file takes one call
+                    mode = os.stat(full).st_mode
             except OSError:
                 problems.append(Diagnostic(display, 1, 1, "a broken symbolic link", "remove it or fix its target"))
                 continue
-            if not stat.S_ISREG(fst.st_mode):
+            if not stat.S_ISREG(mode):
                 problems.append(Diagnostic(display, 1, 1, "not a regular file (a FIFO, socket or device)",
                                            "remove it from the manifests tree"))
                 continue
-            if full.is_symlink() and not _inside(full.resolve(), root):
+            if link and not _inside(full.resolve(), root):
                 problems.append(Diagnostic(display, 1, 1, "a symbolic link to a file outside the manifests tree; it "
                                            "is not read", "copy the file into the tree"))
                 continue
