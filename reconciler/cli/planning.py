@@ -28,13 +28,14 @@ from reconciler.cli.app import (
 @click.pass_obj
 def validate(ctx: Context, paths: tuple[str, ...], allow_empty: bool) -> int:
     """Load and check manifests (default: manifests/). No network."""
-    from reconciler.manifests import load_manifests
+    from reconciler.manifests import ManifestStream
 
-    manifests = load_manifests(paths or DEFAULT_PATHS, allow_empty=allow_empty)
-    n = len(manifests.registrations) + len(manifests.batches)
-    ctx.out.info(f"OK: {len(manifests.files)} files, {len(manifests.registrations)} registrations, "
-                 f"{len(manifests.batches)} trade batches ({len(manifests.instructions)} instructions), "
-                 f"{n} resources valid.")
+    stream = ManifestStream(paths or DEFAULT_PATHS, allow_empty=allow_empty).start()
+    for _ in stream:   # each resource checked, counted and dropped: memory does not grow with the tree
+        pass
+    ctx.out.info(f"OK: {len(stream.files)} files, {stream.registrations} registrations, "
+                 f"{stream.batches} trade batches ({stream.instructions} instructions), "
+                 f"{stream.registrations + stream.batches} resources valid.")
     return 0
 
 
