@@ -204,10 +204,11 @@ def test_stuck_batch_is_unknown_and_a_rerun_tracks_the_same_batch(env, cli, monk
     journal = SqliteJournal(journal_file(tmp_path / "ws"))
     (entry,) = journal.open_batches()
     journal.close()
-    control(env, "POST", "/batches/release")
+    # released, the batch queues again for 2 s: the rerun finds it unfinished however slowly it starts
+    # (with the tests' 0.2 s batches a busy machine let it end first), tracks it, then gates SEI on it
+    control(env, "POST", "/batches/release?after=2")
     r = cli("apply", "--auto-approve")
     assert r.code == 0, r
-    # the released batch is still finishing: the rerun tracks it to its end, then gates SEI on it
     assert f"batch {entry.batch_id} from an earlier run is still" in r.err
     assert f"applied by an earlier run's batch (batch {entry.batch_id} Complete)" in r.out
     assert batch_posts(env) == 1  # the same batch, never resubmitted

@@ -16,7 +16,7 @@ MAX_LINES = 400
 PINNED = {
     "evaluator.py": 428,
     "providers/_http.py": 416,
-    "sandbox/state.py": 413,
+    "sandbox/state.py": 411,
     "config.py": 403,
 }
 

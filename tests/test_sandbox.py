@@ -212,6 +212,18 @@ def test_stuck_batch_stays_processing_until_released(sandbox, vendors):
     assert wait_done(vendors, batch_id)[0]["status"] == "Complete"
 
 
+def test_a_batch_released_with_a_delay_queues_again_first(sandbox, vendors):
+    """What lets a test meet a released batch unfinished however slowly its next step starts."""
+    control(sandbox, "PUT", "/faults", content="stuck@POST:*/process/batch#1")
+    batch_id = vendors.orion.submit_batch([vendors.orion.get_registration(31548)])
+    assert control(sandbox, "POST", "/batches/release?after=1") == {"released": 1}
+    status = vendors.orion.batch_status(batch_id)
+    assert (status["status"], status["isDone"], status["elapsed"]) == ("New", False, "0.0s")
+    t = time.monotonic()
+    assert wait_done(vendors, batch_id)[0]["status"] == "Complete"
+    assert time.monotonic() - t >= 1
+
+
 def test_outside_git_edit_is_recorded_with_editor(sandbox, vendors):
     control(sandbox, "PATCH", "/registrations/31548", json={"editedBy": "jdoe", "set": {"isDoNotTrade": True}})
     reg = vendors.orion.get_registration(31548)

@@ -318,7 +318,7 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         return JSONResponse(faults.describe())
 
     async def release(request: Request) -> Response:
-        return JSONResponse({"released": state.release_stuck()})
+        return JSONResponse({"released": state.release_stuck(float(request.query_params.get("after", 0)))})
 
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True})

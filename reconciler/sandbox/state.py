@@ -181,15 +181,13 @@ class SandboxState:
                            batchId=batch_id, registrationIds=[i.get("registrationId") for i in items])
             return batch_id
 
-    def release_stuck(self) -> int:
+    def release_stuck(self, after: float = 0.0) -> int:
+        """Stuck batches queue again (New) for `after` seconds, then take the usual latency."""
         with self.lock:
-            n = 0
-            for b in self.batches.values():
-                if b.stuck and not b.finished:
-                    b.stuck = False
-                    b.created = self.clock()
-                    n += 1
-            return n
+            stuck = [b for b in self.batches.values() if b.stuck and not b.finished]
+            for b in stuck:
+                b.stuck, b.created = False, self.clock() + after
+            return len(stuck)
 
     def advance(self) -> None:
         """Finish every batch whose latency has passed. Called before each request is served."""
@@ -210,7 +208,7 @@ class SandboxState:
             b = self.batches.get(batch_id)
             if b is None:
                 return None
-            elapsed = self.clock() - b.created
+            elapsed = max(0.0, self.clock() - b.created)
             if b.finished:
                 status, completed = b.status, len(b.items)
             elif elapsed < self.timing.batch_latency * self.timing.new_fraction and not b.stuck:
