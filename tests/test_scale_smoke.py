@@ -32,10 +32,22 @@ def test_plan_at_500_uses_bulk_reads_and_deepdiff_only_on_drift(sandbox, cli, tm
     assert int(re.search(r"deepdiff calls (\d+)", r2.err).group(1)) - before == 5
 
 
+def _large_tree(sandbox, tmp_path, monkeypatch, registrations: int, instructions: int, drift: float) -> tuple[str]:
+    """An estate on disk and in the sandbox, checked as a large tree is (in worker processes) though small."""
+    import reconciler.manifests as manifests_pkg
+
+    state = write_estate(tmp_path / "m", registrations, instructions, drift=drift)
+    httpx.put(f"{sandbox.url}/_sandbox/state", json=state, timeout=60)
+    for k, v in sandbox_env(sandbox).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(manifests_pkg, "PARALLEL_THRESHOLD", 100)
+    monkeypatch.setattr(manifests_pkg, "_start_method", lambda: "spawn")  # a test process runs threads: never fork it
+    return (str(tmp_path / "m"),)
+
+
 def test_the_streamed_plan_equals_the_plan_built_from_everything_at_once(sandbox, tmp_path, monkeypatch):
     """Resource for resource, on an estate that fills several read chunks, with the tree checked in
     worker processes and SEI's pages read alongside (as for a large tree), drift in both vendors."""
-    import reconciler.manifests as manifests_pkg
     from reconciler.config import load_settings
     from reconciler.live import read_live_state
     from reconciler.manifests import ManifestStream, load_manifests
@@ -43,13 +55,7 @@ def test_the_streamed_plan_equals_the_plan_built_from_everything_at_once(sandbox
     from reconciler.plan import build_plan
     from reconciler.providers import open_vendors
 
-    state = write_estate(tmp_path / "m", 1200, 1000, drift=0.05)
-    httpx.put(f"{sandbox.url}/_sandbox/state", json=state, timeout=60)
-    for k, v in sandbox_env(sandbox).items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setattr(manifests_pkg, "PARALLEL_THRESHOLD", 100)
-    monkeypatch.setattr(manifests_pkg, "_start_method", lambda: "spawn")  # a test process runs threads: never fork it
-    paths = (str(tmp_path / "m"),)
+    paths = _large_tree(sandbox, tmp_path, monkeypatch, 1200, 1000, drift=0.05)
     settings = load_settings(paths)
     with open_vendors(settings) as vendors:
         stream = ManifestStream(paths, workers=2)
@@ -77,16 +83,10 @@ def test_slow_reads_hold_back_parsing_instead_of_piling_up_registrations(sandbox
     from reconciler.plan import PlanBuilder
     from reconciler.providers import open_vendors
 
-    state = write_estate(tmp_path / "m", 3000, 0, drift=0)
-    httpx.put(f"{sandbox.url}/_sandbox/state", json=state, timeout=60)
-    for k, v in sandbox_env(sandbox).items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setattr(manifests_pkg, "PARALLEL_THRESHOLD", 100)
-    monkeypatch.setattr(manifests_pkg, "_start_method", lambda: "spawn")  # a test process runs threads: never fork it
+    paths = _large_tree(sandbox, tmp_path, monkeypatch, 3000, 0, drift=0)
     cut = manifests_pkg._chunks_in_order
     monkeypatch.setattr(manifests_pkg, "_chunks_in_order", lambda files, n: cut(files, 60))
     monkeypatch.setenv("RECONCILER_READ_CHUNK", "100")
-    paths = (str(tmp_path / "m"),)
     settings = load_settings(paths)
     parsed, diffed, waiting = [0], [0], [0]
     submitted, first_seen = [0], [None]
