@@ -32,9 +32,10 @@ from reconciler.plan import PlanBuilder, Targeting, TargetingTally, build_plan, 
 __all__ = ["StreamedPlan", "plan_in_memory", "plan_stream", "read_selected"]
 
 
-# Bulk reads sent ahead of the diff, per read worker: one running and one answered keeps every read
-# worker busy, while a slower diff (or a faster parse) never leaves more than a few answered chunks
-# waiting (a 500-registration chunk is ~6 MiB of JSON, several times that once decoded).
+# Bulk reads sent and not yet diffed, per read worker, before the stream waits: one running and one
+# queued keeps every read worker busy. Unbounded, an Orion slower than parsing left the desired
+# registrations of every chunk sent waiting for their reads: the whole tree, at worst
+# (tests/test_scale_smoke.py: 2,500 of 3,000 waited; 900 with this bound and 100-id chunks).
 READS_AHEAD = 2
 
 
