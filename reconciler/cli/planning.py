@@ -30,7 +30,7 @@ def validate(ctx: Context, paths: tuple[str, ...], allow_empty: bool) -> int:
     """Load and check manifests (default: manifests/). No network."""
     from reconciler.manifests import ManifestStream
 
-    stream = ManifestStream(paths or DEFAULT_PATHS, allow_empty=allow_empty).start()
+    stream = ManifestStream(paths or DEFAULT_PATHS, allow_empty=allow_empty)
     for _ in stream:   # each resource checked, counted and dropped: memory does not grow with the tree
         pass
     ctx.out.info(f"OK: {len(stream.files)} files, {stream.registrations} registrations, "

@@ -244,7 +244,6 @@ def _check_files(files: list[tuple[Path, str]]) -> list[tuple[str, bytes, list[R
             diags.extend(schema_diags)
             diags.extend(d for p, d in doc.surprises.items() if doc.pos(p) not in explained)
             if not schema_diags and not doc.value_errors:  # the loader refused none of its values
-                doc.scalars = {}  # only schema messages need raw text; don't ship it between processes
                 typed.append(resolve_document(kind, doc))  # surprises keep their (well-typed) value
             else:  # still report every independent error: the rules on what is well typed
                 seen = {(d.line, d.col, d.message) for d in diags}

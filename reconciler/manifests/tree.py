@@ -50,14 +50,15 @@ def _walk(top: Path, found: dict[str, Path], problems: list[Diagnostic]) -> None
     seen: dict[tuple[int, int], str] = {}
     for folder, dirs, names in os.walk(top, followlinks=True):
         st = os.stat(folder)
+        here = _place(top_display, top, folder)   # the folder as shown, before escaping: its files' names join it
         first = seen.get((st.st_dev, st.st_ino))
         if first is not None:   # a symlink loop, or a second name for a folder: read it once, and say so
-            problems.append(Diagnostic(_shown(top_display, top, folder), 1, 1, "this folder was already read as "
+            problems.append(Diagnostic(visible(here), 1, 1, "this folder was already read as "
                                        f"{first} (a symbolic link loop or alias); it was not read again",
                                        "remove the link, or link to a folder the tree does not already hold"))
             dirs[:] = []
             continue
-        seen[(st.st_dev, st.st_ino)] = _shown(top_display, top, folder)
+        seen[(st.st_dev, st.st_ino)] = visible(here)
         kept = []
         for d in sorted(dirs):
             if d.startswith("."):
@@ -69,12 +70,11 @@ def _walk(top: Path, found: dict[str, Path], problems: list[Diagnostic]) -> None
                 continue
             kept.append(d)
         dirs[:] = kept
-        folder_display = os.path.normpath(os.path.join(top_display, os.path.relpath(folder, top)))
         for name in names:
             if not name.endswith((".yaml", ".yml")) or name == "reconciler.yaml" or name.startswith("."):
                 continue
             full = Path(folder, name)
-            display = visible(os.path.normpath(os.path.join(folder_display, name)))   # as _shown, per folder once
+            display = visible(os.path.normpath(os.path.join(here, name)))   # _shown, without a relpath per file
             try:
                 mode = os.lstat(full).st_mode
                 link = stat.S_ISLNK(mode)
@@ -99,7 +99,12 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def _shown(top_display: str, top: Path, path: Path | str) -> str:
-    return visible(os.path.normpath(os.path.join(top_display, os.path.relpath(path, top))))
+    return visible(_place(top_display, top, path))
+
+
+def _place(top_display: str, top: Path, path: Path | str) -> str:
+    """`path` named from the given top's display name, as CI logs and editors show it (not escaped)."""
+    return os.path.normpath(os.path.join(top_display, os.path.relpath(path, top)))
 
 
 def _display(p: Path) -> str:
