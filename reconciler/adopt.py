@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.config import IgnoreRule
+from reconciler.ignore import IgnoreRule
 from reconciler.diff import diff_registration, match_sleeves
 from reconciler.escaping import terminal
 from reconciler.importer import registration_manifest

@@ -8,29 +8,20 @@ every Secret's value is registered with `secret_values()` so that error messages
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import ipaddress
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from reconciler.errors import ConfigError, ManifestError
-from reconciler.fields import (
-    ENVIRONMENTS,
-    INSTRUCTION_FIELDS,
-    ORION_BATCH_LIMIT,
-    ORION_READ_CHUNK,
-    REGISTRATION_FIELDS,
-    SLEEVE_FIELDS,
-)
+from reconciler.fields import ENVIRONMENTS, ORION_BATCH_LIMIT, ORION_READ_CHUNK, SETTLE_FLOOR_SECONDS
+from reconciler.ignore import IgnoreRule, ignore_rule
 from reconciler.secret import Secret
 
 __all__ = [
     "CONFIG_FILE",
-    "glob_match",
-    "IgnoreRule",
     "OrionSettings",
     "SeiSettings",
     "Secret",
@@ -67,27 +58,6 @@ class SeiSettings:
 
 
 @dataclass(frozen=True)
-class IgnoreRule:
-    """Known drift to leave alone: an address glob, a field-path glob, why, and until when."""
-
-    address: str
-    field: str
-    reason: str
-    expires: dt.date | None = None
-
-    def active(self, today: dt.date) -> bool:
-        return self.expires is None or today <= self.expires
-
-    def matches(self, address: str, path: str) -> bool:
-        return glob_match(address, self.address) and glob_match(path, self.field)
-
-
-def glob_match(text: str, pattern: str) -> bool:
-    """`*` and `?` are wildcards; brackets are literal, so `accountSleeves[*].targetAllocation` works."""
-    return fnmatch.fnmatchcase(text, pattern.replace("[", "\0").replace("]", "[]]").replace("\0", "[[]"))
-
-
-@dataclass(frozen=True)
 class Settings:
     orion: OrionSettings = OrionSettings()
     sei: SeiSettings = SeiSettings()
@@ -106,7 +76,8 @@ class Settings:
     # How long after an ambiguous write the server may still commit it: read-backs spread over this
     # window must all show a ticket absent before it may be sent again, and a lost batch must be
     # missing from Orion's BatchProcessing list this long. None: the client's own write time-out
-    # (read + write time-outs), which a server holding a request past our time-out most often fits in.
+    # (read + write time-outs), but never less than the environment's floor (fields.SETTLE_FLOOR_SECONDS):
+    # how long a vendor may hold a request is the vendor's, not the client's time-outs.
     settle_window: float | None = None
     # RECONCILER_BACKEND_URL: where the journal and lock live when they must outlive a CI runner.
     backend_url: Secret | None = None
@@ -115,15 +86,23 @@ class Settings:
     # age recipients every uploadable file is encrypted to, and the identity that decrypts them
     plan_recipients: tuple[str, ...] = ()
     plan_identity: Secret | None = None
-    # RECONCILER_NOW: the moment change windows are evaluated at (what-if planning, tests); nothing else
+    # RECONCILER_NOW: the moment `plan` evaluates change windows at (what-if); apply refuses it
     now: dt.datetime | None = None
     plan_expiry_hours: float = 24.0
     ignore: tuple[IgnoreRule, ...] = ()
-    workspace: Path = field(default_factory=lambda: Path(".reconciler"))
+    # RECONCILER_WORKSPACE: the folder that holds workspaces' state; None is `.reconciler` beside the
+    # manifests' repository root (workspace.py). A relative one is taken from that root, never the cwd.
+    workspace: Path | None = None
+    # RECONCILER_CLAIMS_DIR: where the local backend keeps the claims that stop two workspaces from
+    # sending one registration or ticket at once; None: the user's state folder (claims.py).
+    claims_dir: Path | None = None
 
     @property
     def settle(self) -> float:
-        return self.settle_window if self.settle_window is not None else self.read_timeout + self.write_timeout
+        if self.settle_window is not None:
+            return self.settle_window
+        floor = SETTLE_FLOOR_SECONDS.get(self.environment, SETTLE_FLOOR_SECONDS[None])
+        return max(self.read_timeout + self.write_timeout, floor)
 
     def with_overrides(self, **kw: Any) -> "Settings":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
@@ -169,6 +148,8 @@ def load_settings(paths: tuple[str, ...] | list[str] = (), env: Mapping[str, str
             values[attr] = _convert(env[name], typ, name)
     if env.get("RECONCILER_WORKSPACE"):
         values["workspace"] = Path(env["RECONCILER_WORKSPACE"])
+    if env.get("RECONCILER_CLAIMS_DIR"):
+        values["claims_dir"] = Path(env["RECONCILER_CLAIMS_DIR"])
     if env.get("RECONCILER_ENVIRONMENT"):
         values["environment"] = env["RECONCILER_ENVIRONMENT"]
     environment = values.get("environment")
@@ -345,7 +326,7 @@ def _parse_file(file: Path, data: dict[str, Any]) -> dict[str, Any]:
                     raise ConfigError(f"{file}: unknown timeout '{k}' (use {', '.join(_TIMEOUT_KEYS)})")
                 out[_TIMEOUT_KEYS[k]] = _convert(v, float, f"{file}: timeouts.{k}")
         elif key == "ignore":
-            out["ignore"] = tuple(_ignore_rule(file, i, r) for i, r in enumerate(value or []))
+            out["ignore"] = tuple(ignore_rule(f"{file}: ignore[{i}]", r) for i, r in enumerate(value or []))
         elif key == "workspace":
             out["workspace"] = Path(str(value))
         elif key == "environment":
@@ -359,41 +340,6 @@ def _parse_file(file: Path, data: dict[str, Any]) -> dict[str, Any]:
         else:
             raise ConfigError(f"{file}: unknown setting '{key}' (known: {', '.join(sorted([*_FILE_KEYS, 'timeouts', 'ignore', 'orion', 'sei', 'workspace', 'environment', 'plan_recipients']))})")
     return out
-
-
-def _ignore_rule(file: Path, i: int, raw: Any) -> IgnoreRule:
-    if not isinstance(raw, dict) or not raw.get("reason") or not (raw.get("address") or raw.get("field")):
-        raise ConfigError(f"{file}: ignore[{i}] needs address and/or field patterns and a reason "
-                          f"(e.g. {{address: 'SleeveRegistration/*', field: 'isDoNotTrade', reason: '...', expires: 2026-12-31}})")
-    expires = raw.get("expires")
-    if expires is not None and not isinstance(expires, dt.date):
-        try:
-            expires = dt.date.fromisoformat(str(expires))
-        except ValueError as e:
-            raise ConfigError(f"{file}: ignore[{i}].expires {expires!r} is not a date (YYYY-MM-DD)") from e
-    if isinstance(expires, dt.datetime):
-        expires = expires.date()
-    field_pattern = str(raw.get("field") or "*")
-    unknown = _unknown_field(field_pattern)
-    if unknown:
-        raise ConfigError(f"{file}: ignore[{i}].field {field_pattern!r}: {unknown}, so the rule would hide nothing "
-                          f"(fields: {', '.join(REGISTRATION_FIELDS[:4])}, …, accountSleeves[*].targetAllocation, "
-                          "or an instruction field such as target)")
-    return IgnoreRule(str(raw.get("address") or "*"), field_pattern, str(raw["reason"]), expires)
-
-
-def _unknown_field(pattern: str) -> str:
-    """Why a field pattern can never match a declared field, or '' if it can."""
-    head, _, rest = pattern.partition(".")
-    base = head.split("[", 1)[0]
-    top = (*REGISTRATION_FIELDS, "accountSleeves", *INSTRUCTION_FIELDS)
-    if not any(fnmatch.fnmatchcase(name, base) for name in top):
-        return f"no registration or instruction field is called {base!r}"
-    if rest and fnmatch.fnmatchcase("accountSleeves", base):
-        leaf = rest.split(".", 1)[0].split("[", 1)[0]
-        if not any(fnmatch.fnmatchcase(name, leaf) for name in (*SLEEVE_FIELDS, "id")):
-            return f"no sleeve field is called {leaf!r}"
-    return ""
 
 
 def _convert(value: Any, typ: type, where: str) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
-from reconciler.config import IgnoreRule
+from reconciler.ignore import IgnoreRule
 from reconciler.fields import COUNTED_SLEEVE_TYPES, normalise_value, sleeve_model_id
 from reconciler.model import DesiredInstruction, DesiredRegistration, FieldChange, IgnoredChange
 

@@ -13,7 +13,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 
-from reconciler.config import IgnoreRule
+from reconciler.ignore import IgnoreRule
 from reconciler.diff import diff_instruction, diff_registration, sleeve_label
 from reconciler.errors import ApiError
 from reconciler.fields import COUNTED_SLEEVE_TYPES

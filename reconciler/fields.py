@@ -18,6 +18,7 @@ __all__ = [
     "BATCH_LIST_SKEW_SECONDS",
     "COUNTED_SLEEVE_TYPES",
     "ENVIRONMENTS",
+    "SETTLE_FLOOR_SECONDS",
     "INSTRUCTION_FIELDS",
     "NUMERIC_TOLERANCE",
     "ORION_BATCH_LIMIT",
@@ -144,6 +145,13 @@ ORION_BATCH_LIMIT = 100   # more than 100 items is a 400 [assumed]; the seed rec
 BATCH_LIST_SKEW_SECONDS = 120.0
 ORION_READ_CHUNK = 500    # ids per ListWithAccountSleeves call [assumed]
 SEI_PAGE_LIMIT = 1000     # largest `limit` SEI accepts [assumed]
+# How long after a write whose answer was lost the vendor may still commit it: the settle window's
+# floor, by environment [assumed: neither vendor documents how long it may hold a request]. It is a
+# property of the vendor, not of the client's time-outs: a user who asks for 2 s time-outs must not
+# shrink it (issue 32: a 4 s window let a ticket SEI held for 5 s be POSTed twice). Gateways in front
+# of both APIs hold requests for tens of seconds; production gets the most room. `None`: endpoints
+# named by URL (a firm's own proxy, a loopback emulator).
+SETTLE_FLOOR_SECONDS = {"production": 120.0, "test": 60.0, "sandbox": 60.0, "build": 60.0, None: 30.0}
 
 
 def normalise_value(field: str, value: Any) -> Any:

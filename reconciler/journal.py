@@ -45,8 +45,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.errors import StateBackendError
+
 __all__ = ["BatchEntry", "InDoubt", "Journal", "SqliteJournal", "TicketEntry", "BatchState", "TicketEvent",
-           "journal_ddl", "SCHEMA_VERSION"]
+           "damaged_journal", "journal_ddl", "salvage", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 2
 
@@ -238,6 +240,23 @@ class Journal:
 
     # --- what is in doubt, and operators' resolutions -----------------------------------------------
 
+    # --- entries as claims name them (claims.py) -------------------------------------------------------
+
+    @staticmethod
+    def ticket_entry(ticket_id: int) -> str:
+        return f"ticket:{ticket_id}"
+
+    def entry_open(self, entry: str) -> bool:
+        """Whether the batch (its local id) or ticket ("ticket:<id>") named by `entry` may still be in flight."""
+        if entry.startswith("ticket:"):
+            t = self.ticket(int(entry.split(":", 1)[1]))
+            return t is not None and t.event in TicketEvent.OPEN
+        b = self.batch(entry)
+        return b is not None and b.state in BatchState.OPEN
+
+    def open_entries(self) -> set[str]:
+        return {b.local_id for b in self.open_batches()} | {self.ticket_entry(t.ticket_id) for t in self.open_tickets()}
+
     def in_doubt(self) -> list[InDoubt]:
         out = [InDoubt("batch", b.local_id, b.addresses, b.state, b.submitted_at,
                        (f"batch {b.batch_id}; " if b.batch_id else "") + (b.detail or ""))
@@ -268,24 +287,58 @@ class Journal:
                           (self.workspace,))
 
 
+def damaged_journal(path: Path, e: BaseException) -> StateBackendError:
+    """A journal file that cannot be read: say which, that nothing was sent, and what to do."""
+    return StateBackendError(
+        f"the journal {path} cannot be read ({e}); nothing was sent. It is the record of writes whose outcome "
+        "may be in doubt, so check the vendors' state first (`reconciler journal` lists what it can still read "
+        "from it; `reconciler plan` shows live state), and only then move the file aside: the next apply starts "
+        "a new journal")
+
+
+def salvage(path: Path) -> list[str]:
+    """What can still be read from a damaged journal file, table by table, as lines for a person."""
+    lines: list[str] = []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error as e:
+        return [f"(nothing: {e})"]
+    try:
+        for table, columns in (("batches", "local_id, state, batch_id, addresses, submitted_at"),
+                               ("tickets", "ticket_id, event, address, at")):
+            try:
+                rows = db.execute(f"SELECT {columns} FROM {table}").fetchall()
+            except sqlite3.Error as e:
+                lines.append(f"{table}: unreadable ({e})")
+                continue
+            lines += [f"{table}: " + ", ".join(str(v) for v in row) for row in rows]
+    finally:
+        db.close()
+    return lines
+
+
 class SqliteJournal(Journal):
     """The embedded default: one SQLite file per workspace, WAL, every commit fsynced, mode 0600."""
 
     def __init__(self, path: Path, *, workspace: str = "local", readonly: bool = False):
         super().__init__(workspace)
         self.path = path
-        if readonly:
-            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
-            return
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not path.exists():
-            os.close(os.open(str(path), os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # every commit is fsynced before we go on
-        for ddl in journal_ddl("", "INTEGER PRIMARY KEY AUTOINCREMENT", "REAL", "INTEGER"):
-            self._db.execute(ddl)
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        try:
+            if readonly:
+                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+                self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()   # a damaged file fails here
+                return
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not path.exists():
+                os.close(os.open(str(path), os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # every commit is fsynced before we go on
+            for ddl in journal_ddl("", "INTEGER PRIMARY KEY AUTOINCREMENT", "REAL", "INTEGER"):
+                self._db.execute(ddl)
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        except sqlite3.DatabaseError as e:
+            raise damaged_journal(path, e) from e
         for suffix in ("-wal", "-shm"):
             side = Path(str(path) + suffix)
             if side.exists():
@@ -293,22 +346,21 @@ class SqliteJournal(Journal):
 
     @classmethod
     def open_readonly(cls, path: Path, workspace: str = "local") -> "SqliteJournal | None":
-        """For `plan`: the journal if one exists, never creating or locking anything."""
+        """For `plan`: the journal if one exists, never creating or locking anything. A damaged one raises."""
         if not path.exists():
             return None
-        try:
-            return cls(path, workspace=workspace, readonly=True)
-        except sqlite3.Error:
-            return None
+        return cls(path, workspace=workspace, readonly=True)
 
     def _execute(self, sql: str, args: tuple, fetch: bool) -> list[tuple]:
         try:
             cur = self._db.execute(sql, args)
+            return cur.fetchall() if fetch else []
         except sqlite3.OperationalError as e:
             if "no such table" in str(e):
                 return []
             raise
-        return cur.fetchall() if fetch else []
+        except sqlite3.DatabaseError as e:   # "file is not a database", "database disk image is malformed"
+            raise damaged_journal(self.path, e) from e
 
     def close(self) -> None:
         with self._lock:

@@ -204,6 +204,9 @@ class Plan:
     unchanged: int
     ignored: tuple[IgnoredChange, ...] = ()
     policy_results: tuple = ()        # policy.PolicyResult, evaluated when the plan was made
+    # set when `plan --now` / RECONCILER_NOW judged change windows as of another moment (what-if);
+    # None: the real clock. Shown with the results, never carried into apply (which uses its clock).
+    windows_as_of: str | None = None
 
     def actionable(self) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action is not Action.NO_OP)

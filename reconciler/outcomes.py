@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from reconciler.config import IgnoreRule
+from reconciler.ignore import IgnoreRule
 from reconciler.diff import diff_instruction
 from reconciler.errors import AmbiguousWriteError, ApiError, TicketExistsError
 from reconciler.escaping import bounded
@@ -48,6 +48,10 @@ class ApplyResult:
     started: str
     finished: str
     error: str | None = None          # what stopped the run early, if anything did
+    # resources the manifests declare that this run's --target/--exclude/--selector left out: not
+    # checked, so "converged" covers the selection only, and says so
+    unchecked: int = 0
+    selected: int = 0                 # resources the selection kept (checked), when `unchecked` is set
 
     def counts(self) -> dict[str, int]:
         return {s.value: sum(1 for i in self.items if i.status is s) for s in ItemStatus}

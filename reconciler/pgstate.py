@@ -31,11 +31,12 @@ from urllib.parse import urlsplit
 import psycopg
 
 from reconciler.ci import ci_run_url
+from reconciler.claims import Claims, Holder, claims_ddl
 from reconciler.config import Secret, mask_url
 from reconciler.errors import LockError, StateBackendError
 from reconciler.journal import SCHEMA_VERSION, Journal, journal_ddl
 
-__all__ = ["PostgresJournal", "PostgresLease", "connect", "lease_rows", "release_dead_leases"]
+__all__ = ["PostgresClaims", "PostgresJournal", "PostgresLease", "connect", "lease_rows", "release_dead_leases"]
 
 SCHEMA = "reconciler"
 HEARTBEAT_SECONDS = 5.0
@@ -43,6 +44,7 @@ HEARTBEAT_SECONDS = 5.0
 _KEEPALIVE_SQL = ("SET tcp_keepalives_idle = 5", "SET tcp_keepalives_interval = 2", "SET tcp_keepalives_count = 3",
                   "SET client_connection_check_interval = '2s'")
 _MIGRATION_LOCK = 0x7265636F6E63   # "reconc": one key for schema creation, never for workspaces
+_CLAIMS_LOCK = 0x636C61696D73      # "claims": claimants take turns, database-wide (a claim is a few rows)
 
 
 def _redact(url: Secret, text: str) -> str:
@@ -79,6 +81,7 @@ def _ensure_schema(conn: psycopg.Connection) -> None:
             conn.execute(ddl)
         conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.leases (workspace TEXT PRIMARY KEY, label TEXT, "
                      "holder TEXT, backend_pid INTEGER, started TEXT, heartbeat TEXT)")
+        conn.execute(claims_ddl(f"{SCHEMA}."))
         row = conn.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = 'schema_version'").fetchone()
         if row and int(row[0]) > SCHEMA_VERSION:
             raise StateBackendError(f"the state backend holds journal schema v{row[0]}, newer than this reconciler "
@@ -103,6 +106,54 @@ class PostgresJournal(Journal):
             return []   # a reader before the first apply created the schema: nothing is in doubt
         except psycopg.Error as e:
             raise StateBackendError(f"the state backend failed: {_redact(self._url, str(e).strip())}") from e
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class _Borrowed(Journal):
+    """Another workspace's journal, read on a connection we already hold (inside a claim's transaction)."""
+
+    prefix = f"{SCHEMA}."
+
+    def __init__(self, execute: Callable[[str, tuple], list[tuple]], workspace: str):
+        super().__init__(workspace)
+        self._run = execute
+
+    def _execute(self, sql: str, args: tuple, fetch: bool) -> list[tuple]:
+        return self._run(sql, args)
+
+    def close(self) -> None:
+        pass
+
+
+class PostgresClaims(Claims):
+    """Claims in the shared database: every runner and laptop with the same backend sees them."""
+
+    prefix = f"{SCHEMA}."
+
+    def __init__(self, url: Secret, workspace: str, label: str):
+        super().__init__(workspace, label)
+        self._url = url
+        self._conn = connect(url)
+
+    def _transaction(self, work):
+        def execute(sql: str, args: tuple) -> list[tuple]:
+            cur = self._conn.execute(sql.replace("?", "%s"), args)
+            return cur.fetchall() if cur.description else []
+
+        try:
+            with self._conn.transaction():
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIMS_LOCK,))
+                return work(execute)
+        except psycopg.Error as e:
+            raise StateBackendError(f"the state backend failed on claims: {_redact(self._url, str(e).strip())}") from e
+
+    def _alive(self, execute, holder: Holder, entry: str) -> bool:
+        lease = execute(f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.leases l JOIN pg_locks k ON k.pid = l.backend_pid AND "
+                        "k.locktype = 'advisory' AND k.granted WHERE l.workspace = ?)", (holder.workspace,))
+        return bool(lease[0][0]) or _Borrowed(execute, holder.workspace).entry_open(entry)
 
     def close(self) -> None:
         with self._lock:

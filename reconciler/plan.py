@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.config import IgnoreRule, glob_match
+from reconciler.ignore import IgnoreRule, glob_match
 from reconciler.diff import diff_instruction, diff_registration
 from reconciler.errors import LiveStateError
 from reconciler.fields import (

@@ -27,7 +27,8 @@ def plan_to_document(plan: Plan, *, include_payloads: bool = False) -> dict[str,
         "changes": [_change(c, include_payloads) for c in plan.changes],
         "submissions": [_submission(s, include_payloads) for s in plan.submissions],
         "ignored": [{"address": i.address, "path": i.path, "reason": i.reason} for i in plan.ignored],
-        "policy": {"results": [r.as_dict() for r in plan.policy_results]},
+        "policy": {"results": [r.as_dict() for r in plan.policy_results],
+                   **({"windows_as_of": plan.windows_as_of} if plan.windows_as_of else {})},
     }
     return doc
 

@@ -68,11 +68,11 @@ class Evidence:
 
     def __init__(self, vendors, journal: Journal, settings, instructions: dict, *,
                  progress: Callable[[str, str], None], sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, interrupted: Callable[[], bool] = lambda: False):
         self.vendors, self.journal, self.settings = vendors, journal, settings
         self.instructions = instructions
         self.progress, self.sleep, self.clock = progress, sleep, clock
-        self.interrupted: Callable[[], bool] = lambda: False   # recovery's waits end early on Ctrl-C
+        self.interrupted = interrupted   # recovery's waits end early on Ctrl-C
 
     # --- batches ----------------------------------------------------------------------------------
 

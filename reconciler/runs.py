@@ -18,8 +18,10 @@ import os
 import signal
 import threading
 from dataclasses import dataclass, replace
+from typing import Callable
 
 from reconciler.backend import open_backend
+from reconciler.claims import Claims
 from reconciler.config import Settings
 from reconciler.errors import PlanBlockedError, PlanFileError
 from reconciler.evaluator import Evaluator
@@ -27,9 +29,10 @@ from reconciler.files import check_writable, write_private
 from reconciler.journal import Journal
 from reconciler.model import ManifestSet, Plan
 from reconciler.pipeline import plan_in_memory
-from reconciler.plan import Targeting
+from reconciler.plan import Targeting, select
 from reconciler.planfile import SavedPlan, binding_problems, current_binding
 from reconciler.policy import evaluate_policies, next_opening, window_open
+from reconciler.recovery import Evidence
 from reconciler.receipt import endpoint_problems, receipt_problems, stale_reasons
 from reconciler.render import render_plan_text
 from reconciler.render.apply_report import apply_report, render_apply_text
@@ -55,10 +58,12 @@ class ApplyRequest:
     allow_plaintext_plan: bool = False
     no_encrypt: bool = False
     overrides: tuple[tuple[str, str], ...] = ()   # (soft policy name, reason)
-    now: dt.datetime | None = None                # windows as of this moment; None: the clock
 
 
-def run_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings, out) -> int:
+def run_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings, out,
+              clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> int:
+    """Apply `request`. Change windows are judged by `clock`, the machine's real clock: a unit test may
+    pass another, a user never can (`--now` / RECONCILER_NOW are refused for apply by the CLI)."""
     if not request.saved and not request.auto_approve and not out.interactive:
         raise PlanBlockedError("no terminal to confirm on: pass --auto-approve, or apply a reviewed saved plan "
                                "(reconciler plan --out FILE, then reconciler apply FILE)")
@@ -82,9 +87,13 @@ def run_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings,
             lock.acquire(timeout=request.lock_timeout)
             try:
                 journal = backend.journal()
+                for notice in backend.notices:
+                    out.info(notice)
+                claims = backend.claims()
                 try:
-                    return _run_locked(request, manifests, session, journal, lock, stop, out)
+                    return _run_locked(request, manifests, session, journal, claims, lock, stop, out, clock)
                 finally:
+                    claims.close()
                     journal.close()
             finally:
                 lock.release()
@@ -105,21 +114,21 @@ def _refuse_replay_or_plaintext(request: ApplyRequest, settings: Settings, sessi
                             + "\n".join(f"  {r}" for r in replay))
 
 
-def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal: Journal, lock,
-                stop: threading.Event, out) -> int:
+def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal: Journal, claims: Claims, lock,
+                stop: threading.Event, out, clock: Callable[[], dt.datetime]) -> int:
     settings = session.settings
-    evaluator = Evaluator(session.vendors, journal, settings, manifests, stop=stop,
-                          progress=lambda kind, text: out.info(f"recovering: {text}"))
-    recovered = evaluator.recover()
+    evidence = Evidence(session.vendors, journal, settings, {i.address: i for i in manifests.instructions},
+                        progress=lambda kind, text: out.info(f"recovering: {text}"), interrupted=stop.is_set)
+    recovered = evidence.recover()
+    claims.release_except(journal.open_entries())   # what recovery settled, other workspaces may send
     for note in recovered.notes:
         out.info(f"recovered: {note}")
     for address, why in recovered.busy:
         out.info(f"in doubt: {address}: {why}")
     plan, plan_id, reviewed = _plan_to_apply(request, manifests, settings, session.vendors, recovered, out)
     _refuse_if_blocked(plan, request.max_changes)
-    plan = replace(plan, policy_results=evaluate_policies(plan, manifests.policies, request.now or _clock()))
+    plan = replace(plan, policy_results=evaluate_policies(plan, manifests.policies, clock()))
     overridden = _enforce_policies(plan, manifests, request, out)
-    evaluator.window_guard = _window_guard(manifests, request, set(overridden))
     stages = build_stages(plan, recovered, parallelism=settings.parallelism)
     if not plan.submissions and not recovered.busy:
         out.info("No changes to apply.")
@@ -129,13 +138,16 @@ def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal:
         if not request.auto_approve and not out.confirm(
                 f"Apply {len(plan.submissions)} submissions ({len(plan.actionable())} changes)?"):
             raise PlanBlockedError("not approved; nothing was written")
-    overrides = _record_overrides(overridden, request, journal, out)   # only once the run is approved
+    overrides = _record_overrides(overridden, request, journal, out, clock)   # only once the run is approved
     lock.annotate(plan_digest=plan_id)
     run_id = journal.begin_run(plan_id)
     total = sum(len(s.items) for s in plan.submissions) + len(recovered.busy)
     with out.progress("apply", total) as bar:
-        evaluator.progress = lambda kind, text: bar.advance(status=text) if kind == "item" else bar.note(text)
+        evaluator = Evaluator(session.vendors, journal, settings, manifests, claims=claims, stop=stop,
+                              window_guard=_window_guard(manifests, set(overridden), clock),
+                              progress=lambda kind, text: bar.advance(status=text) if kind == "item" else bar.note(text))
         result = evaluator.run(stages, run_id)
+    result = replace(result, **_scope(manifests, request))
     journal.finish_run(run_id, "converged" if result.exit_code == 0 else "incomplete", result.error)
     out.result(render_apply_text(result))
     if request.report_file:
@@ -157,12 +169,11 @@ def _plan_to_apply(request: ApplyRequest, manifests: ManifestSet, settings: Sett
                    out) -> tuple[Plan, str, bool]:
     """(the plan to run, its id, whether a human reviewed exactly it). A saved plan is a receipt:
     the plan is computed afresh and must send what the receipt shows."""
+    t = _targeting(request)
+    targeting = Targeting(t.targets, t.excludes + recovered.busy_addresses, t.selectors)   # in doubt: kept out
     busy = recovered.busy_addresses
     saved = request.saved
     if saved is not None:
-        t = saved.targeting
-        targeting = Targeting(tuple(t.get("targets", ())), tuple(t.get("excludes", ())) + busy,
-                              tuple(tuple(kv) for kv in t.get("selectors", ())))
         fresh, live = plan_in_memory(manifests, vendors, settings, targeting, batch_size=saved.batch_size)
         touched = {c.address for c in saved.plan.changes}
         reasons = stale_reasons(saved.plan, live, expected_digest=saved.manifests_digest, digest=manifests.digest,
@@ -179,14 +190,8 @@ def _plan_to_apply(request: ApplyRequest, manifests: ManifestSet, settings: Sett
         if not request.auto_approve and not out.interactive:
             raise PlanBlockedError("a fresh plan needs approval: pass --auto-approve, or run on a terminal")
         return fresh, "inline-" + manifests.digest[:12], False
-    t = request.targeting
-    targeting = Targeting(t.targets, t.excludes + busy, t.selectors)
     plan, _ = plan_in_memory(manifests, vendors, settings, targeting)
     return plan, "inline-" + manifests.digest[:12], False
-
-
-def _clock() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def _enforce_policies(plan: Plan, manifests: ManifestSet, request: ApplyRequest, out) -> list[str]:
@@ -210,7 +215,8 @@ def _enforce_policies(plan: Plan, manifests: ManifestSet, request: ApplyRequest,
     return sorted({r.policy for r in failed if r.enforcement == "soft"})
 
 
-def _record_overrides(names: list[str], request: ApplyRequest, journal: Journal, out) -> list[dict]:
+def _record_overrides(names: list[str], request: ApplyRequest, journal: Journal, out,
+                      clock: Callable[[], dt.datetime]) -> list[dict]:
     """Who overrode which soft policy, when and why: into the journal, and back for the apply report."""
     overridden = {n: why for n, why in request.overrides}
     try:
@@ -220,16 +226,16 @@ def _record_overrides(names: list[str], request: ApplyRequest, journal: Journal,
     records = []
     for name in names:
         journal.record_override(name, overridden[name], who)
-        records.append({"policy": name, "who": who, "when": _clock().isoformat(timespec="seconds"),
+        records.append({"policy": name, "who": who, "when": clock().isoformat(timespec="seconds"),
                         "reason": overridden[name]})
         out.error(f"Warning: soft policy {name} is overridden by {who}: {overridden[name]} (recorded)")
     return records
 
 
-def _window_guard(manifests: ManifestSet, request: ApplyRequest, overridden: set[str]):
+def _window_guard(manifests: ManifestSet, overridden: set[str], clock: Callable[[], dt.datetime]):
     """Why a wave to `api` may not start now (a window of an enforced policy is closed), or None."""
     def guard(api: str) -> str | None:
-        now = request.now or _clock()
+        now = clock()
         for p in manifests.policies:
             windows = tuple(w for w in p.windows if w.api == api)
             if not windows or p.enforcement == "advisory" or p.name in overridden:
@@ -240,6 +246,23 @@ def _window_guard(manifests: ManifestSet, request: ApplyRequest, overridden: set
                         f"{now.isoformat()}; the next opens at {nxt.isoformat() if nxt else '(never)'}")
         return None
     return guard
+
+
+def _targeting(request: ApplyRequest) -> Targeting:
+    """The user's selection: the saved plan's, else the flags'."""
+    if request.saved is None:
+        return request.targeting
+    t = request.saved.targeting
+    return Targeting(tuple(t.get("targets", ())), tuple(t.get("excludes", ())),
+                     tuple(tuple(kv) for kv in t.get("selectors", ())))
+
+
+def _scope(manifests: ManifestSet, request: ApplyRequest) -> dict[str, int]:
+    """How many declared resources the user's selection kept, and how many it left unchecked."""
+    regs, instrs = select(manifests, _targeting(request))
+    selected = len(regs) + len(instrs)
+    return {"selected": selected,
+            "unchecked": len(manifests.registrations) + len(manifests.instructions) - selected}
 
 
 def _refuse_if_blocked(plan: Plan, max_changes: int | None) -> None:

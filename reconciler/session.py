@@ -46,8 +46,8 @@ class Session:
         """The journal and lock for these manifests and endpoints (a throwaway one for the sandbox)."""
         if self.sandbox is not None:
             return sandbox_workspace()
-        return nullcontext(workspace_for(self.settings.workspace, paths, self.settings.orion.base_url,
-                                         self.settings.sei.base_url))
+        return nullcontext(workspace_for(paths, self.settings.orion.base_url, self.settings.sei.base_url,
+                                         self.settings.workspace))
 
 
 @contextmanager

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -13,6 +15,10 @@ from reconciler.cli import run
 from reconciler.console import Output
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Claims live machine-wide (the user's state folder) by default; the suite's, and those of every CLI
+# process it starts, stay in a folder of its own (one per xdist worker).
+os.environ.setdefault("RECONCILER_CLAIMS_DIR", tempfile.mkdtemp(prefix="reconciler-test-claims-"))
 
 
 class CliResult:
@@ -105,6 +111,13 @@ def sandbox_env(sb) -> dict[str, str]:
     """Environment for a CLI run against `sb`: quick retries, a 2 s read time-out, a 3 s settle window."""
     return {**sb.env(), "RECONCILER_MAX_ATTEMPTS": "4", "RECONCILER_READ_TIMEOUT": "2",
             "RECONCILER_SETTLE_WINDOW": "3"}
+
+
+def claims_for(tmp_path: Path, workspace: str = "test"):
+    """Claims of one test workspace, in the test's own folder (claims.py)."""
+    from reconciler.claims import SqliteClaims
+
+    return SqliteClaims(tmp_path / "claims.db", workspace, workspace, str(tmp_path / workspace))
 
 
 def journal_file(workspace: Path) -> Path:

@@ -225,7 +225,7 @@ def test_ticket_409_for_our_own_values_counts_as_applied_and_other_values_fail(s
     from reconciler.sandbox.demo import make_ticket_rows
     from reconciler.stages import build_stages
 
-    from .conftest import settings_for
+    from .conftest import claims_for, settings_for
 
     settings = settings_for(sandbox)
     manifests = load_manifests([str(ROOT / "manifests")])
@@ -238,7 +238,7 @@ def test_ticket_409_for_our_own_values_counts_as_applied_and_other_values_fail(s
         theirs = {**bodies["TradeInstruction/10000003"], "target": 1}
         control(sandbox, "POST", "/tickets", json={"rows": make_ticket_rows(ours, 3) + make_ticket_rows(theirs, 3)})
         journal = SqliteJournal(tmp_path / "j.db")
-        result = Evaluator(vendors, journal, settings, manifests).run(build_stages(plan), journal.begin_run("t"))
+        result = Evaluator(vendors, journal, settings, manifests, claims=claims_for(tmp_path)).run(build_stages(plan), journal.begin_run("t"))
     by = {i.address: i for i in result.items}
     assert by["TradeInstruction/10000002"].status == "applied"
     assert "already at SEI with the same values (409 on send)" in by["TradeInstruction/10000002"].message

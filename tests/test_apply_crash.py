@@ -33,7 +33,7 @@ from reconciler.sandbox.state import SandboxState, SandboxTiming
 from reconciler.stages import build_stages
 
 from .benchmarks.estate import FIRST_ID, MODELS, write_estate
-from .conftest import ROOT, journal_file, sandbox_env, settings_for, wait_for
+from .conftest import ROOT, claims_for, journal_file, sandbox_env, settings_for, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -157,11 +157,13 @@ class ApplyMachine(RuleBasedStateMachine):
         self.settings = settings_for(self.sb, parallelism=2, poll_timeout=1.0, max_attempts=3, request_deadline=8,
                                      read_timeout=0.5, settle_window=1.5)
         self.journal = SqliteJournal(self.dir / "journal.db")
+        self.claims = claims_for(self.dir)
         self.next_ticket = 31_000_000
         self.pending_crash = False
 
     def teardown(self):
         self.journal.close()
+        self.claims.close()
         self.sb.stop()
 
     def _run(self, crash_after: int | None) -> object:
@@ -169,7 +171,7 @@ class ApplyMachine(RuleBasedStateMachine):
         with open_vendors(self.settings) as vendors:
             if crash_after is not None:
                 vendors.orion, vendors.sei = Mortal(vendors.orion, crash_after), Mortal(vendors.sei, crash_after)
-            evaluator = Evaluator(vendors, self.journal, self.settings, manifests)
+            evaluator = Evaluator(vendors, self.journal, self.settings, manifests, claims=self.claims)
             try:
                 recovered = evaluator.recover()
                 targeting = Targeting(excludes=recovered.busy_addresses)

@@ -263,7 +263,7 @@ def test_whatever_escapes_inside_apply_ends_every_item_reported(sandbox, tmp_pat
     from reconciler.providers import open_vendors
     from reconciler.stages import build_stages
 
-    from .conftest import settings_for
+    from .conftest import claims_for, settings_for
 
     settings = settings_for(sandbox)
     manifests = load_manifests([str(ROOT / "manifests")])
@@ -275,7 +275,7 @@ def test_whatever_escapes_inside_apply_ends_every_item_reported(sandbox, tmp_pat
             def broken(ids, **kw):
                 raise TypeError("'NoneType' object is not subscriptable")
             vendors.orion.list_with_sleeves = broken
-        result = Evaluator(vendors, journal, settings, manifests).run(build_stages(plan), journal.begin_run("t"))
+        result = Evaluator(vendors, journal, settings, manifests, claims=claims_for(tmp_path)).run(build_stages(plan), journal.begin_run("t"))
     statuses = {i.address: i.status.value for i in result.items}
     assert len(statuses) == 6 and result.exit_code == 3 and not result.converged
     regs = [s for a, s in statuses.items() if a.startswith("SleeveRegistration/")]
@@ -362,7 +362,7 @@ def test_signals_at_each_journal_step_then_the_rerun_converges_without_a_flag(sl
 
 def test_a_journaled_batch_id_that_answers_404_fails_fast(sandbox, tmp_path):
     env = env_for(sandbox, tmp_path, RECONCILER_POLL_TIMEOUT="60")
-    ws = workspace_for(tmp_path / "ws", ("manifests",), sandbox.orion_url, sandbox.sei_url)
+    ws = workspace_for((str(ROOT / "manifests"),), sandbox.orion_url, sandbox.sei_url, tmp_path / "ws")
     j = SqliteJournal(ws.journal_path)
     j.batch_submitting(1, "old", ("SleeveRegistration/chen-ira",), [31549])
     j.batch_state("old", BatchState.SUBMITTED, batch_id=424242)
@@ -385,7 +385,7 @@ def test_sandbox_applies_use_a_workspace_of_their_own(tmp_path):
 
 def test_journal_lists_in_doubt_writes_and_records_a_resolution(sandbox, tmp_path):
     env = env_for(sandbox, tmp_path)
-    ws = workspace_for(tmp_path / "ws", ("manifests",), sandbox.orion_url, sandbox.sei_url)
+    ws = workspace_for((str(ROOT / "manifests"),), sandbox.orion_url, sandbox.sei_url, tmp_path / "ws")
     j = SqliteJournal(ws.journal_path)
     j.ticket_event(1, 10000002, "TradeInstruction/10000002", TicketEvent.SENDING)
     j.ticket_event(1, 10000002, "TradeInstruction/10000002", TicketEvent.IN_DOUBT, "ReadTimeout")

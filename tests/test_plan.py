@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.config import IgnoreRule
+from reconciler.ignore import IgnoreRule
 from reconciler.diff import deepdiff_calls, diff_registration
 from reconciler.errors import LiveStateError
 from reconciler.live import LiveState

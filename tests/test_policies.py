@@ -81,17 +81,69 @@ def test_an_advisory_limit_only_warns(env, cli, tmp_path):
     assert "Warning: advisory policy desk-limits maxTicketNotional" in r.err
 
 
-def test_outside_a_window_apply_refuses_naming_the_next_opening_and_inside_it_applies(env, cli, tmp_path, monkeypatch):
-    m = tree(tmp_path, "hard", limit=1_000_000, windows=SEI_WEEKDAYS)
-    monkeypatch.setenv("RECONCILER_NOW", SATURDAY_NOON)
+def _window(days: list[str]) -> str:
+    """An SEI window on `days`, all day in UTC: built around the real clock, never a faked one."""
+    return f"""\
+  windows:
+    - {{api: sei, days: [{', '.join(days)}], from: "00:00", to: "24:00", timezone: UTC}}
+"""
+
+
+def test_outside_a_window_apply_refuses_naming_the_next_opening_and_inside_it_applies(env, cli, tmp_path):
+    """The window is the day after tomorrow (UTC): shut now by the real clock, whatever the date."""
+    import datetime as dt
+
+    today = dt.datetime.now(dt.timezone.utc).date()
+    later = today + dt.timedelta(days=2)
+    m = tree(tmp_path, "hard", limit=1_000_000, windows=_window([later.strftime("%a")]))
     r = cli("apply", m, "--auto-approve")
     assert r.code == 1 and "SEI writes are outside every window" in r.err
-    assert "the next opens at 2026-12-07T09:30:00-05:00" in r.err and writes(env) == 0
-    p = cli("plan", m, "--now", MONDAY_TEN)            # --now beats RECONCILER_NOW: what-if planning
+    assert f"the next opens at {later.isoformat()}T00:00:00+00:00" in r.err and writes(env) == 0
+    inside = f"{later.isoformat()}T10:00:00+00:00"
+    p = cli("plan", m, "--now", inside)            # what-if planning: windows as of that moment, said so
     assert p.code == 0 and "✓ desk-limits window:sei: passed" in p.out
-    monkeypatch.setenv("RECONCILER_NOW", MONDAY_TEN)
-    r = cli("apply", m, "--auto-approve")
+    assert f"Policies (change windows as of {inside}, --now: what-if only; apply uses the real clock):" in p.out
+    assert json.loads(cli("plan", m, "--now", inside, "--format", "json").out)["policy"]["windows_as_of"] == inside
+    every_day = tree(tmp_path / "open", "hard", limit=1_000_000,
+                     windows=_window(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]))
+    r = cli("apply", every_day, "--auto-approve")
     assert r.code == 0, r
+
+
+def test_a_faked_clock_never_opens_a_window_for_apply(env, cli, tmp_path, monkeypatch):
+    """RECONCILER_NOW (or --now) inside a window while the real clock is outside it: apply refuses with
+    zero writes, naming the variable; plan still shows the windows as of that moment."""
+    import datetime as dt
+
+    later = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=2)
+    m = tree(tmp_path, "hard", limit=1_000_000, windows=_window([later.strftime("%a")]))
+    inside = f"{later.isoformat()}T10:00:00+00:00"
+    monkeypatch.setenv("RECONCILER_NOW", inside)
+    r = cli("apply", m, "--auto-approve")
+    assert r.code == 1 and "RECONCILER_NOW sets the moment change windows are judged at" in r.err
+    assert "apply judges windows by this machine's clock" in r.err.lower() and writes(env) == 0
+    monkeypatch.delenv("RECONCILER_NOW")
+    r = cli("apply", m, "--auto-approve", "--now", inside)
+    assert r.code == 1 and "drop --now" in r.err and writes(env) == 0
+    p = cli("plan", m, "--now", inside)
+    assert p.code == 0 and "✓ desk-limits window:sei: passed" in p.out
+
+
+def test_windows_are_judged_by_an_injected_clock_inside_a_unit(tmp_path):
+    """The clock apply uses is a parameter for unit tests (never an environment variable): the same
+    window refuses at Saturday noon and is open on Monday at ten."""
+    import datetime as dt
+
+    from reconciler.manifests import load_manifests
+    from reconciler.runs import _window_guard
+
+    m = tree(tmp_path, "hard", limit=1_000_000, windows=SEI_WEEKDAYS)
+    manifests = load_manifests([m])
+    saturday = _window_guard(manifests, set(), lambda: dt.datetime.fromisoformat(SATURDAY_NOON))
+    monday = _window_guard(manifests, set(), lambda: dt.datetime.fromisoformat(MONDAY_TEN))
+    assert "the next opens at 2026-12-07T09:30:00-05:00" in saturday("sei")
+    assert monday("sei") is None and saturday("orion") is None
+    assert _window_guard(manifests, {"desk-limits"}, lambda: dt.datetime.fromisoformat(SATURDAY_NOON))("sei") is None
 
 
 def test_bad_policies_are_refused_at_their_lines_all_at_once(cli, write, tmp_path):

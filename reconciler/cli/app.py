@@ -19,7 +19,7 @@ from reconciler.errors import ManifestError, ReconcilerError
 from reconciler.version import __version__
 
 __all__ = ["ALLOW_EMPTY", "CONFIG", "Context", "DEFAULT_PATHS", "FORMAT", "SANDBOX", "cli", "emit_plan",
-           "main", "now_for", "report_targeting", "run", "select_or_refuse", "selectors"]
+           "main", "now_for", "report_targeting", "run", "select_or_refuse", "selectors", "state_warnings"]
 
 DEFAULT_PATHS = ("manifests",)
 
@@ -156,3 +156,32 @@ def emit_plan(ctx: Context, plan, fmt: str, stages=None, environment: dict | Non
         ctx.out.result("\n\n---\n\n".join(render_plan_markdown(plan, environment=environment)))
     else:
         ctx.out.result(render_plan_text(plan, stages))
+
+
+def state_warnings(ctx: Context, session, paths: tuple[str, ...], sandbox: bool, *, keeps_out: bool = True):
+    """What the workspace's state says before a read-only command looks at live state: an apply running
+    now, and writes in doubt (returned, so a plan keeps them out). Found from the manifests, as apply
+    finds it, from whatever folder the command runs in."""
+    from reconciler.backend import open_backend
+    from reconciler.recovery import in_doubt_view
+
+    with session.workspace(paths) as ws:
+        backend = open_backend(session.settings, ws, sandbox=sandbox)
+        journal = backend.journal(readonly=True)
+        try:
+            in_doubt = in_doubt_view(journal)
+        finally:
+            if journal is not None:
+                journal.close()
+        for notice in backend.notices:
+            ctx.out.info(notice)
+        for lease in backend.leases():
+            if lease["workspace"] == ws.key and lease["alive"]:
+                ctx.out.error(f"Warning: an apply of this workspace is running: pid {lease.get('pid')} on "
+                              f"{lease.get('host')} since {lease.get('started')}; what follows may be outdated "
+                              "as soon as it is printed.")
+    if in_doubt.busy:
+        ctx.out.error(f"Warning: {len(in_doubt.busy)} resource(s) have writes in doubt from an earlier apply "
+                      "(see `reconciler journal`); " + ("they are left out of this plan until apply resolves them."
+                                                        if keeps_out else "their live state may still change."))
+    return in_doubt

@@ -13,7 +13,6 @@ from reconciler.cli.app import (
     SANDBOX,
     cli,
     emit_plan,
-    now_for,
     select_or_refuse,
     selectors,
 )
@@ -47,7 +46,7 @@ def _saved_plan_arg(args: tuple[str, ...]):
               "holder dies, and a live holder is never broken.")
 @click.option("--override-policy", "overrides", multiple=True, help="Apply although this soft policy fails (needs --reason).")
 @click.option("--reason", help="Why the soft policies named by --override-policy are overridden (recorded).")
-@click.option("--now", help="Evaluate change windows as of this moment (ISO 8601 with offset) [env RECONCILER_NOW].")
+@click.option("--now", hidden=True, help="Refused: apply judges change windows by this machine's clock (--now is for plan).")
 @click.option("--allow-plaintext-plan", is_flag=True, help="In CI with recipients configured, accept a plaintext plan.")
 @click.option("--no-encrypt", is_flag=True, help="Write the apply report in plaintext even where recipients are set.")
 @click.option("--lock-timeout", type=click.FloatRange(0), default=0, show_default=True,
@@ -76,11 +75,17 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
         select_or_refuse(ctx, manifests, Targeting(tuple(target), tuple(exclude), selectors(selector)))
     settings = load_settings(paths, config_file=config_file).with_overrides(
         parallelism=parallelism, poll_timeout=poll_timeout)
+    if now or settings.now:
+        from reconciler.errors import ConfigError
+
+        raise ConfigError(f"{'--now' if now else 'RECONCILER_NOW'} sets the moment change windows are judged at; "
+                          "that is for `reconciler plan` (what-if) only. Apply judges windows by this machine's "
+                          f"clock, so nothing was written: {'drop --now' if now else 'unset RECONCILER_NOW'} and run "
+                          "apply inside a window")
     request = ApplyRequest(saved, Targeting(tuple(target), tuple(exclude), selectors(selector)), tuple(paths),
                            auto_approve, max_changes, on_stale, report_file, break_lock, sandbox,
-                           "reconciler apply " + " ".join(args), lock_timeout, allow_plaintext_plan, no_encrypt,
-                           tuple((name, reason) for name in overrides),
-                           now_for(settings, now) if (now or settings.now) else None)
+                           " ".join(["reconciler apply", *args]), lock_timeout, allow_plaintext_plan, no_encrypt,
+                           tuple((name, reason) for name in overrides))
     if overrides and not reason:
         raise click.UsageError("--override-policy needs --reason TEXT (it is recorded in the journal and the report)")
     return run_apply(request, manifests, settings, ctx.out)

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from reconciler.cli.app import ALLOW_EMPTY, CONFIG, DEFAULT_PATHS, SANDBOX, Context, cli, selectors
+from reconciler.cli.app import ALLOW_EMPTY, CONFIG, DEFAULT_PATHS, SANDBOX, Context, cli, selectors, state_warnings
 
 
 @cli.command()
@@ -43,6 +43,7 @@ def drift(ctx: Context, paths, fmt, output, also, no_encrypt, adopt, dry_run, ta
         return _adopt(ctx, manifests, settings, tuple(paths), sandbox, dry_run,
                       Targeting(tuple(target), tuple(exclude), selectors(selector)))
     with open_session(settings, sandbox=sandbox) as session:
+        state_warnings(ctx, session, tuple(paths), sandbox, keeps_out=False)
         _, _, live = read_selected(manifests, session.vendors, settings, missing_ok=True)
         report = build_drift_report(manifests, live, session.vendors, settings.ignore, audit=_audit(session))
     extra = []

@@ -19,6 +19,7 @@ from reconciler.cli.app import (
     now_for,
     report_targeting,
     selectors,
+    state_warnings,
 )
 
 
@@ -84,12 +85,10 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
     # first, while this process has one thread and few modules: the parsing workers fork from it
     stream = ManifestStream(paths, allow_empty=allow_empty).start()   # raises for a path that does not exist
 
-    from reconciler.backend import open_backend
     from reconciler.config import load_settings
     from reconciler.pipeline import plan_stream
     from reconciler.plan import Targeting
     from reconciler.policy import evaluate_policies
-    from reconciler.recovery import in_doubt_view
     from reconciler.session import open_session
     from reconciler.stages import build_stages
 
@@ -97,20 +96,7 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
         settings = load_settings(paths, config_file=config_file)
         targeting = Targeting(tuple(target), tuple(exclude), selectors(selector))
         with open_session(settings, sandbox=sandbox) as session:
-            with session.workspace(tuple(paths)) as ws:
-                backend = open_backend(session.settings, ws, sandbox=sandbox)
-                journal = backend.journal(readonly=True)
-                in_doubt = in_doubt_view(journal)
-                if journal is not None:
-                    journal.close()
-                for lease in backend.leases():
-                    if lease["workspace"] == ws.key and lease["alive"]:
-                        ctx.out.error(f"Warning: an apply of this workspace is running: pid {lease.get('pid')} on "
-                                      f"{lease.get('host')} since {lease.get('started')}; this plan may be outdated "
-                                      "as soon as it is printed.")
-            if in_doubt.busy:  # every plan keeps writes in doubt out until apply has resolved them
-                ctx.out.error(f"Warning: {len(in_doubt.busy)} resource(s) have writes in doubt from an earlier apply "
-                              "(see `reconciler journal`); they are left out of this plan until apply resolves them.")
+            in_doubt = state_warnings(ctx, session, tuple(paths), sandbox)
             ctx.out.info(session.environment_line)
             ctx.out.info(f"Checking {len(stream.files)} manifest files and reading live state"
                          f"{' from the in-process sandbox' if sandbox else ''}, side by side…")
@@ -122,8 +108,9 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
                               streamed.registrations + streamed.instructions)
             endpoints = session.endpoints
             t_plan = time.perf_counter()
-            result = replace(streamed.plan, policy_results=evaluate_policies(streamed.plan, streamed.policies,
-                                                                              now_for(settings, now)))
+            moment = now_for(settings, now)
+            result = replace(streamed.plan, policy_results=evaluate_policies(streamed.plan, streamed.policies, moment),
+                             windows_as_of=moment.isoformat(timespec="seconds") if (now or settings.now) else None)
             if server_validate:
                 _server_validate(ctx, session.vendors, result)
     finally:  # workers still parsing after an early error are stopped, not waited for

@@ -15,14 +15,29 @@ def _backend_for(paths: tuple[str, ...], config_file: str | None):
 
     paths = paths or DEFAULT_PATHS
     settings = load_settings(paths, config_file=config_file)
-    ws = workspace_for(settings.workspace, paths, require_safe_url(settings.orion.base_url, "ORION_BASE_URL"),
-                       require_safe_url(settings.sei.base_url, "SEI_BASE_URL"))
+    ws = workspace_for(paths, require_safe_url(settings.orion.base_url, "ORION_BASE_URL"),
+                       require_safe_url(settings.sei.base_url, "SEI_BASE_URL"), settings.workspace)
     return open_backend(settings, ws)
 
 
-def _journal_for(paths: tuple[str, ...], config_file: str | None):
+def _journal_for(ctx: Context, paths: tuple[str, ...], config_file: str | None):
+    """The workspace and its journal (None if none yet). A damaged local journal: what can still be read
+    from it is printed, then the error says which file and what to do."""
+    from reconciler.errors import StateBackendError
+    from reconciler.escaping import terminal
+    from reconciler.journal import salvage
+
     backend = _backend_for(paths, config_file)
-    return backend.workspace, backend.journal(readonly=True)
+    try:
+        journal = backend.journal(readonly=True)
+    except StateBackendError:
+        if not backend.shared and backend.workspace.journal_path.exists():
+            ctx.out.result("\n".join([f"What can still be read from {backend.workspace.journal_path}:",
+                                      *(f"  {terminal(line, 400)}" for line in salvage(backend.workspace.journal_path))]))
+        raise
+    for notice in backend.notices:
+        ctx.out.info(notice)
+    return backend.workspace, journal
 
 
 @cli.group(name="lock")
@@ -91,7 +106,7 @@ def journal(click_ctx, as_json, paths, config_file) -> int:
     from reconciler.escaping import terminal
 
     ctx: Context = click_ctx.obj
-    ws, j = _journal_for(tuple(paths), config_file)
+    ws, j = _journal_for(ctx, tuple(paths), config_file)
     entries = j.in_doubt() if j else []
     if j:
         j.close()

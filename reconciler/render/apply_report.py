@@ -24,8 +24,15 @@ def render_apply_text(result) -> str:
         ref = f" [{terminal(i.reference)}]" if i.reference else ""
         lines.append(f"{_MARK[i.status.value]} {i.status.value:<8} {terminal(i.address)}{ref}: {terminal(i.message, 600)}"
                      f"  # {terminal(i.source)}")
-    verdict = "converged: live state matches the manifests" if result.exit_code == 0 else (
-        "NOT converged: the items above marked ✗ ? · need attention (rerun apply once the cause is fixed)")
+    if result.exit_code != 0:
+        verdict = "NOT converged: the items above marked ✗ ? · need attention (rerun apply once the cause is fixed)"
+    elif result.unchecked:
+        n = result.selected
+        verdict = (f"converged for the {n} selected resource{'s' * (n != 1)}; {result.unchecked} other"
+                   f"{'s' * (result.unchecked != 1)} left out by --target/--exclude/--selector "
+                   f"{'were' if result.unchecked != 1 else 'was'} not checked and may still differ")
+    else:
+        verdict = "converged: live state matches the manifests"
     if result.interrupted:
         verdict += "; interrupted (Ctrl-C or SIGTERM)"
     if result.error:
@@ -46,6 +53,7 @@ def apply_report(result, *, plan_id: str, manifests_digest: str, endpoints: dict
         "started": result.started,
         "finished": result.finished,
         "converged": result.exit_code == 0,
+        "unchecked": result.unchecked,   # declared resources the selection left out: not checked
         "interrupted": result.interrupted,
         "error": result.error,
         "summary": result.counts(),

@@ -50,7 +50,9 @@ def render_plan_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT, environment
     failed = [r for r in plan.policy_results if not r.passed]
     if plan.policy_results:   # above the fold: a reviewer sees the guardrails before the changes
         head.append("")
-        head.append(f"**Policies:** {len(plan.policy_results) - len(failed)} passed, {len(failed)} failed")
+        head.append(f"**Policies:** {len(plan.policy_results) - len(failed)} passed, {len(failed)} failed"
+                    + ("" if plan.windows_as_of is None else f" (change windows as of {md_code(plan.windows_as_of)}: "
+                                                           "what-if; apply uses the real clock)"))
         for r in failed:
             head.append(f"- {'⛔' if r.enforcement == 'hard' else '⚠️'} {md_code(r.policy)} `{r.rule}` "
                         f"({r.enforcement}): {md_text(r.message, 600)}")

@@ -34,7 +34,8 @@ def policy_lines(plan: Plan) -> list[str]:
     """The policy results: which rule, which addresses, by how much."""
     if not plan.policy_results:
         return []
-    out = ["Policies:"]
+    out = ["Policies:" if plan.windows_as_of is None else
+           f"Policies (change windows as of {plan.windows_as_of}, --now: what-if only; apply uses the real clock):"]
     for r in plan.policy_results:
         mark = "✓" if r.passed else _POLICY_MARK[False][r.enforcement]
         verdict = "passed" if r.passed else {"hard": "FAILED (hard: apply refuses)",
