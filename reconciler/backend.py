@@ -134,7 +134,7 @@ class Backend:
             where = self.workspace.directory.parent / "claims.db"
         else:
             where = (self.settings.claims_dir or default_claims_dir()) / "claims.db"
-        return SqliteClaims(where, self.workspace.key, self.workspace.label, str(self.workspace.directory))
+        return SqliteClaims(where, self.workspace.label, str(self.workspace.directory.resolve()))
 
     def leases(self) -> list[dict[str, Any]]:
         """Who holds this workspace (shared: every workspace in the database), with `alive`."""

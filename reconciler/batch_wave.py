@@ -113,13 +113,13 @@ class BatchWave:
             return sub, items
         kept = []
         for r, payload in zip(items, sub.body):
-            holder = others.get(str(r.registration_id))
-            if holder is None:
+            held = others.get(str(r.registration_id))
+            if held is None:
                 kept.append((r, payload))
                 continue
             self.kit.record(ctx, r.address, ItemStatus.SKIPPED,
-                         f"not sent: registration {r.registration_id} is in flight from {holder.describe()}; a "
-                         "registration is never in two batches: rerun once that write has ended")
+                            f"not sent: {held.why('registration', str(r.registration_id))}; a registration is never in "
+                            "two batches")
         if not kept:
             self.claims.release(local_id)
             return sub, []

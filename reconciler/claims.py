@@ -14,7 +14,10 @@ A claim lives exactly as long as the write it guards may still be in flight:
 - its holder still holds its workspace lock (it may have claimed and not journaled yet).
 
 Otherwise the claim is stale and the next claimant takes it over. Holders release their claims as
-soon as a batch ends or a ticket settles, so a long run does not hold what it has finished.
+soon as a batch ends or a ticket settles, so a long run does not hold what it has finished. A ticket
+SEI stored is the exception: a submitted ticket can never change, so its claim becomes a permanent
+record (`stored:`), and a second workspace whose plan still shows it missing (made before the first
+sent it) is refused instead of POSTing it again.
 
 `Claims` holds the logic over portable SQL; `SqliteClaims` keeps claims in one SQLite file in the
 user's state folder (shared by every workspace of this OS account on this machine), and
@@ -36,7 +39,9 @@ from typing import Sequence
 
 from reconciler.errors import StateBackendError
 
-__all__ = ["Claims", "Holder", "SqliteClaims", "claims_ddl", "default_claims_dir"]
+__all__ = ["STORED", "Claims", "Held", "Holder", "SqliteClaims", "claims_ddl", "default_claims_dir"]
+
+STORED = "stored:"   # the entry of a ticket SEI stored: never released
 
 
 def claims_ddl(prefix: str) -> str:
@@ -50,7 +55,7 @@ def claims_ddl(prefix: str) -> str:
 class Holder:
     """Who holds a claim: enough to find the apply and to judge whether its write may still be in flight."""
 
-    workspace: str            # key
+    workspace: str            # whose journal: the workspace key (shared backend) or its state folder (local)
     label: str
     host: str
     pid: int
@@ -61,6 +66,22 @@ class Holder:
     def describe(self) -> str:
         run = f", run {self.run}" if self.run is not None else ""
         return f"workspace {self.label} (host {self.host}, pid {self.pid}{run}, since {self.since})"
+
+
+
+@dataclass(frozen=True)
+class Held:
+    """A resource another workspace holds: by whom, and for which write of theirs."""
+
+    holder: Holder
+    entry: str
+
+    def why(self, kind: str, resource: str) -> str:
+        """Why we may not send `resource`: for the item's message."""
+        if self.entry.startswith(STORED):
+            return f"{kind} {resource} was already sent to SEI by {self.holder.describe()}; a ticket is never sent twice"
+        return (f"{kind} {resource} is in flight from {self.holder.describe()}; rerun once that write has "
+                f"{'ended' if kind == 'registration' else 'settled'}")
 
 
 def _now() -> str:
@@ -95,21 +116,21 @@ class Claims:
     def holder(self) -> Holder:
         return Holder(self.workspace, self.label, socket.gethostname(), os.getpid(), self.run, self.state, _now())
 
-    def claim(self, endpoint: str, kind: str, entry: str, resources: Sequence[str]) -> dict[str, Holder]:
+    def claim(self, endpoint: str, kind: str, entry: str, resources: Sequence[str]) -> dict[str, Held]:
         """Claim `resources` for the write `entry`. Returns those another workspace holds (not claimed);
         the rest are ours until `release(entry)` or until our journal closes the entry."""
         mine = json.dumps(asdict(self.holder()))
         p = self.prefix
 
-        def work(execute) -> dict[str, Holder]:
-            held: dict[str, Holder] = {}
+        def work(execute) -> dict[str, Held]:
+            held: dict[str, Held] = {}
             for resource in resources:
                 rows = execute(f"SELECT workspace, entry, holder FROM {p}claims WHERE endpoint=? AND kind=? AND "
                                "resource=?", (endpoint, kind, resource))
                 if rows and rows[0][0] != self.workspace:
                     other = Holder(**json.loads(rows[0][2]))
-                    if self._alive(execute, other, rows[0][1]):
-                        held[resource] = other
+                    if rows[0][1].startswith(STORED) or self._alive(execute, other, rows[0][1]):
+                        held[resource] = Held(other, rows[0][1])
                         continue
                 execute(f"DELETE FROM {p}claims WHERE endpoint=? AND kind=? AND resource=?", (endpoint, kind, resource))
                 execute(f"INSERT INTO {p}claims VALUES (?,?,?,?,?,?,?)",
@@ -125,12 +146,24 @@ class Claims:
             self._transaction(lambda execute: execute(f"DELETE FROM {self.prefix}claims WHERE workspace=? AND entry=?",
                                                       (self.workspace, entry)))
 
-    def release_except(self, open_entries: set[str]) -> None:
-        """At the end of a run: drop this workspace's claims whose write the journal no longer holds open."""
+    def keep_stored(self, entry: str) -> None:
+        """SEI stored the ticket of `entry`: its claim stays, for good, so no other workspace sends it again."""
+        with self._lock:
+            self._transaction(lambda execute: execute(f"UPDATE {self.prefix}claims SET entry=? WHERE workspace=? AND "
+                                                      "entry=?", (STORED + entry, self.workspace, entry)))
+
+    def settle(self, journal) -> None:
+        """After recovery and at the end of a run: each of this workspace's claims follows its journal
+        entry: kept while open, kept for good once SEI stored the ticket, otherwise released."""
         def work(execute) -> None:
             for (entry,) in execute(f"SELECT DISTINCT entry FROM {self.prefix}claims WHERE workspace=?",
                                     (self.workspace,)):
-                if entry not in open_entries:
+                if entry.startswith(STORED) or journal.entry_open(entry):
+                    continue
+                if journal.entry_stored(entry):
+                    execute(f"UPDATE {self.prefix}claims SET entry=? WHERE workspace=? AND entry=?",
+                            (STORED + entry, self.workspace, entry))
+                else:
                     execute(f"DELETE FROM {self.prefix}claims WHERE workspace=? AND entry=?", (self.workspace, entry))
 
         with self._lock:
@@ -149,8 +182,10 @@ class SqliteClaims(Claims):
     A folder every account could write would let any local user clear another's claims; across
     accounts and machines the shared PostgreSQL backend is the guard."""
 
-    def __init__(self, path: Path, workspace: str, label: str, state: str):
-        super().__init__(workspace, label, state)
+    def __init__(self, path: Path, label: str, state: str):
+        # Locally a journal is a file, and two checkouts of one repository share a workspace key but not
+        # a journal: the owner of a claim is the state folder, so each checkout's claims are its own.
+        super().__init__(state, label, state)
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -12,9 +12,10 @@ import ipaddress
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from reconciler.durations import parse_duration
 from reconciler.errors import ConfigError, ManifestError
 from reconciler.fields import ENVIRONMENTS, ORION_BATCH_LIMIT, ORION_READ_CHUNK, SETTLE_FLOOR_SECONDS
 from reconciler.ignore import IgnoreRule, ignore_rule
@@ -111,22 +112,22 @@ class Settings:
 # reconciler.yaml key → (Settings attribute, type). Credentials are deliberately absent.
 _FILE_KEYS = {
     "batchSize": ("batch_size", int), "parallelism": ("parallelism", int), "readChunk": ("read_chunk", int),
-    "readWorkers": ("read_workers", int), "pollTimeout": ("poll_timeout", float),
+    "readWorkers": ("read_workers", int), "pollTimeout": ("poll_timeout", parse_duration),
     "planExpiryHours": ("plan_expiry_hours", float), "maxAttempts": ("max_attempts", int),
-    "retryAfterCap": ("retry_after_cap", float), "requestDeadline": ("request_deadline", float),
-    "settleWindow": ("settle_window", float),
+    "retryAfterCap": ("retry_after_cap", parse_duration), "requestDeadline": ("request_deadline", parse_duration),
+    "settleWindow": ("settle_window", parse_duration),
 }
 _TIMEOUT_KEYS = {"connect": "connect_timeout", "read": "read_timeout", "write": "write_timeout",
                  "pool": "pool_timeout"}
 _ENV_KEYS = {
     "RECONCILER_BATCH_SIZE": ("batch_size", int), "RECONCILER_PARALLELISM": ("parallelism", int),
-    "RECONCILER_READ_CHUNK": ("read_chunk", int), "RECONCILER_POLL_TIMEOUT": ("poll_timeout", float),
+    "RECONCILER_READ_CHUNK": ("read_chunk", int), "RECONCILER_POLL_TIMEOUT": ("poll_timeout", parse_duration),
     "RECONCILER_PLAN_EXPIRY_HOURS": ("plan_expiry_hours", float),
-    "RECONCILER_MAX_ATTEMPTS": ("max_attempts", int), "RECONCILER_REQUEST_DEADLINE": ("request_deadline", float),
-    "RECONCILER_RETRY_AFTER_CAP": ("retry_after_cap", float),
-    "RECONCILER_SETTLE_WINDOW": ("settle_window", float),
-    "RECONCILER_READ_TIMEOUT": ("read_timeout", float), "RECONCILER_WRITE_TIMEOUT": ("write_timeout", float),
-    "RECONCILER_CONNECT_TIMEOUT": ("connect_timeout", float),
+    "RECONCILER_MAX_ATTEMPTS": ("max_attempts", int), "RECONCILER_REQUEST_DEADLINE": ("request_deadline", parse_duration),
+    "RECONCILER_RETRY_AFTER_CAP": ("retry_after_cap", parse_duration),
+    "RECONCILER_SETTLE_WINDOW": ("settle_window", parse_duration),
+    "RECONCILER_READ_TIMEOUT": ("read_timeout", parse_duration), "RECONCILER_WRITE_TIMEOUT": ("write_timeout", parse_duration),
+    "RECONCILER_CONNECT_TIMEOUT": ("connect_timeout", parse_duration),
 }
 _SECRET_WORDS = ("token", "password", "secret", "key", "credential")
 
@@ -324,7 +325,7 @@ def _parse_file(file: Path, data: dict[str, Any]) -> dict[str, Any]:
             for k, v in value.items():
                 if k not in _TIMEOUT_KEYS:
                     raise ConfigError(f"{file}: unknown timeout '{k}' (use {', '.join(_TIMEOUT_KEYS)})")
-                out[_TIMEOUT_KEYS[k]] = _convert(v, float, f"{file}: timeouts.{k}")
+                out[_TIMEOUT_KEYS[k]] = _convert(v, parse_duration, f"{file}: timeouts.{k}")
         elif key == "ignore":
             out["ignore"] = tuple(ignore_rule(f"{file}: ignore[{i}]", r) for i, r in enumerate(value or []))
         elif key == "workspace":
@@ -342,8 +343,10 @@ def _parse_file(file: Path, data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _convert(value: Any, typ: type, where: str) -> Any:
+def _convert(value: Any, typ: Callable[[Any], Any], where: str) -> Any:
     try:
         return typ(value)
     except (TypeError, ValueError) as e:
+        if typ is parse_duration:
+            raise ConfigError(f"{where}: {value!r} is not a duration (seconds, or e.g. 3s, 500ms, 5m, 1h)") from e
         raise ConfigError(f"{where}: {value!r} is not a valid {typ.__name__}") from e

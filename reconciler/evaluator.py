@@ -67,7 +67,7 @@ class Evaluator:
 
     def recover(self) -> Recover:
         recovered = self.kit.evidence.recover()
-        self.kit.claims.release_except(self.kit.journal.open_entries())   # what recovery settled, others may send
+        self.kit.claims.settle(self.kit.journal)   # what recovery settled, others may send
         return recovered
 
     # --- the other stages -------------------------------------------------------------------------
@@ -106,7 +106,7 @@ class Evaluator:
             if a not in ctx.results:
                 kit.record(ctx, a, ItemStatus.UNKNOWN, why)
         try:
-            kit.claims.release_except(kit.journal.open_entries())
+            kit.claims.settle(kit.journal)
         except Exception as e:   # a claim left behind is stale once the journal closed it: others take it over
             error = error or f"releasing claims: {type(e).__name__}: {bounded(e)}"
         order = planned + [a for a, _ in busy if a not in planned]

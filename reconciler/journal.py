@@ -83,6 +83,7 @@ class TicketEvent:
     RESOLVED_ABSENT, RESOLVED_APPLIED = "resolved-absent", "resolved-applied"
     OPEN = (SENDING, IN_DOUBT, EXISTS)
     SENDABLE = (REFUSED, ABSENT_SETTLED, RESOLVED_ABSENT)
+    STORED = (SENT, CONFIRMED, CONFLICT, RESOLVED_APPLIED)   # SEI holds it: final, never sent again
 
 
 def _now() -> str:
@@ -254,8 +255,12 @@ class Journal:
         b = self.batch(entry)
         return b is not None and b.state in BatchState.OPEN
 
-    def open_entries(self) -> set[str]:
-        return {b.local_id for b in self.open_batches()} | {self.ticket_entry(t.ticket_id) for t in self.open_tickets()}
+    def entry_stored(self, entry: str) -> bool:
+        """Whether `entry` names a ticket SEI stored (final: never sent again)."""
+        if not entry.startswith("ticket:"):
+            return False
+        t = self.ticket(int(entry.split(":", 1)[1]))
+        return t is not None and t.event in TicketEvent.STORED
 
     def in_doubt(self) -> list[InDoubt]:
         out = [InDoubt("batch", b.local_id, b.addresses, b.state, b.submitted_at,

@@ -120,7 +120,7 @@ def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal:
     evidence = Evidence(session.vendors, journal, settings, {i.address: i for i in manifests.instructions},
                         progress=lambda kind, text: out.info(f"recovering: {text}"), interrupted=stop.is_set)
     recovered = evidence.recover()
-    claims.release_except(journal.open_entries())   # what recovery settled, other workspaces may send
+    claims.settle(journal)   # what recovery settled, other workspaces may send
     for note in recovered.notes:
         out.info(f"recovered: {note}")
     for address, why in recovered.busy:

@@ -63,7 +63,10 @@ class TicketWave:
 
         def done(status: ItemStatus, message: str) -> None:
             self.kit.record(ctx, address, status, message, ref)
-            if not self.journal.entry_open(entry):   # settled: another workspace may send it (claims.py)
+            last = self.journal.ticket(tid)
+            if last is not None and last.event in TicketEvent.STORED:   # for good: never sent again, by anyone
+                self.claims.keep_stored(entry)
+            elif last is None or last.event not in TicketEvent.OPEN:   # settled: others may send it (claims.py)
                 self.claims.release(entry)
 
         if self.stop.is_set():
@@ -72,11 +75,9 @@ class TicketWave:
             why = self.journal.why_not_send(tid)
             if why:
                 return done(ItemStatus.UNKNOWN if address in ctx.sent else ItemStatus.SKIPPED, f"not sent: {why}")
-            holder = self.claims.claim(self.kit.sei_endpoint, "ticket", entry, [str(tid)]).get(str(tid))
-            if holder is not None:
-                return self.kit.record(ctx, address, ItemStatus.SKIPPED,
-                                    f"not sent: ticket {tid} is in flight from {holder.describe()}; a ticket is never "
-                                    "sent twice: rerun once that write has settled", ref)
+            held = self.claims.claim(self.kit.sei_endpoint, "ticket", entry, [str(tid)]).get(str(tid))
+            if held is not None:
+                return self.kit.record(ctx, address, ItemStatus.SKIPPED, f"not sent: {held.why('ticket', str(tid))}", ref)
             self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.SENDING)
             with ctx.lock:
                 ctx.sent.add(address)

@@ -93,7 +93,8 @@ def workspace_for(paths: Sequence[str], orion_url: str, sei_url: str, state_dir:
     chosen = Path(state_dir) if state_dir is not None else Path(STATE_FOLDER)
     base = chosen if chosen.is_absolute() else root / chosen
     hosts = " + ".join(urlsplit(u).netloc.rpartition("@")[2] or u for u in endpoints)
-    label = f"{', '.join(rel)} @ {hosts}"
+    shown = [root.name if r == "." else r for r in rel]   # a tree without a repository is named by its folder
+    label = f"{', '.join(shown)} @ {hosts}"
     legacy = None
     if not chosen.is_absolute():   # an older release took a relative state folder from the current folder
         cwd = Path.cwd().resolve()

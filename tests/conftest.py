@@ -117,7 +117,7 @@ def claims_for(tmp_path: Path, workspace: str = "test"):
     """Claims of one test workspace, in the test's own folder (claims.py)."""
     from reconciler.claims import SqliteClaims
 
-    return SqliteClaims(tmp_path / "claims.db", workspace, workspace, str(tmp_path / workspace))
+    return SqliteClaims(tmp_path / "claims.db", workspace, str(tmp_path / workspace))
 
 
 def journal_file(workspace: Path) -> Path:

@@ -50,6 +50,16 @@ def test_a_ticket_write_is_refused_only_when_the_server_surely_did_not_act(what,
     assert is_refusal(info.value) is refused, what
 
 
+@pytest.mark.parametrize("what,handler,refused", WRITE_FAILURES, ids=[w[0] for w in WRITE_FAILURES])
+def test_a_batch_post_is_refused_only_when_the_server_surely_did_not_act(what, handler, refused):
+    """The same table for Orion's batch POST: a refused batch is planned again; any other failure leaves
+    it in doubt, to be looked for in the BatchProcessing list and never sent again blindly."""
+    client = orion(handler, policy=FAST)
+    with pytest.raises(ApiError) as info:
+        client.submit_batch([{"registrationId": 1}])
+    assert is_refusal(info.value) is refused, what
+
+
 @pytest.mark.parametrize("body", ["<html>accepted</html>", "", "batch created", '{"id": "x"}'])
 def test_an_unreadable_batch_id_in_a_200_is_in_doubt_never_a_refusal(body):
     client = orion(lambda req: httpx.Response(200, text=body))

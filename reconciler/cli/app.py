@@ -18,7 +18,7 @@ from reconciler.console import Output
 from reconciler.errors import ManifestError, ReconcilerError
 from reconciler.version import __version__
 
-__all__ = ["ALLOW_EMPTY", "CONFIG", "Context", "DEFAULT_PATHS", "FORMAT", "SANDBOX", "cli", "emit_plan",
+__all__ = ["ALLOW_EMPTY", "CONFIG", "Context", "DEFAULT_PATHS", "DURATION", "FORMAT", "SANDBOX", "cli", "emit_plan",
            "main", "now_for", "report_targeting", "run", "select_or_refuse", "selectors", "state_warnings"]
 
 DEFAULT_PATHS = ("manifests",)
@@ -88,6 +88,25 @@ def cli() -> None:
 
     Add --debug anywhere for tracebacks and request logs (secrets masked).
     """
+
+
+class _Duration(click.ParamType):
+    """Seconds as Terraform users type them: 3s, 500ms, 5m, 1h, 1m30s, or a bare number."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        from reconciler.durations import parse_duration
+
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration (seconds, or e.g. 3s, 500ms, 5m, 1h)", param, ctx)
+
+
+DURATION = _Duration()
 
 
 ALLOW_EMPTY = click.option("--allow-empty", is_flag=True,

@@ -9,6 +9,7 @@ from reconciler.cli.app import (
     CONFIG,
     Context,
     DEFAULT_PATHS,
+    DURATION,
     FORMAT,
     SANDBOX,
     cli,
@@ -40,7 +41,7 @@ def _saved_plan_arg(args: tuple[str, ...]):
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (CI).")
 @click.option("--parallelism", type=click.IntRange(1, 32), help="Orion batches (and SEI requests) at once [default 4].")
 @click.option("--max-changes", type=click.IntRange(0), help="Refuse plans with more changes than this.")
-@click.option("--poll-timeout", type=click.FloatRange(0), help="Seconds to wait for an Orion batch [env RECONCILER_POLL_TIMEOUT].")
+@click.option("--poll-timeout", type=DURATION, help="How long to wait for an Orion batch, e.g. 30m [env RECONCILER_POLL_TIMEOUT].")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the JSON apply report here.")
 @click.option("--break-lock", is_flag=True, help="Kept for old scripts: the lock is released by the kernel when its "
               "holder dies, and a live holder is never broken.")
@@ -49,8 +50,8 @@ def _saved_plan_arg(args: tuple[str, ...]):
 @click.option("--now", hidden=True, help="Refused: apply judges change windows by this machine's clock (--now is for plan).")
 @click.option("--allow-plaintext-plan", is_flag=True, help="In CI with recipients configured, accept a plaintext plan.")
 @click.option("--no-encrypt", is_flag=True, help="Write the apply report in plaintext even where recipients are set.")
-@click.option("--lock-timeout", type=click.FloatRange(0), default=0, show_default=True,
-              help="Seconds to wait for another apply of this workspace to finish.")
+@click.option("--lock-timeout", type=DURATION, default=0, show_default=True,
+              help="How long to wait for another apply of this workspace to finish, e.g. 3s or 5m.")
 @click.option("--on-stale", type=click.Choice(["fail", "replan"]), default="fail", show_default=True,
               help="A stale saved plan: refuse (fail), or say why and plan afresh from its manifests (replan).")
 @click.option("--target", multiple=True, help="When planning: only these addresses (globs).")

@@ -255,7 +255,7 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
     async def counters(request: Request) -> Response:
         with state.lock:
             counts = dict(state.counters)
-        return JSONResponse({"requests": counts, "total": sum(counts.values()),
+        return JSONResponse({"requests": counts, "total": sum(counts.values()), "held": faults.held,
                              "writes": sum(v for k, v in counts.items() if k.startswith(("POST /api/v1/Trading/Sleeve/Registrations/Action", "POST /v1/order")))})
 
     async def reset_counters(request: Request) -> Response:

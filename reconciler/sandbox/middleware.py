@@ -41,16 +41,20 @@ class FaultMiddleware:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        await asyncio.sleep(float(fault.arg or 3.0))
-        self.state.advance()
+        self.faults.holding(+1)
+        try:
+            await asyncio.sleep(float(fault.arg or 3.0))
+            self.state.advance()
 
-        async def send_if_still_there(message):
-            try:
-                await send(message)
-            except Exception:  # the client is gone; the write was processed all the same
-                pass
+            async def send_if_still_there(message):
+                try:
+                    await send(message)
+                except Exception:  # the client is gone; the write was processed all the same
+                    pass
 
-        await self.app(scope, _replay(body), send_if_still_there)
+            await self.app(scope, _replay(body), send_if_still_there)
+        finally:
+            self.faults.holding(-1)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"].startswith("/_sandbox"):
@@ -74,6 +78,8 @@ class FaultMiddleware:
         slow = self.faults.take(method, path, ("slow",))
         garble = self.faults.take(method, path, ("garble",))
         held: list[dict] = []
+        if slow is not None:
+            self.faults.holding(+1)
 
         async def send_wrapper(message):
             if garble is not None:  # act, then answer 200 with a body the client cannot read
@@ -99,7 +105,11 @@ class FaultMiddleware:
                 return
             await send(message)
 
-        await self.app(scope, receive, send_wrapper)
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if slow is not None:
+                self.faults.holding(-1)
 
 
 async def _ignore(message) -> None:

@@ -46,7 +46,7 @@ def run(registrations: int, latency: float, parallelism: int, root: Path, state:
                 journal = PostgresJournal(Secret(backend_url), f"bench-{time.time()}")
             else:
                 journal = SqliteJournal(root.parent / f"journal-{parallelism}-{time.time()}.db")
-            result = Evaluator(vendors, journal, settings, manifests, claims=SqliteClaims(root.parent / "claims.db", "bench", "bench", str(root.parent))).run(build_stages(plan, parallelism=settings.parallelism),
+            result = Evaluator(vendors, journal, settings, manifests, claims=SqliteClaims(root.parent / "claims.db", "bench", str(root.parent))).run(build_stages(plan, parallelism=settings.parallelism),
                                                                         journal.begin_run("bench"))
             elapsed = time.perf_counter() - start
         assert result.exit_code == 0, result.counts()

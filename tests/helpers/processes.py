@@ -1,0 +1,37 @@
+"""The CLI as a real process: the environment that points it at a sandbox, and ways to run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["ROOT", "reconciler", "sandbox_env", "start"]
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def sandbox_env(sb, *, workspace: Path | None = None, **extra: str) -> dict[str, str]:
+    """The environment for a CLI process against `sb`: quick retries, a 2 s read time-out, a 3 s settle
+    window, CI mode; state under `workspace` when given (else found from the manifests, as in real use)."""
+    env = {k: v for k, v in os.environ.items() if k != "RECONCILER_WORKSPACE"}
+    env.update(sb.env())
+    env.update({"RECONCILER_MAX_ATTEMPTS": "4", "RECONCILER_READ_TIMEOUT": "2", "RECONCILER_SETTLE_WINDOW": "3",
+                "CI": "true"})
+    if workspace is not None:
+        env["RECONCILER_WORKSPACE"] = str(workspace)
+    env.update(extra)
+    return env
+
+
+def reconciler(env: dict[str, str], *args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `reconciler ARGS` to its end in `cwd`."""
+    return subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.Popen:
+    """Start `reconciler ARGS` in the background."""
+    return subprocess.Popen([sys.executable, "-m", "reconciler", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

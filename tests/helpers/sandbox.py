@@ -1,0 +1,52 @@
+"""The sandbox seen from a test: its control API over HTTP, its counters, and waits on its state."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+__all__ = ["batch_posts", "control", "counts", "orion_batches", "quiet", "ticket_posts", "wait_for", "writes"]
+
+
+def control(sb, method: str, path: str, **kw) -> Any:
+    """Call the sandbox's own /_sandbox/… API (counters, faults, state, edits outside Git)."""
+    return httpx.request(method, f"{sb.url}/_sandbox{path}", timeout=60, **kw).json()
+
+
+def counts(sb) -> dict[str, int]:
+    return control(sb, "GET", "/counters")["requests"]
+
+
+def writes(sb) -> int:
+    """Every write request that reached either vendor (batch POSTs and ticket POSTs)."""
+    return control(sb, "GET", "/counters")["writes"]
+
+
+def batch_posts(sb) -> int:
+    return counts(sb).get("POST /api/v1/Trading/Sleeve/Registrations/Action/process/batch", 0)
+
+
+def ticket_posts(sb) -> int:
+    return counts(sb).get("POST /v1/order/tradetickets", 0)
+
+
+def orion_batches(sb) -> list[dict]:
+    """The batch writes the sandbox logged, in order."""
+    return [w for w in sb.state.writes if w["api"] == "orion"]
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    """Poll `condition` every 20 ms until it holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the condition")
+        time.sleep(0.02)
+
+
+def quiet(sb, timeout: float = 60.0) -> None:
+    """Wait until no request is held by a `late` or `slow` fault: every write that will land has landed.
+    A fault test checks its invariants only after this, or a duplicate arriving late goes unseen."""
+    wait_for(lambda: sb.faults.held == 0, timeout)
