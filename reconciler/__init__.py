@@ -29,15 +29,15 @@ _EXPORTS = {
     "load_manifests": "reconciler.manifests", "ManifestSet": "reconciler.model",
     "load_settings": "reconciler.config", "Settings": "reconciler.config",
     # read and plan
-    "open_session": "reconciler.session", "plan_stream": "reconciler.pipeline", "StreamedPlan": "reconciler.pipeline",
-    "read_live_state": "reconciler.live", "build_plan": "reconciler.plan", "Targeting": "reconciler.plan",
+    "open_session": "reconciler.vendors.session", "plan_stream": "reconciler.plan.stream", "StreamedPlan": "reconciler.plan.stream",
+    "read_live_state": "reconciler.vendors.reads", "build_plan": "reconciler.plan.builder", "Targeting": "reconciler.plan.targeting",
     "Plan": "reconciler.model", "Change": "reconciler.model", "Action": "reconciler.model",
     "render_plan_text": "reconciler.render", "render_plan_markdown": "reconciler.render",
-    "plan_to_document": "reconciler.plandoc",
+    "plan_to_document": "reconciler.plan.document",
     # apply
-    "ApplyRequest": "reconciler.runs", "run_apply": "reconciler.runs",
+    "ApplyRequest": "reconciler.apply.run", "run_apply": "reconciler.apply.run",
     # audit
-    "build_drift_report": "reconciler.drift", "DriftReport": "reconciler.drift", "Finding": "reconciler.drift",
+    "build_drift_report": "reconciler.audit.drift", "DriftReport": "reconciler.audit.drift", "Finding": "reconciler.audit.drift",
     # errors
     "ReconcilerError": "reconciler.errors", "ManifestError": "reconciler.errors", "Diagnostic": "reconciler.errors",
     "ConfigError": "reconciler.errors", "ApiError": "reconciler.errors", "ApiAuthError": "reconciler.errors",

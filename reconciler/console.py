@@ -12,7 +12,6 @@ one log line per event, because a bar redrawn in a log file is noise.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from typing import TextIO
@@ -39,11 +38,14 @@ def _guard(text: str) -> str:
 class Output:
     """Where the CLI writes: stdout for results, stderr for errors and progress."""
 
-    def __init__(self, stdout: TextIO | None = None, stderr: TextIO | None = None, color: bool | None = None):
+    def __init__(self, stdout: TextIO | None = None, stderr: TextIO | None = None, color: bool | None = None, *,
+                 ci: bool = False, no_color: bool = False):
+        """`color` None: colour on a terminal, unless in CI (`ci`) or asked not to (`no_color`, NO_COLOR)."""
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
-        tty = _isatty(self.stdout) and os.environ.get("CI", "").lower() not in ("1", "true")
-        self.color = tty and "NO_COLOR" not in os.environ if color is None else color
+        self.ci = ci
+        tty = _isatty(self.stdout) and not ci
+        self.color = tty and not no_color if color is None else color
         self._out = Console(file=self.stdout, force_terminal=self.color, no_color=not self.color,
                             highlight=False, soft_wrap=True, emoji=False, markup=False)
         self._err = Console(file=self.stderr, force_terminal=self.color and _isatty(self.stderr),

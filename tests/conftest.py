@@ -75,7 +75,7 @@ def no_network(monkeypatch):
 # --- the sandbox, on a free loopback port ------------------------------------------------------
 
 from reconciler.config import OrionSettings, SeiSettings, Secret, Settings  # noqa: E402
-from reconciler.providers import open_vendors  # noqa: E402
+from reconciler.vendors import open_vendors  # noqa: E402
 from reconciler.sandbox.demo import demo_state  # noqa: E402
 from reconciler.sandbox.server import start_sandbox  # noqa: E402
 from reconciler.sandbox.state import SandboxState, SandboxTiming  # noqa: E402
@@ -115,7 +115,7 @@ def sandbox_env(sb) -> dict[str, str]:
 
 def claims_for(tmp_path: Path, workspace: str = "test"):
     """Claims of one test workspace, in the test's own folder (claims.py)."""
-    from reconciler.claims import SqliteClaims
+    from reconciler.state.claims import SqliteClaims
 
     return SqliteClaims(tmp_path / "claims.db", workspace, str(tmp_path / workspace))
 

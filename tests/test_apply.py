@@ -7,9 +7,9 @@ import json
 import httpx
 import pytest
 
-from reconciler.journal import SqliteJournal
-from reconciler.lock import WorkspaceLock
-from reconciler.schema import validate_instance
+from reconciler.state.journal import SqliteJournal
+from reconciler.state.lock import WorkspaceLock
+from reconciler.manifests.schema import validate_instance
 
 from .benchmarks.estate import write_estate
 from .conftest import ROOT, journal_file
@@ -147,7 +147,7 @@ def test_lock_names_a_live_holder_and_a_dead_holders_lock_needs_no_flag(env, cli
     r = cli("plan")  # learn the workspace key: the first apply creates it
     assert cli("apply", "--auto-approve").code == 0
     lock_path = journal_file(tmp_path / "ws").parent / "lock"
-    held = WorkspaceLock(lock_path, "reconciler apply (other)")
+    held = WorkspaceLock(lock_path, "reconciler apply (other)", "someone")
     held.acquire()
     r = cli("apply", "--auto-approve")
     assert r.code == 1 and "locked by a running apply: pid" in r.err and "reconciler apply (other)" in r.err
@@ -217,13 +217,14 @@ def test_stuck_batch_is_unknown_and_a_rerun_tracks_the_same_batch(env, cli, monk
 
 def test_ticket_409_for_our_own_values_counts_as_applied_and_other_values_fail(sandbox, tmp_path):
     """Tickets that reach SEI between plan and send: ours (same values) is applied on 409, theirs fails."""
-    from reconciler.evaluator import Evaluator
-    from reconciler.live import read_live_state
+    from reconciler.apply.evaluator import Evaluator
+    from reconciler.vendors.reads import read_live_state
     from reconciler.manifests import load_manifests
-    from reconciler.plan import Targeting, build_plan
-    from reconciler.providers import open_vendors
+    from reconciler.plan.builder import build_plan
+    from reconciler.plan.targeting import Targeting
+    from reconciler.vendors import open_vendors
     from reconciler.sandbox.demo import make_ticket_rows
-    from reconciler.stages import build_stages
+    from reconciler.plan.stages import build_stages
 
     from .conftest import claims_for, settings_for
 

@@ -20,17 +20,18 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from reconciler.evaluator import Evaluator
-from reconciler.journal import SqliteJournal
-from reconciler.live import read_live_state
+from reconciler.apply.evaluator import Evaluator
+from reconciler.state.journal import SqliteJournal
+from reconciler.vendors.reads import read_live_state
 from reconciler.manifests import load_manifests
-from reconciler.plan import Targeting, build_plan, select
-from reconciler.providers import open_vendors
+from reconciler.plan.builder import build_plan
+from reconciler.plan.targeting import Targeting, select
+from reconciler.vendors import open_vendors
 from reconciler.sandbox.demo import demo_state
 from reconciler.sandbox.faults import parse_faults
 from reconciler.sandbox.server import start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
-from reconciler.stages import build_stages
+from reconciler.plan.stages import build_stages
 
 from .benchmarks.estate import FIRST_ID, MODELS, write_estate
 from .conftest import ROOT, claims_for, journal_file, sandbox_env, settings_for, wait_for

@@ -14,7 +14,7 @@ MAX_LINES = 400
 # Modules over the limit today, each pinned at its present length: they may shrink, never grow,
 # and a new module never joins them. Empty is the goal (issue 18).
 PINNED = {
-    "providers/_http.py": 416,
+    "vendors/_http.py": 416,
     "sandbox/state.py": 411,
 }
 
@@ -36,6 +36,11 @@ def test_no_module_grows_past_the_size_limit():
     assert not shrunk, f"pinned modules that shrank: lower their pin in this test (or drop it): {shrunk}"
 
 
+# what the CLI may import from vendors/: the connection it hands to library functions, doctor's checks and
+# the reads it asks for by name; never a vendor client itself
+LIBRARY_ENTRIES = {"reconciler.vendors.session", "reconciler.vendors.doctor", "reconciler.vendors.reads"}
+
+
 def _names_vendors(node: ast.expr) -> bool:
     """`vendors` or `x.vendors`: the connection to Orion and SEI."""
     return (isinstance(node, ast.Name) and node.id == "vendors") or (isinstance(node, ast.Attribute) and node.attr == "vendors")
@@ -53,7 +58,7 @@ def test_the_cli_does_no_vendor_io():
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
                 offenders += [f"{path.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names
-                              if n.startswith("reconciler.providers")]
+                              if n.startswith("reconciler.vendors") and n not in LIBRARY_ENTRIES]
     assert not offenders, offenders
 
 
@@ -75,3 +80,48 @@ def test_every_sandbox_module_but_its_entry_is_shut():
     modules = {f"reconciler.sandbox.{p.stem}" for p in (PACKAGE / "sandbox").glob("*.py")
                if p.stem not in ("__init__", "entry")}
     assert modules == set(door["protected_modules"]), modules ^ set(door["protected_modules"])
+
+
+def _contract(contract_id: str) -> dict:
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    return next(c for c in contracts if c["id"] == contract_id)
+
+
+def _top_level() -> set[str]:
+    """Every top-level package and module of reconciler (data folders such as schemas/ aside)."""
+    names = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    names |= {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    return names
+
+
+def test_the_sandbox_is_forbidden_every_other_package_and_module():
+    """The emulator's independence contract names every top-level package and module but the sandbox."""
+    forbidden = {m.removeprefix("reconciler.") for m in _contract("emulator-independent")["forbidden_modules"]}
+    assert forbidden == _top_level() - {"sandbox"}, forbidden ^ (_top_level() - {"sandbox"})
+
+
+def test_the_layers_name_every_top_level_package_and_module():
+    layers = _contract("layers")
+    assert layers["exhaustive"] is True
+    named = {n.strip() for layer in layers["layers"] for n in layer.replace("|", ":").split(":")}
+    assert named == _top_level(), named ^ _top_level()
+
+
+def test_a_module_added_at_the_top_level_without_a_layer_fails_the_contracts(tmp_path):
+    """lint-imports on a copy of the package with one unlayered module more: the exhaustive layers break."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(PACKAGE, tmp_path / "reconciler", ignore=shutil.ignore_patterns("__pycache__"), symlinks=True)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "reconciler" / "newcomer.py").write_text('"""A module nobody placed in a layer."""\n')
+    script = ("import sys; from importlinter.cli import lint_imports; "
+              "sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True, no_logo=True))")
+    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "reconciler.newcomer" in done.stdout

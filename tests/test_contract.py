@@ -14,7 +14,7 @@ import referencing
 import yaml
 
 from reconciler.errors import ApiError
-from reconciler.providers import OrionClient, Redactor, SeiClient
+from reconciler.vendors import OrionClient, Redactor, SeiClient
 
 from .conftest import ROOT, settings_for
 

@@ -141,7 +141,7 @@ def test_environments_fill_the_documented_base_urls_and_explicit_urls_win(tmp_pa
 
 @pytest.mark.integration
 def test_plans_reports_and_comments_name_the_environment(env, cli, tmp_path):
-    from reconciler.planfile import load_plan
+    from reconciler.plan.saved import load_plan
     from reconciler.render import render_plan_markdown
 
     plan = tmp_path / "p.json"

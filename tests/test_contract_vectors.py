@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import rules
+from reconciler.manifests import rules
 from reconciler.config import Settings
 from reconciler.errors import ManifestError
-from reconciler.live import read_live_state
+from reconciler.vendors.reads import read_live_state
 from reconciler.manifests import load_manifests
-from reconciler.plan import build_plan
+from reconciler.plan.builder import build_plan
 from reconciler.sandbox import contract
 
 VECTORS = Path(__file__).parent / "vectors"
@@ -68,7 +68,7 @@ def test_a_rule_broken_on_the_client_is_caught_by_the_sandbox(tmp_path, monkeypa
     def broken(*args, **kwargs):                     # a bug in the client's rules: nothing is ever wrong
         return iter(())
     monkeypatch.setattr("reconciler.manifests.resolve.iter_registration_problems", broken)
-    monkeypatch.setattr("reconciler.plan.iter_registration_problems", broken)
+    monkeypatch.setattr("reconciler.plan.builder.iter_registration_problems", broken)
     manifests = load_manifests([str(tmp_path)], workers=1)
     plan = build_plan(manifests, read_live_state(vendors, manifests.registrations, (), Settings()))
     (batch,) = [s for s in plan.submissions if s.api == "orion"]

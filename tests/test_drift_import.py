@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from reconciler.render.html import BAR_PX_PER_PERCENT
-from reconciler.schema import validate_instance
+from reconciler.manifests.schema import validate_instance
 
 from .conftest import ROOT, chromium_or_skip
 
@@ -275,8 +275,8 @@ def test_histories_without_field_changes_fall_back_to_the_latest_entry():
     """`changes` in Histories is [assumed]: without it, the newest entry attributes the finding."""
     from types import SimpleNamespace
 
-    from reconciler.diff import diff_registration
-    from reconciler.drift import _history
+    from reconciler.plan.diff import diff_registration
+    from reconciler.audit.drift import _history
     from reconciler.manifests import load_manifests
 
     manifests = load_manifests([str(ROOT / "manifests")])

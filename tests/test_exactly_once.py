@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.journal import BatchState, SqliteJournal, TicketEvent
+from reconciler.state.journal import BatchState, SqliteJournal, TicketEvent
 from reconciler.sandbox.demo import demo_state
 from reconciler.sandbox.server import start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
-from reconciler.workspace import workspace_for
+from reconciler.state.workspace import workspace_for
 
 from .conftest import ROOT, journal_file, sandbox_env, wait_for
 from .helpers.sandbox import quiet
@@ -261,12 +261,12 @@ class _FailingJournal(SqliteJournal):
 
 @pytest.mark.parametrize("what", ["database error after a send", "bug while re-reading a batch"])
 def test_whatever_escapes_inside_apply_ends_every_item_reported(sandbox, tmp_path, what):
-    from reconciler.evaluator import Evaluator
-    from reconciler.live import read_live_state
+    from reconciler.apply.evaluator import Evaluator
+    from reconciler.vendors.reads import read_live_state
     from reconciler.manifests import load_manifests
-    from reconciler.plan import build_plan
-    from reconciler.providers import open_vendors
-    from reconciler.stages import build_stages
+    from reconciler.plan.builder import build_plan
+    from reconciler.vendors import open_vendors
+    from reconciler.plan.stages import build_stages
 
     from .conftest import claims_for, settings_for
 

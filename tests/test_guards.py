@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.claims import SqliteClaims
-from reconciler.evaluator import Evaluator
-from reconciler.journal import BatchState, SqliteJournal, TicketEvent
-from reconciler.live import read_live_state
+from reconciler.state.claims import SqliteClaims
+from reconciler.apply.evaluator import Evaluator
+from reconciler.state.journal import BatchState, SqliteJournal, TicketEvent
+from reconciler.vendors.reads import read_live_state
 from reconciler.manifests import load_manifests
-from reconciler.plan import Targeting, build_plan
-from reconciler.providers import open_vendors
+from reconciler.plan.builder import build_plan
+from reconciler.plan.targeting import Targeting
+from reconciler.vendors import open_vendors
 from reconciler.sandbox.faults import parse_faults
-from reconciler.stages import build_stages
+from reconciler.plan.stages import build_stages
 
 from .conftest import ROOT, claims_for, settings_for
 from .helpers.sandbox import orion_batches, quiet

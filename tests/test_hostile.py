@@ -25,7 +25,7 @@ from markdown_it import MarkdownIt
 
 from reconciler.errors import ApiAuthError, ApiError
 from reconciler.escaping import html_text, md_code, md_fence, md_text
-from reconciler.providers import Redactor
+from reconciler.vendors import Redactor
 
 from .conftest import ROOT, sandbox_env
 from .test_providers import orion, sei
@@ -85,9 +85,9 @@ def test_apply_text_escapes_item_messages_at_the_console(sandbox):
     import io
 
     from reconciler.console import Output
-    from reconciler.outcomes import ApplyResult, ItemResult
+    from reconciler.apply.outcomes import ApplyResult, ItemResult
     from reconciler.model import Source
-    from reconciler.outcomes import ItemStatus
+    from reconciler.apply.outcomes import ItemStatus
     from reconciler.render.apply_report import render_apply_text
 
     result = ApplyResult((ItemResult("SleeveRegistration/a", "update", ItemStatus.FAILED,
@@ -421,7 +421,7 @@ _NASTY = st.lists(st.sampled_from(list("ab<>&@`|*_[]()#\n\t\x1b\x07\x00\u202e\u2
 
 
 def _renderings(value: str):
-    from reconciler.drift import DriftReport, Finding
+    from reconciler.audit.drift import DriftReport, Finding
     from reconciler.model import Action, Change, FieldChange, Plan, Source
     from reconciler.render import render_plan_markdown, render_plan_text
     from reconciler.render.drift_report import render_drift_markdown, render_drift_text

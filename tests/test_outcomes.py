@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from reconciler.errors import AmbiguousWriteError, ApiError, TicketExistsError
-from reconciler.journal import SqliteJournal, TicketEvent
+from reconciler.state.journal import SqliteJournal, TicketEvent
 from reconciler.model import DesiredInstruction, Source
-from reconciler.outcomes import ItemStatus, batch_item_outcome, is_refusal, ticket_verdict
-from reconciler.stages import Confirm, Gate, OrionWave, PendingBatch, Recover, SeiWave, build_stages
+from reconciler.apply.outcomes import ItemStatus, batch_item_outcome, is_refusal, ticket_verdict
+from reconciler.plan.stages import Confirm, Gate, OrionWave, PendingBatch, Recover, SeiWave, build_stages
 
 from .test_providers import FAST, orion, sei
 

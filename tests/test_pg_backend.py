@@ -110,7 +110,7 @@ def test_a_second_apply_waits_then_refuses_naming_the_holder_and_a_killed_holder
     with psycopg.connect(pg_fresh, autocommit=True) as conn:
         key = conn.execute("SELECT 1").fetchone()   # a connection of our own to poll the lock with
         assert key
-        from reconciler.pgstate import _lock_key
+        from reconciler.state.postgres import _lock_key
 
         wait_for(lambda: conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(lease["workspace"]),)).fetchone()[0],
                  timeout=15)
@@ -178,7 +178,7 @@ def test_the_backend_password_appears_in_no_output_log_report_or_journal(sandbox
 def test_a_schema_from_a_newer_reconciler_is_refused_before_any_write(sandbox, tmp_path, pg_fresh):
     a = checkout(tmp_path, "a")
     from reconciler.config import Secret
-    from reconciler.pgstate import connect
+    from reconciler.state.postgres import connect
 
     connect(Secret(pg_fresh)).close()   # creates the schema
     with psycopg.connect(pg_fresh, autocommit=True) as conn:

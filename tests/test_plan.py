@@ -12,13 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.ignore import IgnoreRule
-from reconciler.diff import deepdiff_calls, diff_registration
+from reconciler.config.ignore import IgnoreRule
+from reconciler.plan.diff import deepdiff_calls, diff_registration
 from reconciler.errors import LiveStateError
-from reconciler.live import LiveState
+from reconciler.vendors.reads import LiveState
 from reconciler.manifests import load_manifests
 from reconciler.model import Action
-from reconciler.plan import Targeting, balanced_sizes, build_plan, fingerprint_registration
+from reconciler.plan.builder import balanced_sizes, build_plan, fingerprint_registration
+from reconciler.plan.targeting import Targeting
 from reconciler.sandbox.demo import make_registration, make_ticket_rows
 
 REG = """\
@@ -340,7 +341,7 @@ _ODD = st.one_of(st.integers(-1, 101), st.floats(0, 100, allow_nan=False), st.bo
 def test_diffing_only_what_differs_reports_what_diffing_everything_reports(data):
     """Equal fields and sleeves are left out of deepdiff; its report must not change, whatever drifted
     (types included: True for 1 and 20.0 for 20 are still reported where deepdiff reported them)."""
-    import reconciler.diff as diff_mod
+    import reconciler.plan.diff as diff_mod
 
     body = "  isActive: true\n  contributionAllocationMethod: Assigned\n" + SLEEVES
     desired = _resolved_registration(reg_doc(body))

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from reconciler.render.markdown import MARKER, render_plan_markdown
-from reconciler.schema import validate_instance
+from reconciler.manifests.schema import validate_instance
 
 from .conftest import ROOT
 
@@ -143,7 +143,7 @@ def test_without_configuration_the_error_says_what_to_set(cli, monkeypatch):
 
 
 def test_markdown_splits_past_the_limit_and_says_so(env, cli, tmp_path):
-    from reconciler.planfile import load_plan
+    from reconciler.plan.saved import load_plan
 
     out = tmp_path / "p.plan"
     cli("plan", "--out", str(out))

@@ -135,7 +135,7 @@ def test_windows_are_judged_by_an_injected_clock_inside_a_unit(tmp_path):
     import datetime as dt
 
     from reconciler.manifests import load_manifests
-    from reconciler.runs import _window_guard
+    from reconciler.apply.run import _window_guard
 
     m = tree(tmp_path, "hard", limit=1_000_000, windows=SEI_WEEKDAYS)
     manifests = load_manifests([m])

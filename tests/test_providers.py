@@ -22,7 +22,7 @@ from reconciler.errors import (
     TicketExistsError,
     TlsConfigError,
 )
-from reconciler.providers import HttpPolicy, OrionClient, PauseGate, Redactor, SeiClient, parse_batch_id, parse_retry_after
+from reconciler.vendors import HttpPolicy, OrionClient, PauseGate, Redactor, SeiClient, parse_batch_id, parse_retry_after
 
 CANARIES = {"ORION_TOKEN": "canary-orion-tok-9f3a", "ORION_PASSWORD": "canary-orion-pw-77b1",
             "SEI_TOKEN": "canary-sei-tok-c0de", "SEI_APP_KEY": "canary-appkey-5e5e",

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from reconciler.errors import AmbiguousWriteError, ApiAuthError, ApiError, NotFoundError, TicketExistsError, TlsConfigError
-from reconciler.providers import open_vendors
+from reconciler.vendors import open_vendors
 from reconciler.sandbox.demo import make_registration
 from reconciler.sandbox.server import TlsFiles, start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming

@@ -49,11 +49,11 @@ def test_the_streamed_plan_equals_the_plan_built_from_everything_at_once(sandbox
     """Resource for resource, on an estate that fills several read chunks, with the tree checked in
     worker processes and SEI's pages read alongside (as for a large tree), drift in both vendors."""
     from reconciler.config import load_settings
-    from reconciler.live import read_live_state
+    from reconciler.vendors.reads import read_live_state
     from reconciler.manifests import ManifestStream, load_manifests
-    from reconciler.pipeline import plan_stream
-    from reconciler.plan import build_plan
-    from reconciler.providers import open_vendors
+    from reconciler.plan.stream import plan_stream
+    from reconciler.plan.builder import build_plan
+    from reconciler.vendors import open_vendors
 
     paths = _large_tree(sandbox, tmp_path, monkeypatch, 1200, 1000, drift=0.05)
     settings = load_settings(paths)
@@ -77,11 +77,11 @@ def test_slow_reads_hold_back_parsing_instead_of_piling_up_registrations(sandbox
     import time
 
     import reconciler.manifests as manifests_pkg
-    import reconciler.pipeline as pipeline
+    import reconciler.plan.stream as pipeline
     from reconciler.config import load_settings
     from reconciler.manifests import CHUNKS_AHEAD, ManifestStream
-    from reconciler.plan import PlanBuilder
-    from reconciler.providers import open_vendors
+    from reconciler.plan.builder import PlanBuilder
+    from reconciler.vendors import open_vendors
 
     paths = _large_tree(sandbox, tmp_path, monkeypatch, 3000, 0, drift=0)
     cut = manifests_pkg._chunks_in_order

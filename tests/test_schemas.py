@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler import fields as F
-from reconciler import schema
+from reconciler.manifests import schema
 from reconciler.yamldoc import load_documents
 
 REPO = Path(__file__).resolve().parent.parent

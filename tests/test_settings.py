@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from reconciler.config import Settings, load_settings
-from reconciler.durations import parse_duration
+from reconciler.config.durations import parse_duration
 from reconciler.errors import ConfigError
 from reconciler.fields import SETTLE_FLOOR_SECONDS
-from reconciler.workspace import workspace_for, workspace_root
+from reconciler.state.workspace import workspace_for, workspace_root
 
 from .conftest import run_cli
 

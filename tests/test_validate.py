@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from reconciler.errors import ManifestError, ReconcilerError
 from reconciler.manifests import load_manifests
-from reconciler.rules import cusip_check_digit
+from reconciler.manifests.rules import cusip_check_digit
 from reconciler.yamldoc import MAX_FILE_BYTES
 
 from .conftest import ROOT

@@ -11,12 +11,12 @@ import shutil
 
 import pytest
 
-from reconciler.journal import SqliteJournal, TicketEvent
+from reconciler.state.journal import SqliteJournal, TicketEvent
 from reconciler.sandbox.demo import demo_state
 from reconciler.sandbox.faults import parse_faults
 from reconciler.sandbox.server import start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
-from reconciler.workspace import workspace_for
+from reconciler.state.workspace import workspace_for
 
 from .helpers.processes import ROOT, reconciler, sandbox_env, start
 from .helpers.sandbox import orion_batches, quiet, wait_for

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import click
 
+from reconciler.config.environment import RunFacts, run_facts
 from reconciler.console import Output
 from reconciler.errors import ManifestError, ReconcilerError
 from reconciler.version import __version__
@@ -28,6 +29,7 @@ DEFAULT_PATHS = ("manifests",)
 class Context:
     debug: bool
     out: Output
+    facts: RunFacts          # what the environment says about this run (CI, commit, operator, GitHub)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,10 +41,11 @@ def run(argv: list[str] | None = None, out: Output | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args  # accepted before or after the subcommand
     args = [a for a in args if a != "--debug"]
-    out = out or Output()
+    facts = run_facts()
+    out = out or Output(ci=facts.ci, no_color=facts.no_color)
     _configure_logging(debug)
     try:
-        rv = cli.main(args=args, prog_name="reconciler", standalone_mode=False, obj=Context(debug, out))
+        rv = cli.main(args=args, prog_name="reconciler", standalone_mode=False, obj=Context(debug, out, facts))
         return rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as e:
         return e.exit_code
@@ -96,7 +99,7 @@ class _Duration(click.ParamType):
     name = "duration"
 
     def convert(self, value, param, ctx):
-        from reconciler.durations import parse_duration
+        from reconciler.config.durations import parse_duration
 
         if isinstance(value, float):
             return value
@@ -144,7 +147,7 @@ def now_for(settings, flag: str | None):
 
 def select_or_refuse(ctx: Context, manifests, targeting):
     """The targeted resources; every pattern that matches nothing is named, and an empty selection refused."""
-    from reconciler.plan import select, targeting_warnings
+    from reconciler.plan.targeting import select, targeting_warnings
 
     regs, instrs = select(manifests, targeting)
     report_targeting(ctx, targeting, targeting_warnings(manifests, targeting), len(regs) + len(instrs),
@@ -164,7 +167,7 @@ def report_targeting(ctx: Context, targeting, warnings, selected: int, total: in
 
 
 def emit_plan(ctx: Context, plan, fmt: str, stages=None, environment: dict | None = None) -> None:
-    from reconciler.plandoc import plan_to_document
+    from reconciler.plan.document import plan_to_document
     from reconciler.render import render_plan_markdown, render_plan_text
 
     if fmt == "json":
@@ -181,11 +184,12 @@ def state_warnings(ctx: Context, session, paths: tuple[str, ...], sandbox: bool,
     """What the workspace's state says before a read-only command looks at live state: an apply running
     now, and writes in doubt (returned, so a plan keeps them out). Found from the manifests, as apply
     finds it, from whatever folder the command runs in."""
-    from reconciler.backend import open_backend
-    from reconciler.recovery import in_doubt_view
+    from reconciler.state.backend import open_backend
+    from reconciler.state.workspace import run_workspace
+    from reconciler.apply.recovery import in_doubt_view
 
-    with session.workspace(paths) as ws:
-        backend = open_backend(session.settings, ws, sandbox=sandbox)
+    with run_workspace(paths, session.settings, sandbox=sandbox) as ws:
+        backend = open_backend(session.settings, ws, sandbox=sandbox, facts=ctx.facts)
         journal = backend.journal(readonly=True)
         try:
             in_doubt = in_doubt_view(journal)

@@ -24,7 +24,7 @@ def _saved_plan_arg(args: tuple[str, ...]):
     from pathlib import Path
 
     from reconciler.config import plan_identity
-    from reconciler.planfile import load_plan
+    from reconciler.plan.saved import load_plan
     from reconciler.sealing import AGE_MAGIC
 
     if len(args) != 1 or not Path(args[0]).is_file():
@@ -66,8 +66,8 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
     """Apply a saved plan (FILE), or plan PATHs and apply after confirmation."""
     from reconciler.config import load_settings
     from reconciler.manifests import load_manifests
-    from reconciler.plan import Targeting
-    from reconciler.runs import ApplyRequest, run_apply
+    from reconciler.plan.targeting import Targeting
+    from reconciler.apply.run import ApplyRequest, run_apply
 
     saved = _saved_plan_arg(args)
     paths = saved.paths if saved else (args or DEFAULT_PATHS)
@@ -99,7 +99,7 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
 def show(ctx: Context, file, fmt) -> int:
     """Render a saved plan."""
     from reconciler.config import plan_identity
-    from reconciler.planfile import load_plan
+    from reconciler.plan.saved import load_plan
 
     saved = load_plan(file, plan_identity())
     ctx.out.info(f"Saved plan {saved.plan_id}: made {saved.created_at:%Y-%m-%d %H:%M %Z} by reconciler "

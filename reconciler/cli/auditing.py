@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import click
 
@@ -30,11 +29,11 @@ def drift(ctx: Context, paths, fmt, output, also, no_encrypt, adopt, dry_run, ta
           config_file, allow_empty) -> int:
     """Audit live state against the manifests: what differs, who changed it and when. Exit 2 on drift."""
     from reconciler.config import load_settings
-    from reconciler.drift import build_drift_report
+    from reconciler.audit.drift import build_drift_report
     from reconciler.manifests import load_manifests
-    from reconciler.pipeline import read_selected
-    from reconciler.plan import Targeting
-    from reconciler.session import open_session
+    from reconciler.plan.stream import read_selected
+    from reconciler.plan.targeting import Targeting
+    from reconciler.vendors.session import open_session
 
     paths = paths or DEFAULT_PATHS
     manifests = load_manifests(paths, allow_empty=allow_empty)
@@ -45,7 +44,7 @@ def drift(ctx: Context, paths, fmt, output, also, no_encrypt, adopt, dry_run, ta
     with open_session(settings, sandbox=sandbox) as session:
         state_warnings(ctx, session, tuple(paths), sandbox, keeps_out=False)
         _, _, live = read_selected(manifests, session.vendors, settings, missing_ok=True)
-        report = build_drift_report(manifests, live, session.vendors, settings.ignore, audit=_audit(session))
+        report = build_drift_report(manifests, live, session.vendors, settings.ignore, audit=_audit(ctx, session))
     extra = []
     for spec in also:
         kind, sep, target_file = spec.partition("=")
@@ -64,21 +63,14 @@ def drift(ctx: Context, paths, fmt, output, also, no_encrypt, adopt, dry_run, ta
     return 2 if report.has_drift else 0
 
 
-def _audit(session) -> dict:
+def _audit(ctx: Context, session) -> dict:
     """Who audited what: endpoints (hosts, never credentials), environment, commit, operator, CI run."""
-    import getpass
-
-    from reconciler.ci import ci_run_url
-    from reconciler.planfile import current_binding
+    from reconciler.plan.saved import current_binding
 
     e = session.endpoints
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "?"
-    operator = os.environ.get("GITHUB_ACTOR") or os.environ.get("GITLAB_USER_LOGIN") or user
     return {"environment": e.get("environment"), "orion": e.get("orion"), "sei": e.get("sei"),
-            "commit": current_binding(None)["commit"], "operator": operator, "ci_run_url": ci_run_url()}
+            "commit": current_binding(None, ctx.facts)["commit"], "operator": ctx.facts.operator,
+            "ci_run_url": ctx.facts.run_url}
 
 
 def _render_drift(report, fmt: str) -> str:
@@ -111,9 +103,9 @@ def _write_report(ctx: Context, settings, path: str, text: str, fmt: str, *, enc
 
 def _adopt(ctx: Context, manifests, settings, paths, sandbox: bool, dry_run: bool, targeting) -> int:
     """drift --adopt: read live state, rewrite only the drifted scalars; exit 2 if anything was left."""
-    from reconciler.adopt import plan_adoption, write_adoption
-    from reconciler.pipeline import read_selected
-    from reconciler.session import open_session
+    from reconciler.audit.adopt import plan_adoption, write_adoption
+    from reconciler.plan.stream import read_selected
+    from reconciler.vendors.session import open_session
 
     with open_session(settings, sandbox=sandbox) as session:
         _, _, live = read_selected(manifests, session.vendors, settings, targeting, missing_ok=True)

@@ -1,8 +1,6 @@
-"""`github …`: plan comments, commit status, adoption pull requests, drift issues (reconciler/gitops.py)."""
+"""`github …`: plan comments, commit status, adoption pull requests, drift issues (reconciler/github/)."""
 
 from __future__ import annotations
-
-import os
 
 import click
 
@@ -33,16 +31,17 @@ def github() -> None:
 @click.pass_obj
 def github_comment(ctx: Context, plan_file, markdown_file, errors_file, note, number, sha, exit_code) -> int:
     """Post the plan on the pull request, updating our own comment(s) in place."""
-    from reconciler.gitops import (comment_context, github_client_from_env, label_pull, plan_comment_parts,
-                                   post_plan_comments, status_for_exit_code)
+    from reconciler.github import open_client
+    from reconciler.github.comments import (comment_context, label_pull, plan_comment_parts, post_plan_comments,
+                                            status_for_exit_code)
 
     parts, summary = plan_comment_parts(plan_file, markdown_file, errors_file, exit_code, sha)
-    parts = comment_context(parts, sha, note)
-    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    parts = comment_context(parts, sha, note, ctx.facts.run_url)
+    summary_file = ctx.facts.step_summary
     if summary_file:   # the full plan, whatever the comment had to leave out
         with open(summary_file, "a", encoding="utf-8") as f:
             f.write("\n\n".join(parts) + "\n")
-    client = github_client_from_env()
+    client = open_client(ctx.facts)
     try:
         counts = post_plan_comments(client, number, parts)
         ctx.out.info(f"label on #{number}: {label_pull(client, number, exit_code)}")
@@ -66,13 +65,14 @@ def github_comment(ctx: Context, plan_file, markdown_file, errors_file, note, nu
 @click.pass_obj
 def github_adopt_pr(ctx: Context, paths, branch, base, report_url, sandbox, config_file) -> int:
     """Adopt drift into the manifests, push it to a branch, and open (or update) one pull request with the evidence."""
-    from reconciler.adopt import plan_adoption, write_adoption
+    from reconciler.audit.adopt import plan_adoption, write_adoption
     from reconciler.config import load_settings
-    from reconciler.drift import build_drift_report
-    from reconciler.gitops import adoption_body, commit_and_push, github_client_from_env, sync_adoption_pull
+    from reconciler.audit.drift import build_drift_report
+    from reconciler.github import open_client
+    from reconciler.github.drift import adoption_body, commit_and_push, sync_adoption_pull
     from reconciler.manifests import load_manifests
-    from reconciler.pipeline import read_selected
-    from reconciler.session import open_session
+    from reconciler.plan.stream import read_selected
+    from reconciler.vendors.session import open_session
 
     paths = paths or DEFAULT_PATHS
     manifests = load_manifests(paths)
@@ -89,7 +89,7 @@ def github_adopt_pr(ctx: Context, paths, branch, base, report_url, sandbox, conf
         return 2 if adoption.left else 0
     commit_and_push([str(adoption.paths[n]) for n in written], branch,
                     f"Adopt drift from Orion into {len(written)} manifest(s)\n\n" + "\n".join(adoption.adopted))
-    client = github_client_from_env()
+    client = open_client(ctx.facts)
     try:
         ctx.out.info(sync_adoption_pull(client, branch, base,
                                         adoption_body(adoption.adopted, adoption.left, report.findings, report_url)))
@@ -104,9 +104,10 @@ def github_adopt_pr(ctx: Context, paths, branch, base, report_url, sandbox, conf
 @click.pass_obj
 def github_find_plan(ctx: Context, sha, workflow) -> int:
     """Print pr=, head_sha= and run_id= of the plan saved for the pull request merged as SHA ($GITHUB_OUTPUT lines)."""
-    from reconciler.gitops import find_plan_run, github_client_from_env
+    from reconciler.github import open_client
+    from reconciler.github.runs import find_plan_run
 
-    client = github_client_from_env()
+    client = open_client(ctx.facts)
     try:
         found = find_plan_run(client, sha, workflow)
     finally:
@@ -127,11 +128,12 @@ def github_drift_issue(ctx: Context, report, exit_code) -> int:
     """Open or update the drift issue (exit code 2), or close it (0)."""
     from pathlib import Path
 
-    from reconciler.gitops import github_client_from_env, sync_drift_issue
+    from reconciler.github import open_client
+    from reconciler.github.drift import sync_drift_issue
 
     if exit_code not in (0, 2):
         raise ReconcilerError(f"drift failed (exit {exit_code}); the issue is left as it is")
-    client = github_client_from_env()
+    client = open_client(ctx.facts)
     try:
         ctx.out.info(sync_drift_issue(client, Path(report).read_text(encoding="utf-8"), exit_code == 2))
     finally:

@@ -29,8 +29,8 @@ _FORCE = click.option("--force", is_flag=True, help="Overwrite existing files.")
 def import_registration(ctx: Context, ids, output, force, sandbox, config_file) -> int:
     """Import registrations by id (one bulk read for all of them)."""
     from reconciler.config import load_settings
-    from reconciler.importer import read_registrations, registration_manifest
-    from reconciler.session import open_session
+    from reconciler.audit.importer import read_registrations, registration_manifest
+    from reconciler.vendors.session import open_session
 
     settings = load_settings((), config_file=config_file)
     with open_session(settings, sandbox=sandbox) as session:
@@ -52,8 +52,8 @@ def import_registration(ctx: Context, ids, output, force, sandbox, config_file) 
 def import_tradebatch(ctx: Context, batch_id, output, force, sandbox, config_file) -> int:
     """Import one SEI model change (all its tickets) by batchId."""
     from reconciler.config import load_settings
-    from reconciler.importer import read_tradebatch, tradebatch_manifest
-    from reconciler.session import open_session
+    from reconciler.audit.importer import read_tradebatch, tradebatch_manifest
+    from reconciler.vendors.session import open_session
 
     settings = load_settings((), config_file=config_file)
     with open_session(settings, sandbox=sandbox) as session:
@@ -66,7 +66,7 @@ def import_tradebatch(ctx: Context, batch_id, output, force, sandbox, config_fil
 
 
 def _write_imported(ctx: Context, docs: list, vendor: str, origin: str, output: str | None, force: bool) -> None:
-    from reconciler.importer import render_imported, write_imported
+    from reconciler.audit.importer import render_imported, write_imported
 
     if output is None:
         ctx.out.result(render_imported(docs, vendor, origin))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import click
@@ -43,7 +42,7 @@ def validate(ctx: Context, paths: tuple[str, ...], allow_empty: bool) -> int:
 def _server_validate(ctx: Context, vendors, plan) -> None:
     """Orion's own dry run for every changed registration: rejections are shown before review."""
     from reconciler.escaping import terminal
-    from reconciler.live import server_validate
+    from reconciler.vendors.reads import server_validate
 
     verdicts = server_validate(vendors, plan.changes)
     for v in verdicts:
@@ -86,11 +85,11 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
     stream = ManifestStream(paths, allow_empty=allow_empty).start()   # raises for a path that does not exist
 
     from reconciler.config import load_settings
-    from reconciler.pipeline import plan_stream
-    from reconciler.plan import Targeting
-    from reconciler.policy import evaluate_policies
-    from reconciler.session import open_session
-    from reconciler.stages import build_stages
+    from reconciler.plan.stream import plan_stream
+    from reconciler.plan.targeting import Targeting
+    from reconciler.manifests.policy import evaluate_policies
+    from reconciler.vendors.session import open_session
+    from reconciler.plan.stages import build_stages
 
     try:
         settings = load_settings(paths, config_file=config_file)
@@ -117,17 +116,17 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
         stream.close()
     t_render = time.perf_counter()
     emit_plan(ctx, result, fmt, build_stages(result, in_doubt, parallelism=settings.parallelism), endpoints)
-    if os.environ.get("RECONCILER_STATS"):
+    if ctx.facts.stats:
         import resource
 
-        from reconciler.diff import deepdiff_calls
+        from reconciler.plan.diff import deepdiff_calls
 
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         ctx.out.info(f"stats: manifests+reads+diff (overlapped) {t_plan - t_start:.2f}s, policies "
                      f"{t_render - t_plan:.2f}s, render {time.perf_counter() - t_render:.2f}s; "
                      f"deepdiff calls {deepdiff_calls()}; peak RSS of this process {rss:.0f} MiB")
     if out_file:
-        from reconciler.planfile import current_binding, save_plan
+        from reconciler.plan.saved import current_binding, save_plan
         from reconciler.sealing import parse_recipients
 
         recipients = () if no_encrypt else settings.plan_recipients + parse_recipients(encrypt_to, "--encrypt-to")
@@ -135,7 +134,7 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
                             expiry_hours=settings.plan_expiry_hours, endpoints=endpoints,
                             targeting={"targets": list(target), "excludes": list(exclude),
                                        "selectors": [list(kv) for kv in selectors(selector)]},
-                            binding=current_binding(endpoints.get("environment")), recipients=recipients)
+                            binding=current_binding(endpoints.get("environment"), ctx.facts), recipients=recipients)
         how = f"encrypted to {len(recipients)} recipient(s)" if recipients else "plaintext"
         ctx.out.info(f"Saved the plan to {out_file} ({how}; id {plan_id}, valid {settings.plan_expiry_hours:g} h). "
                      f"Apply exactly this plan with: reconciler apply {out_file}")

@@ -35,7 +35,7 @@ def keygen(ctx: Context, output) -> int:
 def doctor(ctx: Context, paths, sandbox, config_file) -> int:
     """Check configuration, credentials, reachability, TLS, the SEI certificate, logins and reads."""
     from reconciler.config import load_settings
-    from reconciler.doctor import Check, CheckStatus, run_checks
+    from reconciler.vendors.doctor import Check, CheckStatus, run_checks
     from reconciler.errors import ReconcilerError
 
     try:

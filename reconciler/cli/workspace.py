@@ -7,17 +7,17 @@ import click
 from reconciler.cli.app import CONFIG, Context, DEFAULT_PATHS, cli
 
 
-def _backend_for(paths: tuple[str, ...], config_file: str | None):
+def _backend_for(ctx: Context, paths: tuple[str, ...], config_file: str | None):
     """The state backend of the workspace for `paths` and the configured endpoints (no network to vendors)."""
-    from reconciler.backend import open_backend
+    from reconciler.state.backend import open_backend
     from reconciler.config import load_settings, require_safe_url
-    from reconciler.workspace import workspace_for
+    from reconciler.state.workspace import workspace_for
 
     paths = paths or DEFAULT_PATHS
     settings = load_settings(paths, config_file=config_file)
     ws = workspace_for(paths, require_safe_url(settings.orion.base_url, "ORION_BASE_URL"),
                        require_safe_url(settings.sei.base_url, "SEI_BASE_URL"), settings.workspace)
-    return open_backend(settings, ws)
+    return open_backend(settings, ws, facts=ctx.facts)
 
 
 def _journal_for(ctx: Context, paths: tuple[str, ...], config_file: str | None):
@@ -25,9 +25,9 @@ def _journal_for(ctx: Context, paths: tuple[str, ...], config_file: str | None):
     from it is printed, then the error says which file and what to do."""
     from reconciler.errors import StateBackendError
     from reconciler.escaping import terminal
-    from reconciler.journal import salvage
+    from reconciler.state.journal import salvage
 
-    backend = _backend_for(paths, config_file)
+    backend = _backend_for(ctx, paths, config_file)
     try:
         journal = backend.journal(readonly=True)
     except StateBackendError:
@@ -56,7 +56,7 @@ def lock_status(ctx: Context, as_json, paths, config_file) -> int:
 
     from reconciler.escaping import terminal
 
-    backend = _backend_for(tuple(paths), config_file)
+    backend = _backend_for(ctx, tuple(paths), config_file)
     leases = backend.leases()
     if as_json:
         ctx.out.result(json.dumps({"backend": backend.name, "workspace": backend.workspace.key, "leases": leases},
@@ -82,7 +82,7 @@ def lock_release(ctx: Context, paths, config_file) -> int:
     """Clear the lease record of a holder whose process or session is gone. A live holder is never broken."""
     from reconciler.errors import LockError
 
-    backend = _backend_for(tuple(paths), config_file)
+    backend = _backend_for(ctx, tuple(paths), config_file)
     live = [r for r in backend.leases() if r["workspace"] == backend.workspace.key and r["alive"]]
     if live:
         raise LockError(f"the workspace is held by a live apply (pid {live[0].get('pid')} on {live[0].get('host')}); "
@@ -138,19 +138,14 @@ def journal(click_ctx, as_json, paths, config_file) -> int:
 @click.pass_obj
 def journal_resolve(ctx: Context, kind, key, outcome, reason, paths, config_file) -> int:
     """Resolve one in-doubt write by hand, with a recorded reason."""
-    import getpass
-
     from reconciler.errors import ReconcilerError
 
-    j = _backend_for(tuple(paths), config_file).journal()
+    j = _backend_for(ctx, tuple(paths), config_file).journal()
     entries = {(e.kind, e.key) for e in j.in_doubt()}
     if (kind, key) not in entries:
         j.close()
         raise ReconcilerError(f"no {kind} {key} is in doubt in this workspace (see `reconciler journal`)")
-    try:
-        who = getpass.getuser()
-    except (KeyError, OSError):
-        who = "?"
+    who = ctx.facts.operator
     j.resolve(kind, key, outcome, reason, who)
     j.close()
     ctx.out.info(f"resolved {kind} {key} as {outcome} ({reason}), recorded for {who}")

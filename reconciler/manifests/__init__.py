@@ -27,7 +27,7 @@ from reconciler.escaping import visible
 from reconciler.manifests.resolve import Resolved, TreeResolver, resolve_document, rule_diagnostics
 from reconciler.manifests.tree import iter_manifest_files
 from reconciler.model import DesiredBatch, DesiredRegistration, ManifestSet
-from reconciler.schema import KIND_SCHEMAS, validate_document
+from reconciler.manifests.schema import KIND_SCHEMAS, validate_document
 from reconciler.yamldoc import Document, load_documents
 
 __all__ = ["ManifestStream", "fewer_gc_passes", "load_manifests"]

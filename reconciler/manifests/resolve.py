@@ -25,7 +25,7 @@ from reconciler.model import (
     Source,
     Window,
 )
-from reconciler.rules import cusip_check_digit, iter_registration_problems
+from reconciler.manifests.rules import cusip_check_digit, iter_registration_problems
 
 __all__ = ["Resolved", "TreeResolver", "resolve_document", "rule_diagnostics"]
 

@@ -10,7 +10,7 @@ import re
 
 from reconciler.escaping import html_text, md_code, md_fence, md_text
 from reconciler.model import Action, Plan
-from reconciler.plan import plan_summary
+from reconciler.plan.builder import plan_summary
 from reconciler.render._values import describe_instruction, money, summary_line
 from reconciler.render.text import field_lines
 

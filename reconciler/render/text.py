@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from reconciler.escaping import terminal
 from reconciler.model import Action, Change, Plan
-from reconciler.plan import plan_summary
+from reconciler.plan.builder import plan_summary
 from reconciler.render._values import describe_instruction, show, summary_line, totals_line
-from reconciler.render.stages import explain_stages
-from reconciler.stages import Recover, Stage, build_stages
+from reconciler.plan.explain import explain_stages
+from reconciler.plan.stages import Recover, Stage, build_stages
 
 __all__ = ["field_lines", "render_plan_text"]
 

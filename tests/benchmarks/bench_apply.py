@@ -15,16 +15,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from reconciler.claims import SqliteClaims
-from reconciler.evaluator import Evaluator
-from reconciler.journal import SqliteJournal
-from reconciler.live import read_live_state
+from reconciler.state.claims import SqliteClaims
+from reconciler.apply.evaluator import Evaluator
+from reconciler.state.journal import SqliteJournal
+from reconciler.vendors.reads import read_live_state
 from reconciler.manifests import load_manifests
-from reconciler.plan import build_plan
-from reconciler.providers import open_vendors
+from reconciler.plan.builder import build_plan
+from reconciler.vendors import open_vendors
 from reconciler.sandbox.server import start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
-from reconciler.stages import build_stages
+from reconciler.plan.stages import build_stages
 from tests.benchmarks.estate import write_estate
 from tests.conftest import settings_for
 
@@ -41,7 +41,7 @@ def run(registrations: int, latency: float, parallelism: int, root: Path, state:
             start = time.perf_counter()
             if backend_url:
                 from reconciler.config import Secret
-                from reconciler.pgstate import PostgresJournal
+                from reconciler.state.postgres import PostgresJournal
 
                 journal = PostgresJournal(Secret(backend_url), f"bench-{time.time()}")
             else:

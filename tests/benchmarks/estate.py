@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from reconciler.rules import cusip_check_digit
+from reconciler.manifests.rules import cusip_check_digit
 from reconciler.sandbox.demo import make_registration, make_ticket_rows
 
 MODELS = (36, 34, 30, 41, 45, 52)

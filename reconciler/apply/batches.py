@@ -1,0 +1,202 @@
+"""The Orion wave: this plan's batches, `parallelism` at a time, and earlier runs' batches tracked beside them.
+
+Each batch is claimed (claims.py), journaled before it is sent, polled with backoff until `isDone`,
+its /Errors read, and its registrations re-read to decide per item. A batch whose answer was lost is
+never resubmitted: it is looked for (recovery.Evidence) and tracked if found.
+"""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+from reconciler.plan.diff import diff_registration
+from reconciler.errors import ApiError
+from reconciler.escaping import bounded
+from reconciler.state.journal import BatchState
+from reconciler.model import Submission
+from reconciler.apply.outcomes import ItemStatus, batch_item_outcome, is_refusal
+from reconciler.apply.recovery import EvidenceKind
+from reconciler.apply.context import Kit, RunContext
+from reconciler.plan.stages import OrionWave, PendingBatch
+
+__all__ = ["BatchWave"]
+
+
+class BatchWave:
+    def __init__(self, kit: Kit):
+        self.kit = kit
+        self.vendors, self.journal, self.settings, self.claims = kit.vendors, kit.journal, kit.settings, kit.claims
+        self.evidence, self.regs, self.stop = kit.evidence, kit.regs, kit.stop
+        self.progress, self.clock = kit.progress, kit.clock
+
+    def run(self, stage: OrionWave, ctx: RunContext) -> None:
+        for p in stage.track:
+            for a in p.addresses:
+                ctx.tracked[a] = p
+        closed = self.kit.window_guard("orion") if stage.batches else None
+        if closed:   # a wave that would start outside its window is not started
+            for s in stage.batches:
+                for a in s.items:
+                    self.kit.record(ctx, a, ItemStatus.SKIPPED, closed)
+            stage = OrionWave((), stage.track, stage.parallelism)
+        with ThreadPoolExecutor(max(1, len(stage.track)), thread_name_prefix="orion-track") as trackers, \
+                ThreadPoolExecutor(max(1, stage.parallelism), thread_name_prefix="orion-batch") as pool:
+            tracked = [trackers.submit(self._track, p, ctx) for p in stage.track]
+            own = [pool.submit(self.kit.guarded, self._run_batch, s, ctx) for s in stage.batches]
+            for f in own + tracked:
+                f.result()
+
+    def _track(self, pending: PendingBatch, ctx: RunContext) -> None:
+        """An earlier run's batch: poll it to its end like one of ours (never resubmit it)."""
+        deadline = self.clock() + self.settings.poll_timeout
+        try:
+            ends = [self.evidence.poll(b, deadline, interruptible=True) for b in pending.batch_ids]
+        except ApiError as e:
+            self.progress("batch", f"tracking {pending.evidence}: {bounded(e, 120)}")
+            return
+        if any(e == "timeout" for e in ends):
+            self.kit.batch_state(pending.local_id, BatchState.TIMED_OUT,
+                                     batch_id=pending.batch_ids[0] if len(pending.batch_ids) == 1 else None,
+                                     detail="still processing at the end of another run's poll timeout")
+            return
+        how = ", ".join(f"batch {b} " + (e["status"] if isinstance(e, dict) else "unknown to Orion (404)")
+                        for b, e in zip(pending.batch_ids, ends))
+        state = BatchState.ENDED if len(pending.batch_ids) == 1 else BatchState.RESOLVED
+        self.kit.batch_state(pending.local_id, state, detail=how)
+        with ctx.lock:
+            ctx.tracked_ended[pending.local_id] = how
+        self.progress("batch", f"{how} (from an earlier run)")
+
+    def _run_batch(self, sub: Submission, ctx: RunContext) -> None:
+        items = [self.regs[a] for a in sub.items]
+        if self.stop.is_set():
+            for a in sub.items:
+                self.kit.record(ctx, a, ItemStatus.SKIPPED, "not sent: apply was interrupted")
+            return
+        held = {a for e in self.journal.open_batches() for a in e.addresses} & set(sub.items)
+        if held:  # the plan never includes these; this guard makes it the journal's promise too
+            for a in sub.items:
+                self.kit.record(ctx, a, ItemStatus.SKIPPED, "not sent: the journal holds an open batch for "
+                                                         f"{', '.join(sorted(held))}; a registration is never in two batches")
+            return
+        local_id = uuid.uuid4().hex
+        sub, items = self._claim_batch(sub, items, local_id, ctx)
+        if not items:
+            return
+        self.journal.batch_submitting(ctx.run_id, local_id, sub.items, [r.registration_id for r in items])
+        with ctx.lock:
+            ctx.sent.update(sub.items)
+            ctx.open_batches.add(local_id)
+        try:
+            batch_id = self.vendors.orion.submit_batch(sub.body)
+        except Exception as e:
+            if is_refusal(e):
+                self.kit.batch_state(local_id, BatchState.REFUSED, detail=bounded(e))
+                with ctx.lock:
+                    ctx.open_batches.discard(local_id)
+                for a in sub.items:
+                    self.kit.record(ctx, a, ItemStatus.FAILED, f"Orion refused the batch: {bounded(e)}")
+                return
+            self.kit.batch_state(local_id, BatchState.IN_DOUBT, detail=bounded(e))
+            self._batch_in_doubt(sub, items, local_id, e, ctx)
+            return
+        self.kit.batch_state(local_id, BatchState.SUBMITTED, batch_id=batch_id)
+        self.progress("batch", f"submitted batch {batch_id} ({len(items)} registrations)")
+        self._finish_batch(items, local_id, batch_id, self.clock() + self.settings.poll_timeout, ctx)
+
+    def _claim_batch(self, sub: Submission, items: list, local_id: str, ctx: RunContext) -> tuple[Submission, list]:
+        """Claim the batch's registrations; those another workspace has in flight are skipped, the rest go."""
+        others = self.claims.claim(self.kit.orion_endpoint, "registration", local_id, [str(r.registration_id) for r in items])
+        if not others:
+            return sub, items
+        kept = []
+        for r, payload in zip(items, sub.body):
+            held = others.get(str(r.registration_id))
+            if held is None:
+                kept.append((r, payload))
+                continue
+            self.kit.record(ctx, r.address, ItemStatus.SKIPPED,
+                            f"not sent: {held.why('registration', str(r.registration_id))}; a registration is never in "
+                            "two batches")
+        if not kept:
+            self.claims.release(local_id)
+            return sub, []
+        items = [r for r, _ in kept]
+        return replace(sub, items=tuple(r.address for r in items), body=[p for _, p in kept]), items
+
+    def _finish_batch(self, items, local_id: str, batch_id: int, deadline: float, ctx: RunContext) -> None:
+        ref = f"batch {batch_id}"
+        status = self.evidence.poll(batch_id, deadline)
+        if status == "timeout":
+            self.kit.batch_state(local_id, BatchState.TIMED_OUT, batch_id=batch_id, detail="poll timeout")
+            for r in items:
+                self.kit.record(ctx, r.address, ItemStatus.UNKNOWN,
+                             f"batch {batch_id} had not ended after {self.settings.poll_timeout:g} s; a rerun keeps "
+                             "tracking this batch id instead of resubmitting", ref)
+            return
+        if status == "gone":
+            self.kit.batch_state(local_id, BatchState.RESOLVED, batch_id=batch_id, detail="404 on its status")
+            for r in items:
+                self.kit.record(ctx, r.address, ItemStatus.UNKNOWN, f"Orion answers 404 for batch {batch_id}, which it "
+                                                                 "accepted; a rerun reads live state and plans again", ref)
+            return
+        unreadable = None
+        try:
+            errors = self.vendors.orion.batch_errors(batch_id) if status.get("errorCount") else []
+        except ApiError as e:
+            errors, unreadable = [], str(e)
+        self.kit.batch_state(local_id, BatchState.ENDED, batch_id=batch_id, detail=str(status.get("status")))
+        if status.get("correlationId"):   # what Orion's support asks for; logged with every item of the batch
+            ref = f"batch {batch_id}, correlationId {bounded(status['correlationId'], 80)}"
+        with ctx.lock:
+            ctx.open_batches.discard(local_id)
+        self.progress("batch", f"batch {batch_id} {bounded(status.get('status'), 40)}")
+        self._classify(items, batch_id, str(status.get("status")), status.get("message"), errors, ref, ctx, unreadable)
+
+    def _batch_in_doubt(self, sub: Submission, items, local_id: str, e: Exception, ctx: RunContext) -> None:
+        """The POST's answer was lost: look for the batch; track it if found; never send it again."""
+        self.progress("batch", f"a batch of {len(items)} was sent but its answer was lost; looking for it")
+        entry = self.journal.batch(local_id)
+        ev = self.evidence.await_batch_evidence(entry)
+        lost = f"the batch was sent but its answer was lost ({bounded(e, 160)})"
+        if ev.kind != EvidenceKind.NONE:
+            self.progress("batch", f"the batch whose answer was lost was {ev.detail}")
+        if ev.kind == EvidenceKind.FOUND and len(ev.batch_ids) == 1:
+            self.kit.batch_state(local_id, BatchState.SUBMITTED, batch_id=ev.batch_ids[0], detail=ev.detail)
+            self._finish_batch(items, local_id, ev.batch_ids[0], entry.submitted_epoch + self.settings.poll_timeout, ctx)
+            return
+        if ev.kind == EvidenceKind.EDITED:
+            self.kit.batch_state(local_id, BatchState.RESOLVED, detail=ev.detail)
+            with ctx.lock:
+                ctx.open_batches.discard(local_id)
+            self._classify(items, 0, "(answer lost; registrations edited since)", None, [], None, ctx)
+            return
+        if ev.kind in (EvidenceKind.NOT_LISTED, EvidenceKind.POLL_TIMEOUT):
+            self.kit.batch_state(local_id, BatchState.RESOLVED, detail=ev.detail)
+        for r in items:
+            self.kit.record(ctx, r.address, ItemStatus.UNKNOWN, f"{lost}; {ev.detail or 'no evidence yet'}. It is never "
+                                                             "sent again blindly: a rerun resolves it from Orion first")
+
+    def _classify(self, items, batch_id: int, status: str, message, errors: list[dict], ref, ctx: RunContext,
+                  errors_unreadable: str | None = None) -> None:
+        try:
+            live = self.vendors.orion.list_with_sleeves([r.registration_id for r in items])
+        except ApiError as e:
+            for r in items:
+                self.kit.record(ctx, r.address, ItemStatus.UNKNOWN,
+                             f"batch {batch_id} ended {status}, but re-reading its registrations failed: {bounded(e)}", ref)
+            return
+        hard = [e for e in errors if e.get("severity") == "Error"]  # warnings never fail an item
+        for reg in items:
+            current = live.get(reg.registration_id)
+            matches = None if current is None else not diff_registration(reg, current, self.settings.ignore).changed
+            prefix = f"registrationId {reg.registration_id}:"
+            hint = next((str(e["errorMessage"]).split(":", 1)[1].strip() for e in hard
+                         if str(e.get("errorMessage", "")).startswith(prefix)), None)
+            outcome, text = batch_item_outcome(batch_id=batch_id, batch_status=status, matches_now=matches,
+                                               error_hint=hint, batch_message=message,
+                                               batch_errors=tuple(str(e.get("errorMessage")) for e in hard),
+                                               errors_unreadable=errors_unreadable)
+            self.kit.record(ctx, reg.address, outcome, text, ref)

@@ -1,0 +1,176 @@
+"""Apply: one evaluator over the plan's stages (stages.py), with the journal as the authority.
+
+- OrionWave (batch_wave.py): batches claimed, journaled, sent, polled, classified per item; lost
+  answers looked for, never resubmitted; earlier runs' batches tracked beside this run's.
+- Gate and SeiWave (ticket_wave.py): SEI requests start only once every batch has ended; one POST
+  per ticket, only if the journal and the claims allow it.
+- Confirm: a fresh read of everything touched or in doubt; converged only if all of it matches.
+
+Whatever escapes (a malformed vendor answer, a database error, a bug) ends every item as applied,
+failed, unknown (it may have been sent) or skipped (it was not), and the run still returns a result.
+Classification rules live in outcomes.py as pure functions. Dispatch over stages is a `match` that
+ends in `assert_never`, as the explainer's is (render/stages.py): a new stage cannot be skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from typing import Callable, assert_never
+
+from reconciler.apply.batches import BatchWave
+from reconciler.state.claims import Claims
+from reconciler.plan.diff import diff_instruction, diff_registration
+from reconciler.errors import ApiError, LiveStateError
+from reconciler.escaping import bounded
+from reconciler.state.journal import Journal
+from reconciler.vendors.reads import read_live_state
+from reconciler.model import ManifestSet
+from reconciler.apply.outcomes import ApplyResult, ItemStatus
+from reconciler.apply.recovery import Evidence
+from reconciler.apply.context import Kit, RunContext
+from reconciler.plan.stages import Confirm, Gate, OrionWave, Recover, SeiWave, Stage
+from reconciler.apply.tickets import MAX_TICKET_SENDS, TicketWave
+from reconciler.config.urls import endpoint_label
+
+__all__ = ["Evaluator", "MAX_TICKET_SENDS"]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Evaluator:
+    """Runs the stages of one apply. Every hook is given here, at construction, never patched in later.
+
+    `claims`: per-resource claims shared with other workspaces (claims.py); a registration or ticket
+    another workspace holds is never sent. `window_guard(api)`: why a wave to `api` may not start now
+    (an enforced change window is closed, by the real clock), or None."""
+
+    def __init__(self, vendors, journal: Journal, settings, manifests: ManifestSet, *, claims: Claims,
+                 window_guard: Callable[[str], str | None] = lambda api: None,
+                 progress: Callable[[str, str], None] | None = None, stop: threading.Event | None = None,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
+        stop = stop or threading.Event()
+        progress = progress or (lambda kind, text: None)
+        instrs = {i.address: i for i in manifests.instructions}
+        # waits for evidence end early on Ctrl-C: nothing is sent
+        evidence = Evidence(vendors, journal, settings, instrs, progress=progress, sleep=sleep, clock=clock,
+                            interrupted=stop.is_set)
+        self.kit = Kit(vendors, journal, settings, claims, evidence, {r.address: r for r in manifests.registrations},
+                       instrs, stop, progress, window_guard, clock, endpoint_label(settings.orion.base_url),
+                       endpoint_label(settings.sei.base_url))
+        self.batches, self.tickets = BatchWave(self.kit), TicketWave(self.kit)
+
+    # --- the Recover stage (before the plan) ------------------------------------------------------
+
+    def recover(self) -> Recover:
+        recovered = self.kit.evidence.recover()
+        self.kit.claims.settle(self.kit.journal)   # what recovery settled, others may send
+        return recovered
+
+    # --- the other stages -------------------------------------------------------------------------
+
+    def run(self, stages: tuple[Stage, ...], run_id: int) -> ApplyResult:
+        started = _now()
+        kit, ctx = self.kit, RunContext(run_id)
+        kit.claims.run = run_id
+        recovered: tuple[str, ...] = ()
+        planned: list[str] = []
+        busy: list[tuple[str, str]] = []
+        for stage in stages:
+            match stage:
+                case Recover():
+                    recovered = stage.notes
+                case OrionWave():
+                    planned += [a for s in stage.batches for a in s.items]
+                case SeiWave():
+                    planned += [a for s in stage.tickets for a in s.items]
+                case Confirm():
+                    busy = list(stage.busy)
+                case Gate():
+                    pass
+                case _:
+                    assert_never(stage)
+        error = None
+        try:
+            for stage in stages:
+                self._run_stage(stage, ctx)
+        except Exception as e:   # nothing half-applied goes unreported: see the loop below
+            error = f"{type(e).__name__}: {bounded(e)}"
+        for a in planned:
+            if a not in ctx.results:
+                kit.end_unfinished(a, ctx, error or "the run ended before this item was handled")
+        for a, why in busy:
+            if a not in ctx.results:
+                kit.record(ctx, a, ItemStatus.UNKNOWN, why)
+        try:
+            kit.claims.settle(kit.journal)
+        except Exception as e:   # a claim left behind is stale once the journal closed it: others take it over
+            error = error or f"releasing claims: {type(e).__name__}: {bounded(e)}"
+        order = planned + [a for a, _ in busy if a not in planned]
+        items = tuple(ctx.results[a] for a in dict.fromkeys(order) if a in ctx.results)
+        return ApplyResult(items, recovered, ctx.converged and error is None, kit.stop.is_set(), started, _now(), error)
+
+    def _run_stage(self, stage: Stage, ctx: RunContext) -> None:
+        match stage:
+            case Recover():
+                pass                       # ran before the plan was made (`recover`)
+            case OrionWave():
+                self.batches.run(stage, ctx)
+            case Gate():
+                self.tickets.gate(stage, ctx)
+            case SeiWave():
+                self.tickets.run(stage, ctx)
+            case Confirm():
+                self._confirm(stage, ctx)
+            case _:
+                assert_never(stage)
+
+    # --- confirm ----------------------------------------------------------------------------------
+
+    def _confirm(self, stage: Confirm, ctx: RunContext) -> None:
+        """A fresh read: every applied item, and everything earlier runs left in doubt, must match."""
+        kit = self.kit
+        addresses = list(dict.fromkeys(list(stage.addresses) + [a for a, _ in stage.busy]))
+        regs = [kit.regs[a] for a in addresses if a in kit.regs]
+        instrs = [kit.instrs[a] for a in addresses if a in kit.instrs]
+        try:
+            live = read_live_state(kit.vendors, regs, instrs, kit.settings, missing_ok=True)
+        except (ApiError, LiveStateError) as e:
+            for a in stage.addresses:
+                i = ctx.results.get(a)
+                if i is not None and i.status is ItemStatus.APPLIED:
+                    kit.record(ctx, a, ItemStatus.UNKNOWN, f"{i.message}; the confirming read failed: {bounded(e)}",
+                               i.reference)
+            ctx.converged = False
+            return
+
+        def matches(a: str) -> bool:
+            if a in kit.regs:
+                current = live.registrations.get(kit.regs[a].registration_id)
+                return current is not None and not diff_registration(kit.regs[a], current, kit.settings.ignore).changed
+            if a in kit.instrs:
+                rows = live.tickets.get(kit.instrs[a].ticket_id, [])
+                return bool(rows) and not diff_instruction(kit.instrs[a], rows, kit.settings.ignore).conflict
+            return False
+
+        for a in stage.addresses:
+            i = ctx.results.get(a)
+            if i is not None and i.status is ItemStatus.APPLIED and not matches(a):
+                kit.record(ctx, a, ItemStatus.UNKNOWN, f"{i.message}, but a fresh read does not match the manifest",
+                           i.reference)
+        for a, why in stage.busy:
+            pending = ctx.tracked.get(a)
+            ended = ctx.tracked_ended.get(pending.local_id) if pending else None
+            if ended and matches(a):
+                kit.record(ctx, a, ItemStatus.APPLIED, f"applied by an earlier run's batch ({ended})")
+            elif ended:
+                kit.record(ctx, a, ItemStatus.FAILED, f"an earlier run's batch ended ({ended}) but the registration "
+                                                      "does not match its manifest; rerun apply to plan it again")
+            elif a in kit.instrs and why.startswith("sent by an earlier run") and matches(a):
+                kit.record(ctx, a, ItemStatus.APPLIED, "sent by an earlier run; SEI has it")
+            else:
+                kit.record(ctx, a, ItemStatus.UNKNOWN, why)
+        ctx.converged = all(i.status is ItemStatus.APPLIED for i in ctx.results.values())

@@ -1,0 +1,254 @@
+"""Evidence for writes in doubt, and the Recover stage that resolves an earlier run's leftovers.
+
+A write whose answer was lost is never sent again on a hunch. It is resolved only by evidence:
+
+- a **batch** without its id: found in Orion's BatchProcessing list (created since we journaled it,
+  of its size, not one we know) and tracked until it ends; or missing from that list for a whole
+  settle window (the server never created it); or, where the list cannot be read, every one of its
+  registrations edited after we sent it, or the poll timeout passed since;
+- a **ticket**: read back, again and again over a settle window measured from its last send. Seen
+  once: it is stored. Absent in every read, the last one past the window: it may be planned again.
+
+Until then its resources stay out of every plan, and the run reports them `unknown` (exit 3).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from reconciler.errors import ApiAuthError, ApiError, NotFoundError
+from reconciler.escaping import bounded
+from reconciler.fields import BATCH_LIST_SKEW_SECONDS, parse_vendor_time
+from reconciler.state.journal import BatchEntry, BatchState, Journal, TicketEvent
+from reconciler.apply.outcomes import Verdict, VerdictKind, ticket_verdict
+from reconciler.plan.stages import PendingBatch, Recover
+
+__all__ = ["BatchEvidence", "Evidence", "EvidenceKind", "in_doubt_view"]
+
+POLL_FIRST, POLL_MAX = 0.1, 5.0   # seconds between status polls: start quick, back off to 5 s
+READ_BACKS = 4                     # read-backs spread over a settle window, after the first one
+
+
+class EvidenceKind(enum.StrEnum):
+    """What the vendors show of a batch whose answer was lost."""
+
+    FOUND = "found"                  # Orion's BatchProcessing list holds it: track that batch
+    NOT_LISTED = "not-listed"        # absent from the list over the whole settle window
+    EDITED = "edited"                # every registration was edited after it was sent
+    POLL_TIMEOUT = "poll-timeout"    # it never ended within the poll timeout
+    NONE = "none"                    # nothing yet
+
+
+@dataclass(frozen=True)
+class BatchEvidence:
+    kind: EvidenceKind
+    batch_ids: tuple[int, ...] = ()
+    detail: str = ""
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def in_doubt_view(journal: Journal | None) -> Recover:
+    """What `plan` shows and keeps out, read from the journal alone (no network, no lock)."""
+    if journal is None:
+        return Recover()
+    busy = [(a, f"an earlier apply's {d.kind} write ({d.state} since {d.since}) is in doubt; apply resolves it first")
+            for d in journal.in_doubt() for a in d.addresses]
+    return Recover(busy=tuple(busy))
+
+
+class Evidence:
+    """Reads the vendors for evidence; shared by the Recover stage and by this run's own doubts."""
+
+    def __init__(self, vendors, journal: Journal, settings, instructions: dict, *,
+                 progress: Callable[[str, str], None], sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time, interrupted: Callable[[], bool] = lambda: False):
+        self.vendors, self.journal, self.settings = vendors, journal, settings
+        self.instructions = instructions
+        self.progress, self.sleep, self.clock = progress, sleep, clock
+        self.interrupted = interrupted   # recovery's waits end early on Ctrl-C
+
+    # --- batches ----------------------------------------------------------------------------------
+
+    def batch_evidence(self, entry: BatchEntry) -> BatchEvidence:
+        """One look for evidence of what became of a batch whose id we never learned."""
+        now = self.clock()
+        try:
+            rows = self.vendors.orion.list_batches(_iso(entry.submitted_epoch - BATCH_LIST_SKEW_SECONDS),
+                                                   _iso(now + BATCH_LIST_SKEW_SECONDS))
+        except ApiAuthError:
+            raise
+        except ApiError as e:
+            listed, why = None, f"the BatchProcessing list cannot be read ({bounded(e, 120)})"
+        else:
+            known = self.journal.known_batch_ids()
+            user = self.vendors.orion.settings.username
+            listed = [r["id"] for r in rows if r["id"] not in known
+                      and str(r.get("totalItems")) == str(len(entry.registration_ids))
+                      and (not user or r.get("createdBy") in (None, user))]
+        if listed:
+            return BatchEvidence(EvidenceKind.FOUND, tuple(listed), f"found in Orion's BatchProcessing list as batch "
+                                                         f"{', '.join(map(str, listed))}")
+        if listed is not None:
+            if now - entry.submitted_epoch >= self.settings.settle:
+                return BatchEvidence(EvidenceKind.NOT_LISTED, detail=f"absent from Orion's BatchProcessing list "
+                                                          f"{self.settings.settle:g} s after it was sent")
+            return BatchEvidence(EvidenceKind.NONE, detail="not (yet) in Orion's BatchProcessing list")
+        try:
+            live = self.vendors.orion.list_with_sleeves(list(entry.registration_ids))
+        except ApiError:
+            live = {}
+        edited = [parse_vendor_time(live.get(rid, {}).get("editedDate")) for rid in entry.registration_ids]
+        if edited and all(t is not None and t > entry.submitted_epoch for t in edited):
+            return BatchEvidence(EvidenceKind.EDITED, detail=f"{why}; every registration was edited after it was sent")
+        if now - entry.submitted_epoch >= self.settings.poll_timeout:
+            return BatchEvidence(EvidenceKind.POLL_TIMEOUT, detail=f"{why}; the poll timeout "
+                                                        f"({self.settings.poll_timeout:g} s) has passed since it was sent")
+        return BatchEvidence(EvidenceKind.NONE, detail=why)
+
+    def await_batch_evidence(self, entry: BatchEntry) -> BatchEvidence:
+        """Look again until there is evidence or the settle window since the send has passed."""
+        deadline = entry.submitted_epoch + self.settings.settle
+        delay = POLL_FIRST
+        while True:
+            ev = self.batch_evidence(entry)
+            if ev.kind != EvidenceKind.NONE or self.clock() >= deadline or self.interrupted():
+                return ev
+            self.progress("poll", f"looking for the batch of {len(entry.addresses)} registration(s) sent at "
+                                  f"{entry.submitted_at}: {ev.detail}")
+            self.sleep(min(delay, max(0.0, deadline - self.clock()) + 0.01))
+            delay = min(delay * 2, POLL_MAX)
+
+    def poll(self, batch_id: int, deadline: float, *, interruptible: bool = False) -> dict | str:
+        """The status once isDone; "gone" if Orion does not know the id (404); "timeout" at the deadline.
+
+        This run's own batches are polled to the end even after Ctrl-C (that is the drain); an earlier
+        run's (`interruptible`) stop being waited for, and stay journaled.
+        """
+        delay = POLL_FIRST
+        while True:
+            try:
+                status = self.vendors.orion.batch_status(batch_id)
+                self.progress("poll", f"batch {batch_id} {bounded(status.get('status'), 40)} "
+                                      f"{status.get('itemsCompleted')}/{status.get('totalItems')}")
+                if status.get("isDone"):
+                    return status
+            except NotFoundError:
+                return "gone"          # not processing here, and never will be: fail fast
+            except ApiAuthError:
+                raise                  # credentials, not the batch: stop the run, say which
+            except ApiError as e:
+                self.progress("poll", f"batch {batch_id}: status not readable ({bounded(e, 120)}); retrying")
+            if self.clock() + delay > deadline or (interruptible and self.interrupted()):
+                return "timeout"
+            self.sleep(delay)
+            delay = min(delay * 2, POLL_MAX)
+
+    # --- tickets ----------------------------------------------------------------------------------
+
+    def settle_ticket(self, ticket_id: int, last_send_epoch: float) -> Verdict | None:
+        """Read the ticket back until it shows, or the settle window since its last send has passed.
+
+        None when SEI cannot be read: the ticket stays in doubt. `absent` only if every read-back,
+        the last at or after the end of the window, showed it absent.
+        """
+        desired = self.instructions.get(f"TradeInstruction/{ticket_id}")
+        deadline = last_send_epoch + self.settings.settle
+        step = self.settings.settle / READ_BACKS
+        while True:
+            try:
+                rows = self.vendors.sei.get_ticket(ticket_id)
+            except ApiAuthError:
+                raise
+            except ApiError:
+                return None
+            verdict = ticket_verdict(desired, rows, self.settings.ignore)
+            if verdict.kind != VerdictKind.ABSENT:
+                return verdict
+            now = self.clock()
+            if now >= deadline:
+                return Verdict(VerdictKind.ABSENT, f"absent in every read-back over {self.settings.settle:g} s")
+            if self.interrupted():
+                return None
+            self.progress("poll", f"TradeInstruction/{ticket_id}: not at SEI yet; reading it back again "
+                                  f"until {self.settings.settle:g} s after the send")
+            self.sleep(min(step, deadline - now) + 0.01)
+
+    # --- the Recover stage ------------------------------------------------------------------------
+
+    def recover(self) -> Recover:
+        """Resolve what earlier runs left in doubt, before anything is planned."""
+        notes: list[str] = []
+        busy: list[tuple[str, str]] = []
+        pending: list[PendingBatch] = []
+        for entry in self.journal.open_batches():
+            if entry.batch_id is not None:
+                self._recover_known(entry, notes, busy, pending)
+                continue
+            ev = self.await_batch_evidence(entry)
+            n = len(entry.addresses)
+            if ev.kind == EvidenceKind.FOUND:
+                if len(ev.batch_ids) == 1:
+                    self.journal.batch_state(entry.local_id, BatchState.SUBMITTED, batch_id=ev.batch_ids[0],
+                                             detail=ev.detail)
+                pending.append(PendingBatch(entry.local_id, entry.addresses, ev.batch_ids, entry.submitted_epoch,
+                                            f"a batch of {n} registration(s) sent by an earlier run without an "
+                                            f"answer: {ev.detail}"))
+            elif ev.kind == EvidenceKind.NONE:
+                self.journal.batch_state(entry.local_id, BatchState.IN_DOUBT, detail=ev.detail)
+                why = (f"sent by an earlier run at {entry.submitted_at} without an answer, and there is no evidence "
+                       f"yet of what became of it ({ev.detail}); kept out of this run")
+                busy += [(a, why) for a in entry.addresses]
+            else:
+                self.journal.batch_state(entry.local_id, BatchState.RESOLVED, detail=ev.detail)
+                notes.append(f"a batch of {n} registration(s) sent by an earlier run without an answer was "
+                             f"{ev.detail}; their live state is read and planned again")
+        for t in self.journal.open_tickets():
+            verdict = self.settle_ticket(t.ticket_id, t.last_send_epoch)
+            if verdict is None:
+                busy.append((t.address, "sent by an earlier run without an answer, and reading it back from SEI "
+                                        "failed; it is read back again before anything is sent"))
+            elif verdict.kind == VerdictKind.MATCH:
+                self.journal.ticket_event(0, t.ticket_id, t.address, TicketEvent.CONFIRMED, "read back by recovery")
+                notes.append(f"{t.address}: sent by an earlier run without an answer; SEI has it")
+            elif verdict.kind == VerdictKind.DIFFERS:
+                self.journal.ticket_event(0, t.ticket_id, t.address, TicketEvent.CONFLICT, verdict.detail)
+                notes.append(f"{t.address}: sent by an earlier run without an answer; SEI holds other values "
+                             f"({verdict.detail})")
+            else:
+                self.journal.ticket_event(0, t.ticket_id, t.address, TicketEvent.ABSENT_SETTLED, verdict.detail)
+                notes.append(f"{t.address}: sent by an earlier run without an answer; {verdict.detail}, so it is "
+                             "planned again")
+        busy += [(a, p.evidence + "; tracked until it ends, never resubmitted") for p in pending for a in p.addresses]
+        return Recover(tuple(notes), tuple(busy), tuple(pending))
+
+    def _recover_known(self, entry: BatchEntry, notes, busy, pending) -> None:
+        try:
+            status = self.vendors.orion.batch_status(entry.batch_id)
+        except NotFoundError:
+            self.journal.batch_state(entry.local_id, BatchState.RESOLVED, batch_id=entry.batch_id,
+                                     detail="Orion does not know this batch id (404)")
+            notes.append(f"batch {entry.batch_id} from an earlier run is unknown to Orion (404); its "
+                         f"{len(entry.addresses)} registration(s) are read and planned again")
+            return
+        except ApiAuthError:
+            raise
+        except ApiError as e:
+            why = f"batch {entry.batch_id} from an earlier run: its status cannot be read ({bounded(e, 120)})"
+            busy += [(a, why) for a in entry.addresses]
+            return
+        if status.get("isDone"):
+            self.journal.batch_state(entry.local_id, BatchState.ENDED, batch_id=entry.batch_id,
+                                     detail=str(status.get("status")))
+            notes.append(f"resumed tracking batch {entry.batch_id} from an earlier run: "
+                         f"{bounded(status.get('status'), 40)}")
+        else:
+            pending.append(PendingBatch(entry.local_id, entry.addresses, (entry.batch_id,), entry.submitted_epoch,
+                                        f"batch {entry.batch_id} from an earlier run is still "
+                                        f"{bounded(status.get('status'), 40)}"))

@@ -1,0 +1,300 @@
+"""One `apply` run from start to finish: lock, journal, recovery, the plan to apply, approval, signals, report.
+
+The CLI parses arguments and hands over its Output (console.Output: info, error, result, confirm,
+progress); this module decides and orders. Nothing is written before every refusal has had its say:
+an unwritable report path, a saved plan for other endpoints, a stale or edited saved plan, conflicts,
+--max-changes and a missing approval all stop the run before the first submission.
+
+SIGINT and SIGTERM (what CI sends on cancel) both drain: no new submissions, those in flight finish
+and are journaled. A second one exits at once; the journal is consistent and the kernel frees the lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from reconciler.state.backend import open_backend
+from reconciler.state.workspace import run_workspace
+from reconciler.state.claims import Claims
+from reconciler.config import Settings
+from reconciler.config.environment import RunFacts, run_facts
+from reconciler.errors import PlanBlockedError, PlanFileError
+from reconciler.apply.evaluator import Evaluator
+from reconciler.files import check_writable, write_private
+from reconciler.state.journal import Journal
+from reconciler.model import ManifestSet, Plan
+from reconciler.plan.stream import plan_in_memory
+from reconciler.plan.targeting import Targeting, select
+from reconciler.plan.saved import SavedPlan, binding_problems, current_binding
+from reconciler.manifests.policy import evaluate_policies, next_opening, window_open
+from reconciler.apply.recovery import Evidence
+from reconciler.plan.receipt import endpoint_problems, receipt_problems, stale_reasons
+from reconciler.render import render_plan_text
+from reconciler.render.apply_report import apply_report, render_apply_text
+from reconciler.vendors.session import open_session
+from reconciler.plan.stages import Recover, build_stages
+
+__all__ = ["ApplyRequest", "run_apply"]
+
+
+@dataclass(frozen=True)
+class ApplyRequest:
+    saved: SavedPlan | None
+    targeting: Targeting
+    paths: tuple[str, ...] = ("manifests",)
+    auto_approve: bool = False
+    max_changes: int | None = None
+    on_stale: str = "fail"            # or "replan"
+    report_file: str | None = None
+    break_lock: bool = False
+    sandbox: bool = False
+    command: str = "reconciler apply"
+    lock_timeout: float = 0.0
+    allow_plaintext_plan: bool = False
+    no_encrypt: bool = False
+    overrides: tuple[tuple[str, str], ...] = ()   # (soft policy name, reason)
+    facts: RunFacts = field(default_factory=run_facts)   # CI, the reviewed commit, who is applying
+
+
+def run_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings, out,
+              clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> int:
+    """Apply `request`. Change windows are judged by `clock`, the machine's real clock: a unit test may
+    pass another, a user never can (`--now` / RECONCILER_NOW are refused for apply by the CLI)."""
+    if not request.saved and not request.auto_approve and not out.interactive:
+        raise PlanBlockedError("no terminal to confirm on: pass --auto-approve, or apply a reviewed saved plan "
+                               "(reconciler plan --out FILE, then reconciler apply FILE)")
+    if request.report_file:
+        check_writable(request.report_file, "apply report")
+    stop = threading.Event()
+    with open_session(settings, sandbox=request.sandbox) as session:
+        settings = session.settings
+        if request.saved is not None:
+            _refuse_replay_or_plaintext(request, settings, session)
+            wrong = endpoint_problems(request.saved.endpoints, session.endpoints)
+            if wrong:
+                raise PlanFileError("the saved plan is for other endpoints, so nothing was written:\n"
+                                    + "\n".join(f"  {w}" for w in wrong) + "\nMake a plan against these endpoints.")
+        with run_workspace(request.paths, session.settings, sandbox=request.sandbox) as ws, _signals(stop, out):
+            backend = open_backend(session.settings, ws, sandbox=request.sandbox, facts=request.facts)
+            lock = backend.lock(request.command, waiting=out.info)
+            if request.break_lock:
+                out.info("--break-lock: the workspace lock lives as long as its holder (a process, or a database "
+                         "session); a live holder is never broken, and a dead one has already released it")
+            lock.acquire(timeout=request.lock_timeout)
+            try:
+                journal = backend.journal()
+                for notice in backend.notices:
+                    out.info(notice)
+                claims = backend.claims()
+                try:
+                    return _run_locked(request, manifests, session, journal, claims, lock, stop, out, clock)
+                finally:
+                    claims.close()
+                    journal.close()
+            finally:
+                lock.release()
+
+
+def _refuse_replay_or_plaintext(request: ApplyRequest, settings: Settings, session) -> None:
+    """Before anything else: a plaintext plan where plans must be encrypted, or a plan replayed from
+    another commit or environment, is refused with zero writes."""
+    ci = request.facts.ci
+    if ci and settings.plan_recipients and not request.saved.sealed and not request.allow_plaintext_plan:
+        raise PlanFileError("the saved plan is not encrypted, although plan_recipients are configured: in CI only "
+                            "encrypted plans are applied (pass --allow-plaintext-plan to accept this one)")
+    current = {**current_binding(session.endpoints.get("environment"), request.facts),
+               "expected_commit": request.facts.expected_commit}
+    replay = binding_problems(request.saved.binding, current, ci=ci)
+    if replay:
+        raise PlanFileError("the saved plan was made for something else, so nothing was written:\n"
+                            + "\n".join(f"  {r}" for r in replay))
+
+
+def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal: Journal, claims: Claims, lock,
+                stop: threading.Event, out, clock: Callable[[], dt.datetime]) -> int:
+    settings = session.settings
+    evidence = Evidence(session.vendors, journal, settings, {i.address: i for i in manifests.instructions},
+                        progress=lambda kind, text: out.info(f"recovering: {text}"), interrupted=stop.is_set)
+    recovered = evidence.recover()
+    claims.settle(journal)   # what recovery settled, other workspaces may send
+    for note in recovered.notes:
+        out.info(f"recovered: {note}")
+    for address, why in recovered.busy:
+        out.info(f"in doubt: {address}: {why}")
+    plan, plan_id, reviewed = _plan_to_apply(request, manifests, settings, session.vendors, recovered, out)
+    _refuse_if_blocked(plan, request.max_changes)
+    plan = replace(plan, policy_results=evaluate_policies(plan, manifests.policies, clock()))
+    overridden = _enforce_policies(plan, manifests, request, out)
+    stages = build_stages(plan, recovered, parallelism=settings.parallelism)
+    if not plan.submissions and not recovered.busy:
+        out.info("No changes to apply.")
+        return 0
+    if not reviewed:
+        out.result(render_plan_text(plan, stages))
+        if not request.auto_approve and not out.confirm(
+                f"Apply {len(plan.submissions)} submissions ({len(plan.actionable())} changes)?"):
+            raise PlanBlockedError("not approved; nothing was written")
+    overrides = _record_overrides(overridden, request, journal, out, clock)   # only once the run is approved
+    lock.annotate(plan_digest=plan_id)
+    run_id = journal.begin_run(plan_id)
+    total = sum(len(s.items) for s in plan.submissions) + len(recovered.busy)
+    with out.progress("apply", total) as bar:
+        evaluator = Evaluator(session.vendors, journal, settings, manifests, claims=claims, stop=stop,
+                              window_guard=_window_guard(manifests, set(overridden), clock),
+                              progress=lambda kind, text: bar.advance(status=text) if kind == "item" else bar.note(text))
+        result = evaluator.run(stages, run_id)
+    result = replace(result, **_scope(manifests, request))
+    journal.finish_run(run_id, "converged" if result.exit_code == 0 else "incomplete", result.error)
+    out.result(render_apply_text(result))
+    if request.report_file:
+        report = apply_report(result, plan_id=plan_id, manifests_digest=manifests.digest,
+                              endpoints=session.endpoints)
+        report["policy"] = {"results": [r.as_dict() for r in plan.policy_results], "overrides": overrides}
+        from reconciler.sealing import for_upload
+
+        data, sealed = for_upload((json.dumps(report, indent=2, allow_nan=False) + "\n").encode(),
+                                  () if request.no_encrypt else settings.plan_recipients)
+        write_private(request.report_file, data)
+        out.info(f"Apply report written to {request.report_file}{' (encrypted)' if sealed else ''}.")
+    if result.error:
+        out.error(f"Error: apply stopped early ({result.error}); every item is listed above with what is known of it")
+    return result.exit_code
+
+
+def _plan_to_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings, vendors, recovered: Recover,
+                   out) -> tuple[Plan, str, bool]:
+    """(the plan to run, its id, whether a human reviewed exactly it). A saved plan is a receipt:
+    the plan is computed afresh and must send what the receipt shows."""
+    t = _targeting(request)
+    targeting = Targeting(t.targets, t.excludes + recovered.busy_addresses, t.selectors)   # in doubt: kept out
+    busy = recovered.busy_addresses
+    saved = request.saved
+    if saved is not None:
+        fresh, live = plan_in_memory(manifests, vendors, settings, targeting, batch_size=saved.batch_size)
+        touched = {c.address for c in saved.plan.changes}
+        reasons = stale_reasons(saved.plan, live, expected_digest=saved.manifests_digest, digest=manifests.digest,
+                                expired=saved.expired(), expires_at=saved.expires_at)
+        reasons += [f"{a}: a write from an earlier run is still in doubt" for a in busy if a in touched]
+        if not reasons:
+            reasons += receipt_problems(saved.plan, fresh)
+        if not reasons:
+            return fresh, saved.plan_id, True
+        listed = "\n".join(f"  {r}" for r in reasons)
+        if request.on_stale != "replan":
+            raise PlanFileError(f"the saved plan is stale, so nothing was written:\n{listed}\nMake a new plan and review it.")
+        out.info(f"The saved plan is stale, so it is not applied; planning afresh (--on-stale replan):\n{listed}")
+        if not request.auto_approve and not out.interactive:
+            raise PlanBlockedError("a fresh plan needs approval: pass --auto-approve, or run on a terminal")
+        return fresh, "inline-" + manifests.digest[:12], False
+    plan, _ = plan_in_memory(manifests, vendors, settings, targeting)
+    return plan, "inline-" + manifests.digest[:12], False
+
+
+def _enforce_policies(plan: Plan, manifests: ManifestSet, request: ApplyRequest, out) -> list[str]:
+    """Before any write: a failed hard rule refuses; a failed soft rule refuses unless overridden by
+    name with a reason; advisory ones warn. Returns the soft policies that are overridden."""
+    names = {p.name for p in manifests.policies}
+    unknown = [n for n, _ in request.overrides if n not in names]
+    if unknown:
+        raise PlanBlockedError(f"--override-policy {', '.join(unknown)}: no such Policy in the manifests; nothing was written")
+    overridden = {n: why for n, why in request.overrides}
+    failed = [r for r in plan.policy_results if not r.passed]
+    hard = [r for r in failed if r.enforcement == "hard"]
+    soft = [r for r in failed if r.enforcement == "soft" and r.policy not in overridden]
+    if hard or soft:
+        lines = [f"  {r.policy} {r.rule} ({r.enforcement}): {r.message}" for r in hard + soft]
+        hint = ("; a soft rule can be overridden with --override-policy NAME --reason TEXT" if soft and not hard else "")
+        raise PlanBlockedError("policies refuse this plan, so nothing was written:\n" + "\n".join(lines) + hint)
+    for r in failed:
+        if r.enforcement == "advisory":
+            out.error(f"Warning: advisory policy {r.policy} {r.rule}: {r.message}")
+    return sorted({r.policy for r in failed if r.enforcement == "soft"})
+
+
+def _record_overrides(names: list[str], request: ApplyRequest, journal: Journal, out,
+                      clock: Callable[[], dt.datetime]) -> list[dict]:
+    """Who overrode which soft policy, when and why: into the journal, and back for the apply report."""
+    overridden = {n: why for n, why in request.overrides}
+    who = request.facts.operator
+    records = []
+    for name in names:
+        journal.record_override(name, overridden[name], who)
+        records.append({"policy": name, "who": who, "when": clock().isoformat(timespec="seconds"),
+                        "reason": overridden[name]})
+        out.error(f"Warning: soft policy {name} is overridden by {who}: {overridden[name]} (recorded)")
+    return records
+
+
+def _window_guard(manifests: ManifestSet, overridden: set[str], clock: Callable[[], dt.datetime]):
+    """Why a wave to `api` may not start now (a window of an enforced policy is closed), or None."""
+    def guard(api: str) -> str | None:
+        now = clock()
+        for p in manifests.policies:
+            windows = tuple(w for w in p.windows if w.api == api)
+            if not windows or p.enforcement == "advisory" or p.name in overridden:
+                continue
+            if not any(window_open(w, now) for w in windows):
+                nxt = next_opening(windows, now)
+                return (f"not sent: policy {p.name} allows {api} writes only inside its windows, and none is open at "
+                        f"{now.isoformat()}; the next opens at {nxt.isoformat() if nxt else '(never)'}")
+        return None
+    return guard
+
+
+def _targeting(request: ApplyRequest) -> Targeting:
+    """The user's selection: the saved plan's, else the flags'."""
+    if request.saved is None:
+        return request.targeting
+    t = request.saved.targeting
+    return Targeting(tuple(t.get("targets", ())), tuple(t.get("excludes", ())),
+                     tuple(tuple(kv) for kv in t.get("selectors", ())))
+
+
+def _scope(manifests: ManifestSet, request: ApplyRequest) -> dict[str, int]:
+    """How many declared resources the user's selection kept, and how many it left unchecked."""
+    regs, instrs = select(manifests, _targeting(request))
+    selected = len(regs) + len(instrs)
+    return {"selected": selected,
+            "unchecked": len(manifests.registrations) + len(manifests.instructions) - selected}
+
+
+def _refuse_if_blocked(plan: Plan, max_changes: int | None) -> None:
+    if plan.conflicts:
+        raise PlanBlockedError("conflicts block apply, so nothing was written: "
+                               + ", ".join(c.address for c in plan.conflicts)
+                               + " (make the manifests match SEI, or --exclude those addresses and plan again)")
+    n_changes = len(plan.actionable())
+    if max_changes is not None and n_changes > max_changes:
+        raise PlanBlockedError(f"the plan has {n_changes} changes, more than --max-changes {max_changes}; "
+                               "nothing was written")
+
+
+class _signals:
+    """First SIGINT or SIGTERM: no new submissions, drain those in flight. Second: exit now."""
+
+    def __init__(self, stop: threading.Event, out):
+        self.stop, self.out, self.previous = stop, out, {}
+
+    def _handle(self, signum, frame) -> None:
+        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        if self.stop.is_set():
+            self.out.error(f"Second {name}: exiting now. The journal is consistent; rerun apply to resume.")
+            os._exit(128 + signum)
+        self.stop.set()
+        self.out.error(f"{name}: no new submissions; waiting for those in flight ({name} again to exit now).")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
