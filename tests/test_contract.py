@@ -99,11 +99,11 @@ def test_sandbox_and_clients_follow_the_openapi_contracts(sandbox):
     orion.histories(31547)
     orion.validate(reg)
     batch_id = orion.submit_batch([reg])
-    while not orion.batch_status(batch_id)["isDone"]:
+    while not orion.batch_status(batch_id).is_done:
         time.sleep(0.05)
     orion.batch_errors(batch_id)
     listed = orion.list_batches("2000-01-01T00:00:00+00:00", "2100-01-01T00:00:00+00:00")
-    assert batch_id in [b["id"] for b in listed]
+    assert batch_id in [b.id for b in listed]
     # every SEI route
     rows = list(sei.iter_tickets(limit=2))
     instruction = {k: v for k, v in rows[0].items() if k in (

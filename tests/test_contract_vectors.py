@@ -76,10 +76,10 @@ def test_a_rule_broken_on_the_client_is_caught_by_the_sandbox(tmp_path, monkeypa
     before = vendors.orion.get_registration(31547)
     batch_id = vendors.orion.submit_batch(list(batch.body))
     deadline = time.monotonic() + 10
-    while not (status := vendors.orion.batch_status(batch_id))["isDone"]:
+    while not (status := vendors.orion.batch_status(batch_id)).is_done:
         assert time.monotonic() < deadline, status
         time.sleep(0.05)
-    assert status["status"] == "Failed"
+    assert status.status == "Failed"
     errors = vendors.orion.batch_errors(batch_id)
-    assert any("targetAllocation" in e.get("errorMessage", "") and "110" in e["errorMessage"] for e in errors), errors
+    assert any("targetAllocation" in e.message and "110" in e.message for e in errors), errors
     assert vendors.orion.get_registration(31547)["accountSleeves"] == before["accountSleeves"]  # nothing stored

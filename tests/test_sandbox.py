@@ -29,11 +29,16 @@ def control(sb, method: str, path: str, **kw):
     return httpx.request(method, f"{sb.url}/_sandbox{path}", **kw).json()
 
 
+def raw_status(vendors, batch_id) -> dict:
+    """The batch's status exactly as the sandbox answers it (the wire format is what is under test here)."""
+    return vendors.orion.http.request("GET", f"/v1/Utility/BatchProcessing/{batch_id}", safe=True).json()
+
+
 def wait_done(vendors, batch_id, timeout=5.0):
     seen = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        st = vendors.orion.batch_status(batch_id)
+        st = raw_status(vendors, batch_id)
         if not seen or seen[-1] != st["status"]:
             seen.append(st["status"])
         if st["isDone"]:
@@ -95,8 +100,8 @@ def test_partially_complete_and_failed_batches_report_errors(vendors):
     status, _ = wait_done(vendors, vendors.orion.submit_batch([good, bad]))
     assert status["status"] == "PartiallyComplete" and status["errorCount"] == 1
     (err,) = vendors.orion.batch_errors(status["id"])
-    assert err["severity"] == "Error" and err["errorMessage"].startswith("registrationId 31549:")
-    assert "targetAllocation" in err["errorMessage"]
+    assert err.is_error and err.message.startswith("registrationId 31549:") and err.registration_id == 31549
+    assert "targetAllocation" in err.detail
     status, _ = wait_done(vendors, vendors.orion.submit_batch([bad, {**good, "registrationId": 999}]))
     assert status["status"] == "Failed" and status["errorCount"] == 2
     assert vendors.orion.get_registration(31549)["accountSleeves"][3]["targetAllocation"] == 20  # untouched
@@ -206,7 +211,7 @@ def test_stuck_batch_stays_processing_until_released(sandbox, vendors):
     control(sandbox, "PUT", "/faults", content="stuck@POST:*/process/batch#1")
     batch_id = vendors.orion.submit_batch([vendors.orion.get_registration(31548)])
     time.sleep(FAST_BATCHES * 3)
-    status = vendors.orion.batch_status(batch_id)
+    status = raw_status(vendors, batch_id)
     assert status["status"] == "Processing" and status["isDone"] is False
     assert control(sandbox, "POST", "/batches/release") == {"released": 1}
     assert wait_done(vendors, batch_id)[0]["status"] == "Complete"
@@ -217,7 +222,7 @@ def test_a_batch_released_with_a_delay_queues_again_first(sandbox, vendors):
     control(sandbox, "PUT", "/faults", content="stuck@POST:*/process/batch#1")
     batch_id = vendors.orion.submit_batch([vendors.orion.get_registration(31548)])
     assert control(sandbox, "POST", "/batches/release?after=1") == {"released": 1}
-    status = vendors.orion.batch_status(batch_id)
+    status = raw_status(vendors, batch_id)
     assert (status["status"], status["isDone"], status["elapsed"]) == ("New", False, "0.0s")
     t = time.monotonic()
     assert wait_done(vendors, batch_id)[0]["status"] == "Complete"

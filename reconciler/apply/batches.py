@@ -17,7 +17,8 @@ from reconciler.escaping import bounded
 from reconciler.state.journal import BatchState
 from reconciler.model import Submission
 from reconciler.apply.outcomes import ItemStatus, batch_item_outcome, is_refusal
-from reconciler.apply.recovery import EvidenceKind
+from reconciler.apply.recovery import EvidenceKind, PollEnd
+from reconciler.vendors.orion import BatchError
 from reconciler.apply.context import Kit, RunContext
 from reconciler.plan.stages import OrionWave, PendingBatch
 
@@ -56,13 +57,12 @@ class BatchWave:
         except ApiError as e:
             self.progress("batch", f"tracking {pending.evidence}: {bounded(e, 120)}")
             return
-        if any(e == "timeout" for e in ends):
+        if any(e.end is PollEnd.TIMEOUT for e in ends):
             self.kit.batch_state(pending.local_id, BatchState.TIMED_OUT,
                                      batch_id=pending.batch_ids[0] if len(pending.batch_ids) == 1 else None,
                                      detail="still processing at the end of another run's poll timeout")
             return
-        how = ", ".join(f"batch {b} " + (e["status"] if isinstance(e, dict) else "unknown to Orion (404)")
-                        for b, e in zip(pending.batch_ids, ends))
+        how = ", ".join(e.describe(b) for b, e in zip(pending.batch_ids, ends))
         state = BatchState.ENDED if len(pending.batch_ids) == 1 else BatchState.RESOLVED
         self.kit.batch_state(pending.local_id, state, detail=how)
         with ctx.lock:
@@ -128,32 +128,33 @@ class BatchWave:
 
     def _finish_batch(self, items, local_id: str, batch_id: int, deadline: float, ctx: RunContext) -> None:
         ref = f"batch {batch_id}"
-        status = self.evidence.poll(batch_id, deadline)
-        if status == "timeout":
+        polled = self.evidence.poll(batch_id, deadline)
+        if polled.end is PollEnd.TIMEOUT:
             self.kit.batch_state(local_id, BatchState.TIMED_OUT, batch_id=batch_id, detail="poll timeout")
             for r in items:
                 self.kit.record(ctx, r.address, ItemStatus.UNKNOWN,
                              f"batch {batch_id} had not ended after {self.settings.poll_timeout:g} s; a rerun keeps "
                              "tracking this batch id instead of resubmitting", ref)
             return
-        if status == "gone":
+        if polled.end is PollEnd.GONE or polled.status is None:
             self.kit.batch_state(local_id, BatchState.RESOLVED, batch_id=batch_id, detail="404 on its status")
             for r in items:
                 self.kit.record(ctx, r.address, ItemStatus.UNKNOWN, f"Orion answers 404 for batch {batch_id}, which it "
                                                                  "accepted; a rerun reads live state and plans again", ref)
             return
+        status = polled.status
         unreadable = None
         try:
-            errors = self.vendors.orion.batch_errors(batch_id) if status.get("errorCount") else []
+            errors = self.vendors.orion.batch_errors(batch_id) if status.error_count else []
         except ApiError as e:
             errors, unreadable = [], str(e)
-        self.kit.batch_state(local_id, BatchState.ENDED, batch_id=batch_id, detail=str(status.get("status")))
-        if status.get("correlationId"):   # what Orion's support asks for; logged with every item of the batch
-            ref = f"batch {batch_id}, correlationId {bounded(status['correlationId'], 80)}"
+        self.kit.batch_state(local_id, BatchState.ENDED, batch_id=batch_id, detail=status.status)
+        if status.correlation_id:   # what Orion's support asks for; logged with every item of the batch
+            ref = f"batch {batch_id}, correlationId {bounded(status.correlation_id, 80)}"
         with ctx.lock:
             ctx.open_batches.discard(local_id)
-        self.progress("batch", f"batch {batch_id} {bounded(status.get('status'), 40)}")
-        self._classify(items, batch_id, str(status.get("status")), status.get("message"), errors, ref, ctx, unreadable)
+        self.progress("batch", f"batch {batch_id} {bounded(status.status, 40)}")
+        self._classify(items, batch_id, status.status, status.message, errors, ref, ctx, unreadable)
 
     def _batch_in_doubt(self, sub: Submission, items, local_id: str, e: Exception, ctx: RunContext) -> None:
         """The POST's answer was lost: look for the batch; track it if found; never send it again."""
@@ -179,7 +180,7 @@ class BatchWave:
             self.kit.record(ctx, r.address, ItemStatus.UNKNOWN, f"{lost}; {ev.detail or 'no evidence yet'}. It is never "
                                                              "sent again blindly: a rerun resolves it from Orion first")
 
-    def _classify(self, items, batch_id: int, status: str, message, errors: list[dict], ref, ctx: RunContext,
+    def _classify(self, items, batch_id: int, status: str, message, errors: list[BatchError], ref, ctx: RunContext,
                   errors_unreadable: str | None = None) -> None:
         try:
             live = self.vendors.orion.list_with_sleeves([r.registration_id for r in items])
@@ -188,15 +189,13 @@ class BatchWave:
                 self.kit.record(ctx, r.address, ItemStatus.UNKNOWN,
                              f"batch {batch_id} ended {status}, but re-reading its registrations failed: {bounded(e)}", ref)
             return
-        hard = [e for e in errors if e.get("severity") == "Error"]  # warnings never fail an item
+        hard = [e for e in errors if e.is_error]  # warnings never fail an item
         for reg in items:
             current = live.get(reg.registration_id)
             matches = None if current is None else not diff_registration(reg, current, self.settings.ignore).changed
-            prefix = f"registrationId {reg.registration_id}:"
-            hint = next((str(e["errorMessage"]).split(":", 1)[1].strip() for e in hard
-                         if str(e.get("errorMessage", "")).startswith(prefix)), None)
+            hint = next((e.detail for e in hard if e.registration_id == reg.registration_id), None)
             outcome, text = batch_item_outcome(batch_id=batch_id, batch_status=status, matches_now=matches,
                                                error_hint=hint, batch_message=message,
-                                               batch_errors=tuple(str(e.get("errorMessage")) for e in hard),
+                                               batch_errors=tuple(e.message for e in hard),
                                                errors_unreadable=errors_unreadable)
             self.kit.record(ctx, reg.address, outcome, text, ref)

@@ -23,11 +23,12 @@ from typing import Callable
 from reconciler.errors import ApiAuthError, ApiError, NotFoundError
 from reconciler.escaping import bounded
 from reconciler.fields import BATCH_LIST_SKEW_SECONDS, parse_vendor_time
+from reconciler.vendors.orion import BatchStatus
 from reconciler.state.journal import BatchEntry, BatchState, Journal, TicketEvent
 from reconciler.apply.outcomes import Verdict, VerdictKind, ticket_verdict
 from reconciler.plan.stages import PendingBatch, Recover
 
-__all__ = ["BatchEvidence", "Evidence", "EvidenceKind", "in_doubt_view"]
+__all__ = ["BatchEvidence", "BatchPoll", "Evidence", "EvidenceKind", "PollEnd", "in_doubt_view"]
 
 POLL_FIRST, POLL_MAX = 0.1, 5.0   # seconds between status polls: start quick, back off to 5 s
 READ_BACKS = 4                     # read-backs spread over a settle window, after the first one
@@ -41,6 +42,23 @@ class EvidenceKind(enum.StrEnum):
     EDITED = "edited"                # every registration was edited after it was sent
     POLL_TIMEOUT = "poll-timeout"    # it never ended within the poll timeout
     NONE = "none"                    # nothing yet
+
+
+class PollEnd(enum.StrEnum):
+    """How polling a batch ended."""
+
+    ENDED = "ended"        # isDone: `status` says how
+    GONE = "gone"          # Orion answers 404 for the id: not processing, and never will be
+    TIMEOUT = "timeout"    # the deadline came first (or, for an earlier run's batch, Ctrl-C)
+
+
+@dataclass(frozen=True)
+class BatchPoll:
+    end: PollEnd
+    status: BatchStatus | None = None     # set when the batch ended
+
+    def describe(self, batch_id: int) -> str:
+        return f"batch {batch_id} " + (self.status.status if self.status else "unknown to Orion (404)")
 
 
 @dataclass(frozen=True)
@@ -89,9 +107,8 @@ class Evidence:
         else:
             known = self.journal.known_batch_ids()
             user = self.vendors.orion.settings.username
-            listed = [r["id"] for r in rows if r["id"] not in known
-                      and str(r.get("totalItems")) == str(len(entry.registration_ids))
-                      and (not user or r.get("createdBy") in (None, user))]
+            listed = [r.id for r in rows if r.id not in known and r.total_items == len(entry.registration_ids)
+                      and (not user or r.created_by in (None, user))]
         if listed:
             return BatchEvidence(EvidenceKind.FOUND, tuple(listed), f"found in Orion's BatchProcessing list as batch "
                                                          f"{', '.join(map(str, listed))}")
@@ -125,8 +142,9 @@ class Evidence:
             self.sleep(min(delay, max(0.0, deadline - self.clock()) + 0.01))
             delay = min(delay * 2, POLL_MAX)
 
-    def poll(self, batch_id: int, deadline: float, *, interruptible: bool = False) -> dict | str:
-        """The status once isDone; "gone" if Orion does not know the id (404); "timeout" at the deadline.
+    def poll(self, batch_id: int, deadline: float, *, interruptible: bool = False) -> BatchPoll:
+        """How the batch ended (with its status once isDone), or that Orion does not know the id (404), or
+        that the deadline came first.
 
         This run's own batches are polled to the end even after Ctrl-C (that is the drain); an earlier
         run's (`interruptible`) stop being waited for, and stay journaled.
@@ -135,18 +153,18 @@ class Evidence:
         while True:
             try:
                 status = self.vendors.orion.batch_status(batch_id)
-                self.progress("poll", f"batch {batch_id} {bounded(status.get('status'), 40)} "
-                                      f"{status.get('itemsCompleted')}/{status.get('totalItems')}")
-                if status.get("isDone"):
-                    return status
+                self.progress("poll", f"batch {batch_id} {bounded(status.status, 40)} "
+                                      f"{status.items_completed}/{status.total_items}")
+                if status.is_done:
+                    return BatchPoll(PollEnd.ENDED, status)
             except NotFoundError:
-                return "gone"          # not processing here, and never will be: fail fast
+                return BatchPoll(PollEnd.GONE)   # not processing here, and never will be: fail fast
             except ApiAuthError:
                 raise                  # credentials, not the batch: stop the run, say which
             except ApiError as e:
                 self.progress("poll", f"batch {batch_id}: status not readable ({bounded(e, 120)}); retrying")
             if self.clock() + delay > deadline or (interruptible and self.interrupted()):
-                return "timeout"
+                return BatchPoll(PollEnd.TIMEOUT)
             self.sleep(delay)
             delay = min(delay * 2, POLL_MAX)
 
@@ -243,12 +261,10 @@ class Evidence:
             why = f"batch {entry.batch_id} from an earlier run: its status cannot be read ({bounded(e, 120)})"
             busy += [(a, why) for a in entry.addresses]
             return
-        if status.get("isDone"):
-            self.journal.batch_state(entry.local_id, BatchState.ENDED, batch_id=entry.batch_id,
-                                     detail=str(status.get("status")))
-            notes.append(f"resumed tracking batch {entry.batch_id} from an earlier run: "
-                         f"{bounded(status.get('status'), 40)}")
+        if status.is_done:
+            self.journal.batch_state(entry.local_id, BatchState.ENDED, batch_id=entry.batch_id, detail=status.status)
+            notes.append(f"resumed tracking batch {entry.batch_id} from an earlier run: {bounded(status.status, 40)}")
         else:
             pending.append(PendingBatch(entry.local_id, entry.addresses, (entry.batch_id,), entry.submitted_epoch,
                                         f"batch {entry.batch_id} from an earlier run is still "
-                                        f"{bounded(status.get('status'), 40)}"))
+                                        f"{bounded(status.status, 40)}"))

@@ -41,6 +41,7 @@ class OrionSettings:
     password: Secret | None = None
     client_id: str | None = None
     client_secret: Secret | None = None
+    ca_bundle: str | None = None       # ORION_CA_BUNDLE / orion.caBundle: whom to trust (a proxy's or a test CA)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def load_settings(paths: tuple[str, ...] | list[str] = (), env: Mapping[str, str
         password=_secret(env, "ORION_PASSWORD"),
         client_id=env.get("ORION_CLIENT_ID"),
         client_secret=_secret(env, "ORION_CLIENT_SECRET"),
+        ca_bundle=env.get("ORION_CA_BUNDLE") or _section(orion_file, "caBundle") or None,
     )
     sei = SeiSettings(
         base_url=env.get("SEI_BASE_URL") or _url(sei_file, file, "sei") or sei_default,
@@ -173,7 +175,7 @@ def load_settings(paths: tuple[str, ...] | list[str] = (), env: Mapping[str, str
         password=_secret(env, "SEI_PASSWORD"),
         client_cert=env.get("SEI_CLIENT_CERT") or None,
         client_key=env.get("SEI_CLIENT_KEY") or None,
-        ca_bundle=env.get("SEI_CA_BUNDLE") or None,
+        ca_bundle=env.get("SEI_CA_BUNDLE") or _section(sei_file, "caBundle") or None,
     )
     if env.get("RECONCILER_PLAN_RECIPIENTS"):
         from reconciler.sealing import parse_recipients
@@ -274,10 +276,16 @@ def _refuse_secrets(file: Path, data: Any, path: str = "") -> None:
 def _url(section: dict, file: Path | None, name: str) -> str:
     if not isinstance(section, dict):
         raise ConfigError(f"{file}: '{name}' must be a mapping with baseUrl")
-    unknown = set(section) - {"baseUrl"}
+    unknown = set(section) - {"baseUrl", "caBundle"}
     if unknown:
-        raise ConfigError(f"{file}: unknown key(s) under {name}: {', '.join(sorted(unknown))}")
+        raise ConfigError(f"{file}: unknown key(s) under {name}: {', '.join(sorted(unknown))} (known: baseUrl, "
+                          "caBundle)")
     return str(section.get("baseUrl") or "")
+
+
+def _section(section: dict, key: str) -> str:
+    """A vendor section's value (already checked to be a mapping by `_url`), as text."""
+    return str(section.get(key) or "") if isinstance(section, dict) else ""
 
 
 def _parse_file(file: Path, data: dict[str, Any]) -> dict[str, Any]:

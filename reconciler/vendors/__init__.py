@@ -8,17 +8,17 @@ through `OrionClient`/`SeiClient` directly.
 from __future__ import annotations
 
 import logging
-import ssl
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
-from urllib.parse import urlsplit
 
 import httpx
 
 from reconciler.config import Settings, require_safe_url
-from reconciler.errors import ConfigError
-from reconciler.vendors._http import HttpPolicy, PauseGate, Redactor, parse_retry_after, probe_tls_refusal
+from reconciler.vendors.redaction import Redactor
+from reconciler.vendors.retry import HttpPolicy, PauseGate, parse_retry_after
+from reconciler.vendors.tls import VendorTls, vendor_tls
+from reconciler.vendors import orion, sei
 from reconciler.vendors.orion import OrionClient, parse_batch_id
 from reconciler.vendors.sei import SeiClient
 from reconciler.version import __version__
@@ -30,10 +30,11 @@ __all__ = [
     "Redactor",
     "SeiClient",
     "Vendors",
-    "build_sei_ssl_context",
+    "orion_tls",
     "open_vendors",
     "parse_batch_id",
     "parse_retry_after",
+    "sei_tls",
 ]
 
 # httpx logs each URL at INFO and httpcore raw traffic at DEBUG; we log requests ourselves, masked.
@@ -48,31 +49,25 @@ class Vendors:
     redact: Redactor
 
 
-def build_sei_ssl_context(settings: Settings) -> ssl.SSLContext | bool:
-    """Two-way TLS for SEI from PEM files. Plain http (loopback only) needs none."""
+def orion_tls(settings: Settings) -> VendorTls:
+    """Orion's TLS: its CA bundle where one is given (ORION_CA_BUNDLE, orion.caBundle), else the system's."""
+    return vendor_tls("Orion", settings.orion.base_url, ca_bundle=settings.orion.ca_bundle,
+                      variables=orion.TLS_VARIABLES)
+
+
+def sei_tls(settings: Settings) -> VendorTls:
+    """SEI's two-way TLS from PEM files; plain http (loopback only) needs none."""
     s = settings.sei
-    if urlsplit(s.base_url).scheme != "https":
-        return True
-    ctx = ssl.create_default_context(cafile=s.ca_bundle) if s.ca_bundle else ssl.create_default_context()
-    host = urlsplit(s.base_url).hostname or ""
-    if s.client_cert or s.client_key:
-        try:
-            ctx.load_cert_chain(s.client_cert or "", s.client_key or None)
-        except (OSError, ssl.SSLError) as e:
-            # never quote the key file's contents; name the variables instead
-            raise ConfigError(f"cannot load the SEI client certificate/key (SEI_CLIENT_CERT, SEI_CLIENT_KEY): "
-                              f"{getattr(e, 'strerror', None) or type(e).__name__}") from e
-    elif host not in ("localhost", "127.0.0.1", "::1"):
-        raise ConfigError("SEI requires two-way TLS: set SEI_CLIENT_CERT and SEI_CLIENT_KEY (PEM files)")
-    return ctx
+    return vendor_tls("SEI", s.base_url, ca_bundle=s.ca_bundle, client_cert=s.client_cert, client_key=s.client_key,
+                      require_client_cert=True, variables=sei.TLS_VARIABLES)
 
 
-def _client(base_url: str, settings: Settings, verify: ssl.SSLContext | bool, connections: int) -> httpx.Client:
+def _client(base_url: str, settings: Settings, tls: VendorTls, connections: int) -> httpx.Client:
     return httpx.Client(
         base_url=base_url,
         timeout=httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
                               write=settings.write_timeout, pool=settings.pool_timeout),
-        verify=verify,
+        verify=tls.context,
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         headers={"User-Agent": f"reconciler/{__version__}"},
         follow_redirects=False,
@@ -89,19 +84,16 @@ def open_vendors(settings: Settings, *, gate: PauseGate | None = None) -> Iterat
     gate = gate or PauseGate()
     redact = Redactor()
     connections = max(settings.parallelism, settings.read_workers) * 2 + 2
-    orion_http = _client(orion_url, settings, True, connections)
-    sei_tls = build_sei_ssl_context(settings)
-    sei_http = _client(sei_url, settings, sei_tls, connections)
-    probe = None
-    if isinstance(sei_tls, ssl.SSLContext):
-        parts = urlsplit(sei_url)
-        probe = lambda: probe_tls_refusal(parts.hostname or "", parts.port or 443, sei_tls)  # noqa: E731
-    sei = SeiClient(settings.sei, sei_http, redact=redact, policy=policy, gate=gate, tls_probe=probe)
+    o_tls, s_tls = orion_tls(settings), sei_tls(settings)
+    orion_http = _client(orion_url, settings, o_tls, connections)
+    sei_http = _client(sei_url, settings, s_tls, connections)
+    sei_client = SeiClient(settings.sei, sei_http, redact=redact, policy=policy, gate=gate, tls=s_tls)
     try:
-        yield Vendors(OrionClient(settings.orion, orion_http, redact=redact, policy=policy, gate=gate), sei, redact)
+        yield Vendors(OrionClient(settings.orion, orion_http, redact=redact, policy=policy, gate=gate, tls=o_tls),
+                      sei_client, redact)
     finally:
         try:
-            sei.revoke()   # a minted SEI token is revoked at the end of the run, where credentials allow
+            sei_client.revoke()   # a minted SEI token is revoked at the end of the run, where credentials allow
         finally:
             orion_http.close()
             sei_http.close()

@@ -21,6 +21,7 @@ from cryptography import x509
 from reconciler.config import Settings
 from reconciler.errors import ReconcilerError
 from reconciler.escaping import bounded
+from reconciler.vendors.tls import VendorTls
 
 __all__ = ["CERT_WARN_DAYS", "Check", "CheckStatus", "run_checks"]
 
@@ -61,7 +62,7 @@ def _credentials(settings: Settings) -> list[Check]:
     return out
 
 
-def _reach(name: str, url: str, variable: str, context: ssl.SSLContext | None) -> Check:
+def _reach(name: str, url: str, variable: str, tls: VendorTls) -> Check:
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -76,15 +77,14 @@ def _reach(name: str, url: str, variable: str, context: ssl.SSLContext | None) -
         return Check(f"{name} endpoint", CheckStatus.FAIL, f"no TCP connection to {host}:{port} ({e.strerror or e})",
                      f"check {variable}, the firewall, and (for SEI) that this runner's IP address is whitelisted")
     with raw:
-        if context is None:
+        if not isinstance(tls.context, ssl.SSLContext):
             return Check(f"{name} endpoint", CheckStatus.OK, f"{host}:{port} reachable (plain http: loopback only)")
         try:
-            with context.wrap_socket(raw, server_hostname=host) as tls:
-                return Check(f"{name} endpoint", CheckStatus.OK, f"{host}:{port} reachable, {tls.version()}")
+            with tls.context.wrap_socket(raw, server_hostname=host) as session:
+                return Check(f"{name} endpoint", CheckStatus.OK, f"{host}:{port} reachable, {session.version()}")
         except (ssl.SSLError, OSError) as e:
             return Check(f"{name} endpoint", CheckStatus.FAIL, f"TLS with {host}:{port} failed ({bounded(e, 160)})",
-                         f"check {variable}" + (", SEI_CA_BUNDLE, SEI_CLIENT_CERT and SEI_CLIENT_KEY"
-                                                if name == "SEI" else ""))
+                         f"check {variable} and {tls.variables}, or SSL_CERT_FILE for the system's trusted CAs")
 
 
 def _certificate(settings: Settings, now: dt.datetime) -> list[Check]:
@@ -121,7 +121,7 @@ def _certificate(settings: Settings, now: dt.datetime) -> list[Check]:
 
 def run_checks(settings: Settings, *, sandbox: bool = False, now: dt.datetime | None = None) -> list[Check]:
     """Every check that can run; later checks are skipped (not failed) when an earlier one makes them moot."""
-    from reconciler.vendors import build_sei_ssl_context
+    from reconciler.vendors import orion_tls, sei_tls
     from reconciler.vendors.session import open_session
 
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -139,23 +139,20 @@ def run_checks(settings: Settings, *, sandbox: bool = False, now: dt.datetime | 
     checks += _certificate(settings, now)
     if any(c.status is CheckStatus.FAIL for c in checks):
         return checks
-    try:
-        sei_tls = build_sei_ssl_context(settings)
-    except ReconcilerError as e:
-        return checks + [Check("SEI endpoint", CheckStatus.FAIL, bounded(e), "fix the certificate settings above")]
-    for name, url, variable, ctx in (("Orion", settings.orion.base_url, "ORION_BASE_URL",
-                                      ssl.create_default_context() if url_is_https(settings.orion.base_url) else None),
-                                     ("SEI", settings.sei.base_url, "SEI_BASE_URL",
-                                      sei_tls if isinstance(sei_tls, ssl.SSLContext) else None)):
-        checks.append(_reach(name, url, variable, ctx))
+    contexts = []
+    for name, tls_of in (("Orion", orion_tls), ("SEI", sei_tls)):
+        try:
+            contexts.append(tls_of(settings))
+        except ReconcilerError as e:
+            return checks + [Check(f"{name} endpoint", CheckStatus.FAIL, bounded(e),
+                                   "fix the certificate settings named above")]
+    for (name, url, variable), tls in zip((("Orion", settings.orion.base_url, "ORION_BASE_URL"),
+                                           ("SEI", settings.sei.base_url, "SEI_BASE_URL")), contexts):
+        checks.append(_reach(name, url, variable, tls))
     if any(c.status is CheckStatus.FAIL for c in checks):
         return checks
     with open_session(settings) as session:
         return checks + _online(settings, session)
-
-
-def url_is_https(url: str) -> bool:
-    return urlsplit(url).scheme == "https"
 
 
 def _online(settings: Settings, session) -> list[Check]:
@@ -164,7 +161,7 @@ def _online(settings: Settings, session) -> list[Check]:
     orion, sei = session.vendors.orion, session.vendors.sei
     for name, client, given in (("Orion login", orion, "ORION_TOKEN"), ("SEI login", sei, "SEI_TOKEN")):
         try:
-            client.http.auth_headers()
+            client.auth.token()
             minted = client.settings.token is None
             out.append(Check(name, CheckStatus.OK, "a token was minted" if minted else f"{given} given (the read below tries it)"))
         except ReconcilerError as e:

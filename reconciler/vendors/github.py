@@ -11,7 +11,10 @@ from typing import Any
 import httpx
 
 from reconciler.config import Secret, require_safe_url
-from reconciler.vendors._http import HttpPolicy, Redactor, VendorHttp
+from reconciler.vendors.auth import TokenAuth
+from reconciler.vendors.http import VendorHttp
+from reconciler.vendors.redaction import Redactor
+from reconciler.vendors.retry import HttpPolicy
 
 __all__ = ["GitHubClient"]
 
@@ -25,8 +28,11 @@ class GitHubClient:
                                               headers={"Accept": "application/vnd.github+json",
                                                        "X-GitHub-Api-Version": "2022-11-28"})
         redact = Redactor([token.reveal()])
-        self.http = VendorHttp("github", self._client, auth_headers=lambda: {"Authorization": f"Bearer {token.reveal()}"},
-                               reauth=lambda: None, redact=redact, policy=policy)
+        auth = TokenAuth(vendor="GitHub", given=token.reveal(), given_variable="GITHUB_TOKEN", mint=None,
+                         mint_variables="a token with the workflow's permissions",
+                         headers=lambda t: {"Authorization": f"Bearer {t}"})
+        self.http = VendorHttp("github", self._client, auth=auth, redact=redact, policy=policy,
+                               url_variable="GITHUB_API_URL")
 
     def close(self) -> None:
         self._client.close()

@@ -10,19 +10,23 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import httpx
 
 from reconciler.config import OrionSettings
-from reconciler.errors import ApiAuthError, ApiError, ConfigError
+from reconciler.errors import ApiAuthError, ApiError
 from reconciler.fields import ORION_BATCH_LIMIT, ORION_READ_CHUNK
 from reconciler.vendors.answers import expect_int, expect_object, expect_objects
-from reconciler.vendors._http import HttpPolicy, PauseGate, Redactor, VendorHttp, ambiguous_answer
+from reconciler.vendors.auth import Minted, TokenAuth
+from reconciler.vendors.http import VendorHttp, ambiguous_answer
+from reconciler.vendors.redaction import Redactor
+from reconciler.vendors.retry import HttpPolicy, PauseGate
+from reconciler.vendors.tls import VendorTls
 
-__all__ = ["OrionClient", "parse_batch_id"]
+__all__ = ["BatchError", "BatchStatus", "OrionClient", "parse_batch_id"]
 
 REGISTRATIONS = "/v1/Trading/Sleeve/Registrations"
 BULK_READ = f"{REGISTRATIONS}/ListWithAccountSleeves"
@@ -30,6 +34,7 @@ SUBMIT_BATCH = f"{REGISTRATIONS}/Action/process/batch"
 BATCH_LIST = "/v1/Utility/BatchProcessing"
 BATCH_STATUS = "/v1/Utility/BatchProcessing/{batch_id}"
 TOKEN = "/v1/Security/Token"
+TLS_VARIABLES = "ORION_CA_BUNDLE"
 
 _BATCH_ID = re.compile(r"^\s*\"?\s*(\d+)\s*\"?\s*$")
 
@@ -55,38 +60,25 @@ def parse_batch_id(text: str) -> int:
 
 class OrionClient:
     def __init__(self, settings: OrionSettings, client: httpx.Client, *, redact: Redactor,
-                 policy: HttpPolicy = HttpPolicy(), gate: PauseGate | None = None):
+                 policy: HttpPolicy = HttpPolicy(), gate: PauseGate | None = None, tls: VendorTls | None = None):
         self.settings = settings
-        self._token = settings.token.reveal() if settings.token else None
-        self._token_lock = threading.Lock()
         for s in (settings.token, settings.password, settings.client_secret):
             if s is not None:
                 redact.add(s.reveal())
-        self.http = VendorHttp("orion", client, auth_headers=self._auth_headers, reauth=self._mint,
-                               redact=redact, policy=policy, gate=gate, url_variable="ORION_BASE_URL")
         self.redact = redact
-        self._mint_error: ApiError | None = None   # a refused login is not tried again in this run
+        self.auth = TokenAuth(vendor="Orion", given=settings.token.reveal() if settings.token else None,
+                              given_variable="ORION_TOKEN", mint_variables="ORION_USERNAME and ORION_PASSWORD",
+                              mint=self._mint if settings.username and settings.password else None,
+                              headers=lambda token: {"Authorization": f"Session {token}"})
+        self.http = VendorHttp("orion", client, auth=self.auth, redact=redact, policy=policy, gate=gate,
+                               tls=tls or VendorTls("Orion", TLS_VARIABLES, True), url_variable="ORION_BASE_URL")
 
     # --- auth ---------------------------------------------------------------------------------------
 
-    def _auth_headers(self) -> dict[str, str]:
-        with self._token_lock:
-            if self._token is None:
-                self._mint_locked()
-            return {"Authorization": f"Session {self._token}"}
-
-    def _mint(self) -> None:
-        with self._token_lock:
-            self._mint_locked()
-
-    def _mint_locked(self) -> None:
+    def _mint(self) -> Minted:
+        """GET /v1/Security/Token with Basic credentials (and client_id/client_secret where given) [docs]."""
         s = self.settings
-        if self._mint_error is not None:
-            raise self._mint_error
-        if not (s.username and s.password):
-            if self._token is not None:
-                return  # a given token was refused and cannot be renewed: the 401 will surface
-            raise ConfigError("Orion credentials are missing: set ORION_TOKEN, or ORION_USERNAME and ORION_PASSWORD")
+        assert s.username and s.password
         basic = base64.b64encode(f"{s.username}:{s.password.reveal()}".encode()).decode()
         self.redact.add(basic)
         headers = {"Authorization": f"Basic {basic}"}
@@ -95,17 +87,17 @@ class OrionClient:
         try:
             resp = self.http.request("GET", TOKEN, safe=True, headers=headers, authenticated=False, quote_body=False)
         except ApiAuthError as e:
-            self._mint_error = ApiAuthError(
+            raise ApiAuthError(
                 f"Orion refused the login at {self.http.host}: check ORION_USERNAME and ORION_PASSWORD"
                 f"{' (and ORION_CLIENT_ID/ORION_CLIENT_SECRET)' if s.client_id else ''}",
-                method="GET", path=TOKEN, status=e.status, tracking_id=e.tracking_id)
-            raise self._mint_error from e
+                method="GET", path=TOKEN, status=e.status, tracking_id=e.tracking_id) from e
         body = self.http.read_json(resp, "GET", TOKEN, quote_body=False)
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise ApiError("the token answer has no access_token", method="GET", path=TOKEN)
         self.redact.add(token)
-        self._token = token
+        expires = body.get("expires_in")
+        return Minted(token, float(expires) if isinstance(expires, (int, float)) and expires > 0 else None)
 
     # --- reads --------------------------------------------------------------------------------------
 
@@ -167,23 +159,73 @@ class OrionClient:
             raise ambiguous_answer(resp, "POST", SUBMIT_BATCH, "the batch id in its answer cannot be read",
                                    self.redact) from e
 
-    def batch_status(self, batch_id: int) -> dict:
+    def batch_status(self, batch_id: int) -> BatchStatus:
         path = BATCH_STATUS.format(batch_id=batch_id)
-        status = expect_object(self._get(path), "GET", path)
-        if not isinstance(status.get("isDone"), bool) and status.get("isDone") is not None:
-            raise ApiError(f"isDone is {status.get('isDone')!r}, not a boolean", method="GET", path=path)
-        return status
+        return _batch_status(expect_object(self._get(path), "GET", path), "GET", path, batch_id)
 
-    def batch_errors(self, batch_id: int) -> list[dict]:
+    def batch_errors(self, batch_id: int) -> list[BatchError]:
         path = BATCH_STATUS.format(batch_id=batch_id) + "/Errors"
-        return expect_objects(self._get(path), "GET", path)
+        return [_batch_error(row) for row in expect_objects(self._get(path), "GET", path)]
 
-    def list_batches(self, start: str, end: str, *, status: str | None = None) -> list[dict]:
+    def list_batches(self, start: str, end: str, *, status: str | None = None) -> list[BatchStatus]:
         """Batches created between `start` and `end` (ISO 8601): how a lost batch id is found again."""
         params = {"startDate": start, "endDate": end}
         if status:
             params["status"] = status
-        rows = expect_objects(self._get(BATCH_LIST, params), "GET", BATCH_LIST)
-        for row in rows:
-            row["id"] = expect_int(row.get("id"), "GET", BATCH_LIST, "a batch id")
-        return rows
+        return [_batch_status(row, "GET", BATCH_LIST) for row in
+                expect_objects(self._get(BATCH_LIST, params), "GET", BATCH_LIST)]
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    """A batch as BatchProcessing describes it [seed, docs], read once here so nobody else parses it."""
+
+    id: int
+    status: str                   # New, Processing, Complete, PartiallyComplete, Failed, Canceled
+    is_done: bool
+    error_count: int
+    total_items: int | None
+    items_completed: int | None
+    correlation_id: str | None    # what Orion's support asks for
+    message: str | None
+    created_by: str | None
+
+
+@dataclass(frozen=True)
+class BatchError:
+    """One row of a batch's /Errors. Rows do not reliably name their registration [docs]; the sandbox (and,
+    we assume, Orion) starts `errorMessage` with "registrationId <n>:", a hint, never proof [assumed]."""
+
+    message: str
+    severity: str                 # Error, Warning or Information: only Error fails an item
+    registration_id: int | None   # from the message's prefix, when there is one
+    detail: str                   # the message without that prefix
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "Error"
+
+
+_ERROR_PREFIX = re.compile(r"^registrationId (\d+):\s*")
+
+
+def _optional_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _batch_status(row: dict, method: str, path: str, batch_id: int | None = None) -> BatchStatus:
+    is_done = row.get("isDone")
+    if is_done is not None and not isinstance(is_done, bool):
+        raise ApiError(f"isDone is {is_done!r}, not a boolean", method=method, path=path)
+    ident = expect_int(row.get("id", batch_id), method, path, "a batch id")
+    text = lambda key: str(row[key]) if row.get(key) is not None else None  # noqa: E731
+    return BatchStatus(ident, str(row.get("status")), bool(is_done), _optional_int(row.get("errorCount")) or 0,
+                       _optional_int(row.get("totalItems")), _optional_int(row.get("itemsCompleted")),
+                       text("correlationId"), text("message"), text("createdBy"))
+
+
+def _batch_error(row: dict) -> BatchError:
+    message = str(row.get("errorMessage") or "")
+    m = _ERROR_PREFIX.match(message)
+    return BatchError(message, str(row.get("severity") or ""), int(m.group(1)) if m else None,
+                      message[m.end():] if m else message)

@@ -9,9 +9,8 @@ certificate is loaded into an ssl.SSLContext by `providers.build_sei_ssl_context
 from __future__ import annotations
 
 import base64
-import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 
@@ -19,7 +18,11 @@ from reconciler.config import SeiSettings
 from reconciler.errors import ApiAuthError, ApiError, ConfigError
 from reconciler.fields import SEI_PAGE_LIMIT
 from reconciler.vendors.answers import expect_int, expect_object, expect_objects
-from reconciler.vendors._http import HttpPolicy, PauseGate, Redactor, VendorHttp, ambiguous_answer
+from reconciler.vendors.auth import Minted, TokenAuth
+from reconciler.vendors.http import VendorHttp, ambiguous_answer
+from reconciler.vendors.redaction import Redactor
+from reconciler.vendors.retry import HttpPolicy, PauseGate
+from reconciler.vendors.tls import VendorTls
 
 __all__ = ["SeiClient"]
 
@@ -29,6 +32,7 @@ TOKEN = "/v2/oauthtoken"
 TOKEN_RENEW_MARGIN = 300.0
 # SEI tokens die after 30 minutes without use [docs]: mint anew after 25 idle minutes.
 TOKEN_IDLE_RENEW = 25 * 60.0
+TLS_VARIABLES = "SEI_CLIENT_CERT, SEI_CLIENT_KEY, SEI_CA_BUNDLE"
 _FATAL_AUTH = ("invalid apikey", "authorization failed", "traffic pattern is invalid")
 # Paging ends at the page count totalCount implies, plus this slack; a server that keeps handing out
 # cursors past it (or without a totalCount, past MAX_PAGES) is refused instead of followed forever.
@@ -39,7 +43,7 @@ MAX_PAGES = 10_000
 class SeiClient:
     def __init__(self, settings: SeiSettings, client: httpx.Client, *, redact: Redactor,
                  policy: HttpPolicy = HttpPolicy(), gate: PauseGate | None = None,
-                 clock=time.monotonic, tls_probe=None):
+                 clock: Callable[[], float] = time.monotonic, tls: VendorTls | None = None):
         self.settings = settings
         if settings.app_key is None:
             raise ConfigError("SEI_APP_KEY is not set: every SEI call needs the AppKey header")
@@ -47,27 +51,17 @@ class SeiClient:
             if s is not None:
                 redact.add(s.reveal())
         self.redact = redact
-        self._clock = clock
-        self._token = settings.token.reveal() if settings.token else None
-        self._expires_at = float("inf") if settings.token else 0.0
-        self._last_used = clock()
-        self._minted = False
-        self._lock = threading.Lock()
-        self.http = VendorHttp("sei", client, auth_headers=self._auth_headers, reauth=self._renew,
-                               redact=redact, policy=policy, gate=gate, tls_probe=tls_probe, url_variable="SEI_BASE_URL",
-                               fatal_auth=self._fatal_auth)
-        self._mint_error: ApiError | None = None   # a refused login is not tried again in this run
+        app_key = settings.app_key.reveal()
+        self.auth = TokenAuth(vendor="SEI", given=settings.token.reveal() if settings.token else None,
+                              given_variable="SEI_TOKEN", mint_variables="SEI_APP_SECRET, SEI_USERNAME and SEI_PASSWORD",
+                              mint=self._mint if settings.app_secret and settings.username and settings.password else None,
+                              headers=lambda token: {"Authorization": f"Bearer {token}", "AppKey": app_key},
+                              fatal=self._fatal_auth, renew_margin=TOKEN_RENEW_MARGIN, idle_renew=TOKEN_IDLE_RENEW,
+                              clock=clock)
+        self.http = VendorHttp("sei", client, auth=self.auth, redact=redact, policy=policy, gate=gate,
+                               tls=tls or VendorTls("SEI", TLS_VARIABLES, True, two_way=True), url_variable="SEI_BASE_URL")
 
     # --- auth ---------------------------------------------------------------------------------------
-
-    def _auth_headers(self) -> dict[str, str]:
-        with self._lock:
-            now = self._clock()
-            idle = self._minted and now - self._last_used >= TOKEN_IDLE_RENEW
-            if self._token is None or now >= self._expires_at - TOKEN_RENEW_MARGIN or idle:
-                self._mint_locked()
-            self._last_used = self._clock()
-            return {"Authorization": f"Bearer {self._token}", "AppKey": self.settings.app_key.reveal()}
 
     def _fatal_auth(self, status: int, body: dict) -> str | None:
         """A 401/403 that no new token can cure: the app has no access to this API or environment [docs]."""
@@ -78,54 +72,46 @@ class SeiClient:
                     "caller's IP address is whitelisted")
         return None
 
-    def revoke(self) -> None:
-        """Revoke a token this client minted (grant_type=invalidate_token), at the end of a run."""
+    def _basic(self) -> str:
         s = self.settings
-        with self._lock:
-            token, self._token = (self._token if self._minted else None), (None if self._minted else self._token)
-        if not token or not (s.app_secret and s.app_key):
-            return
-        basic = base64.b64encode(f"{s.app_key.reveal()}:{s.app_secret.reveal()}".encode()).decode()
-        try:
-            self.http.request("POST", TOKEN, safe=True, authenticated=False, quote_body=False,
-                              headers={"Authorization": f"Basic {basic}"},
-                              data={"grant_type": "invalidate_token", "token": token})
-        except ApiError:
-            pass   # the token dies within the hour anyway; a failed revocation must not fail the run
-
-    def _renew(self) -> None:
-        with self._lock:
-            self._mint_locked()
-
-    def _mint_locked(self) -> None:
-        s = self.settings
-        if self._mint_error is not None:
-            raise self._mint_error
-        if not (s.app_secret and s.username and s.password):
-            if self._token is not None:
-                return  # a given token cannot be renewed: the 401 will surface
-            raise ConfigError("SEI credentials are missing: set SEI_TOKEN, or SEI_APP_SECRET, SEI_USERNAME and SEI_PASSWORD")
+        assert s.app_key is not None and s.app_secret is not None
         basic = base64.b64encode(f"{s.app_key.reveal()}:{s.app_secret.reveal()}".encode()).decode()
         self.redact.add(basic)
+        return basic
+
+    def _mint(self) -> Minted:
+        """POST /v2/oauthtoken, client credentials with the user's name and password [docs]."""
+        s = self.settings
+        assert s.password is not None
         try:
             resp = self.http.request(
-                "POST", TOKEN, safe=True, authenticated=False, headers={"Authorization": f"Basic {basic}"},
+                "POST", TOKEN, safe=True, authenticated=False, headers={"Authorization": f"Basic {self._basic()}"},
                 data={"grant_type": "client_credentials", "username": s.username, "password": s.password.reveal()},
                 quote_body=False)  # a token endpoint's body is never quoted: it may hold the token
         except ApiAuthError as e:
-            self._mint_error = ApiAuthError(
+            raise ApiAuthError(
                 f"SEI refused the login at {self.http.host}: check SEI_APP_KEY and SEI_APP_SECRET (the app's "
                 "credentials) and SEI_USERNAME/SEI_PASSWORD", method="POST", path=TOKEN, status=e.status,
-                tracking_id=e.tracking_id)
-            raise self._mint_error from e
+                tracking_id=e.tracking_id) from e
         body = self.http.read_json(resp, "POST", TOKEN, quote_body=False)
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise ApiError("the token answer has no access_token", method="POST", path=TOKEN)
         self.redact.add(token)
-        self._token = token
-        self._minted = True
-        self._expires_at = self._clock() + float(body.get("expires_in") or 3600)
+        return Minted(token, float(body.get("expires_in") or 3600))
+
+    def revoke(self) -> None:
+        """Revoke a token this client minted (grant_type=invalidate_token), at the end of a run."""
+        token = self.auth.minted_token
+        self.auth.forget()
+        if not token or not (self.settings.app_secret and self.settings.app_key):
+            return
+        try:
+            self.http.request("POST", TOKEN, safe=True, authenticated=False, quote_body=False,
+                              headers={"Authorization": f"Basic {self._basic()}"},
+                              data={"grant_type": "invalidate_token", "token": token})
+        except ApiError:
+            pass   # the token dies within the hour anyway; a failed revocation must not fail the run
 
     # --- reads --------------------------------------------------------------------------------------
 
