@@ -142,7 +142,12 @@ class NotFoundError(ApiError):
 
 
 class LiveStateError(ReconcilerError):
-    """Live state cannot be reconciled with the manifests as they stand."""
+    """Live state cannot be reconciled with the manifests as they stand. Where the cause is a declaration,
+    each one is a Diagnostic at its file and line, as validate's are, listed under the message."""
+
+    def __init__(self, message: str, diagnostics: list[Diagnostic] | tuple[Diagnostic, ...] = ()):
+        self.diagnostics = tuple(sorted(diagnostics))
+        super().__init__("\n".join([message, *(f"  {d}" for d in self.diagnostics)]))
 
 
 class PlanFileError(ReconcilerError):

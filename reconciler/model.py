@@ -12,6 +12,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.errors import Diagnostic
 from reconciler.escaping import visible
 
 __all__ = [
@@ -52,6 +53,10 @@ class Source:
 
     def __str__(self) -> str:
         return f"{visible(self.file)}:{self.line}"  # file names are untrusted text too
+
+    def problem(self, message: str, hint: str = "") -> Diagnostic:
+        """A problem with what was declared here, at its file, line and column."""
+        return Diagnostic(visible(self.file), self.line, self.col, message, hint)
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,7 @@ class ManifestSet:
         return tuple(i for b in self.batches for i in b.instructions)
 
 
-class Action(str, enum.Enum):
+class Action(enum.StrEnum):
     UPDATE = "update"
     CREATE = "create"
     NO_OP = "no-op"

@@ -124,3 +124,21 @@ def test_a_module_added_at_the_top_level_without_a_layer_fails_the_contracts(tmp
                           timeout=120)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "reconciler.newcomer" in done.stdout
+
+
+def test_environment_variables_are_read_only_in_config():
+    """config/ reads the environment (and the sandbox, a vendor of its own, reads its own credentials);
+    every other module is handed Settings or RunFacts, so a test states facts instead of patching os.environ."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] in ("config", "sandbox"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb") and \
+                    isinstance(node.value, ast.Name) and node.value.id == "os":
+                offenders.append(f"{rel}:{node.lineno}")
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and "getpass" in (
+                    [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]):
+                offenders.append(f"{rel}:{node.lineno} (getpass)")
+    assert not offenders, offenders

@@ -167,12 +167,12 @@ def test_sleeves_matched_by_account_id_when_declared(tmp_path):
 
 def test_declared_account_id_that_is_not_live_is_an_error_with_source(tmp_path):
     body = SLEEVES.replace("{sleeveType: Normal sleeve, modelAggId: 34", "{accountId: 999, sleeveType: Normal sleeve, modelAggId: 34")
-    with pytest.raises(LiveStateError, match=r"m0.yaml:8: accountId 999 is not a sleeve of registration 31547"):
+    with pytest.raises(LiveStateError, match=r"m0.yaml:8:\d+: accountId 999 is not a sleeve of registration 31547"):
         build_plan(manifests(tmp_path, reg_doc(body)), LiveState({31547: live_reg()}))
 
 
 def test_missing_registration_names_file_and_line(tmp_path):
-    with pytest.raises(LiveStateError, match=r"m0.yaml:1: SleeveRegistration/r1 \(registrationId 31547\) does not exist"):
+    with pytest.raises(LiveStateError, match=r"m0.yaml:1:1: SleeveRegistration/r1 \(registrationId 31547\) does not exist"):
         build_plan(manifests(tmp_path, reg_doc()), LiveState({}))
 
 
@@ -182,7 +182,7 @@ def test_merged_result_is_checked_against_the_sleeve_rules(tmp_path):
            "    - {sleeveType: Normal sleeve, modelAggId: 34, targetAllocation: 30}\n" \
            "    - {sleeveType: Normal sleeve, modelAggId: 30}\n"
     live = live_reg(rows=((36, 20, 100, 100), (34, 40, 0, 0), (30, 40, 0, 0)))
-    with pytest.raises(LiveStateError, match=r"m0.yaml:1: SleeveRegistration/r1: after merging with live state, targetAllocation sums .* to 90"):
+    with pytest.raises(LiveStateError, match=r"m0.yaml:1:\d+: SleeveRegistration/r1: after merging with live state, targetAllocation sums .* to 90"):
         build_plan(manifests(tmp_path, reg_doc(body)), LiveState({31547: live}))
 
 

@@ -115,7 +115,7 @@ def test_registration_missing_in_orion_names_its_manifest(env, cli, tmp_path):
     (tmp_path / "r.yaml").write_text("apiVersion: reconciler/v1\nkind: SleeveRegistration\nmetadata: {name: ghost}\n"
                                      "spec: {registrationId: 4242}\n")
     r = cli("plan", str(tmp_path))
-    assert r.code == 1 and "r.yaml:1: SleeveRegistration/ghost (registrationId 4242) does not exist in Orion" in r.err
+    assert r.code == 1 and "r.yaml:1:1: SleeveRegistration/ghost (registrationId 4242) does not exist in Orion" in r.err
 
 
 def test_plan_uses_bulk_reads_only(env, cli):

@@ -135,15 +135,16 @@ def test_windows_are_judged_by_an_injected_clock_inside_a_unit(tmp_path):
     import datetime as dt
 
     from reconciler.manifests import load_manifests
-    from reconciler.apply.run import _window_guard
+    from reconciler.manifests.policy import window_guard
 
     m = tree(tmp_path, "hard", limit=1_000_000, windows=SEI_WEEKDAYS)
     manifests = load_manifests([m])
-    saturday = _window_guard(manifests, set(), lambda: dt.datetime.fromisoformat(SATURDAY_NOON))
-    monday = _window_guard(manifests, set(), lambda: dt.datetime.fromisoformat(MONDAY_TEN))
+    saturday = window_guard(manifests.policies, set(), lambda: dt.datetime.fromisoformat(SATURDAY_NOON))
+    monday = window_guard(manifests.policies, set(), lambda: dt.datetime.fromisoformat(MONDAY_TEN))
     assert "the next opens at 2026-12-07T09:30:00-05:00" in saturday("sei")
     assert monday("sei") is None and saturday("orion") is None
-    assert _window_guard(manifests, {"desk-limits"}, lambda: dt.datetime.fromisoformat(SATURDAY_NOON))("sei") is None
+    assert window_guard(manifests.policies, {"desk-limits"},
+                        lambda: dt.datetime.fromisoformat(SATURDAY_NOON))("sei") is None
 
 
 def test_bad_policies_are_refused_at_their_lines_all_at_once(cli, write, tmp_path):

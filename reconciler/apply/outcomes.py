@@ -22,7 +22,7 @@ from reconciler.model import DesiredInstruction, Source
 __all__ = ["ApplyResult", "ItemResult", "ItemStatus", "Verdict", "VerdictKind", "batch_item_outcome", "is_refusal", "ticket_verdict"]
 
 
-class ItemStatus(str, enum.Enum):
+class ItemStatus(enum.StrEnum):
     APPLIED = "applied"
     FAILED = "failed"
     UNKNOWN = "unknown"

@@ -32,7 +32,7 @@ from reconciler.model import ManifestSet, Plan
 from reconciler.plan.stream import plan_in_memory
 from reconciler.plan.targeting import Targeting, select
 from reconciler.plan.saved import SavedPlan, binding_problems, current_binding
-from reconciler.manifests.policy import evaluate_policies, next_opening, window_open
+from reconciler.manifests.policy import enforce_policies, evaluate_policies, window_guard
 from reconciler.apply.recovery import Evidence
 from reconciler.plan.receipt import endpoint_problems, receipt_problems, stale_reasons
 from reconciler.render import render_plan_text
@@ -130,7 +130,10 @@ def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal:
     plan, plan_id, reviewed = _plan_to_apply(request, manifests, settings, session.vendors, recovered, out)
     _refuse_if_blocked(plan, request.max_changes)
     plan = replace(plan, policy_results=evaluate_policies(plan, manifests.policies, clock()))
-    overridden = _enforce_policies(plan, manifests, request, out)
+    enforcement = enforce_policies(plan.policy_results, manifests.policies, dict(request.overrides))
+    for warning in enforcement.warnings:
+        out.error(f"Warning: {warning}")
+    overridden = enforcement.overridden
     stages = build_stages(plan, recovered, parallelism=settings.parallelism)
     if not plan.submissions and not recovered.busy:
         out.info("No changes to apply.")
@@ -146,7 +149,7 @@ def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal:
     total = sum(len(s.items) for s in plan.submissions) + len(recovered.busy)
     with out.progress("apply", total) as bar:
         evaluator = Evaluator(session.vendors, journal, settings, manifests, claims=claims, stop=stop,
-                              window_guard=_window_guard(manifests, set(overridden), clock),
+                              window_guard=window_guard(manifests.policies, set(overridden), clock),
                               progress=lambda kind, text: bar.advance(status=text) if kind == "item" else bar.note(text))
         result = evaluator.run(stages, run_id)
     result = replace(result, **_scope(manifests, request))
@@ -196,27 +199,6 @@ def _plan_to_apply(request: ApplyRequest, manifests: ManifestSet, settings: Sett
     return plan, "inline-" + manifests.digest[:12], False
 
 
-def _enforce_policies(plan: Plan, manifests: ManifestSet, request: ApplyRequest, out) -> list[str]:
-    """Before any write: a failed hard rule refuses; a failed soft rule refuses unless overridden by
-    name with a reason; advisory ones warn. Returns the soft policies that are overridden."""
-    names = {p.name for p in manifests.policies}
-    unknown = [n for n, _ in request.overrides if n not in names]
-    if unknown:
-        raise PlanBlockedError(f"--override-policy {', '.join(unknown)}: no such Policy in the manifests; nothing was written")
-    overridden = {n: why for n, why in request.overrides}
-    failed = [r for r in plan.policy_results if not r.passed]
-    hard = [r for r in failed if r.enforcement == "hard"]
-    soft = [r for r in failed if r.enforcement == "soft" and r.policy not in overridden]
-    if hard or soft:
-        lines = [f"  {r.policy} {r.rule} ({r.enforcement}): {r.message}" for r in hard + soft]
-        hint = ("; a soft rule can be overridden with --override-policy NAME --reason TEXT" if soft and not hard else "")
-        raise PlanBlockedError("policies refuse this plan, so nothing was written:\n" + "\n".join(lines) + hint)
-    for r in failed:
-        if r.enforcement == "advisory":
-            out.error(f"Warning: advisory policy {r.policy} {r.rule}: {r.message}")
-    return sorted({r.policy for r in failed if r.enforcement == "soft"})
-
-
 def _record_overrides(names: list[str], request: ApplyRequest, journal: Journal, out,
                       clock: Callable[[], dt.datetime]) -> list[dict]:
     """Who overrode which soft policy, when and why: into the journal, and back for the apply report."""
@@ -229,22 +211,6 @@ def _record_overrides(names: list[str], request: ApplyRequest, journal: Journal,
                         "reason": overridden[name]})
         out.error(f"Warning: soft policy {name} is overridden by {who}: {overridden[name]} (recorded)")
     return records
-
-
-def _window_guard(manifests: ManifestSet, overridden: set[str], clock: Callable[[], dt.datetime]):
-    """Why a wave to `api` may not start now (a window of an enforced policy is closed), or None."""
-    def guard(api: str) -> str | None:
-        now = clock()
-        for p in manifests.policies:
-            windows = tuple(w for w in p.windows if w.api == api)
-            if not windows or p.enforcement == "advisory" or p.name in overridden:
-                continue
-            if not any(window_open(w, now) for w in windows):
-                nxt = next_opening(windows, now)
-                return (f"not sent: policy {p.name} allows {api} writes only inside its windows, and none is open at "
-                        f"{now.isoformat()}; the next opens at {nxt.isoformat() if nxt else '(never)'}")
-        return None
-    return guard
 
 
 def _targeting(request: ApplyRequest) -> Targeting:

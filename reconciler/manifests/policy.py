@@ -3,19 +3,23 @@
 Each Policy has an enforcement level (Terraform Sentinel's three): `advisory` warns, `soft` refuses
 unless overridden by name with a reason (recorded), `hard` refuses. `evaluate_policies` turns a plan
 and the clock into results that plan shows, saved plans carry, and apply enforces before any write.
-Windows are evaluated as of `now` (RECONCILER_NOW / --now for what-if planning and tests): an API
-with no window in a policy is always open under it.
+Windows are evaluated as of `now`: the real clock for apply, another moment only for `plan --now`
+(what-if). An API with no window in a policy is always open under it. `enforce_policies` and
+`window_guard` are what apply runs before any write and before each wave.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Callable
 from zoneinfo import ZoneInfo
 
+from reconciler.errors import PlanBlockedError
 from reconciler.model import Action, Plan, Policy, Window
 
-__all__ = ["PolicyResult", "evaluate_policies", "next_opening", "window_open"]
+__all__ = ["Enforcement", "PolicyResult", "enforce_policies", "evaluate_policies", "next_opening", "window_guard",
+           "window_open"]
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -70,6 +74,11 @@ def next_opening(windows: tuple[Window, ...], now: dt.datetime) -> dt.datetime |
     return best
 
 
+def _when(moment: dt.datetime | None) -> str:
+    """A moment as people read it in a message: to the second, with its offset."""
+    return moment.isoformat(timespec="seconds") if moment is not None else "(never)"
+
+
 def _money(x: float) -> str:
     return f"${x:,.2f}"
 
@@ -117,11 +126,55 @@ def evaluate_policies(plan: Plan, policies: tuple[Policy, ...], now: dt.datetime
             label = "Orion" if api == "orion" else "SEI"
             if closes:
                 out.append(PolicyResult(p.name, f"window:{api}", e, True,
-                                        f"{label} writes are inside a window until {max(closes).isoformat()}"))
+                                        f"{label} writes are inside a window until {_when(max(closes))}"))
             else:
                 nxt = next_opening(windows, now)
                 out.append(PolicyResult(p.name, f"window:{api}", e, False,
-                                        f"{label} writes are outside every window at {now.isoformat()}; the next "
-                                        f"opens at {nxt.isoformat() if nxt else '(never)'}",
+                                        f"{label} writes are outside every window at {_when(now)}; the next "
+                                        f"opens at {_when(nxt)}",
                                         tuple(a for s in plan.submissions if s.api == api for a in s.items)))
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    overridden: list[str]          # soft policies that failed and are overridden by name (with a reason)
+    warnings: list[str]            # advisory rules that failed
+
+
+def enforce_policies(results: tuple[PolicyResult, ...], policies: tuple[Policy, ...],
+                     overrides: dict[str, str]) -> Enforcement:
+    """Before any write: a failed hard rule refuses; a failed soft rule refuses unless overridden by
+    name (`overrides`: name → reason); advisory ones only warn."""
+    names = {p.name for p in policies}
+    unknown = [n for n in overrides if n not in names]
+    if unknown:
+        raise PlanBlockedError(f"--override-policy {', '.join(unknown)}: no such Policy in the manifests; "
+                               "nothing was written")
+    failed = [r for r in results if not r.passed]
+    hard = [r for r in failed if r.enforcement == "hard"]
+    soft = [r for r in failed if r.enforcement == "soft" and r.policy not in overrides]
+    if hard or soft:
+        lines = [f"  {r.policy} {r.rule} ({r.enforcement}): {r.message}" for r in hard + soft]
+        hint = ("; a soft rule can be overridden with --override-policy NAME --reason TEXT" if soft and not hard else "")
+        raise PlanBlockedError("policies refuse this plan, so nothing was written:\n" + "\n".join(lines) + hint)
+    return Enforcement(sorted({r.policy for r in failed if r.enforcement == "soft"}),
+                       [f"advisory policy {r.policy} {r.rule}: {r.message}" for r in failed
+                        if r.enforcement == "advisory"])
+
+
+def window_guard(policies: tuple[Policy, ...], overridden: set[str],
+                 clock: Callable[[], dt.datetime]) -> Callable[[str], str | None]:
+    """Why a wave to `api` may not start now (an enforced policy's windows are all shut), or None. Asked
+    when each wave starts, by `clock`: the machine's real one in apply, an injected one in unit tests."""
+    def guard(api: str) -> str | None:
+        now = clock()
+        for p in policies:
+            windows = tuple(w for w in p.windows if w.api == api)
+            if not windows or p.enforcement == "advisory" or p.name in overridden:
+                continue
+            if not any(window_open(w, now) for w in windows):
+                return (f"not sent: policy {p.name} allows {api} writes only inside its windows, and none is open at "
+                        f"{_when(now)}; the next opens at {_when(next_opening(windows, now))}")
+        return None
+    return guard

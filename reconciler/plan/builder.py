@@ -19,7 +19,7 @@ from typing import Any
 from reconciler.config.ignore import IgnoreRule
 from reconciler.plan.targeting import Targeting, select
 from reconciler.plan.diff import diff_instruction, diff_registration
-from reconciler.errors import LiveStateError
+from reconciler.errors import Diagnostic, LiveStateError
 from reconciler.fields import (
     INSTRUCTION_FIELDS,
     ORION_BATCH_LIMIT,
@@ -27,7 +27,7 @@ from reconciler.fields import (
     SERVER_OWNED_SLEEVE_FIELDS,
     sleeve_model_id,
 )
-from reconciler.vendors.reads import LiveState
+from reconciler.vendors.reads import LiveState, missing_registration
 from reconciler.model import (
     Action,
     Change,
@@ -124,8 +124,7 @@ def build_plan(manifests: ManifestSet, live: LiveState, *, targeting: Targeting 
     for desired in regs:
         current = live.registrations.get(desired.registration_id)
         if current is None:
-            builder.problems.append((desired.address, f"{desired.source}: {desired.address} (registrationId "
-                                                      f"{desired.registration_id}) does not exist in Orion"))
+            builder.problems.append(missing_registration(desired))
             continue
         builder.add_registration(desired, current)
     builder.check()
@@ -143,13 +142,13 @@ class PlanBuilder:
     def __init__(self, *, ignore: tuple[IgnoreRule, ...] = (), today: dt.date | None = None) -> None:
         self.ignore, self.today = ignore, today
         self.unchanged = 0
-        self.problems: list[tuple[str, str]] = []         # (address, message)
+        self.problems: list[Diagnostic] = []
         self._regs: list[tuple[str, Change | None, tuple[IgnoredChange, ...]]] = []
         self._instrs: list[tuple[int, Change, tuple[IgnoredChange, ...]]] = []
 
     def add_registration(self, desired: DesiredRegistration, current: dict) -> None:
         d = diff_registration(desired, current, self.ignore, self.today)
-        self.problems.extend((desired.address, p) for p in d.problems)
+        self.problems.extend(d.problems)
         if not d.changed:
             self.unchanged += 1
             if d.ignored:
@@ -158,9 +157,9 @@ class PlanBuilder:
         payload = build_payload(desired, current, d)
         deleted = {t["accountId"] for t in payload["deletedSleeveTargets"] or []}
         remaining = [s for s in payload["accountSleeves"] if s.get("accountId") not in deleted]
-        for _, message, _ in iter_registration_problems(payload, remaining, complete=True):
-            self.problems.append((desired.address, f"{desired.source}: {desired.address}: after merging with "
-                                                   f"live state, {message}"))
+        for _, message, hint in iter_registration_problems(payload, remaining, complete=True):
+            self.problems.append(desired.source.problem(f"{desired.address}: after merging with live state, {message}",
+                                                        hint))
         self._regs.append((desired.address, Change(
             desired.address, Action.UPDATE, desired.source, d.fields, removed_sleeves=tuple(s["accountId"] for s in d.removed),
             added_sleeves=len(d.new_sleeves), payload=payload, fingerprint=fingerprint_registration(current)), d.ignored))
@@ -168,8 +167,7 @@ class PlanBuilder:
     def check(self) -> None:
         """Raise LiveStateError naming every registration that cannot be applied to live state."""
         if self.problems:
-            raise LiveStateError("the manifests cannot be applied to live state as it stands:\n"
-                                 + "\n".join(f"  {p}" for _, p in sorted(self.problems, key=lambda t: t[0])))
+            raise LiveStateError("the manifests cannot be applied to live state as it stands:", self.problems)
 
     def add_instruction(self, desired: DesiredInstruction, rows: list[dict], batch_size: int) -> None:
         d = diff_instruction(desired, rows, self.ignore, self.today)

@@ -16,6 +16,7 @@ from typing import Any
 from deepdiff import DeepDiff
 
 from reconciler.config.ignore import IgnoreRule
+from reconciler.errors import Diagnostic
 from reconciler.fields import COUNTED_SLEEVE_TYPES, normalise_value, sleeve_model_id
 from reconciler.model import DesiredInstruction, DesiredRegistration, FieldChange, IgnoredChange
 
@@ -60,7 +61,7 @@ class RegistrationDiff:
     ignored: tuple[IgnoredChange, ...] = ()
     declared: dict[int, dict] = field(default_factory=dict)  # live accountId → the declared sleeve fields
     labels: dict[str, int] = field(default_factory=dict)     # sleeve label in paths → live accountId
-    problems: tuple[str, ...] = ()                        # declared accountIds that are not live sleeves
+    problems: tuple[Diagnostic, ...] = ()                 # declared accountIds that are not live sleeves
 
     @property
     def changed(self) -> bool:
@@ -81,15 +82,16 @@ def pair_sleeves(desired: DesiredRegistration, live: dict) -> tuple[list[tuple[A
     live_sleeves = live.get("accountSleeves") or []
     taken: set[int] = set()
     pairs: list = [None] * len(desired.sleeves)
-    problems: list[str] = []
+    problems: list[Diagnostic] = []
     pinned = [(n, ds) for n, ds in enumerate(desired.sleeves) if ds.account_id]
     if pinned:
         by_id = {s.get("accountId"): s for s in live_sleeves}
         for n, ds in pinned:
             ls = by_id.get(ds.account_id)
             if ls is None:
-                problems.append(f"{ds.source}: accountId {ds.account_id} is not a sleeve of registration "
-                                f"{desired.registration_id}")
+                problems.append(ds.source.problem(f"accountId {ds.account_id} is not a sleeve of registration "
+                                                  f"{desired.registration_id}",
+                                                  "leave accountId out to match by sleeve type and model"))
                 continue
             taken.add(id(ls))
             pairs[n] = (ds, ls)

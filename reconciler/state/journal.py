@@ -36,6 +36,7 @@ Files are created 0600 in a 0700 folder: the journal names accounts and tickets.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import os
 import socket
@@ -71,19 +72,36 @@ def journal_ddl(prefix: str, serial: str, real: str, bigint: str) -> list[str]:
     ]
 
 
-class BatchState:
-    SUBMITTING, SUBMITTED, IN_DOUBT, TIMED_OUT = "submitting", "submitted", "in-doubt", "timed-out"
-    ENDED, REFUSED, RESOLVED = "ended", "refused", "resolved"
-    OPEN = (SUBMITTING, SUBMITTED, IN_DOUBT, TIMED_OUT)
+class BatchState(enum.StrEnum):
+    """A batch's state in the journal (the diagram above). Stored as its text."""
+
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    IN_DOUBT = "in-doubt"
+    TIMED_OUT = "timed-out"
+    ENDED = "ended"
+    REFUSED = "refused"
+    RESOLVED = "resolved"
+    # still tracked: its registrations are kept out of every plan
+    OPEN = enum.nonmember(frozenset({"submitting", "submitted", "in-doubt", "timed-out"}))
 
 
-class TicketEvent:
-    SENDING, SENT, REFUSED, EXISTS, IN_DOUBT = "sending", "sent", "refused", "exists", "in-doubt"
-    CONFIRMED, CONFLICT, ABSENT_SETTLED = "confirmed", "conflict", "absent-settled"
-    RESOLVED_ABSENT, RESOLVED_APPLIED = "resolved-absent", "resolved-applied"
-    OPEN = (SENDING, IN_DOUBT, EXISTS)
-    SENDABLE = (REFUSED, ABSENT_SETTLED, RESOLVED_ABSENT)
-    STORED = (SENT, CONFIRMED, CONFLICT, RESOLVED_APPLIED)   # SEI holds it: final, never sent again
+class TicketEvent(enum.StrEnum):
+    """One event in a ticket's log (the diagram above); the last one decides. Stored as its text."""
+
+    SENDING = "sending"
+    SENT = "sent"
+    REFUSED = "refused"
+    EXISTS = "exists"
+    IN_DOUBT = "in-doubt"
+    CONFIRMED = "confirmed"
+    CONFLICT = "conflict"
+    ABSENT_SETTLED = "absent-settled"
+    RESOLVED_ABSENT = "resolved-absent"
+    RESOLVED_APPLIED = "resolved-applied"
+    OPEN = enum.nonmember(frozenset({"sending", "in-doubt", "exists"}))              # outcome in doubt
+    SENDABLE = enum.nonmember(frozenset({"refused", "absent-settled", "resolved-absent"}))  # may be POSTed
+    STORED = enum.nonmember(frozenset({"sent", "confirmed", "conflict", "resolved-applied"}))  # final at SEI
 
 
 def _now() -> str:
@@ -184,7 +202,7 @@ class Journal:
     def open_batches(self) -> list[BatchEntry]:
         """Batches whose end was never seen: tracked, never resubmitted; their registrations kept out."""
         marks = ",".join("?" * len(BatchState.OPEN))
-        return self._batches(f"state IN ({marks})", BatchState.OPEN)
+        return self._batches(f"state IN ({marks})", tuple(sorted(BatchState.OPEN)))
 
     def batch(self, local_id: str) -> BatchEntry | None:
         found = self._batches("local_id = ?", (local_id,))

@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from reconciler.config import Settings
-from reconciler.errors import ApiError, LiveStateError
+from reconciler.errors import ApiError, Diagnostic, LiveStateError
 from reconciler.model import Action, DesiredInstruction, DesiredRegistration
 
-__all__ = ["LiveState", "PER_TICKET_READ_LIMIT", "ServerVerdict", "missing_registrations_error", "read_live_state",
+__all__ = ["missing_registration", "LiveState", "PER_TICKET_READ_LIMIT", "ServerVerdict", "missing_registrations_error", "read_live_state",
            "server_validate"]
 
 # Up to this many declared tickets are read one `GET ?id=` each (concurrently); beyond it, one pass
@@ -48,11 +48,13 @@ def read_live_state(vendors, registrations: tuple[DesiredRegistration, ...] | li
 
 
 def missing_registrations_error(missing: list[DesiredRegistration]) -> LiveStateError:
-    lines = [f"  {r.source}: {r.address} (registrationId {r.registration_id}) does not exist in Orion"
-             for r in sorted(missing, key=lambda r: (r.source.file, r.source.line))]
-    return LiveStateError("registrations declared in the manifests are missing in Orion; they cannot be "
-                          "created through the API (fix the registrationId or remove the manifest):\n"
-                          + "\n".join(lines))
+    return LiveStateError("registrations declared in the manifests are missing in Orion; they cannot be created "
+                          "through the API (fix the registrationId or remove the manifest):",
+                          [missing_registration(r) for r in missing])
+
+
+def missing_registration(r: DesiredRegistration) -> Diagnostic:
+    return r.source.problem(f"{r.address} (registrationId {r.registration_id}) does not exist in Orion")
 
 
 def read_tickets(vendors, ticket_ids: list[int], settings: Settings) -> dict[int, list[dict]]:
