@@ -20,18 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from reconciler.sandbox.contract import (
-    INSTRUCTION_FIELDS,
-    REGISTRATION_FIELDS,
-    SLEEVE_FIELDS,
-    registration_problems,
-    sleeve_model,
-    ticket_problems,
-)
+from reconciler.sandbox.contract import INSTRUCTION_FIELDS, registration_problems, sleeve_model, ticket_problems
+from reconciler.sandbox.writes import field_changes, merge, now_iso, recompute_totals
 
 __all__ = ["Batch", "SandboxState", "SandboxTiming"]
-
-NOT_REMOVABLE = ("Custodial account",)
 
 
 @dataclass
@@ -55,11 +47,6 @@ class Batch:
     status: str = "New"
     errors: list[dict] = field(default_factory=list)
     items_completed: int = 0
-
-
-def _now_iso() -> str:
-    """Orion's example dates carry an offset; the sandbox's are UTC, with it."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 class SandboxState:
@@ -125,7 +112,7 @@ class SandboxState:
 
     def log_write(self, api: str, method: str, path: str, **detail: Any) -> None:
         with self.lock:
-            self.writes.append({"api": api, "method": method, "path": path, "at": _now_iso(), **detail})
+            self.writes.append({"api": api, "method": method, "path": path, "at": now_iso(), **detail})
 
     # --- Orion --------------------------------------------------------------------------------------
 
@@ -166,7 +153,7 @@ class SandboxState:
             live = self.registrations.get(int(registration.get("registrationId") or 0))
             if live is None:
                 return {"isValid": False, "validationMessage": "registration does not exist"}
-            merged, problems = _merge(copy.deepcopy(live), registration, lambda: 0)
+            merged, problems = merge(copy.deepcopy(live), registration, lambda: 0)
             problems += self._unknown_models(merged)
             problems += registration_problems(merged)
             return {"isValid": not problems, "validationMessage": "; ".join(problems) or None}
@@ -175,7 +162,7 @@ class SandboxState:
         with self.lock:
             batch_id = self.next_batch_id
             self.next_batch_id += 1
-            self.batches[batch_id] = Batch(batch_id, copy.deepcopy(items), self.clock(), _now_iso(), who,
+            self.batches[batch_id] = Batch(batch_id, copy.deepcopy(items), self.clock(), now_iso(), who,
                                            created_epoch=time.time(), stuck=stuck, rejected=rejected)
             self.log_write("orion", "POST", "/api/v1/Trading/Sleeve/Registrations/Action/process/batch",
                            batchId=batch_id, registrationIds=[i.get("registrationId") for i in items])
@@ -220,7 +207,7 @@ class SandboxState:
             return {
                 "id": b.id, "correlationId": f"sandbox-{b.id}", "alClientName": "Sandbox Advisors",
                 "status": status, "message": None, "createdBy": b.created_by, "createdDate": b.created_iso,
-                "editedDate": _now_iso(), "elapsed": f"{elapsed:.1f}s", "parentId": None, "isDone": b.finished,
+                "editedDate": now_iso(), "elapsed": f"{elapsed:.1f}s", "parentId": None, "isDone": b.finished,
                 "totalItems": len(b.items), "itemsCompleted": completed,
                 "processingType": "SleeveRegistrationBatch",
                 "errorCount": sum(1 for e in b.errors if e["severity"] == "Error"),
@@ -251,7 +238,7 @@ class SandboxState:
                 failed += 1
                 continue
             before = copy.deepcopy(live)
-            merged, problems = _merge(copy.deepcopy(live), item, self._new_account_id)
+            merged, problems = merge(copy.deepcopy(live), item, self._new_account_id)
             problems += self._unknown_models(merged)
             problems += registration_problems(merged)
             if rid in b.rejected:
@@ -274,7 +261,7 @@ class SandboxState:
     def _error(self, b: Batch, rid: int, message: str, severity: str = "Error") -> None:
         b.errors.append({"id": self.next_error_id, "batchId": b.id, "errorMessage": f"registrationId {rid}: {message}",
                          "details": None, "severityCode": {"Error": 3, "Warning": 2}.get(severity, 1),
-                         "severity": severity, "createdBy": "sandbox", "createdDate": _now_iso()})
+                         "severity": severity, "createdBy": "sandbox", "createdDate": now_iso()})
         self.next_error_id += 1
 
     def _new_account_id(self) -> int:
@@ -282,11 +269,11 @@ class SandboxState:
         return self.next_account_id - 1
 
     def _store(self, reg: dict, before: dict, who: str, how: str) -> None:
-        now = _now_iso()
+        now = now_iso()
         reg["editedBy"], reg["editedDate"] = who, now
-        _recompute_totals(reg)
+        recompute_totals(reg)
         self.registrations[reg["registrationId"]] = reg
-        changes = _field_changes(before, reg)
+        changes = field_changes(before, reg)
         self.histories.setdefault(reg["registrationId"], []).insert(0, {
             "id": sum(len(h) for h in self.histories.values()) + 1, "registrationId": reg["registrationId"],
             "changeType": "Update", "editedBy": who, "editedDate": now, "description": how, "changes": changes})
@@ -344,68 +331,3 @@ class SandboxState:
     def ticket_count(self, ticket_id: int) -> int:
         with self.lock:
             return sum(1 for t in self.tickets if int(t["tradeTicketId"]) == ticket_id)
-
-
-def _merge(reg: dict, posted: dict, new_account_id: Callable[[], int]) -> tuple[dict, list[str]]:
-    """Orion's write semantics [assumed]: posted fields replace live ones; sleeves not posted are kept."""
-    problems: list[str] = []
-    for f in REGISTRATION_FIELDS:
-        if f in posted:
-            reg[f] = copy.deepcopy(posted[f])
-    sleeves = reg.setdefault("accountSleeves", [])
-    by_id = {s.get("accountId"): s for s in sleeves}
-    for s in posted.get("accountSleeves") or []:
-        aid = s.get("accountId") or 0
-        if aid == 0:
-            new = {f: copy.deepcopy(s.get(f)) for f in SLEEVE_FIELDS if f in s}
-            new.update(accountId=new_account_id(), registrationId=reg["registrationId"],
-                       modelAggId=sleeve_model(s), currentAllocation=0, currentValue=0,
-                       createdBy="sandbox", createdDate=_now_iso())
-            for f in ("targetAllocation", "contributionAllocation", "distributionAllocation",
-                      "corporateActionAllocation", "toleranceUpper", "toleranceLower"):
-                new.setdefault(f, 0)
-            sleeves.append(new)
-        elif aid in by_id:
-            for f in SLEEVE_FIELDS:
-                if f in s:
-                    by_id[aid][f] = copy.deepcopy(s[f])
-        else:
-            problems.append(f"accountId {aid} is not a sleeve of registration {reg['registrationId']}")
-    for item in posted.get("deletedSleeveTargets") or []:
-        # DeletedSleeveTargetDto objects [docs]; bare account ids are still read [assumed]
-        aid = item.get("accountId") if isinstance(item, dict) else item
-        target = by_id.get(aid)
-        if target is None:
-            problems.append(f"deletedSleeveTargets: accountId {aid} is not a sleeve of this registration")
-        elif target.get("sleeveType") in NOT_REMOVABLE:
-            problems.append(f"deletedSleeveTargets: the {target['sleeveType']} ({aid}) cannot be removed")
-        else:
-            sleeves.remove(target)
-    return reg, problems
-
-
-def _recompute_totals(reg: dict) -> None:
-    counted = [s for s in reg.get("accountSleeves") or [] if s.get("sleeveType") in ("Normal sleeve", "Unmanaged sleeve")]
-    for total, f in (("targetTotal", "targetAllocation"), ("contributionTotal", "contributionAllocation"),
-                     ("distributionTotal", "distributionAllocation")):
-        reg[total] = round(sum(float(s.get(f) or 0) for s in counted), 4)
-
-
-def _field_changes(before: dict, after: dict) -> list[dict]:
-    changes = []
-    for f in REGISTRATION_FIELDS:
-        if before.get(f) != after.get(f):
-            changes.append({"field": f, "before": before.get(f), "after": after.get(f)})
-    b_sleeves = {s.get("accountId"): s for s in before.get("accountSleeves") or []}
-    a_sleeves = {s.get("accountId"): s for s in after.get("accountSleeves") or []}
-    for aid in sorted(set(b_sleeves) | set(a_sleeves), key=lambda x: x or 0):
-        b, a = b_sleeves.get(aid), a_sleeves.get(aid)
-        if b is None:
-            changes.append({"field": f"accountSleeves[{aid}]", "before": None, "after": "added"})
-        elif a is None:
-            changes.append({"field": f"accountSleeves[{aid}]", "before": "present", "after": None})
-        else:
-            for f in SLEEVE_FIELDS:
-                if b.get(f) != a.get(f):
-                    changes.append({"field": f"accountSleeves[{aid}].{f}", "before": b.get(f), "after": a.get(f)})
-    return changes
