@@ -11,15 +11,17 @@ from reconciler.model import ManifestSet
 from reconciler.plan.explain import explain_stages
 from reconciler.plan.stages import Confirm, Recover
 
+from .conftest import claims_for
+
 
 class _NewStage:
     """A stage someone added to stages.py and forgot to teach the evaluator and the explainer."""
 
 
-def test_an_unknown_stage_raises_in_the_explainer_and_the_evaluator_never_skipped():
+def test_an_unknown_stage_raises_in_the_explainer_and_the_evaluator_never_skipped(tmp_path):
     with pytest.raises(AssertionError):
         explain_stages((Recover(), _NewStage(), Confirm(())))
-    evaluator = Evaluator(None, None, Settings(), ManifestSet((), (), ""), claims=None)
+    evaluator = Evaluator(None, None, Settings(), ManifestSet((), (), ""), claims=claims_for(tmp_path))
     with pytest.raises(AssertionError):
         evaluator._run_stage(_NewStage(), RunContext(1))
     with pytest.raises(AssertionError):   # the run's first pass over the stages (what it will report) too
