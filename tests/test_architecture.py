@@ -135,3 +135,25 @@ def test_environment_variables_are_read_only_in_config():
                     [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]):
                 offenders.append(f"{rel}:{node.lineno} (getpass)")
     assert not offenders, offenders
+
+
+def test_every_package_has_tests_in_its_mirror_folder():
+    """tests/<package>/ holds tests that import reconciler.<package>: a reader finds a module's tests by its path."""
+    packages = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
+    missing = []
+    for name in packages:
+        texts = [p.read_text() for p in (ROOT / "tests" / name).glob("test_*.py")]
+        if not any(f"reconciler.{name}" in t for t in texts):
+            missing.append(name)
+    assert not missing, f"no tests/<package>/test_*.py imports these packages: {missing}"
+
+
+def test_no_helper_is_defined_in_two_test_modules():
+    """Helpers live once, in tests/helpers/: a copy in two test modules drifts apart."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith(("test_", "Test")):
+                seen.setdefault(node.name, []).append(str(path.relative_to(ROOT)))
+    twice = {name: where for name, where in seen.items() if len(where) > 1}
+    assert not twice, twice

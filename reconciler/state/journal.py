@@ -310,6 +310,10 @@ class Journal:
                           (self.workspace,))
 
 
+# what SQLite raises for our own mistakes (a duplicate key, a closed connection), never for a damaged file
+_NOT_DAMAGE = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
 def damaged_journal(path: Path, e: BaseException) -> StateBackendError:
     """A journal file that cannot be read: say which, that nothing was sent, and what to do."""
     return StateBackendError(
@@ -361,6 +365,8 @@ class SqliteJournal(Journal):
                 self._db.execute(ddl)
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as e:
+            if isinstance(e, _NOT_DAMAGE):
+                raise
             raise damaged_journal(path, e) from e
         for suffix in ("-wal", "-shm"):
             side = Path(str(path) + suffix)
@@ -383,6 +389,8 @@ class SqliteJournal(Journal):
                 return []
             raise
         except sqlite3.DatabaseError as e:   # "file is not a database", "database disk image is malformed"
+            if isinstance(e, _NOT_DAMAGE):
+                raise
             raise damaged_journal(self.path, e) from e
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ from reconciler.sandbox.server import start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
 from reconciler.plan.stages import build_stages
 from tests.benchmarks.estate import write_estate
-from tests.conftest import settings_for
+from tests.helpers.vendors import settings_for
 
 
 def run(registrations: int, latency: float, parallelism: int, root: Path, state: dict,

@@ -7,18 +7,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["ROOT", "reconciler", "sandbox_env", "start"]
+__all__ = ["ROOT", "quick_env", "reconciler", "sandbox_env", "start"]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def sandbox_env(sb, *, workspace: Path | None = None, **extra: str) -> dict[str, str]:
-    """The environment for a CLI process against `sb`: quick retries, a 2 s read time-out, a 3 s settle
-    window, CI mode; state under `workspace` when given (else found from the manifests, as in real use)."""
-    env = {k: v for k, v in os.environ.items() if k != "RECONCILER_WORKSPACE"}
-    env.update(sb.env())
-    env.update({"RECONCILER_MAX_ATTEMPTS": "4", "RECONCILER_READ_TIMEOUT": "2", "RECONCILER_SETTLE_WINDOW": "3",
-                "CI": "true"})
+def quick_env(sb) -> dict[str, str]:
+    """What points a CLI at sandbox `sb`, with quick retries: a 2 s read time-out, a 3 s settle window."""
+    return {**sb.env(), "RECONCILER_MAX_ATTEMPTS": "4", "RECONCILER_READ_TIMEOUT": "2",
+            "RECONCILER_SETTLE_WINDOW": "3"}
+
+
+def sandbox_env(sb, *, workspace: Path | None = None, ci: bool | None = True, **extra: str) -> dict[str, str]:
+    """The whole environment of a CLI process against `sb` (quick_env; CI mode, or none with `ci=False`, or
+    as this process has it with `ci=None`); state under `workspace` when given, else found from the
+    manifests as in real use."""
+    env = {k: v for k, v in os.environ.items() if k != "RECONCILER_WORKSPACE" and not (k == "CI" and ci is not None)}
+    env.update(quick_env(sb))
+    if ci:
+        env["CI"] = "true"
     if workspace is not None:
         env["RECONCILER_WORKSPACE"] = str(workspace)
     env.update(extra)

@@ -1,4 +1,4 @@
-"""The sandbox seen from a test: its control API over HTTP, its counters, and waits on its state."""
+"""The sandbox seen from a test: its control API over HTTP, its counters, edits outside Git, and waits."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Any
 
 import httpx
 
-__all__ = ["batch_posts", "control", "counts", "orion_batches", "quiet", "ticket_posts", "wait_for", "writes"]
+__all__ = ["batch_posts", "control", "counts", "edit_outside_git", "orion_batches", "quiet", "raw_batch_status",
+           "ticket_posts", "wait_for", "writes"]
 
 
 def control(sb, method: str, path: str, **kw) -> Any:
     """Call the sandbox's own /_sandbox/… API (counters, faults, state, edits outside Git)."""
-    return httpx.request(method, f"{sb.url}/_sandbox{path}", timeout=60, **kw).json()
+    return httpx.request(method, f"{sb.url}/_sandbox{path}", timeout=kw.pop("timeout", 60), **kw).json()
 
 
 def counts(sb) -> dict[str, int]:
@@ -35,6 +36,18 @@ def ticket_posts(sb) -> int:
 def orion_batches(sb) -> list[dict]:
     """The batch writes the sandbox logged, in order."""
     return [w for w in sb.state.writes if w["api"] == "orion"]
+
+
+def edit_outside_git(sb, rid: int, who: str, **patch) -> dict:
+    """Change registration `rid` in the sandbox as someone in Orion's UI would: `set=`, `sleeves=`."""
+    r = httpx.patch(f"{sb.url}/_sandbox/registrations/{rid}", json={"editedBy": who, **patch}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def raw_batch_status(vendors, batch_id: int) -> dict:
+    """A batch's status exactly as the sandbox answers it, for tests of the wire format itself."""
+    return vendors.orion.http.request("GET", f"/v1/Utility/BatchProcessing/{batch_id}", safe=True).json()
 
 
 def wait_for(condition, timeout: float = 30.0) -> None:

@@ -1,13 +1,15 @@
-"""Manifest trees for tests: copies of the example estate, in repositories of their own."""
+"""Manifest trees for tests: copies of the example estate, in repositories of their own, or generated."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+from ..benchmarks.estate import write_estate
 from .processes import ROOT
+from .sandbox import control
 
-__all__ = ["repository", "state_journal"]
+__all__ = ["estate", "example_tree", "repository"]
 
 
 def repository(where: Path, manifests: str = "manifests") -> Path:
@@ -17,7 +19,15 @@ def repository(where: Path, manifests: str = "manifests") -> Path:
     return where
 
 
-def state_journal(root: Path) -> Path | None:
-    """The journal of the one workspace whose state lives under `root`/.reconciler, if there is one."""
-    found = sorted((root / ".reconciler").glob("*/journal.db"))
-    return found[0] if found else None
+def example_tree(where: Path) -> Path:
+    """A copy of the example manifests (no repository around it) to edit in a test."""
+    shutil.copytree(ROOT / "manifests", where)
+    return where
+
+
+def estate(sb, tmp_path: Path, regs: int, instrs: int = 0, drift: float = 0.01) -> str:
+    """A generated estate: manifests under tmp_path/m, and `sb` seeded with the live state they drift from."""
+    state = write_estate(tmp_path / "m", regs, instrs, drift=drift)
+    control(sb, "PUT", "/state", json=state)
+    control(sb, "POST", "/counters/reset")
+    return str(tmp_path / "m")
