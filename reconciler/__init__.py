@@ -26,23 +26,42 @@ from reconciler.version import __version__
 # name → the module that defines it
 _EXPORTS = {
     # load and check
-    "load_manifests": "reconciler.manifests", "ManifestSet": "reconciler.model",
-    "load_settings": "reconciler.config", "Settings": "reconciler.config",
+    "load_manifests": "reconciler.manifests",
+    "ManifestSet": "reconciler.model",
+    "load_settings": "reconciler.config",
+    "Settings": "reconciler.config",
     # read and plan
-    "open_session": "reconciler.vendors.session", "plan_stream": "reconciler.plan.stream", "StreamedPlan": "reconciler.plan.stream",
-    "read_live_state": "reconciler.vendors.reads", "build_plan": "reconciler.plan.builder", "Targeting": "reconciler.plan.targeting",
-    "Plan": "reconciler.model", "Change": "reconciler.model", "Action": "reconciler.model",
-    "render_plan_text": "reconciler.render", "render_plan_markdown": "reconciler.render",
+    "open_session": "reconciler.vendors.session",
+    "plan_stream": "reconciler.plan.stream",
+    "StreamedPlan": "reconciler.plan.stream",
+    "read_live_state": "reconciler.vendors.reads",
+    "build_plan": "reconciler.plan.builder",
+    "Targeting": "reconciler.plan.targeting",
+    "Plan": "reconciler.model",
+    "Change": "reconciler.model",
+    "Action": "reconciler.model",
+    "render_plan_text": "reconciler.render",
+    "render_plan_markdown": "reconciler.render",
     "plan_to_document": "reconciler.plan.document",
     # apply
-    "ApplyRequest": "reconciler.apply.run", "run_apply": "reconciler.apply.run",
+    "ApplyRequest": "reconciler.apply.run",
+    "run_apply": "reconciler.apply.run",
     # audit
-    "build_drift_report": "reconciler.audit.drift", "DriftReport": "reconciler.audit.drift", "Finding": "reconciler.audit.drift",
+    "build_drift_report": "reconciler.audit.drift",
+    "DriftReport": "reconciler.audit.drift",
+    "Finding": "reconciler.audit.drift",
     # errors
-    "ReconcilerError": "reconciler.errors", "ManifestError": "reconciler.errors", "Diagnostic": "reconciler.errors",
-    "ConfigError": "reconciler.errors", "ApiError": "reconciler.errors", "ApiAuthError": "reconciler.errors",
-    "AmbiguousWriteError": "reconciler.errors", "LiveStateError": "reconciler.errors",
-    "PlanFileError": "reconciler.errors", "PlanBlockedError": "reconciler.errors", "LockError": "reconciler.errors",
+    "ReconcilerError": "reconciler.errors",
+    "ManifestError": "reconciler.errors",
+    "Diagnostic": "reconciler.errors",
+    "ConfigError": "reconciler.errors",
+    "ApiError": "reconciler.errors",
+    "ApiAuthError": "reconciler.errors",
+    "AmbiguousWriteError": "reconciler.errors",
+    "LiveStateError": "reconciler.errors",
+    "PlanFileError": "reconciler.errors",
+    "PlanBlockedError": "reconciler.errors",
+    "LockError": "reconciler.errors",
     "StateBackendError": "reconciler.errors",
 }
 
@@ -54,7 +73,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'reconciler' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
-    globals()[name] = value   # later lookups skip this function
+    globals()[name] = value  # later lookups skip this function
     return value
 
 

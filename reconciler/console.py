@@ -24,8 +24,17 @@ from reconciler.escaping import visible
 
 __all__ = ["Output", "ProgressReporter"]
 
-_MARKER_STYLES = {"+": "green", "~": "yellow", "-": "red", "!": "magenta", "#": "bold",
-                  "✓": "green", "✗": "red", "?": "yellow", "·": "dim"}
+_MARKER_STYLES = {
+    "+": "green",
+    "~": "yellow",
+    "-": "red",
+    "!": "magenta",
+    "#": "bold",
+    "✓": "green",
+    "✗": "red",
+    "?": "yellow",
+    "·": "dim",
+}
 
 
 def _guard(text: str) -> str:
@@ -38,18 +47,39 @@ def _guard(text: str) -> str:
 class Output:
     """Where the CLI writes: stdout for results, stderr for errors and progress."""
 
-    def __init__(self, stdout: TextIO | None = None, stderr: TextIO | None = None, color: bool | None = None, *,
-                 ci: bool = False, no_color: bool = False):
+    def __init__(
+        self,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        color: bool | None = None,
+        *,
+        ci: bool = False,
+        no_color: bool = False,
+    ):
         """`color` None: colour on a terminal, unless in CI (`ci`) or asked not to (`no_color`, NO_COLOR)."""
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
         self.ci = ci
         tty = _isatty(self.stdout) and not ci
         self.color = tty and not no_color if color is None else color
-        self._out = Console(file=self.stdout, force_terminal=self.color, no_color=not self.color,
-                            highlight=False, soft_wrap=True, emoji=False, markup=False)
-        self._err = Console(file=self.stderr, force_terminal=self.color and _isatty(self.stderr),
-                            no_color=not self.color, highlight=False, soft_wrap=True, emoji=False, markup=False)
+        self._out = Console(
+            file=self.stdout,
+            force_terminal=self.color,
+            no_color=not self.color,
+            highlight=False,
+            soft_wrap=True,
+            emoji=False,
+            markup=False,
+        )
+        self._err = Console(
+            file=self.stderr,
+            force_terminal=self.color and _isatty(self.stderr),
+            no_color=not self.color,
+            highlight=False,
+            soft_wrap=True,
+            emoji=False,
+            markup=False,
+        )
 
     @property
     def interactive(self) -> bool:
@@ -95,9 +125,15 @@ class ProgressReporter:
         self.lock = threading.Lock()
         self.bar: Progress | None = None
         if output.color and _isatty(output.stderr):
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                                console=output._err, transient=False)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                console=output._err,
+                transient=False,
+            )
             self.task = self.bar.add_task(title, total=total, status="")
 
     def __enter__(self) -> "ProgressReporter":

@@ -15,8 +15,17 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["VENDOR_TEXT_LIMIT", "bounded", "html_text", "is_invisible", "md_code", "md_fence", "md_text", "terminal",
-           "visible"]
+__all__ = [
+    "VENDOR_TEXT_LIMIT",
+    "bounded",
+    "html_text",
+    "is_invisible",
+    "md_code",
+    "md_fence",
+    "md_text",
+    "terminal",
+    "visible",
+]
 
 # Vendor strings (messages, editors, ids) are shown up to this many characters: enough for any real
 # message, small enough that a 2 MB answer cannot flood a terminal or a comment.
@@ -40,9 +49,11 @@ def _escape_char(ch: str) -> str:
     return f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
 
 
-_INVISIBLE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
-                           "\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb"
-                           "\ue000-\uf8ff\U000e0000-\U000e0fff]")
+_INVISIBLE_RE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
+    "\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb"
+    "\ue000-\uf8ff\U000e0000-\U000e0fff]"
+)
 
 
 def visible(text: object, limit: int | None = None) -> str:

@@ -42,48 +42,118 @@ __all__ = [
 
 # Registration-level fields a manifest may declare [docs].
 REGISTRATION_FIELDS = (
-    "isActive", "isDoNotTrade", "contributionAllocationMethod", "distributionAllocationMethod",
-    "corporateActionAllocationMethod", "autoRebalFrequency", "autoRebalMonth", "autoRebalDay",
-    "sleeveStrategyId", "sleeveStrategyAggId", "mandate", "tolerancePercent", "custodialBilling",
-    "sleeveBilling", "excludedAssets", "includedAssets",
+    "isActive",
+    "isDoNotTrade",
+    "contributionAllocationMethod",
+    "distributionAllocationMethod",
+    "corporateActionAllocationMethod",
+    "autoRebalFrequency",
+    "autoRebalMonth",
+    "autoRebalDay",
+    "sleeveStrategyId",
+    "sleeveStrategyAggId",
+    "mandate",
+    "tolerancePercent",
+    "custodialBilling",
+    "sleeveBilling",
+    "excludedAssets",
+    "includedAssets",
 )
 
 # Per-sleeve fields a manifest may declare [docs]. accountId is identity, not a value.
 SLEEVE_FIELDS = (
-    "sleeveType", "modelAggId", "model", "managementStyleId", "subAdvisorId", "targetAllocation",
-    "contributionAllocation", "distributionAllocation", "corporateActionAllocation", "toleranceUpper",
-    "toleranceLower", "targetBalanceType", "doNotTrade", "minimumCash", "replenishMinCash",
+    "sleeveType",
+    "modelAggId",
+    "model",
+    "managementStyleId",
+    "subAdvisorId",
+    "targetAllocation",
+    "contributionAllocation",
+    "distributionAllocation",
+    "corporateActionAllocation",
+    "toleranceUpper",
+    "toleranceLower",
+    "targetBalanceType",
+    "doNotTrade",
+    "minimumCash",
+    "replenishMinCash",
     "minimumInvestmentAmount",
 )
 
 SERVER_OWNED_REGISTRATION_FIELDS = (
-    "clientId", "sweepAssetId", "createdBy", "createdDate", "editedBy", "editedDate", "rowId",
-    "regValue", "assets", "categoryAllocations", "riskScore", "aggregateRiskScore", "needsUpdate",
-    "needsUpdateReason", "eclipseFirmId", "contributionTotal", "distributionTotal", "targetTotal",
-    "riskScoreTotal", "normalGroupedSleeves", "custodialAccountNumber", "asOfDate",
-    "registrationRiskTolerance", "isValid", "validationMessage",
+    "clientId",
+    "sweepAssetId",
+    "createdBy",
+    "createdDate",
+    "editedBy",
+    "editedDate",
+    "rowId",
+    "regValue",
+    "assets",
+    "categoryAllocations",
+    "riskScore",
+    "aggregateRiskScore",
+    "needsUpdate",
+    "needsUpdateReason",
+    "eclipseFirmId",
+    "contributionTotal",
+    "distributionTotal",
+    "targetTotal",
+    "riskScoreTotal",
+    "normalGroupedSleeves",
+    "custodialAccountNumber",
+    "asOfDate",
+    "registrationRiskTolerance",
+    "isValid",
+    "validationMessage",
 )
 
 SERVER_OWNED_SLEEVE_FIELDS = (
-    "sweepAssetId", "createdBy", "createdDate", "editedBy", "editedDate", "rowId", "currentAllocation",
-    "currentValue", "regValue", "assets", "categoryAllocations", "sleeveDescription", "modelAgg",
-    "managementStyle", "managementStyleName", "subAdvisor", "riskScore", "createdFromOciProcess",
-    "hasSMAModel", "registrationId",
+    "sweepAssetId",
+    "createdBy",
+    "createdDate",
+    "editedBy",
+    "editedDate",
+    "rowId",
+    "currentAllocation",
+    "currentValue",
+    "regValue",
+    "assets",
+    "categoryAllocations",
+    "sleeveDescription",
+    "modelAgg",
+    "managementStyle",
+    "managementStyleName",
+    "subAdvisor",
+    "riskScore",
+    "createdFromOciProcess",
+    "hasSMAModel",
+    "registrationId",
 )
 
 # The instruction fields SEI stores as submitted [seed]; batchSize is derived, never declared.
 INSTRUCTION_FIELDS = (
-    "batchId", "tradeTicketId", "masterOrderId", "strategyCode", "side", "ticker", "cusip",
-    "securityName", "target", "orderGenerationPrice", "minimumCash", "affectsModel", "comments",
+    "batchId",
+    "tradeTicketId",
+    "masterOrderId",
+    "strategyCode",
+    "side",
+    "ticker",
+    "cusip",
+    "securityName",
+    "target",
+    "orderGenerationPrice",
+    "minimumCash",
+    "affectsModel",
+    "comments",
 )
 
-SLEEVE_TYPES = ("Normal sleeve", "Custodial account", "Contribution sleeve", "Distribution sleeve",
-                "Unmanaged sleeve")
+SLEEVE_TYPES = ("Normal sleeve", "Custodial account", "Contribution sleeve", "Distribution sleeve", "Unmanaged sleeve")
 # targetAllocation sums to 100 over these [docs]; so do Assigned contribution/distribution [assumed].
 COUNTED_SLEEVE_TYPES = frozenset({"Normal sleeve", "Unmanaged sleeve"})
 # At most one of each per registration [assumed].
 SINGLETON_SLEEVE_TYPES = ("Custodial account", "Contribution sleeve", "Distribution sleeve")
-ASSIGNED = "UseAssigned"   # the canonical spelling; see ALLOCATION_METHODS
+ASSIGNED = "UseAssigned"  # the canonical spelling; see ALLOCATION_METHODS
 
 # targetBalanceType is Percent (1) or Dollars (2) [docs]; "Amount" was this project's earlier
 # assumption for 2 and is still read as Dollars. The sums to 100 hold for Percent only [docs].
@@ -93,12 +163,23 @@ _BALANCE_SPELLINGS = {"percent": "Percent", "dollars": "Dollars", "amount": "Dol
 # The allocation methods arrive as UseAssigned/UseTarget/UseOUB/UseCurrent in the public OpenAPI
 # description and as Assigned / Sleeve Current Percent in the vendor's guides [docs]; the other two
 # guide spellings are [assumed]. Both normalise to the Use… form before any comparison or rule.
-ALLOCATION_METHODS = {"useassigned": "UseAssigned", "assigned": "UseAssigned",
-                      "usecurrent": "UseCurrent", "sleeve current percent": "UseCurrent", "current": "UseCurrent",
-                      "usetarget": "UseTarget", "target": "UseTarget", "sleeve target percent": "UseTarget",
-                      "useoub": "UseOUB", "oub": "UseOUB"}
-ALLOCATION_METHOD_FIELDS = ("contributionAllocationMethod", "distributionAllocationMethod",
-                            "corporateActionAllocationMethod")
+ALLOCATION_METHODS = {
+    "useassigned": "UseAssigned",
+    "assigned": "UseAssigned",
+    "usecurrent": "UseCurrent",
+    "sleeve current percent": "UseCurrent",
+    "current": "UseCurrent",
+    "usetarget": "UseTarget",
+    "target": "UseTarget",
+    "sleeve target percent": "UseTarget",
+    "useoub": "UseOUB",
+    "oub": "UseOUB",
+}
+ALLOCATION_METHOD_FIELDS = (
+    "contributionAllocationMethod",
+    "distributionAllocationMethod",
+    "corporateActionAllocationMethod",
+)
 
 
 def normalise_method(value: Any) -> Any:
@@ -117,17 +198,34 @@ def balance_type(sleeve: dict) -> str:
         return TARGET_BALANCE_TYPES.get(value, str(value))
     return _BALANCE_SPELLINGS.get(str(value).strip().lower(), str(value))
 
+
 # Sums of percentages are compared with this slack so that 33.33 + 33.33 + 33.34 is 100 [assumed].
 NUMERIC_TOLERANCE = 0.01
 
 # Values `import` leaves out because they are what Orion holds when nobody set anything [assumed].
-REGISTRATION_DEFAULTS = {"isDoNotTrade": False, "mandate": False, "tolerancePercent": None, "sleeveStrategyId": None,
-                         "sleeveStrategyAggId": None, "excludedAssets": None, "includedAssets": None,
-                         "autoRebalFrequency": "None"}
-SLEEVE_DEFAULTS = {"subAdvisorId": None, "managementStyleId": None, "corporateActionAllocation": 0,
-                   "toleranceUpper": 0, "toleranceLower": 0, "doNotTrade": False, "minimumCash": None,
-                   "replenishMinCash": (False, None), "minimumInvestmentAmount": None,
-                   "contributionAllocation": 0, "distributionAllocation": 0}
+REGISTRATION_DEFAULTS = {
+    "isDoNotTrade": False,
+    "mandate": False,
+    "tolerancePercent": None,
+    "sleeveStrategyId": None,
+    "sleeveStrategyAggId": None,
+    "excludedAssets": None,
+    "includedAssets": None,
+    "autoRebalFrequency": "None",
+}
+SLEEVE_DEFAULTS = {
+    "subAdvisorId": None,
+    "managementStyleId": None,
+    "corporateActionAllocation": 0,
+    "toleranceUpper": 0,
+    "toleranceLower": 0,
+    "doNotTrade": False,
+    "minimumCash": None,
+    "replenishMinCash": (False, None),
+    "minimumInvestmentAmount": None,
+    "contributionAllocation": 0,
+    "distributionAllocation": 0,
+}
 
 # The vendors' documented hosts by environment [docs]. Orion documents production and test only;
 # SEI's Build and Sandbox environments are paired with Orion's test host [assumed].
@@ -138,13 +236,13 @@ ENVIRONMENTS = {
     "build": ("https://testapi.orionadvisor.com/api", "https://build.mtls.api.seic.com"),
 }
 
-ORION_BATCH_LIMIT = 100   # more than 100 items is a 400 [assumed]; the seed recommends 50–100
+ORION_BATCH_LIMIT = 100  # more than 100 items is a 400 [assumed]; the seed recommends 50–100
 # The BatchProcessing list is asked for batches created from this long before our POST was
 # journaled, so a server clock a little behind ours still lists it [assumed: the filter is inclusive
 # and a just-accepted batch is listed at once].
 BATCH_LIST_SKEW_SECONDS = 120.0
-ORION_READ_CHUNK = 500    # ids per ListWithAccountSleeves call [assumed]
-SEI_PAGE_LIMIT = 1000     # largest `limit` SEI accepts [assumed]
+ORION_READ_CHUNK = 500  # ids per ListWithAccountSleeves call [assumed]
+SEI_PAGE_LIMIT = 1000  # largest `limit` SEI accepts [assumed]
 # How long after a write whose answer was lost the vendor may still commit it: the settle window's
 # floor, by environment [assumed: neither vendor documents how long it may hold a request]. It is a
 # property of the vendor, not of the client's time-outs: a user who asks for 2 s time-outs must not

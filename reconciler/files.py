@@ -25,8 +25,10 @@ def check_writable(path: str | Path, what: str = "file") -> Path:
     if p.is_dir():
         raise ReconcilerError(f"{p}: is a directory; give a file name for the {what}")
     if not parent.is_dir():
-        raise ReconcilerError(f"{p}: the folder {parent} does not exist; create it or choose another path "
-                              f"for the {what} (nothing was written)")
+        raise ReconcilerError(
+            f"{p}: the folder {parent} does not exist; create it or choose another path "
+            f"for the {what} (nothing was written)"
+        )
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ReconcilerError(f"{p}: the folder {parent} is not writable; choose another path for the {what}")
     return p

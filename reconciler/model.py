@@ -61,7 +61,7 @@ class Source:
 
 @dataclass(frozen=True)
 class DesiredSleeve:
-    fields: dict[str, Any]          # declared sleeve fields, accountId included when given
+    fields: dict[str, Any]  # declared sleeve fields, accountId included when given
     source: Source
 
     @property
@@ -81,7 +81,7 @@ class DesiredSleeve:
 class DesiredRegistration:
     name: str
     registration_id: int
-    fields: dict[str, Any]          # declared registration-level fields (template merged)
+    fields: dict[str, Any]  # declared registration-level fields (template merged)
     sleeves: tuple[DesiredSleeve, ...]
     source: Source
     labels: dict[str, str] = field(default_factory=dict)
@@ -95,7 +95,7 @@ class DesiredRegistration:
 @dataclass(frozen=True)
 class DesiredInstruction:
     ticket_id: int
-    fields: dict[str, Any]          # the instruction as SEI will store it, batch defaults merged
+    fields: dict[str, Any]  # the instruction as SEI will store it, batch defaults merged
     batch_id: str
     batch_name: str
     source: Source
@@ -134,7 +134,7 @@ class Window:
 @dataclass(frozen=True)
 class Policy:
     name: str
-    enforcement: str                  # advisory | soft | hard
+    enforcement: str  # advisory | soft | hard
     limits: dict[str, float]
     windows: tuple[Window, ...]
     source: Source
@@ -146,7 +146,7 @@ class ManifestSet:
 
     registrations: tuple[DesiredRegistration, ...]
     batches: tuple[DesiredBatch, ...]
-    digest: str                       # sha256 over the files' paths and bytes
+    digest: str  # sha256 over the files' paths and bytes
     files: tuple[str, ...] = ()
     policies: tuple[Policy, ...] = ()
 
@@ -184,20 +184,20 @@ class Change:
     action: Action
     source: Source
     fields: tuple[FieldChange, ...] = ()
-    removed_sleeves: tuple[int, ...] = ()   # accountIds sent in deletedSleeveTargets
+    removed_sleeves: tuple[int, ...] = ()  # accountIds sent in deletedSleeveTargets
     added_sleeves: int = 0
-    payload: dict[str, Any] | None = None   # what apply sends: whole registration or SEI body
-    fingerprint: str = ""                   # of the live state this change was computed from
+    payload: dict[str, Any] | None = None  # what apply sends: whole registration or SEI body
+    fingerprint: str = ""  # of the live state this change was computed from
 
 
 @dataclass(frozen=True)
 class Submission:
     """One HTTP write apply will make. Orion batches form wave 1, SEI requests wave 2."""
 
-    api: str                          # "orion" | "sei"
+    api: str  # "orion" | "sei"
     method: str
     path: str
-    items: tuple[str, ...]            # addresses
+    items: tuple[str, ...]  # addresses
     wave: int
     body: Any = None
 
@@ -208,7 +208,7 @@ class Plan:
     submissions: tuple[Submission, ...]
     unchanged: int
     ignored: tuple[IgnoredChange, ...] = ()
-    policy_results: tuple = ()        # policy.PolicyResult, evaluated when the plan was made
+    policy_results: tuple = ()  # policy.PolicyResult, evaluated when the plan was made
     # set when `plan --now` / RECONCILER_NOW judged change windows as of another moment (what-if);
     # None: the real clock. Shown with the results, never carried into apply (which uses its clock).
     windows_as_of: str | None = None

@@ -36,10 +36,12 @@ def parse_recipients(values: Iterable[str], where: str) -> tuple[str, ...]:
             continue
         try:
             x25519.Recipient.from_str(v)
-        except Exception as e:   # pyrage raises its own RecipientError or a ValueError by version
+        except Exception as e:  # pyrage raises its own RecipientError or a ValueError by version
             shown = v[:12] + "…" if len(v) > 12 else v
-            raise ConfigError(f"{where}: {shown!r} is not an age X25519 recipient (age1…); make one with "
-                              "`reconciler keygen` or `age-keygen`") from e
+            raise ConfigError(
+                f"{where}: {shown!r} is not an age X25519 recipient (age1…); make one with "
+                "`reconciler keygen` or `age-keygen`"
+            ) from e
         out.append(v)
     return tuple(out)
 
@@ -59,24 +61,31 @@ def _identity(secret: Secret) -> x25519.Identity:
     try:
         return x25519.Identity.from_str(lines[0] if lines else "")
     except Exception:  # `from None` on purpose: the parser's message may quote the secret key it refused
-        raise ConfigError("RECONCILER_PLAN_IDENTITY is not an age identity (AGE-SECRET-KEY-1…); give the key "
-                          "`reconciler keygen` or `age-keygen` wrote (or RECONCILER_PLAN_IDENTITY_FILE)") from None
+        raise ConfigError(
+            "RECONCILER_PLAN_IDENTITY is not an age identity (AGE-SECRET-KEY-1…); give the key "
+            "`reconciler keygen` or `age-keygen` wrote (or RECONCILER_PLAN_IDENTITY_FILE)"
+        ) from None
 
 
 def unseal(data: bytes, identity: Secret | None, name: str) -> bytes:
     """The plaintext of an encrypted file; one readable error (never the identity) for each way it fails."""
     if identity is None:
-        raise PlanFileError(f"{name} is encrypted: set RECONCILER_PLAN_IDENTITY (or RECONCILER_PLAN_IDENTITY_FILE) "
-                            "to the identity of one of its recipients; only the apply environment should hold it")
+        raise PlanFileError(
+            f"{name} is encrypted: set RECONCILER_PLAN_IDENTITY (or RECONCILER_PLAN_IDENTITY_FILE) "
+            "to the identity of one of its recipients; only the apply environment should hold it"
+        )
     key = _identity(identity)
     try:
         return pyrage.decrypt(data, [key])
     except pyrage.DecryptError as e:
         if "no matching keys" in str(e).lower():
-            raise PlanFileError(f"{name} is encrypted to other recipients: RECONCILER_PLAN_IDENTITY is not one of "
-                                "them (check which key the plan job encrypts to)") from e
-        raise PlanFileError(f"{name} is damaged or truncated (decryption failed); nothing was written; make a new "
-                            "plan") from e
+            raise PlanFileError(
+                f"{name} is encrypted to other recipients: RECONCILER_PLAN_IDENTITY is not one of "
+                "them (check which key the plan job encrypts to)"
+            ) from e
+        raise PlanFileError(
+            f"{name} is damaged or truncated (decryption failed); nothing was written; make a new plan"
+        ) from e
 
 
 def generate_identity() -> tuple[str, str]:

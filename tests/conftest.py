@@ -29,8 +29,8 @@ from .helpers.vendors import settings_for
 # process it starts, stay in a folder of its own (one per xdist worker).
 os.environ.setdefault("RECONCILER_CLAIMS_DIR", tempfile.mkdtemp(prefix="reconciler-test-claims-"))
 
-FAST_BATCHES = 0.2   # seconds a sandbox batch takes in most tests
-SLOW_BATCHES = 5.0   # seconds a batch takes where a second command must meet it still processing
+FAST_BATCHES = 0.2  # seconds a sandbox batch takes in most tests
+SLOW_BATCHES = 5.0  # seconds a batch takes where a second command must meet it still processing
 
 
 @pytest.fixture
@@ -71,6 +71,7 @@ def no_network(monkeypatch):
 
 # --- sandboxes, on free loopback ports ---------------------------------------------------------------
 
+
 @pytest.fixture
 def sandbox():
     state = SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=FAST_BATCHES))
@@ -104,7 +105,7 @@ def env(sandbox, monkeypatch, tmp_path):
 
 # --- a throwaway PostgreSQL cluster for the shared state backend ------------------------------------
 
-PG_PASSWORD = "canary-pg-pass-5b7e1f"   # must never appear in any output, log, report or journal
+PG_PASSWORD = "canary-pg-pass-5b7e1f"  # must never appear in any output, log, report or journal
 
 
 def _pg_bin() -> Path | None:
@@ -143,17 +144,48 @@ def pg_url():
     if as_postgres:
         shutil.chown(pwfile, "postgres")
     port = _free_port()
-    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "reconciler", "--pwfile", str(pwfile),
-                    "-A", "scram-sha-256", "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *as_postgres,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "reconciler",
+            "--pwfile",
+            str(pwfile),
+            "-A",
+            "scram-sha-256",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
     pwfile.unlink()
-    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
-                    f"-p {port} -k {run} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            *as_postgres,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(root / "log"),
+            "-o",
+            f"-p {port} -k {run} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://reconciler:{PG_PASSWORD}@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -10,7 +10,7 @@ from importlinter.cli import lint_imports
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "reconciler"
-MAX_LINES = 400   # STYLE.md: split by responsibility before a module grows past a few hundred lines
+MAX_LINES = 400  # STYLE.md: split by responsibility before a module grows past a few hundred lines
 
 
 def test_the_import_contracts_hold():
@@ -35,7 +35,9 @@ LIBRARY_ENTRIES = {"reconciler.vendors.session", "reconciler.vendors.doctor", "r
 
 def _names_vendors(node: ast.expr) -> bool:
     """`vendors` or `x.vendors`: the connection to Orion and SEI."""
-    return (isinstance(node, ast.Name) and node.id == "vendors") or (isinstance(node, ast.Attribute) and node.attr == "vendors")
+    return (isinstance(node, ast.Name) and node.id == "vendors") or (
+        isinstance(node, ast.Attribute) and node.attr == "vendors"
+    )
 
 
 def test_the_cli_does_no_vendor_io():
@@ -49,8 +51,11 @@ def test_the_cli_does_no_vendor_io():
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} calls a vendor")
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
-                offenders += [f"{path.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names
-                              if n.startswith("reconciler.vendors") and n not in LIBRARY_ENTRIES]
+                offenders += [
+                    f"{path.relative_to(ROOT)}:{node.lineno} imports {n}"
+                    for n in names
+                    if n.startswith("reconciler.vendors") and n not in LIBRARY_ENTRIES
+                ]
     assert not offenders, offenders
 
 
@@ -69,8 +74,11 @@ def test_every_sandbox_module_but_its_entry_is_shut():
 
     contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
     door = next(c for c in contracts if c["id"] == "sandbox-door")
-    modules = {f"reconciler.sandbox.{p.stem}" for p in (PACKAGE / "sandbox").glob("*.py")
-               if p.stem not in ("__init__", "entry")}
+    modules = {
+        f"reconciler.sandbox.{p.stem}"
+        for p in (PACKAGE / "sandbox").glob("*.py")
+        if p.stem not in ("__init__", "entry")
+    }
     assert modules == set(door["protected_modules"]), modules ^ set(door["protected_modules"])
 
 
@@ -110,11 +118,14 @@ def test_a_module_added_at_the_top_level_without_a_layer_fails_the_contracts(tmp
     shutil.copytree(PACKAGE, tmp_path / "reconciler", ignore=shutil.ignore_patterns("__pycache__"), symlinks=True)
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     (tmp_path / "reconciler" / "newcomer.py").write_text('"""A module nobody placed in a layer."""\n')
-    script = ("import sys; from importlinter.cli import lint_imports; "
-              "sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True, no_logo=True))")
+    script = (
+        "import sys; from importlinter.cli import lint_imports; "
+        "sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True, no_logo=True))"
+    )
     env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "reconciler.newcomer" in done.stdout
 
@@ -128,11 +139,16 @@ def test_environment_variables_are_read_only_in_config():
         if rel.parts[0] in ("config", "sandbox"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb") and \
-                    isinstance(node.value, ast.Name) and node.value.id == "os":
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("environ", "getenv", "environb")
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+            ):
                 offenders.append(f"{rel}:{node.lineno}")
             if isinstance(node, (ast.Import, ast.ImportFrom)) and "getpass" in (
-                    [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]):
+                [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            ):
                 offenders.append(f"{rel}:{node.lineno} (getpass)")
     assert not offenders, offenders
 

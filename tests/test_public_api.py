@@ -10,19 +10,45 @@ import reconciler
 
 EXPECTED = {
     "__version__",
-    "load_manifests", "ManifestSet", "load_settings", "Settings",
-    "open_session", "plan_stream", "StreamedPlan", "read_live_state", "build_plan", "Targeting",
-    "Plan", "Change", "Action", "render_plan_text", "render_plan_markdown", "plan_to_document",
-    "ApplyRequest", "run_apply",
-    "build_drift_report", "DriftReport", "Finding",
-    "ReconcilerError", "ManifestError", "Diagnostic", "ConfigError", "ApiError", "ApiAuthError",
-    "AmbiguousWriteError", "LiveStateError", "PlanFileError", "PlanBlockedError", "LockError", "StateBackendError",
+    "load_manifests",
+    "ManifestSet",
+    "load_settings",
+    "Settings",
+    "open_session",
+    "plan_stream",
+    "StreamedPlan",
+    "read_live_state",
+    "build_plan",
+    "Targeting",
+    "Plan",
+    "Change",
+    "Action",
+    "render_plan_text",
+    "render_plan_markdown",
+    "plan_to_document",
+    "ApplyRequest",
+    "run_apply",
+    "build_drift_report",
+    "DriftReport",
+    "Finding",
+    "ReconcilerError",
+    "ManifestError",
+    "Diagnostic",
+    "ConfigError",
+    "ApiError",
+    "ApiAuthError",
+    "AmbiguousWriteError",
+    "LiveStateError",
+    "PlanFileError",
+    "PlanBlockedError",
+    "LockError",
+    "StateBackendError",
 }
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_exported_names_are_exactly_the_public_api():
-    assert set(reconciler.__all__) == EXPECTED       # adding or removing a name is a deliberate change here
+    assert set(reconciler.__all__) == EXPECTED  # adding or removing a name is a deliberate change here
 
 
 def test_every_exported_name_resolves_and_errors_share_one_root():

@@ -37,13 +37,15 @@ class BatchWave:
             for a in p.addresses:
                 ctx.tracked[a] = p
         closed = self.kit.window_guard("orion") if stage.batches else None
-        if closed:   # a wave that would start outside its window is not started
+        if closed:  # a wave that would start outside its window is not started
             for s in stage.batches:
                 for a in s.items:
                     self.kit.record(ctx, a, ItemStatus.SKIPPED, closed)
             stage = OrionWave((), stage.track, stage.parallelism)
-        with ThreadPoolExecutor(max(1, len(stage.track)), thread_name_prefix="orion-track") as trackers, \
-                ThreadPoolExecutor(max(1, stage.parallelism), thread_name_prefix="orion-batch") as pool:
+        with (
+            ThreadPoolExecutor(max(1, len(stage.track)), thread_name_prefix="orion-track") as trackers,
+            ThreadPoolExecutor(max(1, stage.parallelism), thread_name_prefix="orion-batch") as pool,
+        ):
             tracked = [trackers.submit(self._track, p, ctx) for p in stage.track]
             own = [pool.submit(self.kit.guarded, self._run_batch, s, ctx) for s in stage.batches]
             for f in own + tracked:
@@ -58,9 +60,12 @@ class BatchWave:
             self.progress("batch", f"tracking {pending.evidence}: {bounded(e, 120)}")
             return
         if any(e.end is PollEnd.TIMEOUT for e in ends):
-            self.kit.batch_state(pending.local_id, BatchState.TIMED_OUT,
-                                     batch_id=pending.batch_ids[0] if len(pending.batch_ids) == 1 else None,
-                                     detail="still processing at the end of another run's poll timeout")
+            self.kit.batch_state(
+                pending.local_id,
+                BatchState.TIMED_OUT,
+                batch_id=pending.batch_ids[0] if len(pending.batch_ids) == 1 else None,
+                detail="still processing at the end of another run's poll timeout",
+            )
             return
         how = ", ".join(e.describe(b) for b, e in zip(pending.batch_ids, ends))
         state = BatchState.ENDED if len(pending.batch_ids) == 1 else BatchState.RESOLVED
@@ -78,8 +83,13 @@ class BatchWave:
         held = {a for e in self.journal.open_batches() for a in e.addresses} & set(sub.items)
         if held:  # the plan never includes these; this guard makes it the journal's promise too
             for a in sub.items:
-                self.kit.record(ctx, a, ItemStatus.SKIPPED, "not sent: the journal holds an open batch for "
-                                                         f"{', '.join(sorted(held))}; a registration is never in two batches")
+                self.kit.record(
+                    ctx,
+                    a,
+                    ItemStatus.SKIPPED,
+                    "not sent: the journal holds an open batch for "
+                    f"{', '.join(sorted(held))}; a registration is never in two batches",
+                )
             return
         local_id = uuid.uuid4().hex
         sub, items = self._claim_batch(sub, items, local_id, ctx)
@@ -108,7 +118,9 @@ class BatchWave:
 
     def _claim_batch(self, sub: Submission, items: list, local_id: str, ctx: RunContext) -> tuple[Submission, list]:
         """Claim the batch's registrations; those another workspace has in flight are skipped, the rest go."""
-        others = self.claims.claim(self.kit.orion_endpoint, "registration", local_id, [str(r.registration_id) for r in items])
+        others = self.claims.claim(
+            self.kit.orion_endpoint, "registration", local_id, [str(r.registration_id) for r in items]
+        )
         if not others:
             return sub, items
         kept = []
@@ -117,9 +129,12 @@ class BatchWave:
             if held is None:
                 kept.append((r, payload))
                 continue
-            self.kit.record(ctx, r.address, ItemStatus.SKIPPED,
-                            f"not sent: {held.why('registration', str(r.registration_id))}; a registration is never in "
-                            "two batches")
+            self.kit.record(
+                ctx,
+                r.address,
+                ItemStatus.SKIPPED,
+                f"not sent: {held.why('registration', str(r.registration_id))}; a registration is never in two batches",
+            )
         if not kept:
             self.claims.release(local_id)
             return sub, []
@@ -132,15 +147,26 @@ class BatchWave:
         if polled.end is PollEnd.TIMEOUT:
             self.kit.batch_state(local_id, BatchState.TIMED_OUT, batch_id=batch_id, detail="poll timeout")
             for r in items:
-                self.kit.record(ctx, r.address, ItemStatus.UNKNOWN,
-                             f"batch {batch_id} had not ended after {self.settings.poll_timeout:g} s; a rerun keeps "
-                             "tracking this batch id instead of resubmitting", ref)
+                self.kit.record(
+                    ctx,
+                    r.address,
+                    ItemStatus.UNKNOWN,
+                    f"batch {batch_id} had not ended after {self.settings.poll_timeout:g} s; a rerun keeps "
+                    "tracking this batch id instead of resubmitting",
+                    ref,
+                )
             return
         if polled.end is PollEnd.GONE or polled.status is None:
             self.kit.batch_state(local_id, BatchState.RESOLVED, batch_id=batch_id, detail="404 on its status")
             for r in items:
-                self.kit.record(ctx, r.address, ItemStatus.UNKNOWN, f"Orion answers 404 for batch {batch_id}, which it "
-                                                                 "accepted; a rerun reads live state and plans again", ref)
+                self.kit.record(
+                    ctx,
+                    r.address,
+                    ItemStatus.UNKNOWN,
+                    f"Orion answers 404 for batch {batch_id}, which it "
+                    "accepted; a rerun reads live state and plans again",
+                    ref,
+                )
             return
         status = polled.status
         unreadable = None
@@ -149,7 +175,7 @@ class BatchWave:
         except ApiError as e:
             errors, unreadable = [], str(e)
         self.kit.batch_state(local_id, BatchState.ENDED, batch_id=batch_id, detail=status.status)
-        if status.correlation_id:   # what Orion's support asks for; logged with every item of the batch
+        if status.correlation_id:  # what Orion's support asks for; logged with every item of the batch
             ref = f"batch {batch_id}, correlationId {bounded(status.correlation_id, 80)}"
         with ctx.lock:
             ctx.open_batches.discard(local_id)
@@ -166,7 +192,9 @@ class BatchWave:
             self.progress("batch", f"the batch whose answer was lost was {ev.detail}")
         if ev.kind == EvidenceKind.FOUND and len(ev.batch_ids) == 1:
             self.kit.batch_state(local_id, BatchState.SUBMITTED, batch_id=ev.batch_ids[0], detail=ev.detail)
-            self._finish_batch(items, local_id, ev.batch_ids[0], entry.submitted_epoch + self.settings.poll_timeout, ctx)
+            self._finish_batch(
+                items, local_id, ev.batch_ids[0], entry.submitted_epoch + self.settings.poll_timeout, ctx
+            )
             return
         if ev.kind == EvidenceKind.EDITED:
             self.kit.batch_state(local_id, BatchState.RESOLVED, detail=ev.detail)
@@ -177,25 +205,49 @@ class BatchWave:
         if ev.kind in (EvidenceKind.NOT_LISTED, EvidenceKind.POLL_TIMEOUT):
             self.kit.batch_state(local_id, BatchState.RESOLVED, detail=ev.detail)
         for r in items:
-            self.kit.record(ctx, r.address, ItemStatus.UNKNOWN, f"{lost}; {ev.detail or 'no evidence yet'}. It is never "
-                                                             "sent again blindly: a rerun resolves it from Orion first")
+            self.kit.record(
+                ctx,
+                r.address,
+                ItemStatus.UNKNOWN,
+                f"{lost}; {ev.detail or 'no evidence yet'}. It is never "
+                "sent again blindly: a rerun resolves it from Orion first",
+            )
 
-    def _classify(self, items, batch_id: int, status: str, message, errors: list[BatchError], ref, ctx: RunContext,
-                  errors_unreadable: str | None = None) -> None:
+    def _classify(
+        self,
+        items,
+        batch_id: int,
+        status: str,
+        message,
+        errors: list[BatchError],
+        ref,
+        ctx: RunContext,
+        errors_unreadable: str | None = None,
+    ) -> None:
         try:
             live = self.vendors.orion.list_with_sleeves([r.registration_id for r in items])
         except ApiError as e:
             for r in items:
-                self.kit.record(ctx, r.address, ItemStatus.UNKNOWN,
-                             f"batch {batch_id} ended {status}, but re-reading its registrations failed: {bounded(e)}", ref)
+                self.kit.record(
+                    ctx,
+                    r.address,
+                    ItemStatus.UNKNOWN,
+                    f"batch {batch_id} ended {status}, but re-reading its registrations failed: {bounded(e)}",
+                    ref,
+                )
             return
         hard = [e for e in errors if e.is_error]  # warnings never fail an item
         for reg in items:
             current = live.get(reg.registration_id)
             matches = None if current is None else not diff_registration(reg, current, self.settings.ignore).changed
             hint = next((e.detail for e in hard if e.registration_id == reg.registration_id), None)
-            outcome, text = batch_item_outcome(batch_id=batch_id, batch_status=status, matches_now=matches,
-                                               error_hint=hint, batch_message=message,
-                                               batch_errors=tuple(e.message for e in hard),
-                                               errors_unreadable=errors_unreadable)
+            outcome, text = batch_item_outcome(
+                batch_id=batch_id,
+                batch_status=status,
+                matches_now=matches,
+                error_hint=hint,
+                batch_message=message,
+                batch_errors=tuple(e.message for e in hard),
+                errors_unreadable=errors_unreadable,
+            )
             self.kit.record(ctx, reg.address, outcome, text, ref)

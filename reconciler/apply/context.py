@@ -31,11 +31,11 @@ class RunContext:
 
     run_id: int
     results: dict[str, ItemResult] = field(default_factory=dict)
-    sent: set[str] = field(default_factory=set)          # addresses whose write may have left
+    sent: set[str] = field(default_factory=set)  # addresses whose write may have left
     open_batches: set[str] = field(default_factory=set)  # this run's batches not (yet) ended
-    tracked: dict[str, PendingBatch] = field(default_factory=dict)   # address → earlier run's batch
-    tracked_ended: dict[str, str] = field(default_factory=dict)      # local id → how it ended
-    gate: str | None = None                              # why the SEI wave may not start
+    tracked: dict[str, PendingBatch] = field(default_factory=dict)  # address → earlier run's batch
+    tracked_ended: dict[str, str] = field(default_factory=dict)  # local id → how it ended
+    gate: str | None = None  # why the SEI wave may not start
     converged: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -71,8 +71,12 @@ class Kit:
 
     def end_unfinished(self, address: str, ctx: RunContext, why: str) -> None:
         if address in ctx.sent:
-            self.record(ctx, address, ItemStatus.UNKNOWN, f"apply stopped after this was sent ({why}); a rerun "
-                                                          "reads live state before sending anything")
+            self.record(
+                ctx,
+                address,
+                ItemStatus.UNKNOWN,
+                f"apply stopped after this was sent ({why}); a rerun reads live state before sending anything",
+            )
         else:
             self.record(ctx, address, ItemStatus.SKIPPED, f"not sent: {why}")
 

@@ -48,26 +48,49 @@ class Evaluator:
     another workspace holds is never sent. `window_guard(api)`: why a wave to `api` may not start now
     (an enforced change window is closed, by the real clock), or None."""
 
-    def __init__(self, vendors, journal: Journal, settings, manifests: ManifestSet, *, claims: Claims,
-                 window_guard: Callable[[str], str | None] = lambda api: None,
-                 progress: Callable[[str, str], None] | None = None, stop: threading.Event | None = None,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        vendors,
+        journal: Journal,
+        settings,
+        manifests: ManifestSet,
+        *,
+        claims: Claims,
+        window_guard: Callable[[str], str | None] = lambda api: None,
+        progress: Callable[[str, str], None] | None = None,
+        stop: threading.Event | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ):
         stop = stop or threading.Event()
         progress = progress or (lambda kind, text: None)
         instrs = {i.address: i for i in manifests.instructions}
         # waits for evidence end early on Ctrl-C: nothing is sent
-        evidence = Evidence(vendors, journal, settings, instrs, progress=progress, sleep=sleep, clock=clock,
-                            interrupted=stop.is_set)
-        self.kit = Kit(vendors, journal, settings, claims, evidence, {r.address: r for r in manifests.registrations},
-                       instrs, stop, progress, window_guard, clock, endpoint_label(settings.orion.base_url),
-                       endpoint_label(settings.sei.base_url))
+        evidence = Evidence(
+            vendors, journal, settings, instrs, progress=progress, sleep=sleep, clock=clock, interrupted=stop.is_set
+        )
+        self.kit = Kit(
+            vendors,
+            journal,
+            settings,
+            claims,
+            evidence,
+            {r.address: r for r in manifests.registrations},
+            instrs,
+            stop,
+            progress,
+            window_guard,
+            clock,
+            endpoint_label(settings.orion.base_url),
+            endpoint_label(settings.sei.base_url),
+        )
         self.batches, self.tickets = BatchWave(self.kit), TicketWave(self.kit)
 
     # --- the Recover stage (before the plan) ------------------------------------------------------
 
     def recover(self) -> Recover:
         recovered = self.kit.evidence.recover()
-        self.kit.claims.settle(self.kit.journal)   # what recovery settled, others may send
+        self.kit.claims.settle(self.kit.journal)  # what recovery settled, others may send
         return recovered
 
     # --- the other stages -------------------------------------------------------------------------
@@ -97,7 +120,7 @@ class Evaluator:
         try:
             for stage in stages:
                 self._run_stage(stage, ctx)
-        except Exception as e:   # nothing half-applied goes unreported: see the loop below
+        except Exception as e:  # nothing half-applied goes unreported: see the loop below
             error = f"{type(e).__name__}: {bounded(e)}"
         for a in planned:
             if a not in ctx.results:
@@ -107,7 +130,7 @@ class Evaluator:
                 kit.record(ctx, a, ItemStatus.UNKNOWN, why)
         try:
             kit.claims.settle(kit.journal)
-        except Exception as e:   # a claim left behind is stale once the journal closed it: others take it over
+        except Exception as e:  # a claim left behind is stale once the journal closed it: others take it over
             error = error or f"releasing claims: {type(e).__name__}: {bounded(e)}"
         order = planned + [a for a, _ in busy if a not in planned]
         items = tuple(ctx.results[a] for a in dict.fromkeys(order) if a in ctx.results)
@@ -116,7 +139,7 @@ class Evaluator:
     def _run_stage(self, stage: Stage, ctx: RunContext) -> None:
         match stage:
             case Recover():
-                pass                       # ran before the plan was made (`recover`)
+                pass  # ran before the plan was made (`recover`)
             case OrionWave():
                 self.batches.run(stage, ctx)
             case Gate():
@@ -142,8 +165,13 @@ class Evaluator:
             for a in stage.addresses:
                 i = ctx.results.get(a)
                 if i is not None and i.status is ItemStatus.APPLIED:
-                    kit.record(ctx, a, ItemStatus.UNKNOWN, f"{i.message}; the confirming read failed: {bounded(e)}",
-                               i.reference)
+                    kit.record(
+                        ctx,
+                        a,
+                        ItemStatus.UNKNOWN,
+                        f"{i.message}; the confirming read failed: {bounded(e)}",
+                        i.reference,
+                    )
             ctx.converged = False
             return
 
@@ -159,16 +187,26 @@ class Evaluator:
         for a in stage.addresses:
             i = ctx.results.get(a)
             if i is not None and i.status is ItemStatus.APPLIED and not matches(a):
-                kit.record(ctx, a, ItemStatus.UNKNOWN, f"{i.message}, but a fresh read does not match the manifest",
-                           i.reference)
+                kit.record(
+                    ctx,
+                    a,
+                    ItemStatus.UNKNOWN,
+                    f"{i.message}, but a fresh read does not match the manifest",
+                    i.reference,
+                )
         for a, why in stage.busy:
             pending = ctx.tracked.get(a)
             ended = ctx.tracked_ended.get(pending.local_id) if pending else None
             if ended and matches(a):
                 kit.record(ctx, a, ItemStatus.APPLIED, f"applied by an earlier run's batch ({ended})")
             elif ended:
-                kit.record(ctx, a, ItemStatus.FAILED, f"an earlier run's batch ended ({ended}) but the registration "
-                                                      "does not match its manifest; rerun apply to plan it again")
+                kit.record(
+                    ctx,
+                    a,
+                    ItemStatus.FAILED,
+                    f"an earlier run's batch ended ({ended}) but the registration "
+                    "does not match its manifest; rerun apply to plan it again",
+                )
             elif a in kit.instrs and why.startswith("sent by an earlier run") and matches(a):
                 kit.record(ctx, a, ItemStatus.APPLIED, "sent by an earlier run; SEI has it")
             else:

@@ -19,14 +19,23 @@ from reconciler.errors import AmbiguousWriteError, ApiError, TicketExistsError
 from reconciler.escaping import bounded
 from reconciler.model import DesiredInstruction, Source
 
-__all__ = ["ApplyResult", "ItemResult", "ItemStatus", "Verdict", "VerdictKind", "batch_item_outcome", "is_refusal", "ticket_verdict"]
+__all__ = [
+    "ApplyResult",
+    "ItemResult",
+    "ItemStatus",
+    "Verdict",
+    "VerdictKind",
+    "batch_item_outcome",
+    "is_refusal",
+    "ticket_verdict",
+]
 
 
 class ItemStatus(enum.StrEnum):
     APPLIED = "applied"
     FAILED = "failed"
     UNKNOWN = "unknown"
-    SKIPPED = "skipped"     # never sent
+    SKIPPED = "skipped"  # never sent
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,7 @@ class ItemResult:
     status: ItemStatus
     message: str
     source: Source
-    reference: str | None = None     # "batch 26140410" or "ticket 10000002"
+    reference: str | None = None  # "batch 26140410" or "ticket 10000002"
 
 
 @dataclass(frozen=True)
@@ -47,11 +56,11 @@ class ApplyResult:
     interrupted: bool
     started: str
     finished: str
-    error: str | None = None          # what stopped the run early, if anything did
+    error: str | None = None  # what stopped the run early, if anything did
     # resources the manifests declare that this run's --target/--exclude/--selector left out: not
     # checked, so "converged" covers the selection only, and says so
     unchecked: int = 0
-    selected: int = 0                 # resources the selection kept (checked), when `unchecked` is set
+    selected: int = 0  # resources the selection kept (checked), when `unchecked` is set
 
     def counts(self) -> dict[str, int]:
         return {s.value: sum(1 for i in self.items if i.status is s) for s in ItemStatus}
@@ -62,19 +71,17 @@ class ApplyResult:
         return 0 if ok else 3
 
 
-
 def is_refusal(exc: BaseException) -> bool:
     """True only if the server surely did not act on the write that raised `exc`."""
-    return (isinstance(exc, ApiError) and exc.refused
-            and not isinstance(exc, (AmbiguousWriteError, TicketExistsError)))
+    return isinstance(exc, ApiError) and exc.refused and not isinstance(exc, (AmbiguousWriteError, TicketExistsError))
 
 
 class VerdictKind(enum.StrEnum):
     """What SEI holds for a ticket, against the manifest."""
 
-    MATCH = "match"        # the ticket is there with the declared values
-    ABSENT = "absent"      # no row for it
-    DIFFERS = "differs"    # there, with other values
+    MATCH = "match"  # the ticket is there with the declared values
+    ABSENT = "absent"  # no row for it
+    DIFFERS = "differs"  # there, with other values
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,9 @@ class Verdict:
     detail: str = ""
 
 
-def ticket_verdict(desired: DesiredInstruction | None, rows: list[dict], ignore: tuple[IgnoreRule, ...] = ()) -> Verdict:
+def ticket_verdict(
+    desired: DesiredInstruction | None, rows: list[dict], ignore: tuple[IgnoreRule, ...] = ()
+) -> Verdict:
     """What SEI holds for a ticket, compared with the manifest (if it still declares it)."""
     if not rows:
         return Verdict(VerdictKind.ABSENT)
@@ -92,19 +101,30 @@ def ticket_verdict(desired: DesiredInstruction | None, rows: list[dict], ignore:
     d = diff_instruction(desired, rows, ignore)
     if not d.conflict:
         return Verdict(VerdictKind.MATCH)
-    return Verdict(VerdictKind.DIFFERS, ", ".join(f"{f.path}: {bounded(f.before, 60)} vs {bounded(f.after, 60)}" for f in d.fields))
+    return Verdict(
+        VerdictKind.DIFFERS, ", ".join(f"{f.path}: {bounded(f.before, 60)} vs {bounded(f.after, 60)}" for f in d.fields)
+    )
 
 
-def batch_item_outcome(*, batch_id: int, batch_status: str, matches_now: bool | None, error_hint: str | None,
-                       batch_errors: tuple[str, ...] = (), batch_message: str | None = None,
-                       errors_unreadable: str | None = None) -> tuple[ItemStatus, str]:
+def batch_item_outcome(
+    *,
+    batch_id: int,
+    batch_status: str,
+    matches_now: bool | None,
+    error_hint: str | None,
+    batch_errors: tuple[str, ...] = (),
+    batch_message: str | None = None,
+    errors_unreadable: str | None = None,
+) -> tuple[ItemStatus, str]:
     """One registration of an ended batch: `matches_now` is None when the re-read did not return it."""
     if matches_now:
         return ItemStatus.APPLIED, f"batch {batch_id} {batch_status}"
     if errors_unreadable:
         why = "could not be re-read" if matches_now is None else "does not match the plan"
-        return ItemStatus.UNKNOWN, (f"batch {batch_id} ended {batch_status}; the registration {why}, and the "
-                                    f"batch's errors could not be read ({bounded(errors_unreadable, 200)})")
+        return ItemStatus.UNKNOWN, (
+            f"batch {batch_id} ended {batch_status}; the registration {why}, and the "
+            f"batch's errors could not be read ({bounded(errors_unreadable, 200)})"
+        )
     if error_hint:
         return ItemStatus.FAILED, bounded(error_hint)
     if batch_status == "Failed":

@@ -30,32 +30,32 @@ from reconciler.plan.stages import PendingBatch, Recover
 
 __all__ = ["BatchEvidence", "BatchPoll", "Evidence", "EvidenceKind", "PollEnd", "in_doubt_view"]
 
-POLL_FIRST, POLL_MAX = 0.1, 5.0   # seconds between status polls: start quick, back off to 5 s
-READ_BACKS = 4                     # read-backs spread over a settle window, after the first one
+POLL_FIRST, POLL_MAX = 0.1, 5.0  # seconds between status polls: start quick, back off to 5 s
+READ_BACKS = 4  # read-backs spread over a settle window, after the first one
 
 
 class EvidenceKind(enum.StrEnum):
     """What the vendors show of a batch whose answer was lost."""
 
-    FOUND = "found"                  # Orion's BatchProcessing list holds it: track that batch
-    NOT_LISTED = "not-listed"        # absent from the list over the whole settle window
-    EDITED = "edited"                # every registration was edited after it was sent
-    POLL_TIMEOUT = "poll-timeout"    # it never ended within the poll timeout
-    NONE = "none"                    # nothing yet
+    FOUND = "found"  # Orion's BatchProcessing list holds it: track that batch
+    NOT_LISTED = "not-listed"  # absent from the list over the whole settle window
+    EDITED = "edited"  # every registration was edited after it was sent
+    POLL_TIMEOUT = "poll-timeout"  # it never ended within the poll timeout
+    NONE = "none"  # nothing yet
 
 
 class PollEnd(enum.StrEnum):
     """How polling a batch ended."""
 
-    ENDED = "ended"        # isDone: `status` says how
-    GONE = "gone"          # Orion answers 404 for the id: not processing, and never will be
-    TIMEOUT = "timeout"    # the deadline came first (or, for an earlier run's batch, Ctrl-C)
+    ENDED = "ended"  # isDone: `status` says how
+    GONE = "gone"  # Orion answers 404 for the id: not processing, and never will be
+    TIMEOUT = "timeout"  # the deadline came first (or, for an earlier run's batch, Ctrl-C)
 
 
 @dataclass(frozen=True)
 class BatchPoll:
     end: PollEnd
-    status: BatchStatus | None = None     # set when the batch ended
+    status: BatchStatus | None = None  # set when the batch ended
 
     def describe(self, batch_id: int) -> str:
         return f"batch {batch_id} " + (self.status.status if self.status else "unknown to Orion (404)")
@@ -76,21 +76,33 @@ def in_doubt_view(journal: Journal | None) -> Recover:
     """What `plan` shows and keeps out, read from the journal alone (no network, no lock)."""
     if journal is None:
         return Recover()
-    busy = [(a, f"an earlier apply's {d.kind} write ({d.state} since {d.since}) is in doubt; apply resolves it first")
-            for d in journal.in_doubt() for a in d.addresses]
+    busy = [
+        (a, f"an earlier apply's {d.kind} write ({d.state} since {d.since}) is in doubt; apply resolves it first")
+        for d in journal.in_doubt()
+        for a in d.addresses
+    ]
     return Recover(busy=tuple(busy))
 
 
 class Evidence:
     """Reads the vendors for evidence; shared by the Recover stage and by this run's own doubts."""
 
-    def __init__(self, vendors, journal: Journal, settings, instructions: dict, *,
-                 progress: Callable[[str, str], None], sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.time, interrupted: Callable[[], bool] = lambda: False):
+    def __init__(
+        self,
+        vendors,
+        journal: Journal,
+        settings,
+        instructions: dict,
+        *,
+        progress: Callable[[str, str], None],
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        interrupted: Callable[[], bool] = lambda: False,
+    ):
         self.vendors, self.journal, self.settings = vendors, journal, settings
         self.instructions = instructions
         self.progress, self.sleep, self.clock = progress, sleep, clock
-        self.interrupted = interrupted   # recovery's waits end early on Ctrl-C
+        self.interrupted = interrupted  # recovery's waits end early on Ctrl-C
 
     # --- batches ----------------------------------------------------------------------------------
 
@@ -98,8 +110,9 @@ class Evidence:
         """One look for evidence of what became of a batch whose id we never learned."""
         now = self.clock()
         try:
-            rows = self.vendors.orion.list_batches(_iso(entry.submitted_epoch - BATCH_LIST_SKEW_SECONDS),
-                                                   _iso(now + BATCH_LIST_SKEW_SECONDS))
+            rows = self.vendors.orion.list_batches(
+                _iso(entry.submitted_epoch - BATCH_LIST_SKEW_SECONDS), _iso(now + BATCH_LIST_SKEW_SECONDS)
+            )
         except ApiAuthError:
             raise
         except ApiError as e:
@@ -107,15 +120,25 @@ class Evidence:
         else:
             known = self.journal.known_batch_ids()
             user = self.vendors.orion.settings.username
-            listed = [r.id for r in rows if r.id not in known and r.total_items == len(entry.registration_ids)
-                      and (not user or r.created_by in (None, user))]
+            listed = [
+                r.id
+                for r in rows
+                if r.id not in known
+                and r.total_items == len(entry.registration_ids)
+                and (not user or r.created_by in (None, user))
+            ]
         if listed:
-            return BatchEvidence(EvidenceKind.FOUND, tuple(listed), f"found in Orion's BatchProcessing list as batch "
-                                                         f"{', '.join(map(str, listed))}")
+            return BatchEvidence(
+                EvidenceKind.FOUND,
+                tuple(listed),
+                f"found in Orion's BatchProcessing list as batch {', '.join(map(str, listed))}",
+            )
         if listed is not None:
             if now - entry.submitted_epoch >= self.settings.settle:
-                return BatchEvidence(EvidenceKind.NOT_LISTED, detail=f"absent from Orion's BatchProcessing list "
-                                                          f"{self.settings.settle:g} s after it was sent")
+                return BatchEvidence(
+                    EvidenceKind.NOT_LISTED,
+                    detail=f"absent from Orion's BatchProcessing list {self.settings.settle:g} s after it was sent",
+                )
             return BatchEvidence(EvidenceKind.NONE, detail="not (yet) in Orion's BatchProcessing list")
         try:
             live = self.vendors.orion.list_with_sleeves(list(entry.registration_ids))
@@ -125,8 +148,10 @@ class Evidence:
         if edited and all(t is not None and t > entry.submitted_epoch for t in edited):
             return BatchEvidence(EvidenceKind.EDITED, detail=f"{why}; every registration was edited after it was sent")
         if now - entry.submitted_epoch >= self.settings.poll_timeout:
-            return BatchEvidence(EvidenceKind.POLL_TIMEOUT, detail=f"{why}; the poll timeout "
-                                                        f"({self.settings.poll_timeout:g} s) has passed since it was sent")
+            return BatchEvidence(
+                EvidenceKind.POLL_TIMEOUT,
+                detail=f"{why}; the poll timeout ({self.settings.poll_timeout:g} s) has passed since it was sent",
+            )
         return BatchEvidence(EvidenceKind.NONE, detail=why)
 
     def await_batch_evidence(self, entry: BatchEntry) -> BatchEvidence:
@@ -137,8 +162,11 @@ class Evidence:
             ev = self.batch_evidence(entry)
             if ev.kind != EvidenceKind.NONE or self.clock() >= deadline or self.interrupted():
                 return ev
-            self.progress("poll", f"looking for the batch of {len(entry.addresses)} registration(s) sent at "
-                                  f"{entry.submitted_at}: {ev.detail}")
+            self.progress(
+                "poll",
+                f"looking for the batch of {len(entry.addresses)} registration(s) sent at "
+                f"{entry.submitted_at}: {ev.detail}",
+            )
             self.sleep(min(delay, max(0.0, deadline - self.clock()) + 0.01))
             delay = min(delay * 2, POLL_MAX)
 
@@ -153,14 +181,16 @@ class Evidence:
         while True:
             try:
                 status = self.vendors.orion.batch_status(batch_id)
-                self.progress("poll", f"batch {batch_id} {bounded(status.status, 40)} "
-                                      f"{status.items_completed}/{status.total_items}")
+                self.progress(
+                    "poll",
+                    f"batch {batch_id} {bounded(status.status, 40)} {status.items_completed}/{status.total_items}",
+                )
                 if status.is_done:
                     return BatchPoll(PollEnd.ENDED, status)
             except NotFoundError:
-                return BatchPoll(PollEnd.GONE)   # not processing here, and never will be: fail fast
+                return BatchPoll(PollEnd.GONE)  # not processing here, and never will be: fail fast
             except ApiAuthError:
-                raise                  # credentials, not the batch: stop the run, say which
+                raise  # credentials, not the batch: stop the run, say which
             except ApiError as e:
                 self.progress("poll", f"batch {batch_id}: status not readable ({bounded(e, 120)}); retrying")
             if self.clock() + delay > deadline or (interruptible and self.interrupted()):
@@ -194,8 +224,11 @@ class Evidence:
                 return Verdict(VerdictKind.ABSENT, f"absent in every read-back over {self.settings.settle:g} s")
             if self.interrupted():
                 return None
-            self.progress("poll", f"TradeInstruction/{ticket_id}: not at SEI yet; reading it back again "
-                                  f"until {self.settings.settle:g} s after the send")
+            self.progress(
+                "poll",
+                f"TradeInstruction/{ticket_id}: not at SEI yet; reading it back again "
+                f"until {self.settings.settle:g} s after the send",
+            )
             self.sleep(min(step, deadline - now) + 0.01)
 
     # --- the Recover stage ------------------------------------------------------------------------
@@ -213,36 +246,54 @@ class Evidence:
             n = len(entry.addresses)
             if ev.kind == EvidenceKind.FOUND:
                 if len(ev.batch_ids) == 1:
-                    self.journal.batch_state(entry.local_id, BatchState.SUBMITTED, batch_id=ev.batch_ids[0],
-                                             detail=ev.detail)
-                pending.append(PendingBatch(entry.local_id, entry.addresses, ev.batch_ids, entry.submitted_epoch,
-                                            f"a batch of {n} registration(s) sent by an earlier run without an "
-                                            f"answer: {ev.detail}"))
+                    self.journal.batch_state(
+                        entry.local_id, BatchState.SUBMITTED, batch_id=ev.batch_ids[0], detail=ev.detail
+                    )
+                pending.append(
+                    PendingBatch(
+                        entry.local_id,
+                        entry.addresses,
+                        ev.batch_ids,
+                        entry.submitted_epoch,
+                        f"a batch of {n} registration(s) sent by an earlier run without an answer: {ev.detail}",
+                    )
+                )
             elif ev.kind == EvidenceKind.NONE:
                 self.journal.batch_state(entry.local_id, BatchState.IN_DOUBT, detail=ev.detail)
-                why = (f"sent by an earlier run at {entry.submitted_at} without an answer, and there is no evidence "
-                       f"yet of what became of it ({ev.detail}); kept out of this run")
+                why = (
+                    f"sent by an earlier run at {entry.submitted_at} without an answer, and there is no evidence "
+                    f"yet of what became of it ({ev.detail}); kept out of this run"
+                )
                 busy += [(a, why) for a in entry.addresses]
             else:
                 self.journal.batch_state(entry.local_id, BatchState.RESOLVED, detail=ev.detail)
-                notes.append(f"a batch of {n} registration(s) sent by an earlier run without an answer was "
-                             f"{ev.detail}; their live state is read and planned again")
+                notes.append(
+                    f"a batch of {n} registration(s) sent by an earlier run without an answer was "
+                    f"{ev.detail}; their live state is read and planned again"
+                )
         for t in self.journal.open_tickets():
             verdict = self.settle_ticket(t.ticket_id, t.last_send_epoch)
             if verdict is None:
-                busy.append((t.address, "sent by an earlier run without an answer, and reading it back from SEI "
-                                        "failed; it is read back again before anything is sent"))
+                busy.append(
+                    (
+                        t.address,
+                        "sent by an earlier run without an answer, and reading it back from SEI "
+                        "failed; it is read back again before anything is sent",
+                    )
+                )
             elif verdict.kind == VerdictKind.MATCH:
                 self.journal.ticket_event(0, t.ticket_id, t.address, TicketEvent.CONFIRMED, "read back by recovery")
                 notes.append(f"{t.address}: sent by an earlier run without an answer; SEI has it")
             elif verdict.kind == VerdictKind.DIFFERS:
                 self.journal.ticket_event(0, t.ticket_id, t.address, TicketEvent.CONFLICT, verdict.detail)
-                notes.append(f"{t.address}: sent by an earlier run without an answer; SEI holds other values "
-                             f"({verdict.detail})")
+                notes.append(
+                    f"{t.address}: sent by an earlier run without an answer; SEI holds other values ({verdict.detail})"
+                )
             else:
                 self.journal.ticket_event(0, t.ticket_id, t.address, TicketEvent.ABSENT_SETTLED, verdict.detail)
-                notes.append(f"{t.address}: sent by an earlier run without an answer; {verdict.detail}, so it is "
-                             "planned again")
+                notes.append(
+                    f"{t.address}: sent by an earlier run without an answer; {verdict.detail}, so it is planned again"
+                )
         busy += [(a, p.evidence + "; tracked until it ends, never resubmitted") for p in pending for a in p.addresses]
         return Recover(tuple(notes), tuple(busy), tuple(pending))
 
@@ -250,10 +301,16 @@ class Evidence:
         try:
             status = self.vendors.orion.batch_status(entry.batch_id)
         except NotFoundError:
-            self.journal.batch_state(entry.local_id, BatchState.RESOLVED, batch_id=entry.batch_id,
-                                     detail="Orion does not know this batch id (404)")
-            notes.append(f"batch {entry.batch_id} from an earlier run is unknown to Orion (404); its "
-                         f"{len(entry.addresses)} registration(s) are read and planned again")
+            self.journal.batch_state(
+                entry.local_id,
+                BatchState.RESOLVED,
+                batch_id=entry.batch_id,
+                detail="Orion does not know this batch id (404)",
+            )
+            notes.append(
+                f"batch {entry.batch_id} from an earlier run is unknown to Orion (404); its "
+                f"{len(entry.addresses)} registration(s) are read and planned again"
+            )
             return
         except ApiAuthError:
             raise
@@ -265,6 +322,12 @@ class Evidence:
             self.journal.batch_state(entry.local_id, BatchState.ENDED, batch_id=entry.batch_id, detail=status.status)
             notes.append(f"resumed tracking batch {entry.batch_id} from an earlier run: {bounded(status.status, 40)}")
         else:
-            pending.append(PendingBatch(entry.local_id, entry.addresses, (entry.batch_id,), entry.submitted_epoch,
-                                        f"batch {entry.batch_id} from an earlier run is still "
-                                        f"{bounded(status.status, 40)}"))
+            pending.append(
+                PendingBatch(
+                    entry.local_id,
+                    entry.addresses,
+                    (entry.batch_id,),
+                    entry.submitted_epoch,
+                    f"batch {entry.batch_id} from an earlier run is still {bounded(status.status, 40)}",
+                )
+            )

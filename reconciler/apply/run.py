@@ -50,7 +50,7 @@ class ApplyRequest:
     paths: tuple[str, ...] = ("manifests",)
     auto_approve: bool = False
     max_changes: int | None = None
-    on_stale: str = "fail"            # or "replan"
+    on_stale: str = "fail"  # or "replan"
     report_file: str | None = None
     break_lock: bool = False
     sandbox: bool = False
@@ -58,17 +58,24 @@ class ApplyRequest:
     lock_timeout: float = 0.0
     allow_plaintext_plan: bool = False
     no_encrypt: bool = False
-    overrides: tuple[tuple[str, str], ...] = ()   # (soft policy name, reason)
-    facts: RunFacts = field(default_factory=run_facts)   # CI, the reviewed commit, who is applying
+    overrides: tuple[tuple[str, str], ...] = ()  # (soft policy name, reason)
+    facts: RunFacts = field(default_factory=run_facts)  # CI, the reviewed commit, who is applying
 
 
-def run_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings, out,
-              clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> int:
+def run_apply(
+    request: ApplyRequest,
+    manifests: ManifestSet,
+    settings: Settings,
+    out,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+) -> int:
     """Apply `request`. Change windows are judged by `clock`, the machine's real clock: a unit test may
     pass another, a user never can (`--now` / RECONCILER_NOW are refused for apply by the CLI)."""
     if not request.saved and not request.auto_approve and not out.interactive:
-        raise PlanBlockedError("no terminal to confirm on: pass --auto-approve, or apply a reviewed saved plan "
-                               "(reconciler plan --out FILE, then reconciler apply FILE)")
+        raise PlanBlockedError(
+            "no terminal to confirm on: pass --auto-approve, or apply a reviewed saved plan "
+            "(reconciler plan --out FILE, then reconciler apply FILE)"
+        )
     if request.report_file:
         check_writable(request.report_file, "apply report")
     stop = threading.Event()
@@ -78,14 +85,19 @@ def run_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings,
             _refuse_replay_or_plaintext(request, settings, session)
             wrong = endpoint_problems(request.saved.endpoints, session.endpoints)
             if wrong:
-                raise PlanFileError("the saved plan is for other endpoints, so nothing was written:\n"
-                                    + "\n".join(f"  {w}" for w in wrong) + "\nMake a plan against these endpoints.")
+                raise PlanFileError(
+                    "the saved plan is for other endpoints, so nothing was written:\n"
+                    + "\n".join(f"  {w}" for w in wrong)
+                    + "\nMake a plan against these endpoints."
+                )
         with run_workspace(request.paths, session.settings, sandbox=request.sandbox) as ws, _signals(stop, out):
             backend = open_backend(session.settings, ws, sandbox=request.sandbox, facts=request.facts)
             lock = backend.lock(request.command, waiting=out.info)
             if request.break_lock:
-                out.info("--break-lock: the workspace lock lives as long as its holder (a process, or a database "
-                         "session); a live holder is never broken, and a dead one has already released it")
+                out.info(
+                    "--break-lock: the workspace lock lives as long as its holder (a process, or a database "
+                    "session); a live holder is never broken, and a dead one has already released it"
+                )
             lock.acquire(timeout=request.lock_timeout)
             try:
                 journal = backend.journal()
@@ -106,23 +118,44 @@ def _refuse_replay_or_plaintext(request: ApplyRequest, settings: Settings, sessi
     another commit or environment, is refused with zero writes."""
     ci = request.facts.ci
     if ci and settings.plan_recipients and not request.saved.sealed and not request.allow_plaintext_plan:
-        raise PlanFileError("the saved plan is not encrypted, although plan_recipients are configured: in CI only "
-                            "encrypted plans are applied (pass --allow-plaintext-plan to accept this one)")
-    current = {**current_binding(session.endpoints.get("environment"), request.facts),
-               "expected_commit": request.facts.expected_commit}
+        raise PlanFileError(
+            "the saved plan is not encrypted, although plan_recipients are configured: in CI only "
+            "encrypted plans are applied (pass --allow-plaintext-plan to accept this one)"
+        )
+    current = {
+        **current_binding(session.endpoints.get("environment"), request.facts),
+        "expected_commit": request.facts.expected_commit,
+    }
     replay = binding_problems(request.saved.binding, current, ci=ci)
     if replay:
-        raise PlanFileError("the saved plan was made for something else, so nothing was written:\n"
-                            + "\n".join(f"  {r}" for r in replay))
+        raise PlanFileError(
+            "the saved plan was made for something else, so nothing was written:\n"
+            + "\n".join(f"  {r}" for r in replay)
+        )
 
 
-def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal: Journal, claims: Claims, lock,
-                stop: threading.Event, out, clock: Callable[[], dt.datetime]) -> int:
+def _run_locked(
+    request: ApplyRequest,
+    manifests: ManifestSet,
+    session,
+    journal: Journal,
+    claims: Claims,
+    lock,
+    stop: threading.Event,
+    out,
+    clock: Callable[[], dt.datetime],
+) -> int:
     settings = session.settings
-    evidence = Evidence(session.vendors, journal, settings, {i.address: i for i in manifests.instructions},
-                        progress=lambda kind, text: out.info(f"recovering: {text}"), interrupted=stop.is_set)
+    evidence = Evidence(
+        session.vendors,
+        journal,
+        settings,
+        {i.address: i for i in manifests.instructions},
+        progress=lambda kind, text: out.info(f"recovering: {text}"),
+        interrupted=stop.is_set,
+    )
     recovered = evidence.recover()
-    claims.settle(journal)   # what recovery settled, other workspaces may send
+    claims.settle(journal)  # what recovery settled, other workspaces may send
     for note in recovered.notes:
         out.info(f"recovered: {note}")
     for address, why in recovered.busy:
@@ -141,28 +174,37 @@ def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal:
     if not reviewed:
         out.result(render_plan_text(plan, stages))
         if not request.auto_approve and not out.confirm(
-                f"Apply {len(plan.submissions)} submissions ({len(plan.actionable())} changes)?"):
+            f"Apply {len(plan.submissions)} submissions ({len(plan.actionable())} changes)?"
+        ):
             raise PlanBlockedError("not approved; nothing was written")
-    overrides = _record_overrides(overridden, request, journal, out, clock)   # only once the run is approved
+    overrides = _record_overrides(overridden, request, journal, out, clock)  # only once the run is approved
     lock.annotate(plan_digest=plan_id)
     run_id = journal.begin_run(plan_id)
     total = sum(len(s.items) for s in plan.submissions) + len(recovered.busy)
     with out.progress("apply", total) as bar:
-        evaluator = Evaluator(session.vendors, journal, settings, manifests, claims=claims, stop=stop,
-                              window_guard=window_guard(manifests.policies, set(overridden), clock),
-                              progress=lambda kind, text: bar.advance(status=text) if kind == "item" else bar.note(text))
+        evaluator = Evaluator(
+            session.vendors,
+            journal,
+            settings,
+            manifests,
+            claims=claims,
+            stop=stop,
+            window_guard=window_guard(manifests.policies, set(overridden), clock),
+            progress=lambda kind, text: bar.advance(status=text) if kind == "item" else bar.note(text),
+        )
         result = evaluator.run(stages, run_id)
     result = replace(result, **_scope(manifests, request))
     journal.finish_run(run_id, "converged" if result.exit_code == 0 else "incomplete", result.error)
     out.result(render_apply_text(result))
     if request.report_file:
-        report = apply_report(result, plan_id=plan_id, manifests_digest=manifests.digest,
-                              endpoints=session.endpoints)
+        report = apply_report(result, plan_id=plan_id, manifests_digest=manifests.digest, endpoints=session.endpoints)
         report["policy"] = {"results": [r.as_dict() for r in plan.policy_results], "overrides": overrides}
         from reconciler.sealing import for_upload
 
-        data, sealed = for_upload((json.dumps(report, indent=2, allow_nan=False) + "\n").encode(),
-                                  () if request.no_encrypt else settings.plan_recipients)
+        data, sealed = for_upload(
+            (json.dumps(report, indent=2, allow_nan=False) + "\n").encode(),
+            () if request.no_encrypt else settings.plan_recipients,
+        )
         write_private(request.report_file, data)
         out.info(f"Apply report written to {request.report_file}{' (encrypted)' if sealed else ''}.")
     if result.error:
@@ -170,19 +212,26 @@ def _run_locked(request: ApplyRequest, manifests: ManifestSet, session, journal:
     return result.exit_code
 
 
-def _plan_to_apply(request: ApplyRequest, manifests: ManifestSet, settings: Settings, vendors, recovered: Recover,
-                   out) -> tuple[Plan, str, bool]:
+def _plan_to_apply(
+    request: ApplyRequest, manifests: ManifestSet, settings: Settings, vendors, recovered: Recover, out
+) -> tuple[Plan, str, bool]:
     """(the plan to run, its id, whether a human reviewed exactly it). A saved plan is a receipt:
     the plan is computed afresh and must send what the receipt shows."""
     t = _targeting(request)
-    targeting = Targeting(t.targets, t.excludes + recovered.busy_addresses, t.selectors)   # in doubt: kept out
+    targeting = Targeting(t.targets, t.excludes + recovered.busy_addresses, t.selectors)  # in doubt: kept out
     busy = recovered.busy_addresses
     saved = request.saved
     if saved is not None:
         fresh, live = plan_in_memory(manifests, vendors, settings, targeting, batch_size=saved.batch_size)
         touched = {c.address for c in saved.plan.changes}
-        reasons = stale_reasons(saved.plan, live, expected_digest=saved.manifests_digest, digest=manifests.digest,
-                                expired=saved.expired(), expires_at=saved.expires_at)
+        reasons = stale_reasons(
+            saved.plan,
+            live,
+            expected_digest=saved.manifests_digest,
+            digest=manifests.digest,
+            expired=saved.expired(),
+            expires_at=saved.expires_at,
+        )
         reasons += [f"{a}: a write from an earlier run is still in doubt" for a in busy if a in touched]
         if not reasons:
             reasons += receipt_problems(saved.plan, fresh)
@@ -190,7 +239,9 @@ def _plan_to_apply(request: ApplyRequest, manifests: ManifestSet, settings: Sett
             return fresh, saved.plan_id, True
         listed = "\n".join(f"  {r}" for r in reasons)
         if request.on_stale != "replan":
-            raise PlanFileError(f"the saved plan is stale, so nothing was written:\n{listed}\nMake a new plan and review it.")
+            raise PlanFileError(
+                f"the saved plan is stale, so nothing was written:\n{listed}\nMake a new plan and review it."
+            )
         out.info(f"The saved plan is stale, so it is not applied; planning afresh (--on-stale replan):\n{listed}")
         if not request.auto_approve and not out.interactive:
             raise PlanBlockedError("a fresh plan needs approval: pass --auto-approve, or run on a terminal")
@@ -199,16 +250,18 @@ def _plan_to_apply(request: ApplyRequest, manifests: ManifestSet, settings: Sett
     return plan, "inline-" + manifests.digest[:12], False
 
 
-def _record_overrides(names: list[str], request: ApplyRequest, journal: Journal, out,
-                      clock: Callable[[], dt.datetime]) -> list[dict]:
+def _record_overrides(
+    names: list[str], request: ApplyRequest, journal: Journal, out, clock: Callable[[], dt.datetime]
+) -> list[dict]:
     """Who overrode which soft policy, when and why: into the journal, and back for the apply report."""
     overridden = {n: why for n, why in request.overrides}
     who = request.facts.operator
     records = []
     for name in names:
         journal.record_override(name, overridden[name], who)
-        records.append({"policy": name, "who": who, "when": clock().isoformat(timespec="seconds"),
-                        "reason": overridden[name]})
+        records.append(
+            {"policy": name, "who": who, "when": clock().isoformat(timespec="seconds"), "reason": overridden[name]}
+        )
         out.error(f"Warning: soft policy {name} is overridden by {who}: {overridden[name]} (recorded)")
     return records
 
@@ -218,27 +271,30 @@ def _targeting(request: ApplyRequest) -> Targeting:
     if request.saved is None:
         return request.targeting
     t = request.saved.targeting
-    return Targeting(tuple(t.get("targets", ())), tuple(t.get("excludes", ())),
-                     tuple(tuple(kv) for kv in t.get("selectors", ())))
+    return Targeting(
+        tuple(t.get("targets", ())), tuple(t.get("excludes", ())), tuple(tuple(kv) for kv in t.get("selectors", ()))
+    )
 
 
 def _scope(manifests: ManifestSet, request: ApplyRequest) -> dict[str, int]:
     """How many declared resources the user's selection kept, and how many it left unchecked."""
     regs, instrs = select(manifests, _targeting(request))
     selected = len(regs) + len(instrs)
-    return {"selected": selected,
-            "unchecked": len(manifests.registrations) + len(manifests.instructions) - selected}
+    return {"selected": selected, "unchecked": len(manifests.registrations) + len(manifests.instructions) - selected}
 
 
 def _refuse_if_blocked(plan: Plan, max_changes: int | None) -> None:
     if plan.conflicts:
-        raise PlanBlockedError("conflicts block apply, so nothing was written: "
-                               + ", ".join(c.address for c in plan.conflicts)
-                               + " (make the manifests match SEI, or --exclude those addresses and plan again)")
+        raise PlanBlockedError(
+            "conflicts block apply, so nothing was written: "
+            + ", ".join(c.address for c in plan.conflicts)
+            + " (make the manifests match SEI, or --exclude those addresses and plan again)"
+        )
     n_changes = len(plan.actionable())
     if max_changes is not None and n_changes > max_changes:
-        raise PlanBlockedError(f"the plan has {n_changes} changes, more than --max-changes {max_changes}; "
-                               "nothing was written")
+        raise PlanBlockedError(
+            f"the plan has {n_changes} changes, more than --max-changes {max_changes}; nothing was written"
+        )
 
 
 class _signals:

@@ -41,11 +41,13 @@ class TicketWave:
                 parts.append(f"{len(ctx.open_batches)} of this run's Orion batch(es)")
             if tracked_open:
                 parts.append(f"{len(tracked_open)} batch(es) from an earlier run")
-            ctx.gate = (f"not sent: {' and '.join(parts)} have not ended, and SEI requests start only after every "
-                        "Orion batch has ended; rerun apply")
+            ctx.gate = (
+                f"not sent: {' and '.join(parts)} have not ended, and SEI requests start only after every "
+                "Orion batch has ended; rerun apply"
+            )
 
     def run(self, stage: SeiWave, ctx: RunContext) -> None:
-        ctx.gate = ctx.gate or self.kit.window_guard("sei")   # the window may have closed during the Orion wave
+        ctx.gate = ctx.gate or self.kit.window_guard("sei")  # the window may have closed during the Orion wave
         if ctx.gate:
             for s in stage.tickets:
                 self.kit.record(ctx, s.items[0], ItemStatus.SKIPPED, ctx.gate)
@@ -64,9 +66,9 @@ class TicketWave:
         def done(status: ItemStatus, message: str) -> None:
             self.kit.record(ctx, address, status, message, ref)
             last = self.journal.ticket(tid)
-            if last is not None and last.event in TicketEvent.STORED:   # for good: never sent again, by anyone
+            if last is not None and last.event in TicketEvent.STORED:  # for good: never sent again, by anyone
                 self.claims.keep_stored(entry)
-            elif last is None or last.event not in TicketEvent.OPEN:   # settled: others may send it (claims.py)
+            elif last is None or last.event not in TicketEvent.OPEN:  # settled: others may send it (claims.py)
                 self.claims.release(entry)
 
         if self.stop.is_set():
@@ -77,7 +79,9 @@ class TicketWave:
                 return done(ItemStatus.UNKNOWN if address in ctx.sent else ItemStatus.SKIPPED, f"not sent: {why}")
             held = self.claims.claim(self.kit.sei_endpoint, "ticket", entry, [str(tid)]).get(str(tid))
             if held is not None:
-                return self.kit.record(ctx, address, ItemStatus.SKIPPED, f"not sent: {held.why('ticket', str(tid))}", ref)
+                return self.kit.record(
+                    ctx, address, ItemStatus.SKIPPED, f"not sent: {held.why('ticket', str(tid))}", ref
+                )
             self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.SENDING)
             with ctx.lock:
                 ctx.sent.add(address)
@@ -92,23 +96,37 @@ class TicketWave:
                 self.journal.ticket_event(ctx.run_id, tid, address, event, bounded(e))
                 verdict = self.evidence.settle_ticket(tid, self.journal.ticket(tid).last_send_epoch)
                 if verdict is None:
-                    return done(ItemStatus.UNKNOWN, f"the answer was lost ({bounded(getattr(e, 'status', None) or 'no answer')}) "
-                                                    "and reading the ticket back failed; a rerun reads it back before "
-                                                    "any re-send")
+                    return done(
+                        ItemStatus.UNKNOWN,
+                        f"the answer was lost ({bounded(getattr(e, 'status', None) or 'no answer')}) "
+                        "and reading the ticket back failed; a rerun reads it back before "
+                        "any re-send",
+                    )
                 if verdict.kind == VerdictKind.MATCH:
                     self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.CONFIRMED, "read back")
-                    return done(ItemStatus.APPLIED, "already at SEI with the same values (409 on send)" if exists
-                                else "the answer was lost, but the read-back shows SEI has it")
+                    return done(
+                        ItemStatus.APPLIED,
+                        "already at SEI with the same values (409 on send)"
+                        if exists
+                        else "the answer was lost, but the read-back shows SEI has it",
+                    )
                 if verdict.kind == VerdictKind.DIFFERS:
                     self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.CONFLICT, verdict.detail)
-                    return done(ItemStatus.FAILED, f"SEI holds this tradeTicketId with other values ({verdict.detail}); "
-                                                   "a ticket cannot change")
+                    return done(
+                        ItemStatus.FAILED,
+                        f"SEI holds this tradeTicketId with other values ({verdict.detail}); a ticket cannot change",
+                    )
                 if exists:
-                    return done(ItemStatus.UNKNOWN, "SEI answered 409 but does not show the ticket; it is not sent again")
+                    return done(
+                        ItemStatus.UNKNOWN, "SEI answered 409 but does not show the ticket; it is not sent again"
+                    )
                 self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.ABSENT_SETTLED, verdict.detail)
                 if attempt == MAX_TICKET_SENDS:
-                    return done(ItemStatus.UNKNOWN, f"sent {attempt} times without an answer, and SEI does not show it "
-                                                    f"({verdict.detail}); a rerun plans it again")
+                    return done(
+                        ItemStatus.UNKNOWN,
+                        f"sent {attempt} times without an answer, and SEI does not show it "
+                        f"({verdict.detail}); a rerun plans it again",
+                    )
                 self.progress("poll", f"{address}: {verdict.detail}; sending it again")
                 continue
             self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.SENT)

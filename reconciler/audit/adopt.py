@@ -43,9 +43,9 @@ class Edit:
 
 @dataclass
 class Adoption:
-    texts: dict[str, tuple[str, str]] = field(default_factory=dict)   # display → (before, after)
+    texts: dict[str, tuple[str, str]] = field(default_factory=dict)  # display → (before, after)
     paths: dict[str, Path] = field(default_factory=dict)
-    adopted: list[str] = field(default_factory=list)                  # lines for people
+    adopted: list[str] = field(default_factory=list)  # lines for people
     left: list[str] = field(default_factory=list)
 
     def diff(self) -> str:
@@ -99,8 +99,13 @@ def _find(docs: list[Document], kind: str, name: str) -> Document | None:
     return None
 
 
-def plan_adoption(manifests: ManifestSet, live, ignore: tuple[IgnoreRule, ...], paths: tuple[str, ...],
-                  wanted=lambda address, labels: True) -> Adoption:
+def plan_adoption(
+    manifests: ManifestSet,
+    live,
+    ignore: tuple[IgnoreRule, ...],
+    paths: tuple[str, ...],
+    wanted=lambda address, labels: True,
+) -> Adoption:
     files, _ = iter_manifest_files(paths)
     real = {display: path for path, display in files}
     out = Adoption()
@@ -134,12 +139,14 @@ def plan_adoption(manifests: ManifestSet, live, ignore: tuple[IgnoreRule, ...], 
     for name, es in edits.items():
         text = out.texts[name][0]
         for e in sorted(es, key=lambda e: e.start, reverse=True):
-            text = text[:e.start] + e.text + text[e.end:]
+            text = text[: e.start] + e.text + text[e.end :]
         out.texts[name] = (out.texts[name][0], text)
     for ins in manifests.instructions:
         if wanted(ins.address, ins.labels) and ins.ticket_id not in live.tickets:
-            out.left.append(f"{ins.address}: missing at SEI; not adopted (a ticket missing at SEI is not a change of "
-                            "mind: apply sends it, or remove it from the manifest)  # " + str(ins.source))
+            out.left.append(
+                f"{ins.address}: missing at SEI; not adopted (a ticket missing at SEI is not a change of "
+                "mind: apply sends it, or remove it from the manifest)  # " + str(ins.source)
+            )
     return out
 
 
@@ -155,7 +162,7 @@ def _adopt_one(desired, current: dict, d, doc: Document, text: str):
     sleeves: list[dict] = []
     kept_index: list[int | None] = []
     for i, (label, declared, ls) in enumerate(pairs):
-        if ls is None:   # declared, gone from live: adopting drops it
+        if ls is None:  # declared, gone from live: adopting drops it
             continue
         s = dict(desired.sleeves[i].fields)
         for f in d.changed_sleeves.get(ls.get("accountId"), ()):
@@ -170,8 +177,11 @@ def _adopt_one(desired, current: dict, d, doc: Document, text: str):
     edits: list[Edit] = []
     lines: list[str] = []
     indent = " " * (doc.positions[("spec", next(iter(spec)))][1] - 1)
-    spec_end = _line_end(text, doc.spans[("spec",)][1] - 1) if text[doc.spans[("spec",)][1] - 1:doc.spans[("spec",)][1]] != "\n" \
+    spec_end = (
+        _line_end(text, doc.spans[("spec",)][1] - 1)
+        if text[doc.spans[("spec",)][1] - 1 : doc.spans[("spec",)][1]] != "\n"
         else doc.spans[("spec",)][1]
+    )
     appended: list[str] = []
     for f in d.changed_fields:
         value = current.get(f)
@@ -181,16 +191,20 @@ def _adopt_one(desired, current: dict, d, doc: Document, text: str):
             start, end, style = doc.spans[("spec", f)]
             edits.append(Edit(start, end, _scalar(value, style)))
             lines.append(f"{f}: {terminal(_scalar(spec[f]))} → {terminal(_scalar(value))}")
-        else:   # from the template: an override here, never an edit of the shared template
+        else:  # from the template: an override here, never an edit of the shared template
             appended.append(f"{indent}{f}: {_scalar(value)}\n")
-            lines.append(f"{f}: {terminal(_scalar(desired.fields.get(f)))} → {terminal(_scalar(value))} (an override: the template "
-                         f"{desired.template} is shared and stays as it is)")
+            lines.append(
+                f"{f}: {terminal(_scalar(desired.fields.get(f)))} → {terminal(_scalar(value))} (an override: the template "
+                f"{desired.template} is shared and stays as it is)"
+            )
     if not own_sleeves and (d.changed_sleeves or d.new_sleeves or d.removed):
         block = [f"{indent}accountSleeves:   # adopted from live state; replaces the template's sleeves\n"]
         block += [f"{indent}  - {_flow(s)}\n" for s in new_sleeves]
         appended += block
-        lines.append(f"accountSleeves: the template {desired.template}'s sleeves, adopted from live, declared here as "
-                     "an override (the template stays as it is)")
+        lines.append(
+            f"accountSleeves: the template {desired.template}'s sleeves, adopted from live, declared here as "
+            "an override (the template stays as it is)"
+        )
     elif own_sleeves:
         for j, i in enumerate(kept_index):
             ls = pairs[i][2]
@@ -200,8 +214,10 @@ def _adopt_one(desired, current: dict, d, doc: Document, text: str):
                     return f"accountSleeves[{i}].{f} is not declared as a plain value; adopt it by hand"
                 start, end, style = doc.spans[path]
                 edits.append(Edit(start, end, _scalar(ls.get(f), style)))
-                lines.append(f"accountSleeves[{pairs[i][0]}].{f}: {terminal(_scalar(desired.sleeves[i].fields.get(f)))} "
-                             f"→ {terminal(_scalar(ls.get(f)))}")
+                lines.append(
+                    f"accountSleeves[{pairs[i][0]}].{f}: {terminal(_scalar(desired.sleeves[i].fields.get(f)))} "
+                    f"→ {terminal(_scalar(ls.get(f)))}"
+                )
         for i, (label, declared, ls) in enumerate(pairs):
             if ls is not None:
                 continue
@@ -222,8 +238,10 @@ def _adopt_one(desired, current: dict, d, doc: Document, text: str):
             at = _line_end(text, end - 1)
             body = "".join(f"{prefix}- {_flow(s)}\n" for s in added)
             edits.append(Edit(at, at, body))
-            lines += [f"accountSleeves[{s.get('sleeveType')}, model {s.get('modelAggId')}]: added (live, not declared)"
-                      for s in added]
+            lines += [
+                f"accountSleeves[{s.get('sleeveType')}, model {s.get('modelAggId')}]: added (live, not declared)"
+                for s in added
+            ]
     if appended:
         edits.append(Edit(spec_end, spec_end, "".join(appended)))
     return edits, lines

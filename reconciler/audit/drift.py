@@ -33,9 +33,9 @@ class FindingKind(enum.StrEnum):
 class FindingStatus(enum.StrEnum):
     """Plain strings too (StrEnum): documents, templates and tables show the value."""
 
-    DRIFTED = "drifted"       # live differs from a declared field
-    MISSING = "missing"       # declared, absent from live state
-    CONFLICT = "conflict"     # a ticket at SEI with other values (it cannot be changed)
+    DRIFTED = "drifted"  # live differs from a declared field
+    MISSING = "missing"  # declared, absent from live state
+    CONFLICT = "conflict"  # a ticket at SEI with other values (it cannot be changed)
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,10 @@ class Finding:
     fields: tuple[FieldChange, ...] = ()
     edited_by: str | None = None
     edited_date: str | None = None
-    history: list[dict] = field(default_factory=list)     # matching Histories entries, newest first
+    history: list[dict] = field(default_factory=list)  # matching Histories entries, newest first
     expired_rules: list[dict] = field(default_factory=list)
     allocation: list[dict] = field(default_factory=list)  # per sleeve: label, declared, live, state (for charts)
-    trade: dict = field(default_factory=dict)             # a missing instruction: side, quantity, price, notional
+    trade: dict = field(default_factory=dict)  # a missing instruction: side, quantity, price, notional
 
 
 @dataclass(frozen=True)
@@ -63,16 +63,22 @@ class DriftReport:
     expired_rules: list[dict]
     checked: int
     checked_by_kind: dict[str, int] = field(default_factory=dict)
-    audit: dict = field(default_factory=dict)   # what was audited, and by whom: endpoints, commit, tool, operator
+    audit: dict = field(default_factory=dict)  # what was audited, and by whom: endpoints, commit, tool, operator
 
     @property
     def has_drift(self) -> bool:
         return bool(self.findings)
 
 
-def build_drift_report(manifests: ManifestSet, live, vendors, rules: tuple[IgnoreRule, ...],
-                       today: dt.date | None = None, now: dt.datetime | None = None,
-                       audit: dict | None = None) -> DriftReport:
+def build_drift_report(
+    manifests: ManifestSet,
+    live,
+    vendors,
+    rules: tuple[IgnoreRule, ...],
+    today: dt.date | None = None,
+    now: dt.datetime | None = None,
+    audit: dict | None = None,
+) -> DriftReport:
     today = today or dt.date.today()
     active = tuple(r for r in rules if r.active(today))
     expired = tuple(r for r in rules if not r.active(today))
@@ -87,11 +93,20 @@ def build_drift_report(manifests: ManifestSet, live, vendors, rules: tuple[Ignor
         ignored += [_ignored(i.address, i.path, i.reason, rules) for i in d.ignored]
         if not d.fields:
             continue
-        findings.append(Finding(desired.address, FindingKind.REGISTRATION, FindingStatus.DRIFTED, desired.source,
-                                d.fields, current.get("editedBy"), current.get("editedDate"),
-                                history=_history(vendors, desired, d),
-                                expired_rules=_expired_hits(desired.address, d.fields, expired),
-                                allocation=_allocation(desired, current, {i.path for i in d.ignored})))
+        findings.append(
+            Finding(
+                desired.address,
+                FindingKind.REGISTRATION,
+                FindingStatus.DRIFTED,
+                desired.source,
+                d.fields,
+                current.get("editedBy"),
+                current.get("editedDate"),
+                history=_history(vendors, desired, d),
+                expired_rules=_expired_hits(desired.address, d.fields, expired),
+                allocation=_allocation(desired, current, {i.path for i in d.ignored}),
+            )
+        )
     for desired in sorted(manifests.instructions, key=lambda i: i.ticket_id):
         rows = live.tickets.get(desired.ticket_id, [])
         d = diff_instruction(desired, rows, active, today)
@@ -100,34 +115,65 @@ def build_drift_report(manifests: ManifestSet, live, vendors, rules: tuple[Ignor
             fields = desired.fields
             price = fields.get("orderGenerationPrice")
             target = fields.get("target")
-            trade = {"side": fields.get("side"), "ticker": fields.get("ticker"), "quantity": target, "price": price,
-                     "notional": round(float(target or 0) * float(price), 2) if price is not None else None,
-                     "batchId": fields.get("batchId")}
-            findings.append(Finding(desired.address, FindingKind.INSTRUCTION, FindingStatus.MISSING, desired.source,
-                                    trade=trade))
+            trade = {
+                "side": fields.get("side"),
+                "ticker": fields.get("ticker"),
+                "quantity": target,
+                "price": price,
+                "notional": round(float(target or 0) * float(price), 2) if price is not None else None,
+                "batchId": fields.get("batchId"),
+            }
+            findings.append(
+                Finding(desired.address, FindingKind.INSTRUCTION, FindingStatus.MISSING, desired.source, trade=trade)
+            )
         elif d.conflict:
             # SEI records no editor; the row's last change date is the best attribution it offers
-            findings.append(Finding(desired.address, FindingKind.INSTRUCTION, FindingStatus.CONFLICT, desired.source,
-                                    d.fields, None, rows[0].get("changeDate") or rows[0].get("createDate"),
-                                    expired_rules=_expired_hits(desired.address, d.fields, expired)))
-    now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)   # one time zone: UTC
-    return DriftReport(now.isoformat(timespec="seconds"), __version__, manifests.digest, findings, ignored,
-                       [{"address": r.address, "field": r.field, "reason": r.reason, "expired": r.expires.isoformat()}
-                        for r in expired],
-                       len(manifests.registrations) + len(manifests.instructions),
-                       {"registration": len(manifests.registrations), "instruction": len(manifests.instructions)},
-                       {**(audit or {}), "tool_version": __version__, "generated_at": now.isoformat(timespec="seconds")})
+            findings.append(
+                Finding(
+                    desired.address,
+                    FindingKind.INSTRUCTION,
+                    FindingStatus.CONFLICT,
+                    desired.source,
+                    d.fields,
+                    None,
+                    rows[0].get("changeDate") or rows[0].get("createDate"),
+                    expired_rules=_expired_hits(desired.address, d.fields, expired),
+                )
+            )
+    now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)  # one time zone: UTC
+    return DriftReport(
+        now.isoformat(timespec="seconds"),
+        __version__,
+        manifests.digest,
+        findings,
+        ignored,
+        [
+            {"address": r.address, "field": r.field, "reason": r.reason, "expired": r.expires.isoformat()}
+            for r in expired
+        ],
+        len(manifests.registrations) + len(manifests.instructions),
+        {"registration": len(manifests.registrations), "instruction": len(manifests.instructions)},
+        {**(audit or {}), "tool_version": __version__, "generated_at": now.isoformat(timespec="seconds")},
+    )
 
 
 def _ignored(address: str, path: str, reason: str, rules: tuple[IgnoreRule, ...]) -> dict:
     rule = next((r for r in rules if r.reason == reason and r.matches(address, path)), None)
-    return {"address": address, "path": path, "reason": reason,
-            "expires": rule.expires.isoformat() if rule and rule.expires else None}
+    return {
+        "address": address,
+        "path": path,
+        "reason": reason,
+        "expires": rule.expires.isoformat() if rule and rule.expires else None,
+    }
 
 
 def _expired_hits(address: str, fields: tuple[FieldChange, ...], expired: tuple[IgnoreRule, ...]) -> list[dict]:
-    return [{"path": f.path, "reason": r.reason, "expired": r.expires.isoformat()}
-            for f in fields for r in expired if r.matches(address, f.path)]
+    return [
+        {"path": f.path, "reason": r.reason, "expired": r.expires.isoformat()}
+        for f in fields
+        for r in expired
+        if r.matches(address, f.path)
+    ]
 
 
 def _allocation(desired: DesiredRegistration, live: dict, ignored_paths: set[str]) -> list[dict]:
@@ -145,12 +191,24 @@ def _allocation(desired: DesiredRegistration, live: dict, ignored_paths: set[str
             want = float(declared.get("targetAllocation") or 0)
             have = float(ls.get("targetAllocation") or 0) if ls else 0.0
             hidden = f"accountSleeves[{label}].targetAllocation" in ignored_paths
-            rows.append({"label": label, "declared": want, "live": want if hidden else have,
-                         "state": "ignored" if hidden else ("absent" if ls is None else "matched")})
+            rows.append(
+                {
+                    "label": label,
+                    "declared": want,
+                    "live": want if hidden else have,
+                    "state": "ignored" if hidden else ("absent" if ls is None else "matched"),
+                }
+            )
     for s in unmatched:
         if s.get("sleeveType") in COUNTED_SLEEVE_TYPES:
-            rows.append({"label": sleeve_label(s), "declared": 0.0, "live": float(s.get("targetAllocation") or 0),
-                         "state": "removed"})
+            rows.append(
+                {
+                    "label": sleeve_label(s),
+                    "declared": 0.0,
+                    "live": float(s.get("targetAllocation") or 0),
+                    "state": "removed",
+                }
+            )
     return rows
 
 
@@ -172,14 +230,26 @@ def _history(vendors, desired: DesiredRegistration, d) -> list[dict]:
     for e in entries:
         changes = [c for c in e.get("changes") or [] if c.get("field") in wanted]
         if changes:
-            out.append({"editedBy": e.get("editedBy"), "editedDate": e.get("editedDate"),
-                        "changeType": e.get("changeType"), "changes": changes})
+            out.append(
+                {
+                    "editedBy": e.get("editedBy"),
+                    "editedDate": e.get("editedDate"),
+                    "changeType": e.get("changeType"),
+                    "changes": changes,
+                }
+            )
     if not out and entries and not any("changes" in e for e in entries):
         # field-level `changes` in Histories are [assumed] (API.md documents changeType, editedBy and
         # editedDate only): without them, the newest entry is the best attribution there is
         e = entries[0]
-        out.append({"editedBy": e.get("editedBy"), "editedDate": e.get("editedDate"),
-                    "changeType": e.get("changeType"), "changes": [],
-                    "note": f"the latest change ({e.get('changeType')}) by {e.get('editedBy')} at {e.get('editedDate')}; "
-                            "Orion's Histories name no fields"})
+        out.append(
+            {
+                "editedBy": e.get("editedBy"),
+                "editedDate": e.get("editedDate"),
+                "changeType": e.get("changeType"),
+                "changes": [],
+                "note": f"the latest change ({e.get('changeType')}) by {e.get('editedBy')} at {e.get('editedDate')}; "
+                "Orion's Histories name no fields",
+            }
+        )
     return out

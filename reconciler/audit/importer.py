@@ -29,17 +29,52 @@ from reconciler.fields import (
 )
 from reconciler.version import __version__
 
-__all__ = ["read_registrations", "read_tradebatch", "registration_manifest", "render_imported", "slug",
-           "tradebatch_manifest", "write_imported"]
+__all__ = [
+    "read_registrations",
+    "read_tradebatch",
+    "registration_manifest",
+    "render_imported",
+    "slug",
+    "tradebatch_manifest",
+    "write_imported",
+]
 
 API_VERSION = "reconciler/v1"
-_REG_ORDER = ("isActive", "isDoNotTrade", "contributionAllocationMethod", "distributionAllocationMethod",
-              "corporateActionAllocationMethod", "autoRebalFrequency", "autoRebalMonth", "autoRebalDay",
-              "sleeveStrategyId", "sleeveStrategyAggId", "mandate", "tolerancePercent", "custodialBilling",
-              "sleeveBilling", "excludedAssets", "includedAssets")
-_SLEEVE_ORDER = ("sleeveType", "modelAggId", "targetAllocation", "contributionAllocation", "distributionAllocation",
-                 "corporateActionAllocation", "managementStyleId", "subAdvisorId", "toleranceLower", "toleranceUpper",
-                 "targetBalanceType", "doNotTrade", "minimumCash", "replenishMinCash", "minimumInvestmentAmount")
+_REG_ORDER = (
+    "isActive",
+    "isDoNotTrade",
+    "contributionAllocationMethod",
+    "distributionAllocationMethod",
+    "corporateActionAllocationMethod",
+    "autoRebalFrequency",
+    "autoRebalMonth",
+    "autoRebalDay",
+    "sleeveStrategyId",
+    "sleeveStrategyAggId",
+    "mandate",
+    "tolerancePercent",
+    "custodialBilling",
+    "sleeveBilling",
+    "excludedAssets",
+    "includedAssets",
+)
+_SLEEVE_ORDER = (
+    "sleeveType",
+    "modelAggId",
+    "targetAllocation",
+    "contributionAllocation",
+    "distributionAllocation",
+    "corporateActionAllocation",
+    "managementStyleId",
+    "subAdvisorId",
+    "toleranceLower",
+    "toleranceUpper",
+    "targetBalanceType",
+    "doNotTrade",
+    "minimumCash",
+    "replenishMinCash",
+    "minimumInvestmentAmount",
+)
 _BILLING_IDS = ("billFeeScheduleId", "billMasterPayoutScheduleId")
 
 
@@ -77,8 +112,10 @@ def registration_manifest(reg: dict, name: str | None = None) -> dict:
             continue
         if v is not None:
             spec[f] = _number(v)
-    assigned = {"contributionAllocation": normalise_method(reg.get("contributionAllocationMethod")) == ASSIGNED,
-                "distributionAllocation": normalise_method(reg.get("distributionAllocationMethod")) == ASSIGNED}
+    assigned = {
+        "contributionAllocation": normalise_method(reg.get("contributionAllocationMethod")) == ASSIGNED,
+        "distributionAllocation": normalise_method(reg.get("distributionAllocationMethod")) == ASSIGNED,
+    }
     managed = [s for s in reg.get("accountSleeves") or [] if s.get("sleeveType") in COUNTED_SLEEVE_TYPES]
     keys = [(s.get("sleeveType"), sleeve_model_id(s)) for s in managed]
     sleeves = []
@@ -101,8 +138,12 @@ def registration_manifest(reg: dict, name: str | None = None) -> dict:
                 out[f] = _number(v)
         sleeves.append(out)
     spec["accountSleeves"] = sleeves
-    return {"apiVersion": API_VERSION, "kind": "SleeveRegistration",
-            "metadata": {"name": name or f"registration-{reg['registrationId']}"}, "spec": spec}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "SleeveRegistration",
+        "metadata": {"name": name or f"registration-{reg['registrationId']}"},
+        "spec": spec,
+    }
 
 
 def tradebatch_manifest(batch_id: str, rows: list[dict]) -> dict:
@@ -124,9 +165,13 @@ def tradebatch_manifest(batch_id: str, rows: list[dict]) -> dict:
             if len(values) == 1 and f in instructions[0]:
                 shared[f] = instructions[0][f]
     spec: dict[str, Any] = {"batchId": batch_id, **shared}
-    spec["instructions"] = [{"tradeTicketId": i["tradeTicketId"],
-                             **{k: v for k, v in i.items() if k not in shared and k != "tradeTicketId"}}
-                            for i in instructions]
+    spec["instructions"] = [
+        {
+            "tradeTicketId": i["tradeTicketId"],
+            **{k: v for k, v in i.items() if k not in shared and k != "tradeTicketId"},
+        }
+        for i in instructions
+    ]
     return {"apiVersion": API_VERSION, "kind": "TradeBatch", "metadata": {"name": slug(batch_id)}, "spec": spec}
 
 

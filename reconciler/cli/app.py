@@ -19,8 +19,24 @@ from reconciler.console import Output
 from reconciler.errors import ManifestError, ReconcilerError
 from reconciler.version import __version__
 
-__all__ = ["ALLOW_EMPTY", "CONFIG", "Context", "DEFAULT_PATHS", "DURATION", "FORMAT", "SANDBOX", "cli", "emit_plan",
-           "main", "now_for", "report_targeting", "run", "select_or_refuse", "selectors", "state_warnings"]
+__all__ = [
+    "ALLOW_EMPTY",
+    "CONFIG",
+    "Context",
+    "DEFAULT_PATHS",
+    "DURATION",
+    "FORMAT",
+    "SANDBOX",
+    "cli",
+    "emit_plan",
+    "main",
+    "now_for",
+    "report_targeting",
+    "run",
+    "select_or_refuse",
+    "selectors",
+    "state_warnings",
+]
 
 DEFAULT_PATHS = ("manifests",)
 
@@ -29,7 +45,7 @@ DEFAULT_PATHS = ("manifests",)
 class Context:
     debug: bool
     out: Output
-    facts: RunFacts          # what the environment says about this run (CI, commit, operator, GitHub)
+    facts: RunFacts  # what the environment says about this run (CI, commit, operator, GitHub)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,8 +92,12 @@ def run(argv: list[str] | None = None, out: Output | None = None) -> int:
 
 
 def _configure_logging(debug: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
     # httpx logs every request URL at INFO and httpcore logs raw headers at DEBUG: keep them quiet,
     # our providers log requests themselves with secrets masked.
     for name in ("httpx", "httpcore", "uvicorn", "uvicorn.error", "uvicorn.access"):
@@ -112,15 +132,19 @@ class _Duration(click.ParamType):
 DURATION = _Duration()
 
 
-ALLOW_EMPTY = click.option("--allow-empty", is_flag=True,
-                            help="Accept a manifests tree that declares no resource (otherwise an error).")
+ALLOW_EMPTY = click.option(
+    "--allow-empty", is_flag=True, help="Accept a manifests tree that declares no resource (otherwise an error)."
+)
 
 
-FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
-                       show_default=True)
+FORMAT = click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True
+)
 
 
-SANDBOX = click.option("--sandbox", is_flag=True, help="Start the built-in emulator in-process (demo state) and use it.")
+SANDBOX = click.option(
+    "--sandbox", is_flag=True, help="Start the built-in emulator in-process (demo state) and use it."
+)
 
 
 CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="reconciler.yaml to use.")
@@ -150,8 +174,13 @@ def select_or_refuse(ctx: Context, manifests, targeting):
     from reconciler.plan.targeting import select, targeting_warnings
 
     regs, instrs = select(manifests, targeting)
-    report_targeting(ctx, targeting, targeting_warnings(manifests, targeting), len(regs) + len(instrs),
-                      len(manifests.registrations) + len(manifests.instructions))
+    report_targeting(
+        ctx,
+        targeting,
+        targeting_warnings(manifests, targeting),
+        len(regs) + len(instrs),
+        len(manifests.registrations) + len(manifests.instructions),
+    )
     return regs, instrs
 
 
@@ -200,11 +229,19 @@ def state_warnings(ctx: Context, session, paths: tuple[str, ...], sandbox: bool,
             ctx.out.info(notice)
         for lease in backend.leases():
             if lease["workspace"] == ws.key and lease["alive"]:
-                ctx.out.error(f"Warning: an apply of this workspace is running: pid {lease.get('pid')} on "
-                              f"{lease.get('host')} since {lease.get('started')}; what follows may be outdated "
-                              "as soon as it is printed.")
+                ctx.out.error(
+                    f"Warning: an apply of this workspace is running: pid {lease.get('pid')} on "
+                    f"{lease.get('host')} since {lease.get('started')}; what follows may be outdated "
+                    "as soon as it is printed."
+                )
     if in_doubt.busy:
-        ctx.out.error(f"Warning: {len(in_doubt.busy)} resource(s) have writes in doubt from an earlier apply "
-                      "(see `reconciler journal`); " + ("they are left out of this plan until apply resolves them."
-                                                        if keeps_out else "their live state may still change."))
+        ctx.out.error(
+            f"Warning: {len(in_doubt.busy)} resource(s) have writes in doubt from an earlier apply "
+            "(see `reconciler journal`); "
+            + (
+                "they are left out of this plan until apply resolves them."
+                if keeps_out
+                else "their live state may still change."
+            )
+        )
     return in_doubt

@@ -41,19 +41,39 @@ def _saved_plan_arg(args: tuple[str, ...]):
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (CI).")
 @click.option("--parallelism", type=click.IntRange(1, 32), help="Orion batches (and SEI requests) at once [default 4].")
 @click.option("--max-changes", type=click.IntRange(0), help="Refuse plans with more changes than this.")
-@click.option("--poll-timeout", type=DURATION, help="How long to wait for an Orion batch, e.g. 30m [env RECONCILER_POLL_TIMEOUT].")
+@click.option(
+    "--poll-timeout", type=DURATION, help="How long to wait for an Orion batch, e.g. 30m [env RECONCILER_POLL_TIMEOUT]."
+)
 @click.option("--report", "report_file", type=click.Path(dir_okay=False), help="Write the JSON apply report here.")
-@click.option("--break-lock", is_flag=True, help="Kept for old scripts: the lock is released by the kernel when its "
-              "holder dies, and a live holder is never broken.")
-@click.option("--override-policy", "overrides", multiple=True, help="Apply although this soft policy fails (needs --reason).")
+@click.option(
+    "--break-lock",
+    is_flag=True,
+    help="Kept for old scripts: the lock is released by the kernel when its "
+    "holder dies, and a live holder is never broken.",
+)
+@click.option(
+    "--override-policy", "overrides", multiple=True, help="Apply although this soft policy fails (needs --reason)."
+)
 @click.option("--reason", help="Why the soft policies named by --override-policy are overridden (recorded).")
-@click.option("--now", hidden=True, help="Refused: apply judges change windows by this machine's clock (--now is for plan).")
+@click.option(
+    "--now", hidden=True, help="Refused: apply judges change windows by this machine's clock (--now is for plan)."
+)
 @click.option("--allow-plaintext-plan", is_flag=True, help="In CI with recipients configured, accept a plaintext plan.")
 @click.option("--no-encrypt", is_flag=True, help="Write the apply report in plaintext even where recipients are set.")
-@click.option("--lock-timeout", type=DURATION, default=0, show_default=True,
-              help="How long to wait for another apply of this workspace to finish, e.g. 3s or 5m.")
-@click.option("--on-stale", type=click.Choice(["fail", "replan"]), default="fail", show_default=True,
-              help="A stale saved plan: refuse (fail), or say why and plan afresh from its manifests (replan).")
+@click.option(
+    "--lock-timeout",
+    type=DURATION,
+    default=0,
+    show_default=True,
+    help="How long to wait for another apply of this workspace to finish, e.g. 3s or 5m.",
+)
+@click.option(
+    "--on-stale",
+    type=click.Choice(["fail", "replan"]),
+    default="fail",
+    show_default=True,
+    help="A stale saved plan: refuse (fail), or say why and plan afresh from its manifests (replan).",
+)
 @click.option("--target", multiple=True, help="When planning: only these addresses (globs).")
 @click.option("--exclude", multiple=True, help="When planning: leave these addresses out (globs).")
 @click.option("--selector", multiple=True, help="When planning: only resources whose labels match k=v.")
@@ -61,8 +81,29 @@ def _saved_plan_arg(args: tuple[str, ...]):
 @CONFIG
 @ALLOW_EMPTY
 @click.pass_obj
-def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeout, report_file, break_lock,
-          overrides, reason, now, allow_plaintext_plan, no_encrypt, lock_timeout, on_stale, target, exclude, selector, sandbox, config_file, allow_empty) -> int:
+def apply(
+    ctx: Context,
+    args,
+    auto_approve,
+    parallelism,
+    max_changes,
+    poll_timeout,
+    report_file,
+    break_lock,
+    overrides,
+    reason,
+    now,
+    allow_plaintext_plan,
+    no_encrypt,
+    lock_timeout,
+    on_stale,
+    target,
+    exclude,
+    selector,
+    sandbox,
+    config_file,
+    allow_empty,
+) -> int:
     """Apply a saved plan (FILE), or plan PATHs and apply after confirmation."""
     from reconciler.config import load_settings
     from reconciler.manifests import load_manifests
@@ -75,18 +116,33 @@ def apply(ctx: Context, args, auto_approve, parallelism, max_changes, poll_timeo
     if not saved:
         select_or_refuse(ctx, manifests, Targeting(tuple(target), tuple(exclude), selectors(selector)))
     settings = load_settings(paths, config_file=config_file).with_overrides(
-        parallelism=parallelism, poll_timeout=poll_timeout)
+        parallelism=parallelism, poll_timeout=poll_timeout
+    )
     if now or settings.now:
         from reconciler.errors import ConfigError
 
-        raise ConfigError(f"{'--now' if now else 'RECONCILER_NOW'} sets the moment change windows are judged at; "
-                          "that is for `reconciler plan` (what-if) only. Apply judges windows by this machine's "
-                          f"clock, so nothing was written: {'drop --now' if now else 'unset RECONCILER_NOW'} and run "
-                          "apply inside a window")
-    request = ApplyRequest(saved, Targeting(tuple(target), tuple(exclude), selectors(selector)), tuple(paths),
-                           auto_approve, max_changes, on_stale, report_file, break_lock, sandbox,
-                           " ".join(["reconciler apply", *args]), lock_timeout, allow_plaintext_plan, no_encrypt,
-                           tuple((name, reason) for name in overrides))
+        raise ConfigError(
+            f"{'--now' if now else 'RECONCILER_NOW'} sets the moment change windows are judged at; "
+            "that is for `reconciler plan` (what-if) only. Apply judges windows by this machine's "
+            f"clock, so nothing was written: {'drop --now' if now else 'unset RECONCILER_NOW'} and run "
+            "apply inside a window"
+        )
+    request = ApplyRequest(
+        saved,
+        Targeting(tuple(target), tuple(exclude), selectors(selector)),
+        tuple(paths),
+        auto_approve,
+        max_changes,
+        on_stale,
+        report_file,
+        break_lock,
+        sandbox,
+        " ".join(["reconciler apply", *args]),
+        lock_timeout,
+        allow_plaintext_plan,
+        no_encrypt,
+        tuple((name, reason) for name in overrides),
+    )
     if overrides and not reason:
         raise click.UsageError("--override-policy needs --reason TEXT (it is recorded in the journal and the report)")
     return run_apply(request, manifests, settings, ctx.out)
@@ -102,7 +158,9 @@ def show(ctx: Context, file, fmt) -> int:
     from reconciler.plan.saved import load_plan
 
     saved = load_plan(file, plan_identity())
-    ctx.out.info(f"Saved plan {saved.plan_id}: made {saved.created_at:%Y-%m-%d %H:%M %Z} by reconciler "
-                 f"{saved.tool_version}, {'EXPIRED' if saved.expired() else 'valid until'} {saved.expires_at:%Y-%m-%d %H:%M %Z}.")
+    ctx.out.info(
+        f"Saved plan {saved.plan_id}: made {saved.created_at:%Y-%m-%d %H:%M %Z} by reconciler "
+        f"{saved.tool_version}, {'EXPIRED' if saved.expired() else 'valid until'} {saved.expires_at:%Y-%m-%d %H:%M %Z}."
+    )
     emit_plan(ctx, saved.plan, fmt)
     return 0

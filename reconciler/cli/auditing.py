@@ -10,11 +10,21 @@ from reconciler.cli.app import ALLOW_EMPTY, CONFIG, DEFAULT_PATHS, SANDBOX, Cont
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html", "openmetrics"]), default="text",
-              show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown", "html", "openmetrics"]),
+    default="text",
+    show_default=True,
+)
 @click.option("--output", "output", type=click.Path(dir_okay=False), help="Write the report to this file.")
-@click.option("--also", "also", multiple=True, help="FORMAT=FILE: another report from the same read of live state "
-              "(encrypted where recipients are set), e.g. --also html=drift.html.")
+@click.option(
+    "--also",
+    "also",
+    multiple=True,
+    help="FORMAT=FILE: another report from the same read of live state "
+    "(encrypted where recipients are set), e.g. --also html=drift.html.",
+)
 @click.option("--no-encrypt", is_flag=True, help="Write --output in plaintext even where recipients are set.")
 @click.option("--adopt", is_flag=True, help="Write the live values of drifted declared fields into the manifests.")
 @click.option("--dry-run", is_flag=True, help="With --adopt: print the change as a unified diff; write nothing.")
@@ -25,8 +35,22 @@ from reconciler.cli.app import ALLOW_EMPTY, CONFIG, DEFAULT_PATHS, SANDBOX, Cont
 @CONFIG
 @ALLOW_EMPTY
 @click.pass_obj
-def drift(ctx: Context, paths, fmt, output, also, no_encrypt, adopt, dry_run, target, exclude, selector, sandbox,
-          config_file, allow_empty) -> int:
+def drift(
+    ctx: Context,
+    paths,
+    fmt,
+    output,
+    also,
+    no_encrypt,
+    adopt,
+    dry_run,
+    target,
+    exclude,
+    selector,
+    sandbox,
+    config_file,
+    allow_empty,
+) -> int:
     """Audit live state against the manifests: what differs, who changed it and when. Exit 2 on drift."""
     from reconciler.config import load_settings
     from reconciler.audit.drift import build_drift_report
@@ -39,8 +63,15 @@ def drift(ctx: Context, paths, fmt, output, also, no_encrypt, adopt, dry_run, ta
     manifests = load_manifests(paths, allow_empty=allow_empty)
     settings = load_settings(paths, config_file=config_file)
     if adopt:
-        return _adopt(ctx, manifests, settings, tuple(paths), sandbox, dry_run,
-                      Targeting(tuple(target), tuple(exclude), selectors(selector)))
+        return _adopt(
+            ctx,
+            manifests,
+            settings,
+            tuple(paths),
+            sandbox,
+            dry_run,
+            Targeting(tuple(target), tuple(exclude), selectors(selector)),
+        )
     with open_session(settings, sandbox=sandbox) as session:
         state_warnings(ctx, session, tuple(paths), sandbox, keeps_out=False)
         _, _, live = read_selected(manifests, session.vendors, settings, missing_ok=True)
@@ -49,8 +80,9 @@ def drift(ctx: Context, paths, fmt, output, also, no_encrypt, adopt, dry_run, ta
     for spec in also:
         kind, sep, target_file = spec.partition("=")
         if not sep or kind not in ("text", "json", "markdown", "html", "openmetrics") or not target_file:
-            raise click.BadParameter(f"{spec!r} is not FORMAT=FILE (text, json, markdown, html, openmetrics)",
-                                     param_hint="--also")
+            raise click.BadParameter(
+                f"{spec!r} is not FORMAT=FILE (text, json, markdown, html, openmetrics)", param_hint="--also"
+            )
         extra.append((kind, target_file))
     text = _render_drift(report, fmt)
     if output:
@@ -58,8 +90,9 @@ def drift(ctx: Context, paths, fmt, output, also, no_encrypt, adopt, dry_run, ta
     else:
         ctx.out.result(text)
     for kind, target_file in extra:
-        _write_report(ctx, settings, target_file, _render_drift(report, kind), kind, encrypt=True,
-                      findings=len(report.findings))
+        _write_report(
+            ctx, settings, target_file, _render_drift(report, kind), kind, encrypt=True, findings=len(report.findings)
+        )
     return 2 if report.has_drift else 0
 
 
@@ -68,16 +101,25 @@ def _audit(ctx: Context, session) -> dict:
     from reconciler.plan.saved import current_binding
 
     e = session.endpoints
-    return {"environment": e.get("environment"), "orion": e.get("orion"), "sei": e.get("sei"),
-            "commit": current_binding(None, ctx.facts)["commit"], "operator": ctx.facts.operator,
-            "ci_run_url": ctx.facts.run_url}
+    return {
+        "environment": e.get("environment"),
+        "orion": e.get("orion"),
+        "sei": e.get("sei"),
+        "commit": current_binding(None, ctx.facts)["commit"],
+        "operator": ctx.facts.operator,
+        "ci_run_url": ctx.facts.run_url,
+    }
 
 
 def _render_drift(report, fmt: str) -> str:
     import json
 
-    from reconciler.render.drift_report import (drift_to_document, render_drift_markdown, render_drift_openmetrics,
-                                                render_drift_text)
+    from reconciler.render.drift_report import (
+        drift_to_document,
+        render_drift_markdown,
+        render_drift_openmetrics,
+        render_drift_text,
+    )
 
     if fmt == "json":
         return json.dumps(drift_to_document(report), indent=2, default=str) + "\n"
@@ -97,7 +139,7 @@ def _write_report(ctx: Context, settings, path: str, text: str, fmt: str, *, enc
     from reconciler.sealing import for_upload
 
     data, sealed = for_upload(text.encode("utf-8"), settings.plan_recipients if encrypt else ())
-    write_private(path, data)   # client data: 0600
+    write_private(path, data)  # client data: 0600
     ctx.out.info(f"Drift report ({fmt}{', encrypted' if sealed else ''}) written to {path}: {findings} finding(s).")
 
 

@@ -18,27 +18,46 @@ def github() -> None:
 
 @github.command("comment")
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False))
-@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False),
-              help="The plan as `plan --format markdown` printed it: what to post when the saved plan is encrypted "
-                   "(the pull-request job cannot, and should not, read it).")
-@click.option("--errors", "errors_file", type=click.Path(dir_okay=False),
-              help="What `validate` printed: posted (file:line) when the plan could not be made.")
+@click.option(
+    "--markdown",
+    "markdown_file",
+    type=click.Path(dir_okay=False),
+    help="The plan as `plan --format markdown` printed it: what to post when the saved plan is encrypted "
+    "(the pull-request job cannot, and should not, read it).",
+)
+@click.option(
+    "--errors",
+    "errors_file",
+    type=click.Path(dir_okay=False),
+    help="What `validate` printed: posted (file:line) when the plan could not be made.",
+)
 @click.option("--note", help="A line to put above the plan (e.g. why a fresh plan is posted after a merge).")
 @click.option("--pr", "number", required=True, type=int, help="Pull request number.")
 @click.option("--sha", help="Commit to set the reconciler/plan status on.")
-@click.option("--exit-code", "exit_code", type=int, default=2, show_default=True,
-              help="The exit code of `plan --detailed-exitcode` (1: the plan failed).")
+@click.option(
+    "--exit-code",
+    "exit_code",
+    type=int,
+    default=2,
+    show_default=True,
+    help="The exit code of `plan --detailed-exitcode` (1: the plan failed).",
+)
 @click.pass_obj
 def github_comment(ctx: Context, plan_file, markdown_file, errors_file, note, number, sha, exit_code) -> int:
     """Post the plan on the pull request, updating our own comment(s) in place."""
     from reconciler.github import open_client
-    from reconciler.github.comments import (comment_context, label_pull, plan_comment_parts, post_plan_comments,
-                                            status_for_exit_code)
+    from reconciler.github.comments import (
+        comment_context,
+        label_pull,
+        plan_comment_parts,
+        post_plan_comments,
+        status_for_exit_code,
+    )
 
     parts, summary = plan_comment_parts(plan_file, markdown_file, errors_file, exit_code, sha)
     parts = comment_context(parts, sha, note, ctx.facts.run_url)
     summary_file = ctx.facts.step_summary
-    if summary_file:   # the full plan, whatever the comment had to leave out
+    if summary_file:  # the full plan, whatever the comment had to leave out
         with open(summary_file, "a", encoding="utf-8") as f:
             f.write("\n\n".join(parts) + "\n")
     client = open_client(ctx.facts)
@@ -79,7 +98,7 @@ def github_adopt_pr(ctx: Context, paths, branch, base, report_url, sandbox, conf
     settings = load_settings(paths, config_file=config_file)
     with open_session(settings, sandbox=sandbox) as session:
         _, _, live = read_selected(manifests, session.vendors, settings, missing_ok=True)
-        report = build_drift_report(manifests, live, session.vendors, settings.ignore)   # the evidence: who, when
+        report = build_drift_report(manifests, live, session.vendors, settings.ignore)  # the evidence: who, when
     adoption = plan_adoption(manifests, live, settings.ignore, tuple(paths))
     written = write_adoption(adoption)
     for line in adoption.left:
@@ -87,12 +106,18 @@ def github_adopt_pr(ctx: Context, paths, branch, base, report_url, sandbox, conf
     if not written:
         ctx.out.info("Nothing to adopt: no pull request is opened.")
         return 2 if adoption.left else 0
-    commit_and_push([str(adoption.paths[n]) for n in written], branch,
-                    f"Adopt drift from Orion into {len(written)} manifest(s)\n\n" + "\n".join(adoption.adopted))
+    commit_and_push(
+        [str(adoption.paths[n]) for n in written],
+        branch,
+        f"Adopt drift from Orion into {len(written)} manifest(s)\n\n" + "\n".join(adoption.adopted),
+    )
     client = open_client(ctx.facts)
     try:
-        ctx.out.info(sync_adoption_pull(client, branch, base,
-                                        adoption_body(adoption.adopted, adoption.left, report.findings, report_url)))
+        ctx.out.info(
+            sync_adoption_pull(
+                client, branch, base, adoption_body(adoption.adopted, adoption.left, report.findings, report_url)
+            )
+        )
     finally:
         client.close()
     return 2 if adoption.left else 0
@@ -122,7 +147,9 @@ def github_find_plan(ctx: Context, sha, workflow) -> int:
 
 @github.command("drift-issue")
 @click.argument("report", type=click.Path(exists=True, dir_okay=False))
-@click.option("--exit-code", "exit_code", type=int, required=True, help="The exit code of `reconciler drift` (2: drift).")
+@click.option(
+    "--exit-code", "exit_code", type=int, required=True, help="The exit code of `reconciler drift` (2: drift)."
+)
 @click.pass_obj
 def github_drift_issue(ctx: Context, report, exit_code) -> int:
     """Open or update the drift issue (exit code 2), or close it (0)."""

@@ -12,8 +12,9 @@ def import_() -> None:
     """Write manifests from live state (to adopt what already exists)."""
 
 
-_OUTPUT = click.option("--output", "output", type=click.Path(),
-                       help="A directory (one file per resource) or a file; default: stdout.")
+_OUTPUT = click.option(
+    "--output", "output", type=click.Path(), help="A directory (one file per resource) or a file; default: stdout."
+)
 
 
 _FORCE = click.option("--force", is_flag=True, help="Overwrite existing files.")
@@ -36,8 +37,13 @@ def import_registration(ctx: Context, ids, output, force, sandbox, config_file) 
     with open_session(settings, sandbox=sandbox) as session:
         live = read_registrations(session.vendors, list(ids), settings)
         origin = session.settings.orion.base_url
-    docs = [(registration_manifest(live[i]), f"registration {i} (custodial account {live[i].get('custodialAccountNumber')})")
-            for i in ids]
+    docs = [
+        (
+            registration_manifest(live[i]),
+            f"registration {i} (custodial account {live[i].get('custodialAccountNumber')})",
+        )
+        for i in ids
+    ]
     _write_imported(ctx, docs, "Orion", origin, output, force)
     return 0
 
@@ -60,8 +66,14 @@ def import_tradebatch(ctx: Context, batch_id, output, force, sandbox, config_fil
         rows = read_tradebatch(session.vendors, batch_id)
         origin = session.settings.sei.base_url
     tickets = len({r["tradeTicketId"] for r in rows})
-    _write_imported(ctx, [(tradebatch_manifest(batch_id, rows), f"batch {batch_id} ({tickets} ticket{'s' * (tickets != 1)})")],
-                    "SEI", origin, output, force)
+    _write_imported(
+        ctx,
+        [(tradebatch_manifest(batch_id, rows), f"batch {batch_id} ({tickets} ticket{'s' * (tickets != 1)})")],
+        "SEI",
+        origin,
+        output,
+        force,
+    )
     return 0
 
 

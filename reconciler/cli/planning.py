@@ -31,11 +31,13 @@ def validate(ctx: Context, paths: tuple[str, ...], allow_empty: bool) -> int:
     from reconciler.manifests import ManifestStream
 
     stream = ManifestStream(paths or DEFAULT_PATHS, allow_empty=allow_empty)
-    for _ in stream:   # each resource checked, counted and dropped: memory does not grow with the tree
+    for _ in stream:  # each resource checked, counted and dropped: memory does not grow with the tree
         pass
-    ctx.out.info(f"OK: {len(stream.files)} files, {stream.registrations} registrations, "
-                 f"{stream.batches} trade batches ({stream.instructions} instructions), "
-                 f"{stream.registrations + stream.batches} resources valid.")
+    ctx.out.info(
+        f"OK: {len(stream.files)} files, {stream.registrations} registrations, "
+        f"{stream.batches} trade batches ({stream.instructions} instructions), "
+        f"{stream.registrations + stream.batches} resources valid."
+    )
     return 0
 
 
@@ -51,15 +53,21 @@ def _server_validate(ctx: Context, vendors, plan) -> None:
         elif not v.is_valid:
             ctx.out.error(f"✗ {v.address}: Orion would reject it: {terminal(v.message, 300)}  # {v.source}")
     rejected = sum(v.is_valid is False for v in verdicts)
-    ctx.out.info(f"Server-side validation: {rejected} of {len(verdicts)} changed registration(s) "
-                 "would be rejected by Orion.")
+    ctx.out.info(
+        f"Server-side validation: {rejected} of {len(verdicts)} changed registration(s) would be rejected by Orion."
+    )
 
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan for `apply FILE` (mode 0600).")
-@click.option("--encrypt-to", "encrypt_to", multiple=True, help="An age recipient (age1…) to encrypt the saved plan to "
-              "(adds to plan_recipients / RECONCILER_PLAN_RECIPIENTS).")
+@click.option(
+    "--encrypt-to",
+    "encrypt_to",
+    multiple=True,
+    help="An age recipient (age1…) to encrypt the saved plan to "
+    "(adds to plan_recipients / RECONCILER_PLAN_RECIPIENTS).",
+)
 @click.option("--no-encrypt", is_flag=True, help="Write the saved plan in plaintext even where recipients are set.")
 @FORMAT
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes (or conflicts), 0 when none.")
@@ -72,8 +80,23 @@ def _server_validate(ctx: Context, vendors, plan) -> None:
 @click.option("--now", help="Evaluate change windows as of this moment (ISO 8601 with offset) [env RECONCILER_NOW].")
 @click.option("--server-validate", is_flag=True, help="Ask Orion's Validate about every changed registration.")
 @click.pass_obj
-def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_exitcode, target, exclude, selector,
-         sandbox, config_file, allow_empty, now, server_validate) -> int:
+def plan(
+    ctx: Context,
+    paths,
+    out_file,
+    encrypt_to,
+    no_encrypt,
+    fmt,
+    detailed_exitcode,
+    target,
+    exclude,
+    selector,
+    sandbox,
+    config_file,
+    allow_empty,
+    now,
+    server_validate,
+) -> int:
     """Read live state, diff it against the manifests, print the plan. Never writes to an API."""
     from dataclasses import replace
 
@@ -82,7 +105,7 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
     t_start = time.perf_counter()
     paths = paths or DEFAULT_PATHS
     # first, while this process has one thread and few modules: the parsing workers fork from it
-    stream = ManifestStream(paths, allow_empty=allow_empty).start()   # raises for a path that does not exist
+    stream = ManifestStream(paths, allow_empty=allow_empty).start()  # raises for a path that does not exist
 
     from reconciler.config import load_settings
     from reconciler.plan.stream import plan_stream
@@ -97,19 +120,31 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
         with open_session(settings, sandbox=sandbox) as session:
             in_doubt = state_warnings(ctx, session, tuple(paths), sandbox)
             ctx.out.info(session.environment_line)
-            ctx.out.info(f"Checking {len(stream.files)} manifest files and reading live state"
-                         f"{' from the in-process sandbox' if sandbox else ''}, side by side…")
+            ctx.out.info(
+                f"Checking {len(stream.files)} manifest files and reading live state"
+                f"{' from the in-process sandbox' if sandbox else ''}, side by side…"
+            )
             # invalid manifests never reach the network: reads carry only ids of documents that passed
             # their checks, and a tree with any error is refused before anything is planned
-            streamed = plan_stream(tuple(paths), session.vendors, session.settings, targeting=targeting,
-                                   leave_out=frozenset(in_doubt.busy_addresses), stream=stream)
-            report_targeting(ctx, targeting, streamed.warnings, streamed.selected,
-                              streamed.registrations + streamed.instructions)
+            streamed = plan_stream(
+                tuple(paths),
+                session.vendors,
+                session.settings,
+                targeting=targeting,
+                leave_out=frozenset(in_doubt.busy_addresses),
+                stream=stream,
+            )
+            report_targeting(
+                ctx, targeting, streamed.warnings, streamed.selected, streamed.registrations + streamed.instructions
+            )
             endpoints = session.endpoints
             t_plan = time.perf_counter()
             moment = now_for(settings, now)
-            result = replace(streamed.plan, policy_results=evaluate_policies(streamed.plan, streamed.policies, moment),
-                             windows_as_of=moment.isoformat(timespec="seconds") if (now or settings.now) else None)
+            result = replace(
+                streamed.plan,
+                policy_results=evaluate_policies(streamed.plan, streamed.policies, moment),
+                windows_as_of=moment.isoformat(timespec="seconds") if (now or settings.now) else None,
+            )
             if server_validate:
                 _server_validate(ctx, session.vendors, result)
     finally:  # workers still parsing after an early error are stopped, not waited for
@@ -122,26 +157,44 @@ def plan(ctx: Context, paths, out_file, encrypt_to, no_encrypt, fmt, detailed_ex
         from reconciler.plan.diff import deepdiff_calls
 
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        ctx.out.info(f"stats: manifests+reads+diff (overlapped) {t_plan - t_start:.2f}s, policies "
-                     f"{t_render - t_plan:.2f}s, render {time.perf_counter() - t_render:.2f}s; "
-                     f"deepdiff calls {deepdiff_calls()}; peak RSS of this process {rss:.0f} MiB")
+        ctx.out.info(
+            f"stats: manifests+reads+diff (overlapped) {t_plan - t_start:.2f}s, policies "
+            f"{t_render - t_plan:.2f}s, render {time.perf_counter() - t_render:.2f}s; "
+            f"deepdiff calls {deepdiff_calls()}; peak RSS of this process {rss:.0f} MiB"
+        )
     if out_file:
         from reconciler.plan.saved import current_binding, save_plan
         from reconciler.sealing import parse_recipients
 
         recipients = () if no_encrypt else settings.plan_recipients + parse_recipients(encrypt_to, "--encrypt-to")
-        plan_id = save_plan(out_file, result, streamed.digest, tuple(paths), batch_size=settings.batch_size,
-                            expiry_hours=settings.plan_expiry_hours, endpoints=endpoints,
-                            targeting={"targets": list(target), "excludes": list(exclude),
-                                       "selectors": [list(kv) for kv in selectors(selector)]},
-                            binding=current_binding(endpoints.get("environment"), ctx.facts), recipients=recipients)
+        plan_id = save_plan(
+            out_file,
+            result,
+            streamed.digest,
+            tuple(paths),
+            batch_size=settings.batch_size,
+            expiry_hours=settings.plan_expiry_hours,
+            endpoints=endpoints,
+            targeting={
+                "targets": list(target),
+                "excludes": list(exclude),
+                "selectors": [list(kv) for kv in selectors(selector)],
+            },
+            binding=current_binding(endpoints.get("environment"), ctx.facts),
+            recipients=recipients,
+        )
         how = f"encrypted to {len(recipients)} recipient(s)" if recipients else "plaintext"
-        ctx.out.info(f"Saved the plan to {out_file} ({how}; id {plan_id}, valid {settings.plan_expiry_hours:g} h). "
-                     f"Apply exactly this plan with: reconciler apply {out_file}")
+        ctx.out.info(
+            f"Saved the plan to {out_file} ({how}; id {plan_id}, valid {settings.plan_expiry_hours:g} h). "
+            f"Apply exactly this plan with: reconciler apply {out_file}"
+        )
     hard = [r for r in result.policy_results if not r.passed and r.enforcement == "hard"]
     if hard:
-        ctx.out.error(f"Error: the plan fails {len(hard)} hard policy rule(s) ("
-                      + ", ".join(f"{r.policy} {r.rule}" for r in hard) + "); apply would refuse it")
+        ctx.out.error(
+            f"Error: the plan fails {len(hard)} hard policy rule(s) ("
+            + ", ".join(f"{r.policy} {r.rule}" for r in hard)
+            + "); apply would refuse it"
+        )
         return 1
     if in_doubt.busy and detailed_exitcode:
         return 2  # not "no changes": what is in doubt was not checked

@@ -15,8 +15,12 @@ def _backend_for(ctx: Context, paths: tuple[str, ...], config_file: str | None):
 
     paths = paths or DEFAULT_PATHS
     settings = load_settings(paths, config_file=config_file)
-    ws = workspace_for(paths, require_safe_url(settings.orion.base_url, "ORION_BASE_URL"),
-                       require_safe_url(settings.sei.base_url, "SEI_BASE_URL"), settings.workspace)
+    ws = workspace_for(
+        paths,
+        require_safe_url(settings.orion.base_url, "ORION_BASE_URL"),
+        require_safe_url(settings.sei.base_url, "SEI_BASE_URL"),
+        settings.workspace,
+    )
     return open_backend(settings, ws, facts=ctx.facts)
 
 
@@ -32,8 +36,14 @@ def _journal_for(ctx: Context, paths: tuple[str, ...], config_file: str | None):
         journal = backend.journal(readonly=True)
     except StateBackendError:
         if not backend.shared and backend.workspace.journal_path.exists():
-            ctx.out.result("\n".join([f"What can still be read from {backend.workspace.journal_path}:",
-                                      *(f"  {terminal(line, 400)}" for line in salvage(backend.workspace.journal_path))]))
+            ctx.out.result(
+                "\n".join(
+                    [
+                        f"What can still be read from {backend.workspace.journal_path}:",
+                        *(f"  {terminal(line, 400)}" for line in salvage(backend.workspace.journal_path)),
+                    ]
+                )
+            )
         raise
     for notice in backend.notices:
         ctx.out.info(notice)
@@ -59,18 +69,21 @@ def lock_status(ctx: Context, as_json, paths, config_file) -> int:
     backend = _backend_for(ctx, tuple(paths), config_file)
     leases = backend.leases()
     if as_json:
-        ctx.out.result(json.dumps({"backend": backend.name, "workspace": backend.workspace.key, "leases": leases},
-                                  indent=2))
+        ctx.out.result(
+            json.dumps({"backend": backend.name, "workspace": backend.workspace.key, "leases": leases}, indent=2)
+        )
         return 0
     if not leases:
         ctx.out.result(f"No apply holds the workspace {terminal(backend.workspace.label)} ({backend.name}).")
     for r in leases:
         state = "held" if r["alive"] else "free (its holder is gone; `reconciler lock release` clears the record)"
-        ctx.out.result(f"{terminal(r.get('label') or r['workspace'])}: {state}; pid {r.get('pid')} on "
-                       f"{terminal(r.get('host'))}, user {terminal(r.get('user'))}, since {r.get('started')}"
-                       + (f", heartbeat {r.get('heartbeat')}" if r.get("heartbeat") else "")
-                       + (f", run {terminal(r.get('ci_run_url'))}" if r.get("ci_run_url") else "")
-                       + (f", plan {terminal(r.get('plan_digest'))}" if r.get("plan_digest") else ""))
+        ctx.out.result(
+            f"{terminal(r.get('label') or r['workspace'])}: {state}; pid {r.get('pid')} on "
+            f"{terminal(r.get('host'))}, user {terminal(r.get('user'))}, since {r.get('started')}"
+            + (f", heartbeat {r.get('heartbeat')}" if r.get("heartbeat") else "")
+            + (f", run {terminal(r.get('ci_run_url'))}" if r.get("ci_run_url") else "")
+            + (f", plan {terminal(r.get('plan_digest'))}" if r.get("plan_digest") else "")
+        )
     return 0
 
 
@@ -85,8 +98,10 @@ def lock_release(ctx: Context, paths, config_file) -> int:
     backend = _backend_for(ctx, tuple(paths), config_file)
     live = [r for r in backend.leases() if r["workspace"] == backend.workspace.key and r["alive"]]
     if live:
-        raise LockError(f"the workspace is held by a live apply (pid {live[0].get('pid')} on {live[0].get('host')}); "
-                        "a live holder's lock is never released")
+        raise LockError(
+            f"the workspace is held by a live apply (pid {live[0].get('pid')} on {live[0].get('host')}); "
+            "a live holder's lock is never released"
+        )
     dead = backend.release_dead()
     ctx.out.info(f"cleared {len(dead)} record(s) of dead holders" if dead else "nothing to release: no holder record")
     return 0
@@ -111,18 +126,36 @@ def journal(click_ctx, as_json, paths, config_file) -> int:
     if j:
         j.close()
     if as_json:
-        ctx.out.result(json.dumps([{"kind": e.kind, "key": e.key, "addresses": list(e.addresses), "state": e.state,
-                                    "since": e.since, "detail": e.detail} for e in entries], indent=2))
+        ctx.out.result(
+            json.dumps(
+                [
+                    {
+                        "kind": e.kind,
+                        "key": e.key,
+                        "addresses": list(e.addresses),
+                        "state": e.state,
+                        "since": e.since,
+                        "detail": e.detail,
+                    }
+                    for e in entries
+                ],
+                indent=2,
+            )
+        )
         return 0
     if not entries:
         ctx.out.result(f"Nothing in doubt in the workspace {terminal(ws.label)}.")
         return 0
     lines = [f"In doubt in the workspace {terminal(ws.label)}:"]
     for e in entries:
-        lines.append(f"  {e.kind} {terminal(e.key)} ({e.state} since {e.since}): {terminal(', '.join(e.addresses), 300)}"
-                     + (f" — {terminal(e.detail, 300)}" if e.detail else ""))
-    lines.append("Apply resolves these from live state first. To decide one yourself: "
-                 "reconciler journal resolve KIND KEY --as applied|absent --reason TEXT")
+        lines.append(
+            f"  {e.kind} {terminal(e.key)} ({e.state} since {e.since}): {terminal(', '.join(e.addresses), 300)}"
+            + (f" — {terminal(e.detail, 300)}" if e.detail else "")
+        )
+    lines.append(
+        "Apply resolves these from live state first. To decide one yourself: "
+        "reconciler journal resolve KIND KEY --as applied|absent --reason TEXT"
+    )
     ctx.out.result("\n".join(lines))
     return 0
 
@@ -130,8 +163,13 @@ def journal(click_ctx, as_json, paths, config_file) -> int:
 @journal.command("resolve")
 @click.argument("kind", type=click.Choice(["batch", "ticket"]))
 @click.argument("key")
-@click.option("--as", "outcome", required=True, type=click.Choice(["applied", "absent"]),
-              help="What you established: the write took effect (applied), or it did not (absent).")
+@click.option(
+    "--as",
+    "outcome",
+    required=True,
+    type=click.Choice(["applied", "absent"]),
+    help="What you established: the write took effect (applied), or it did not (absent).",
+)
 @click.option("--reason", required=True, help="Why: recorded in the journal with who and when.")
 @click.option("--path", "paths", multiple=True, help="Manifest paths the workspace is for [default: manifests].")
 @CONFIG

@@ -25,6 +25,22 @@ from reconciler.config.settings import (
 from reconciler.config.urls import mask_url, require_safe_url
 from reconciler.secret import Secret
 
-__all__ = ["CONFIG_FILE", "IgnoreRule", "OrionSettings", "RunFacts", "SeiSettings", "Secret", "Settings",
-           "ci_run_url", "glob_match", "ignore_rule", "load_settings", "mask_url", "parse_duration", "parse_now",
-           "plan_identity", "require_safe_url", "run_facts"]
+__all__ = [
+    "CONFIG_FILE",
+    "IgnoreRule",
+    "OrionSettings",
+    "RunFacts",
+    "SeiSettings",
+    "Secret",
+    "Settings",
+    "ci_run_url",
+    "glob_match",
+    "ignore_rule",
+    "load_settings",
+    "mask_url",
+    "parse_duration",
+    "parse_now",
+    "plan_identity",
+    "require_safe_url",
+    "run_facts",
+]

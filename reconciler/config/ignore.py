@@ -39,12 +39,13 @@ def glob_match(text: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(text, pattern.replace("[", "\0").replace("]", "[]]").replace("\0", "[[]"))
 
 
-
 def ignore_rule(where: str, raw: Any) -> IgnoreRule:
     """One `ignore:` entry of reconciler.yaml; `where` names it in errors ("reconciler.yaml: ignore[0]")."""
     if not isinstance(raw, dict) or not raw.get("reason") or not (raw.get("address") or raw.get("field")):
-        raise ConfigError(f"{where} needs address and/or field patterns and a reason "
-                          f"(e.g. {{address: 'SleeveRegistration/*', field: 'isDoNotTrade', reason: '...', expires: 2026-12-31}})")
+        raise ConfigError(
+            f"{where} needs address and/or field patterns and a reason "
+            f"(e.g. {{address: 'SleeveRegistration/*', field: 'isDoNotTrade', reason: '...', expires: 2026-12-31}})"
+        )
     expires = raw.get("expires")
     if expires is not None and not isinstance(expires, dt.date):
         try:
@@ -56,9 +57,11 @@ def ignore_rule(where: str, raw: Any) -> IgnoreRule:
     field_pattern = str(raw.get("field") or "*")
     unknown = _unknown_field(field_pattern)
     if unknown:
-        raise ConfigError(f"{where}.field {field_pattern!r}: {unknown}, so the rule would hide nothing "
-                          f"(fields: {', '.join(REGISTRATION_FIELDS[:4])}, …, accountSleeves[*].targetAllocation, "
-                          "or an instruction field such as target)")
+        raise ConfigError(
+            f"{where}.field {field_pattern!r}: {unknown}, so the rule would hide nothing "
+            f"(fields: {', '.join(REGISTRATION_FIELDS[:4])}, …, accountSleeves[*].targetAllocation, "
+            "or an instruction field such as target)"
+        )
     return IgnoreRule(str(raw.get("address") or "*"), field_pattern, str(raw["reason"]), expires)
 
 

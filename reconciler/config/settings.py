@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 CONFIG_FILE = "reconciler.yaml"
+
+
 @dataclass(frozen=True)
 class OrionSettings:
     base_url: str = ""
@@ -41,7 +43,7 @@ class OrionSettings:
     password: Secret | None = None
     client_id: str | None = None
     client_secret: Secret | None = None
-    ca_bundle: str | None = None       # ORION_CA_BUNDLE / orion.caBundle: whom to trust (a proxy's or a test CA)
+    ca_bundle: str | None = None  # ORION_CA_BUNDLE / orion.caBundle: whom to trust (a proxy's or a test CA)
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,10 @@ class Settings:
     read_timeout: float = 60.0
     write_timeout: float = 60.0
     pool_timeout: float = 30.0
-    request_deadline: float = 300.0    # one request, all retries included
+    request_deadline: float = 300.0  # one request, all retries included
     max_attempts: int = 5
     retry_after_cap: float = 120.0
-    poll_timeout: float = 1800.0       # how long apply waits for one Orion batch
+    poll_timeout: float = 1800.0  # how long apply waits for one Orion batch
     # How long after an ambiguous write the server may still commit it: read-backs spread over this
     # window must all show a ticket absent before it may be sent again, and a lost batch must be
     # missing from Orion's BatchProcessing list this long. None: the client's own write time-out
@@ -110,29 +112,38 @@ class Settings:
 
 # reconciler.yaml key → (Settings attribute, type). Credentials are deliberately absent.
 _FILE_KEYS = {
-    "batchSize": ("batch_size", int), "parallelism": ("parallelism", int), "readChunk": ("read_chunk", int),
-    "readWorkers": ("read_workers", int), "pollTimeout": ("poll_timeout", parse_duration),
-    "planExpiryHours": ("plan_expiry_hours", float), "maxAttempts": ("max_attempts", int),
-    "retryAfterCap": ("retry_after_cap", parse_duration), "requestDeadline": ("request_deadline", parse_duration),
+    "batchSize": ("batch_size", int),
+    "parallelism": ("parallelism", int),
+    "readChunk": ("read_chunk", int),
+    "readWorkers": ("read_workers", int),
+    "pollTimeout": ("poll_timeout", parse_duration),
+    "planExpiryHours": ("plan_expiry_hours", float),
+    "maxAttempts": ("max_attempts", int),
+    "retryAfterCap": ("retry_after_cap", parse_duration),
+    "requestDeadline": ("request_deadline", parse_duration),
     "settleWindow": ("settle_window", parse_duration),
 }
-_TIMEOUT_KEYS = {"connect": "connect_timeout", "read": "read_timeout", "write": "write_timeout",
-                 "pool": "pool_timeout"}
+_TIMEOUT_KEYS = {"connect": "connect_timeout", "read": "read_timeout", "write": "write_timeout", "pool": "pool_timeout"}
 _ENV_KEYS = {
-    "RECONCILER_BATCH_SIZE": ("batch_size", int), "RECONCILER_PARALLELISM": ("parallelism", int),
-    "RECONCILER_READ_CHUNK": ("read_chunk", int), "RECONCILER_POLL_TIMEOUT": ("poll_timeout", parse_duration),
+    "RECONCILER_BATCH_SIZE": ("batch_size", int),
+    "RECONCILER_PARALLELISM": ("parallelism", int),
+    "RECONCILER_READ_CHUNK": ("read_chunk", int),
+    "RECONCILER_POLL_TIMEOUT": ("poll_timeout", parse_duration),
     "RECONCILER_PLAN_EXPIRY_HOURS": ("plan_expiry_hours", float),
-    "RECONCILER_MAX_ATTEMPTS": ("max_attempts", int), "RECONCILER_REQUEST_DEADLINE": ("request_deadline", parse_duration),
+    "RECONCILER_MAX_ATTEMPTS": ("max_attempts", int),
+    "RECONCILER_REQUEST_DEADLINE": ("request_deadline", parse_duration),
     "RECONCILER_RETRY_AFTER_CAP": ("retry_after_cap", parse_duration),
     "RECONCILER_SETTLE_WINDOW": ("settle_window", parse_duration),
-    "RECONCILER_READ_TIMEOUT": ("read_timeout", parse_duration), "RECONCILER_WRITE_TIMEOUT": ("write_timeout", parse_duration),
+    "RECONCILER_READ_TIMEOUT": ("read_timeout", parse_duration),
+    "RECONCILER_WRITE_TIMEOUT": ("write_timeout", parse_duration),
     "RECONCILER_CONNECT_TIMEOUT": ("connect_timeout", parse_duration),
 }
 _SECRET_WORDS = ("token", "password", "secret", "key", "credential")
 
 
-def load_settings(paths: tuple[str, ...] | list[str] = (), env: Mapping[str, str] | None = None,
-                  config_file: str | None = None) -> Settings:
+def load_settings(
+    paths: tuple[str, ...] | list[str] = (), env: Mapping[str, str] | None = None, config_file: str | None = None
+) -> Settings:
     """Settings for a run over `paths`: file, then environment. Flags are applied by the caller."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
@@ -154,8 +165,10 @@ def load_settings(paths: tuple[str, ...] | list[str] = (), env: Mapping[str, str
         values["environment"] = env["RECONCILER_ENVIRONMENT"]
     environment = values.get("environment")
     if environment is not None and environment not in ENVIRONMENTS:
-        raise ConfigError(f"environment {environment!r} is not one of {', '.join(ENVIRONMENTS)} "
-                          "(reconciler.yaml `environment:` or RECONCILER_ENVIRONMENT)")
+        raise ConfigError(
+            f"environment {environment!r} is not one of {', '.join(ENVIRONMENTS)} "
+            "(reconciler.yaml `environment:` or RECONCILER_ENVIRONMENT)"
+        )
     orion_default, sei_default = ENVIRONMENTS.get(environment, ("", ""))
     orion = OrionSettings(
         base_url=env.get("ORION_BASE_URL") or _url(orion_file, file, "orion") or orion_default,
@@ -180,15 +193,18 @@ def load_settings(paths: tuple[str, ...] | list[str] = (), env: Mapping[str, str
     if env.get("RECONCILER_PLAN_RECIPIENTS"):
         from reconciler.sealing import parse_recipients
 
-        values["plan_recipients"] = parse_recipients(env["RECONCILER_PLAN_RECIPIENTS"].replace(",", " ").split(),
-                                                     "RECONCILER_PLAN_RECIPIENTS")
+        values["plan_recipients"] = parse_recipients(
+            env["RECONCILER_PLAN_RECIPIENTS"].replace(",", " ").split(), "RECONCILER_PLAN_RECIPIENTS"
+        )
     values["plan_identity"] = _secret(env, "RECONCILER_PLAN_IDENTITY")
     if env.get("RECONCILER_NOW"):
         values["now"] = parse_now(env["RECONCILER_NOW"], "RECONCILER_NOW")
     backend = _secret(env, "RECONCILER_BACKEND_URL")
     if backend is not None and urlsplit(backend.reveal()).scheme not in ("postgresql", "postgres"):
-        raise ConfigError(f"RECONCILER_BACKEND_URL={mask_url(backend.reveal())!r}: only postgresql:// is supported "
-                          "(unset it for the embedded SQLite journal under .reconciler/)")
+        raise ConfigError(
+            f"RECONCILER_BACKEND_URL={mask_url(backend.reveal())!r}: only postgresql:// is supported "
+            "(unset it for the embedded SQLite journal under .reconciler/)"
+        )
     settings = Settings(orion=orion, sei=sei, backend_url=backend, **values)
     check_settings(settings)
     return settings
@@ -212,14 +228,18 @@ def plan_identity(env: Mapping[str, str] | None = None) -> Secret | None:
 
 def check_settings(s: Settings) -> None:
     if not 1 <= s.batch_size <= ORION_BATCH_LIMIT:
-        raise ConfigError(f"batchSize {s.batch_size} must be between 1 and {ORION_BATCH_LIMIT} (Orion refuses larger batches)")
+        raise ConfigError(
+            f"batchSize {s.batch_size} must be between 1 and {ORION_BATCH_LIMIT} (Orion refuses larger batches)"
+        )
     if not 1 <= s.read_chunk <= ORION_READ_CHUNK:
         raise ConfigError(f"readChunk {s.read_chunk} must be between 1 and {ORION_READ_CHUNK}")
     if s.parallelism < 1 or s.read_workers < 1:
         raise ConfigError("parallelism and readWorkers must be at least 1")
     if s.settle <= s.read_timeout:
-        raise ConfigError(f"settleWindow {s.settle:g} s must be longer than the read time-out ({s.read_timeout:g} s): "
-                          "a server may commit a write up to that long after the client gave up on it")
+        raise ConfigError(
+            f"settleWindow {s.settle:g} s must be longer than the read time-out ({s.read_timeout:g} s): "
+            "a server may commit a write up to that long after the client gave up on it"
+        )
 
 
 def _secret(env: Mapping[str, str], name: str) -> Secret | None:
@@ -268,8 +288,10 @@ def _refuse_secrets(file: Path, data: Any, path: str = "") -> None:
     if isinstance(data, dict):
         for k, v in data.items():
             if any(w in str(k).lower() for w in _SECRET_WORDS) and k not in ("ignore",):
-                raise ConfigError(f"{file}: '{path}{k}' looks like a credential; credentials come only from the "
-                                  f"environment (e.g. ORION_TOKEN) or files it names (ORION_TOKEN_FILE)")
+                raise ConfigError(
+                    f"{file}: '{path}{k}' looks like a credential; credentials come only from the "
+                    f"environment (e.g. ORION_TOKEN) or files it names (ORION_TOKEN_FILE)"
+                )
             _refuse_secrets(file, v, f"{path}{k}.")
 
 
@@ -278,8 +300,9 @@ def _url(section: dict, file: Path | None, name: str) -> str:
         raise ConfigError(f"{file}: '{name}' must be a mapping with baseUrl")
     unknown = set(section) - {"baseUrl", "caBundle"}
     if unknown:
-        raise ConfigError(f"{file}: unknown key(s) under {name}: {', '.join(sorted(unknown))} (known: baseUrl, "
-                          "caBundle)")
+        raise ConfigError(
+            f"{file}: unknown key(s) under {name}: {', '.join(sorted(unknown))} (known: baseUrl, caBundle)"
+        )
     return str(section.get("baseUrl") or "")
 
 
@@ -312,7 +335,9 @@ def _parse_file(file: Path, data: dict[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"{file}: plan_recipients must be a list of age recipients (age1…)")
             out["plan_recipients"] = parse_recipients([str(v) for v in value], f"{file}: plan_recipients")
         else:
-            raise ConfigError(f"{file}: unknown setting '{key}' (known: {', '.join(sorted([*_FILE_KEYS, 'timeouts', 'ignore', 'orion', 'sei', 'workspace', 'environment', 'plan_recipients']))})")
+            raise ConfigError(
+                f"{file}: unknown setting '{key}' (known: {', '.join(sorted([*_FILE_KEYS, 'timeouts', 'ignore', 'orion', 'sei', 'workspace', 'environment', 'plan_recipients']))})"
+            )
     return out
 
 

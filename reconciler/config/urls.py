@@ -37,8 +37,10 @@ def require_safe_url(url: str, what: str) -> str:
         raise ConfigError(f"{what} is not set (set it in the environment, or use --sandbox)")
     parts = urlsplit(url)
     if "@" in parts.netloc:
-        raise ConfigError(f"{what}={mask_url(url)!r}: credentials in the URL are not allowed; give the host only and "
-                          "the credentials in their own variables (e.g. ORION_TOKEN, SEI_TOKEN)")
+        raise ConfigError(
+            f"{what}={mask_url(url)!r}: credentials in the URL are not allowed; give the host only and "
+            "the credentials in their own variables (e.g. ORION_TOKEN, SEI_TOKEN)"
+        )
     if parts.scheme == "https" and parts.hostname:
         return url.rstrip("/")
     if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):

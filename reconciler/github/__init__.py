@@ -20,6 +20,8 @@ __all__ = ["open_client"]
 def open_client(facts: RunFacts) -> GitHubClient:
     """The GitHub API client for GITHUB_TOKEN, GITHUB_REPOSITORY and GITHUB_API_URL (as Actions sets them)."""
     if facts.github_token is None or not facts.github_repository:
-        raise ConfigError("GITHUB_TOKEN and GITHUB_REPOSITORY must be set (GitHub Actions sets GITHUB_REPOSITORY; "
-                          "pass the token with env: GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }})")
+        raise ConfigError(
+            "GITHUB_TOKEN and GITHUB_REPOSITORY must be set (GitHub Actions sets GITHUB_REPOSITORY; "
+            "pass the token with env: GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }})"
+        )
     return GitHubClient(facts.github_token, facts.github_repository, facts.github_api_url)

@@ -18,7 +18,9 @@ __all__ = ["ADOPT_MARKER", "DRIFT_LABEL", "adoption_body", "commit_and_push", "s
 DRIFT_LABEL = "reconciler-drift"
 
 
-def sync_drift_issue(github, body: str, has_drift: bool, title: str = "Drift detected between manifests and live state") -> str:
+def sync_drift_issue(
+    github, body: str, has_drift: bool, title: str = "Drift detected between manifests and live state"
+) -> str:
     """Open or update the drift issue when there is drift; close it, saying so, when there is none."""
     issues = github.open_issues(DRIFT_LABEL)
     if has_drift:
@@ -39,18 +41,29 @@ ADOPT_MARKER = "<!-- reconciler-adopt -->"
 def adoption_body(adopted: list[str], left: list[str], findings: list, report_url: str | None) -> str:
     """The evidence an adoption pull request carries: each field before → after, and who changed it
     in Orion and when (editedBy/editedDate and the matching Histories entries)."""
-    lines = [ADOPT_MARKER, "### reconciler: adopt drift from Orion into the manifests", "",
-             "The live values below were changed outside Git and are written back into the manifests. "
-             "Review them like any change; merging makes them the declared state.", ""]
+    lines = [
+        ADOPT_MARKER,
+        "### reconciler: adopt drift from Orion into the manifests",
+        "",
+        "The live values below were changed outside Git and are written back into the manifests. "
+        "Review them like any change; merging makes them the declared state.",
+        "",
+    ]
     lines += ["| Change | Who changed it in Orion | When |", "|---|---|---|"]
     by_address = {f.address: f for f in findings}
     for line in adopted:
         address = line.split(":", 1)[0]
         f = by_address.get(address)
-        who = (f.history[0].get("editedBy") if f and f.history and "editedBy" in f.history[0] else
-               (f.edited_by if f else None)) or "?"
-        when = (f.history[0].get("editedDate") if f and f.history and "editedDate" in f.history[0] else
-                (f.edited_date if f else None)) or "?"
+        who = (
+            f.history[0].get("editedBy")
+            if f and f.history and "editedBy" in f.history[0]
+            else (f.edited_by if f else None)
+        ) or "?"
+        when = (
+            f.history[0].get("editedDate")
+            if f and f.history and "editedDate" in f.history[0]
+            else (f.edited_date if f else None)
+        ) or "?"
         lines.append(f"| {md_code(line.split('  # ')[0], 400)} | {md_text(who, 120)} | {md_text(when, 40)} |")
     if left:
         lines += ["", "Left as they are (see the reasons):", *[f"- {md_text(x, 400)}" for x in left]]
@@ -73,8 +86,12 @@ def commit_and_push(files: list[str], branch: str, message: str, remote: str = "
     """Commit `files` on `branch` (reset to the current commit) and push it, replacing the branch: an
     adoption branch always holds one commit over its base, whatever an earlier run left."""
     ident = ["-c", "user.name=reconciler", "-c", "user.email=reconciler@users.noreply.github.com"]
-    steps = [["git", "checkout", "-B", branch], ["git", "add", "--", *files],
-             ["git", *ident, "commit", "-m", message], ["git", "push", "--force", remote, f"{branch}:{branch}"]]
+    steps = [
+        ["git", "checkout", "-B", branch],
+        ["git", "add", "--", *files],
+        ["git", *ident, "commit", "-m", message],
+        ["git", "push", "--force", remote, f"{branch}:{branch}"],
+    ]
     for cmd in steps:
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:

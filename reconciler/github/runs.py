@@ -21,7 +21,11 @@ def find_plan_run(github, sha: str, workflow: str | None = None) -> PlanRun | No
         return None
     pr = pulls[0]
     head = pr["head"]["sha"]
-    runs = [r for r in github.runs(head) if r.get("conclusion") == "success"
-            and (workflow is None or r.get("name") == workflow or r.get("path", "").endswith(workflow))]
+    runs = [
+        r
+        for r in github.runs(head)
+        if r.get("conclusion") == "success"
+        and (workflow is None or r.get("name") == workflow or r.get("path", "").endswith(workflow))
+    ]
     runs.sort(key=lambda r: r.get("created_at") or "", reverse=True)
     return PlanRun(pr["number"], head, runs[0]["id"] if runs else None)

@@ -49,8 +49,9 @@ GC_THRESHOLDS = (50_000, 20, 1_000)
 CHUNKS_AHEAD = 3
 
 
-def load_manifests(paths: list[str] | tuple[str, ...], *, workers: int | None = None,
-                   allow_empty: bool = False) -> ManifestSet:
+def load_manifests(
+    paths: list[str] | tuple[str, ...], *, workers: int | None = None, allow_empty: bool = False
+) -> ManifestSet:
     """Load, check and resolve every manifest under `paths`; raise ManifestError with all problems.
 
     A tree that declares no resource is an error unless `allow_empty`: an empty folder planned or
@@ -73,8 +74,9 @@ class ManifestStream:
     the iteration ends normally are `digest`, `files`, `policies` and the counts set.
     """
 
-    def __init__(self, paths: list[str] | tuple[str, ...], *, workers: int | None = None,
-                 allow_empty: bool = False) -> None:
+    def __init__(
+        self, paths: list[str] | tuple[str, ...], *, workers: int | None = None, allow_empty: bool = False
+    ) -> None:
         self.paths = tuple(paths)
         self.allow_empty = allow_empty
         self.workers = workers or min(os.cpu_count() or 1, 8)
@@ -84,7 +86,7 @@ class ManifestStream:
         self.policies: tuple = ()
         self._pool: ProcessPoolExecutor | None = None
         self._chunks: Iterator[list[tuple[Path, str]]] = iter(())
-        self._pending: deque[Future] | None = None   # chunks handed to the workers, in file order
+        self._pending: deque[Future] | None = None  # chunks handed to the workers, in file order
         self.registrations = self.batches = self.instructions = 0
 
     @property
@@ -118,9 +120,11 @@ class ManifestStream:
         if not self.registrations and not self.batches and not self.allow_empty:
             where = ", ".join(visible(str(p)) for p in self.paths)
             n = len(self._files)
-            raise ConfigError(f"{where}: no SleeveRegistration or TradeBatch found ({n} manifest file"
-                              f"{'s' * (n != 1)}); nothing would be checked. Check the path, or pass "
-                              "--allow-empty if an empty tree is intended")
+            raise ConfigError(
+                f"{where}: no SleeveRegistration or TradeBatch found ({n} manifest file"
+                f"{'s' * (n != 1)}); nothing would be checked. Check the path, or pass "
+                "--allow-empty if an empty tree is intended"
+            )
         self.digest = digest.hexdigest()
         yield from late
 
@@ -140,8 +144,10 @@ class ManifestStream:
             try:
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context(method), initializer=_worker_gc)
                 self._chunks = iter(_chunks_in_order(self._files, max(self.workers * 4, len(self._files) // 400)))
-                self._pending = deque(self._pool.submit(_check_files, chunk)
-                                      for chunk in islice(self._chunks, self.workers * CHUNKS_AHEAD))
+                self._pending = deque(
+                    self._pool.submit(_check_files, chunk)
+                    for chunk in islice(self._chunks, self.workers * CHUNKS_AHEAD)
+                )
             except (BrokenProcessPool, OSError) as e:
                 log.debug("parallel manifest loading could not start (%s); files are checked in this process", e)
                 self.close()
@@ -230,8 +236,9 @@ def _check_files(files: list[tuple[Path, str]]) -> list[tuple[str, bytes, list[R
         try:
             data = path.read_bytes()
         except OSError as e:
-            out.append((display, b"", [], [Diagnostic(display, 1, 1, f"cannot read file: {e.strerror}",
-                                                      "check permissions")]))
+            out.append(
+                (display, b"", [], [Diagnostic(display, 1, 1, f"cannot read file: {e.strerror}", "check permissions")])
+            )
             continue
         docs, file_diags = load_documents(data, display)
         diags.extend(file_diags)
@@ -259,12 +266,22 @@ def _check_header(doc: Document, diags: list[Diagnostic]) -> str | None:
     if data is None:
         return None  # an empty document (a trailing ---) is allowed
     if not isinstance(data, dict):
-        diags.append(doc.diagnostic((), "a manifest must be a mapping with apiVersion, kind, metadata and spec",
-                                    "see manifests/ for examples"))
+        diags.append(
+            doc.diagnostic(
+                (),
+                "a manifest must be a mapping with apiVersion, kind, metadata and spec",
+                "see manifests/ for examples",
+            )
+        )
         return None
     if data.get("apiVersion") != API_VERSION:
-        diags.append(doc.diagnostic(("apiVersion",), f"apiVersion must be {API_VERSION}, got {data.get('apiVersion')!r}",
-                                    f"set apiVersion: {API_VERSION}"))
+        diags.append(
+            doc.diagnostic(
+                ("apiVersion",),
+                f"apiVersion must be {API_VERSION}, got {data.get('apiVersion')!r}",
+                f"set apiVersion: {API_VERSION}",
+            )
+        )
         return None
     kind = data.get("kind")
     if kind not in KIND_SCHEMAS:

@@ -18,8 +18,15 @@ from zoneinfo import ZoneInfo
 from reconciler.errors import PlanBlockedError
 from reconciler.model import Action, Plan, Policy, Window
 
-__all__ = ["Enforcement", "PolicyResult", "enforce_policies", "evaluate_policies", "next_opening", "window_guard",
-           "window_open"]
+__all__ = [
+    "Enforcement",
+    "PolicyResult",
+    "enforce_policies",
+    "evaluate_policies",
+    "next_opening",
+    "window_guard",
+    "window_open",
+]
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -34,8 +41,14 @@ class PolicyResult:
     addresses: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
-        return {"policy": self.policy, "rule": self.rule, "enforcement": self.enforcement, "passed": self.passed,
-                "message": self.message, "addresses": list(self.addresses)}
+        return {
+            "policy": self.policy,
+            "rule": self.rule,
+            "enforcement": self.enforcement,
+            "passed": self.passed,
+            "message": self.message,
+            "addresses": list(self.addresses),
+        }
 
 
 def _bounds(w: Window, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -85,8 +98,11 @@ def _money(x: float) -> str:
 
 def evaluate_policies(plan: Plan, policies: tuple[Policy, ...], now: dt.datetime) -> tuple[PolicyResult, ...]:
     creates = [c for c in plan.changes if c.action is Action.CREATE and c.payload]
-    notional = {c.address: float(c.payload["data"].get("target") or 0) * float(c.payload["data"].get("orderGenerationPrice") or 0)
-                for c in creates}
+    notional = {
+        c.address: float(c.payload["data"].get("target") or 0)
+        * float(c.payload["data"].get("orderGenerationPrice") or 0)
+        for c in creates
+    }
     updates = [c for c in plan.changes if c.action is Action.UPDATE]
     writes_to = {s.api for s in plan.submissions}
     out: list[PolicyResult] = []
@@ -95,29 +111,53 @@ def evaluate_policies(plan: Plan, policies: tuple[Policy, ...], now: dt.datetime
         lim = p.limits
         if "maxTicketNotional" in lim:
             over = sorted((a for a, n in notional.items() if n > lim["maxTicketNotional"]), key=lambda a: -notional[a])
-            msg = ("every instruction within " + _money(lim["maxTicketNotional"])) if not over else "; ".join(
-                f"{a}: {_money(notional[a])}, over {_money(lim['maxTicketNotional'])} by "
-                f"{_money(notional[a] - lim['maxTicketNotional'])}" for a in over[:20])
+            msg = (
+                ("every instruction within " + _money(lim["maxTicketNotional"]))
+                if not over
+                else "; ".join(
+                    f"{a}: {_money(notional[a])}, over {_money(lim['maxTicketNotional'])} by "
+                    f"{_money(notional[a] - lim['maxTicketNotional'])}"
+                    for a in over[:20]
+                )
+            )
             out.append(PolicyResult(p.name, "maxTicketNotional", e, not over, msg, tuple(over)))
         if "maxPlanNotional" in lim:
             gross = sum(notional.values())
             ok = gross <= lim["maxPlanNotional"]
-            msg = f"gross notional {_money(gross)} " + ("within " if ok else "over ") + _money(lim["maxPlanNotional"]) + (
-                "" if ok else f" by {_money(gross - lim['maxPlanNotional'])}")
+            msg = (
+                f"gross notional {_money(gross)} "
+                + ("within " if ok else "over ")
+                + _money(lim["maxPlanNotional"])
+                + ("" if ok else f" by {_money(gross - lim['maxPlanNotional'])}")
+            )
             out.append(PolicyResult(p.name, "maxPlanNotional", e, ok, msg, () if ok else tuple(sorted(notional))))
         if "maxRegistrationsTouched" in lim:
             n = len(updates)
             ok = n <= lim["maxRegistrationsTouched"]
-            out.append(PolicyResult(p.name, "maxRegistrationsTouched", e, ok,
-                                    f"{n} registration(s) touched, limit {lim['maxRegistrationsTouched']:g}",
-                                    () if ok else tuple(c.address for c in updates)))
+            out.append(
+                PolicyResult(
+                    p.name,
+                    "maxRegistrationsTouched",
+                    e,
+                    ok,
+                    f"{n} registration(s) touched, limit {lim['maxRegistrationsTouched']:g}",
+                    () if ok else tuple(c.address for c in updates),
+                )
+            )
         if "maxSleeveRemovals" in lim:
             removing = [c for c in updates if c.removed_sleeves]
             n = sum(len(c.removed_sleeves) for c in removing)
             ok = n <= lim["maxSleeveRemovals"]
-            out.append(PolicyResult(p.name, "maxSleeveRemovals", e, ok,
-                                    f"{n} sleeve removal(s), limit {lim['maxSleeveRemovals']:g}",
-                                    () if ok else tuple(c.address for c in removing)))
+            out.append(
+                PolicyResult(
+                    p.name,
+                    "maxSleeveRemovals",
+                    e,
+                    ok,
+                    f"{n} sleeve removal(s), limit {lim['maxSleeveRemovals']:g}",
+                    () if ok else tuple(c.address for c in removing),
+                )
+            )
         for api in ("orion", "sei"):
             windows = tuple(w for w in p.windows if w.api == api)
             if not windows or api not in writes_to:
@@ -125,48 +165,66 @@ def evaluate_policies(plan: Plan, policies: tuple[Policy, ...], now: dt.datetime
             closes = [c for c in (window_open(w, now) for w in windows) if c is not None]
             label = "Orion" if api == "orion" else "SEI"
             if closes:
-                out.append(PolicyResult(p.name, f"window:{api}", e, True,
-                                        f"{label} writes are inside a window until {_when(max(closes))}"))
+                out.append(
+                    PolicyResult(
+                        p.name,
+                        f"window:{api}",
+                        e,
+                        True,
+                        f"{label} writes are inside a window until {_when(max(closes))}",
+                    )
+                )
             else:
                 nxt = next_opening(windows, now)
-                out.append(PolicyResult(p.name, f"window:{api}", e, False,
-                                        f"{label} writes are outside every window at {_when(now)}; the next "
-                                        f"opens at {_when(nxt)}",
-                                        tuple(a for s in plan.submissions if s.api == api for a in s.items)))
+                out.append(
+                    PolicyResult(
+                        p.name,
+                        f"window:{api}",
+                        e,
+                        False,
+                        f"{label} writes are outside every window at {_when(now)}; the next opens at {_when(nxt)}",
+                        tuple(a for s in plan.submissions if s.api == api for a in s.items),
+                    )
+                )
     return tuple(out)
 
 
 @dataclass(frozen=True)
 class Enforcement:
-    overridden: list[str]          # soft policies that failed and are overridden by name (with a reason)
-    warnings: list[str]            # advisory rules that failed
+    overridden: list[str]  # soft policies that failed and are overridden by name (with a reason)
+    warnings: list[str]  # advisory rules that failed
 
 
-def enforce_policies(results: tuple[PolicyResult, ...], policies: tuple[Policy, ...],
-                     overrides: dict[str, str]) -> Enforcement:
+def enforce_policies(
+    results: tuple[PolicyResult, ...], policies: tuple[Policy, ...], overrides: dict[str, str]
+) -> Enforcement:
     """Before any write: a failed hard rule refuses; a failed soft rule refuses unless overridden by
     name (`overrides`: name → reason); advisory ones only warn."""
     names = {p.name for p in policies}
     unknown = [n for n in overrides if n not in names]
     if unknown:
-        raise PlanBlockedError(f"--override-policy {', '.join(unknown)}: no such Policy in the manifests; "
-                               "nothing was written")
+        raise PlanBlockedError(
+            f"--override-policy {', '.join(unknown)}: no such Policy in the manifests; nothing was written"
+        )
     failed = [r for r in results if not r.passed]
     hard = [r for r in failed if r.enforcement == "hard"]
     soft = [r for r in failed if r.enforcement == "soft" and r.policy not in overrides]
     if hard or soft:
         lines = [f"  {r.policy} {r.rule} ({r.enforcement}): {r.message}" for r in hard + soft]
-        hint = ("; a soft rule can be overridden with --override-policy NAME --reason TEXT" if soft and not hard else "")
+        hint = "; a soft rule can be overridden with --override-policy NAME --reason TEXT" if soft and not hard else ""
         raise PlanBlockedError("policies refuse this plan, so nothing was written:\n" + "\n".join(lines) + hint)
-    return Enforcement(sorted({r.policy for r in failed if r.enforcement == "soft"}),
-                       [f"advisory policy {r.policy} {r.rule}: {r.message}" for r in failed
-                        if r.enforcement == "advisory"])
+    return Enforcement(
+        sorted({r.policy for r in failed if r.enforcement == "soft"}),
+        [f"advisory policy {r.policy} {r.rule}: {r.message}" for r in failed if r.enforcement == "advisory"],
+    )
 
 
-def window_guard(policies: tuple[Policy, ...], overridden: set[str],
-                 clock: Callable[[], dt.datetime]) -> Callable[[str], str | None]:
+def window_guard(
+    policies: tuple[Policy, ...], overridden: set[str], clock: Callable[[], dt.datetime]
+) -> Callable[[str], str | None]:
     """Why a wave to `api` may not start now (an enforced policy's windows are all shut), or None. Asked
     when each wave starts, by `clock`: the machine's real one in apply, an injected one in unit tests."""
+
     def guard(api: str) -> str | None:
         now = clock()
         for p in policies:
@@ -174,7 +232,10 @@ def window_guard(policies: tuple[Policy, ...], overridden: set[str],
             if not windows or p.enforcement == "advisory" or p.name in overridden:
                 continue
             if not any(window_open(w, now) for w in windows):
-                return (f"not sent: policy {p.name} allows {api} writes only inside its windows, and none is open at "
-                        f"{_when(now)}; the next opens at {_when(next_opening(windows, now))}")
+                return (
+                    f"not sent: policy {p.name} allows {api} writes only inside its windows, and none is open at "
+                    f"{_when(now)}; the next opens at {_when(next_opening(windows, now))}"
+                )
         return None
+
     return guard

@@ -41,8 +41,8 @@ class Resolved:
     name: str
     name_source: Source
     resource: DesiredRegistration | DesiredBatch | None = None
-    document: Document | None = None                           # templates and their users
-    id_source: Source | None = None                            # registrationId or batchId key
+    document: Document | None = None  # templates and their users
+    id_source: Source | None = None  # registrationId or batchId key
     ticket_sources: dict[int, Source] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
@@ -67,13 +67,23 @@ def _window_problems(doc: Document, windows: Any) -> list[Diagnostic]:
             try:
                 ZoneInfo(tz)
             except (ZoneInfoNotFoundError, ValueError):
-                out.append(doc.diagnostic(path + ("timezone",), f"timezone {tz!r} is not a known IANA time zone",
-                                          "use a name such as America/New_York or Europe/London"))
+                out.append(
+                    doc.diagnostic(
+                        path + ("timezone",),
+                        f"timezone {tz!r} is not a known IANA time zone",
+                        "use a name such as America/New_York or Europe/London",
+                    )
+                )
         start, end = w.get("from"), w.get("to")
         if isinstance(start, str) and isinstance(end, str) and start >= end:
-            out.append(doc.diagnostic(path + ("from",), f"from {start} is not before to {end}",
-                                      "a window runs from an earlier to a later time of the same day; use 24:00 "
-                                      "for midnight, or two windows across it"))
+            out.append(
+                doc.diagnostic(
+                    path + ("from",),
+                    f"from {start} is not before to {end}",
+                    "a window runs from an earlier to a later time of the same day; use 24:00 "
+                    "for midnight, or two windows across it",
+                )
+            )
     return out
 
 
@@ -81,8 +91,13 @@ def _policy(doc: Document, diags: list[Diagnostic]) -> Policy:
     spec = doc.data["spec"]
     diags.extend(_window_problems(doc, spec.get("windows")))
     windows = [Window(w["api"], tuple(w["days"]), w["from"], w["to"], w["timezone"]) for w in spec.get("windows") or []]
-    return Policy(doc.data["metadata"]["name"], spec.get("enforcement", "hard"), dict(spec.get("limits") or {}),
-                  tuple(windows), _source(doc, ()))
+    return Policy(
+        doc.data["metadata"]["name"],
+        spec.get("enforcement", "hard"),
+        dict(spec.get("limits") or {}),
+        tuple(windows),
+        _source(doc, ()),
+    )
 
 
 def resolve_document(kind: str, doc: Document) -> Resolved:
@@ -124,7 +139,7 @@ class TreeResolver:
         self._first_batch: dict[str, Source] = {}
         self._first_ticket: dict[int, Source] = {}
         self._templates: dict[str, Document] = {}
-        self._waiting: list[Resolved] = []      # registrations that name a template
+        self._waiting: list[Resolved] = []  # registrations that name a template
         self._policies: list[Policy] = []
 
     def add(self, items: list[Resolved]):
@@ -143,12 +158,25 @@ class TreeResolver:
                     yield r.resource
             elif r.kind == "TradeBatch":
                 batch = r.resource
-                unique = tuple(i for i in batch.instructions if not _duplicate(
-                    self.diags, self._first_ticket, i.ticket_id, r.ticket_sources[i.ticket_id],
-                    f"tradeTicketId {i.ticket_id}"))
-                if not _duplicate(self.diags, self._first_batch, batch.batch_id, r.id_source, f"batchId {batch.batch_id}"):
-                    yield (DesiredBatch(batch.name, batch.batch_id, unique, batch.source, batch.labels)
-                           if len(unique) != len(batch.instructions) else batch)
+                unique = tuple(
+                    i
+                    for i in batch.instructions
+                    if not _duplicate(
+                        self.diags,
+                        self._first_ticket,
+                        i.ticket_id,
+                        r.ticket_sources[i.ticket_id],
+                        f"tradeTicketId {i.ticket_id}",
+                    )
+                )
+                if not _duplicate(
+                    self.diags, self._first_batch, batch.batch_id, r.id_source, f"batchId {batch.batch_id}"
+                ):
+                    yield (
+                        DesiredBatch(batch.name, batch.batch_id, unique, batch.source, batch.labels)
+                        if len(unique) != len(batch.instructions)
+                        else batch
+                    )
 
     def _duplicate_registration(self, registration_id: int, source: Source) -> bool:
         return _duplicate(self.diags, self._first_reg, registration_id, source, f"registrationId {registration_id}")
@@ -167,8 +195,13 @@ class TreeResolver:
             first = self._first_reg.get(reg.registration_id)
             if first is not None and r.id_source < first:  # the earlier file is the first, as without templates
                 self._first_reg[reg.registration_id] = r.id_source
-                _duplicate(self.diags, {reg.registration_id: r.id_source}, reg.registration_id, first,
-                           f"registrationId {reg.registration_id}")
+                _duplicate(
+                    self.diags,
+                    {reg.registration_id: r.id_source},
+                    reg.registration_id,
+                    first,
+                    f"registrationId {reg.registration_id}",
+                )
             elif not self._duplicate_registration(reg.registration_id, r.id_source):
                 late.append(reg)
         return tuple(late), tuple(self._policies), self.diags
@@ -177,8 +210,15 @@ class TreeResolver:
 def _duplicate(diags: list[Diagnostic], first: dict, key: Any, src: Source, what: str) -> bool:
     if key in first:
         f = first[key]
-        diags.append(Diagnostic(src.file, src.line, src.col, f"duplicate {what} (first at {f.file}:{f.line})",
-                                "each must be unique across the manifests"))
+        diags.append(
+            Diagnostic(
+                src.file,
+                src.line,
+                src.col,
+                f"duplicate {what} (first at {f.file}:{f.line})",
+                "each must be unique across the manifests",
+            )
+        )
         return True
     first[key] = src
     return False
@@ -189,6 +229,7 @@ def _collector(diags: list[Diagnostic], reported: set[Diagnostic]):
         if d not in reported:  # a template's list problem is reported once, not once per user
             reported.add(d)
             diags.append(d)
+
     return report
 
 
@@ -202,8 +243,13 @@ def _with_template(doc: Document, templates: dict[str, Document], report) -> Des
     name = spec["template"]
     tdoc = templates.get(name)
     if tdoc is None:
-        report(doc.diagnostic(("spec", "template"), f"template '{name}' does not exist",
-                              "define a SleeveTemplate with that metadata.name, or fix the name"))
+        report(
+            doc.diagnostic(
+                ("spec", "template"),
+                f"template '{name}' does not exist",
+                "define a SleeveTemplate with that metadata.name, or fix the name",
+            )
+        )
         return None
     return _registration(doc, tdoc.data["spec"], tdoc, report)
 
@@ -223,8 +269,9 @@ def _registration(doc: Document, inherited: dict, tdoc: Document, report) -> Des
         name=meta["name"],
         registration_id=spec["registrationId"],
         fields=merged,
-        sleeves=tuple(DesiredSleeve(dict(s), _source(sleeves_doc, ("spec", "accountSleeves", i)))
-                      for i, s in enumerate(sleeves)),
+        sleeves=tuple(
+            DesiredSleeve(dict(s), _source(sleeves_doc, ("spec", "accountSleeves", i))) for i, s in enumerate(sleeves)
+        ),
         source=_source(doc, ()),
         labels=dict(meta.get("labels") or {}),
         template=spec.get("template"),
@@ -237,22 +284,35 @@ def _cusip_problems(doc: Document, path: tuple, fields: dict, own: dict) -> list
         check = cusip_check_digit(cusip[:8])
         if check is None or str(check) != cusip[8]:
             where = path + ("cusip",) if "cusip" in own else ("spec", "cusip")
-            return [doc.diagnostic(where, f"cusip '{cusip}' fails its check digit"
-                                   + (f" (expected {check})" if check is not None else ""),
-                                   "copy the CUSIP again from the security master")]
+            return [
+                doc.diagnostic(
+                    where,
+                    f"cusip '{cusip}' fails its check digit" + (f" (expected {check})" if check is not None else ""),
+                    "copy the CUSIP again from the security master",
+                )
+            ]
     return []
 
 
-_NUMERIC_SLEEVE_FIELDS = ("targetAllocation", "contributionAllocation", "distributionAllocation",
-                          "corporateActionAllocation", "toleranceUpper", "toleranceLower")
+_NUMERIC_SLEEVE_FIELDS = (
+    "targetAllocation",
+    "contributionAllocation",
+    "distributionAllocation",
+    "corporateActionAllocation",
+    "toleranceUpper",
+    "toleranceLower",
+)
 
 
 def _well_typed_sleeve(s: Any) -> dict:
     """A sleeve with only the values the rules can compare: wrong types are the schema's to report."""
     if not isinstance(s, dict):
         return {}
-    out = {k: v for k, v in s.items() if k in _NUMERIC_SLEEVE_FIELDS and isinstance(v, (int, float))
-           and not isinstance(v, bool)}
+    out = {
+        k: v
+        for k, v in s.items()
+        if k in _NUMERIC_SLEEVE_FIELDS and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     for k in ("sleeveType",):
         if isinstance(s.get(k), str):
             out[k] = s[k]
@@ -284,8 +344,9 @@ def rule_diagnostics(kind: str, doc: Document) -> list[Diagnostic]:
     sleeves = spec.get("accountSleeves")
     if isinstance(sleeves, list):
         fields = {k: v for k, v in spec.items() if k.endswith("AllocationMethod") and isinstance(v, str)}
-        for path, message, hint in iter_registration_problems(fields, [_well_typed_sleeve(x) for x in sleeves],
-                                                              complete=False):
+        for path, message, hint in iter_registration_problems(
+            fields, [_well_typed_sleeve(x) for x in sleeves], complete=False
+        ):
             out.append(doc.diagnostic(("spec",) + path, message, hint))
     return out
 
@@ -302,14 +363,26 @@ def _batch(doc: Document, ticket_sources: dict[int, Source], diags: list[Diagnos
         tid = fields["tradeTicketId"]
         missing = [f for f in REQUIRED_INSTRUCTION_FIELDS if f not in fields]
         if missing:
-            diags.append(doc.diagnostic(path, f"instruction {tid} has no {', '.join(missing)}",
-                                        "set it on the instruction or as a default on the batch"))
+            diags.append(
+                doc.diagnostic(
+                    path,
+                    f"instruction {tid} has no {', '.join(missing)}",
+                    "set it on the instruction or as a default on the batch",
+                )
+            )
         diags.extend(_cusip_problems(doc, path, fields, own))
         if tid in ticket_sources:  # a duplicate inside one file: keep the first for the tree check
             src = _source(doc, path + ("tradeTicketId",))
             f = ticket_sources[tid]
-            diags.append(Diagnostic(src.file, src.line, src.col, f"duplicate tradeTicketId {tid} (first at {f.file}:{f.line})",
-                                    "each must be unique across the manifests"))
+            diags.append(
+                Diagnostic(
+                    src.file,
+                    src.line,
+                    src.col,
+                    f"duplicate tradeTicketId {tid} (first at {f.file}:{f.line})",
+                    "each must be unique across the manifests",
+                )
+            )
             continue
         ticket_sources[tid] = _source(doc, path + ("tradeTicketId",))
         instructions.append(DesiredInstruction(tid, fields, spec["batchId"], meta["name"], _source(doc, path), labels))

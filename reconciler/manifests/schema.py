@@ -65,11 +65,33 @@ def _registry() -> referencing.Registry:
 # child, and call `descend` only when a child may be invalid, so every reported error still comes
 # from jsonschema's descend, with its paths. Keywords that need a resolver or an evolved validator
 # ($ref, $dynamicRef, unevaluated*) are never judged this way.
-_JUDGED_DIRECTLY = frozenset({
-    "type", "enum", "const", "pattern", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
-    "exclusiveMaximum", "multipleOf", "format", "required", "minItems", "maxItems", "uniqueItems",
-    "minProperties", "maxProperties", "dependentRequired", "properties", "additionalProperties", "items",
-    "readOnly"})
+_JUDGED_DIRECTLY = frozenset(
+    {
+        "type",
+        "enum",
+        "const",
+        "pattern",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "format",
+        "required",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "minProperties",
+        "maxProperties",
+        "dependentRequired",
+        "properties",
+        "additionalProperties",
+        "items",
+        "readOnly",
+    }
+)
 # A scalar's verdict under a subschema depends on nothing else, and the same values recur across an
 # estate ("Normal sleeve", "Buy", a ticker, a label): each (subschema, type, value) found valid is
 # remembered. Subschemas live as long as their cached validators, so their ids stay theirs.
@@ -121,9 +143,9 @@ def _items(validator, items, instance, schema):
             yield from validator.descend(item, items, path=index)
 
 
-_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator,
-                                          {"readOnly": _read_only, "properties": _properties,
-                                           "items": _items})
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, {"readOnly": _read_only, "properties": _properties, "items": _items}
+)
 
 
 @functools.cache
@@ -163,8 +185,10 @@ def _inline(node: Any, base: str) -> Any:
 
 def validate_instance(schema_name: str, instance: Any) -> list[str]:
     """Plain messages for non-manifest documents (plan files, reports) validated in tests and on load."""
-    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-            for e in _validator(schema_name).iter_errors(instance)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in _validator(schema_name).iter_errors(instance)
+    ]
 
 
 # Sleeves repeat across an estate (thousands of accounts on a few model mixes), so each distinct
@@ -187,7 +211,7 @@ def validate_document(doc: "Document", kind: str) -> list[Diagnostic]:
     """Every schema error in one document, as Diagnostics pointing at the offending key."""
     out: list[Diagnostic] = []
     name = KIND_SCHEMAS[kind]
-    if kind not in ("SleeveRegistration", "SleeveTemplate"):   # no sleeves to validate one by one
+    if kind not in ("SleeveRegistration", "SleeveTemplate"):  # no sleeves to validate one by one
         for error in _iter_leaf_errors(_validator(name).iter_errors(doc.data)):
             out.extend(_explain(doc, error, tuple(error.absolute_path)))
         return out
@@ -223,12 +247,17 @@ def _explain(doc: "Document", e: jsonschema.ValidationError, path: tuple) -> lis
     v = e.validator
     if v in ("additionalProperties", "unevaluatedProperties"):
         names = _UNEXPECTED.findall(e.message.split("(", 1)[-1]) if "(" in e.message else []
-        return [doc.diagnostic(path + (n,), f"unknown field '{n}'",
-                               "check the spelling against the schema in schemas/") for n in names]
+        return [
+            doc.diagnostic(path + (n,), f"unknown field '{n}'", "check the spelling against the schema in schemas/")
+            for n in names
+        ]
     if v == "readOnly":
         if field == "batchSize":
-            return [doc.diagnostic(path, "batchSize is derived from the number of instructions",
-                                   "remove it; reconciler computes it")]
+            return [
+                doc.diagnostic(
+                    path, "batchSize is derived from the number of instructions", "remove it; reconciler computes it"
+                )
+            ]
         return [doc.diagnostic(path, f"'{field}' is owned by the server", "remove it from the manifest")]
     if v == "required":
         missing = _UNEXPECTED.findall(e.message)[:1] or ["?"]
@@ -238,35 +267,61 @@ def _explain(doc: "Document", e: jsonschema.ValidationError, path: tuple) -> lis
         wanted = e.validator_value
         wants_text = wanted == "string" or (isinstance(wanted, list) and "string" in wanted)
         if wants_text and tag in ("int", "float", "bool", "timestamp", "null"):
-            kind = {"int": "a number", "float": "a number", "bool": "a boolean", "timestamp": "a date",
-                    "null": "null"}[tag]
-            return [doc.diagnostic(path, f"{field}: '{raw}' is read by YAML as {kind}",
-                                   f"quote it: {field}: \"{raw}\"")]
-        return [doc.diagnostic(path, f"{field}: expected {_types(wanted)}, got {_show(e.instance)}",
-                               "fix the value's type")]
+            kind = {"int": "a number", "float": "a number", "bool": "a boolean", "timestamp": "a date", "null": "null"}[
+                tag
+            ]
+            return [doc.diagnostic(path, f"{field}: '{raw}' is read by YAML as {kind}", f'quote it: {field}: "{raw}"')]
+        return [
+            doc.diagnostic(path, f"{field}: expected {_types(wanted)}, got {_show(e.instance)}", "fix the value's type")
+        ]
     if v in ("enum", "const"):
         choices = e.validator_value if v == "enum" else [e.validator_value]
         tag, raw = doc.scalar(path)
         if tag == "bool" and any(isinstance(c, str) for c in choices):
-            return [doc.diagnostic(path, f"{field}: '{raw}' is read by YAML as a boolean",
-                                   f"quote it, and use one of: {', '.join(map(str, choices))}")]
-        return [doc.diagnostic(path, f"{field}: {_show(e.instance)} is not allowed",
-                               f"use one of: {', '.join(map(str, choices))}")]
+            return [
+                doc.diagnostic(
+                    path,
+                    f"{field}: '{raw}' is read by YAML as a boolean",
+                    f"quote it, and use one of: {', '.join(map(str, choices))}",
+                )
+            ]
+        return [
+            doc.diagnostic(
+                path, f"{field}: {_show(e.instance)} is not allowed", f"use one of: {', '.join(map(str, choices))}"
+            )
+        ]
     if v == "pattern" and field == "cusip":
-        return [doc.diagnostic(path, f"cusip: {_show(e.instance)} is not 9 letters or digits",
-                               "a CUSIP is 9 characters; quote it")]
+        return [
+            doc.diagnostic(
+                path, f"cusip: {_show(e.instance)} is not 9 letters or digits", "a CUSIP is 9 characters; quote it"
+            )
+        ]
     if v == "pattern" and field == "name":
-        return [doc.diagnostic(path, f"name: {_show(e.instance)} is not a valid name",
-                               "use lower-case letters, digits, '-', '.', '_'")]
+        return [
+            doc.diagnostic(
+                path, f"name: {_show(e.instance)} is not a valid name", "use lower-case letters, digits, '-', '.', '_'"
+            )
+        ]
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         return [doc.diagnostic(path, f"{field}: {visible(e.message, 200)}", "use a value in range")]
     if v == "maxLength" and isinstance(e.instance, str):
-        return [doc.diagnostic(path, f"{field}: {len(e.instance):,} characters, over the limit of {e.validator_value}",
-                               f"shorten it to at most {e.validator_value} characters")]
+        return [
+            doc.diagnostic(
+                path,
+                f"{field}: {len(e.instance):,} characters, over the limit of {e.validator_value}",
+                f"shorten it to at most {e.validator_value} characters",
+            )
+        ]
     if v == "minLength" and isinstance(e.instance, str):
-        return [doc.diagnostic(path, f"{field}: must not be empty" if e.validator_value == 1 else
-                               f"{field}: {len(e.instance)} characters, under the minimum of {e.validator_value}",
-                               "fill it in")]
+        return [
+            doc.diagnostic(
+                path,
+                f"{field}: must not be empty"
+                if e.validator_value == 1
+                else f"{field}: {len(e.instance)} characters, under the minimum of {e.validator_value}",
+                "fill it in",
+            )
+        ]
     if v in ("maxLength", "minLength", "minItems"):
         return [doc.diagnostic(path, f"{field}: {visible(e.message, 200)}", "shorten or fill it as the schema says")]
     return [doc.diagnostic(path, f"{field}: {visible(e.message, 200)}", "see the schema in schemas/")]

@@ -39,8 +39,10 @@ def iter_manifest_files(paths: list[str] | tuple[str, ...]) -> tuple[list[tuple[
         elif stat.S_ISDIR(st.st_mode):
             _walk(p, found, problems)
         else:
-            raise ConfigError(f"{visible(raw)}: not a regular file or folder (a FIFO, socket or device); "
-                              "give a manifest file or folder")
+            raise ConfigError(
+                f"{visible(raw)}: not a regular file or folder (a FIFO, socket or device); "
+                "give a manifest file or folder"
+            )
     return [(path, display) for display, path in sorted(found.items())], problems
 
 
@@ -50,12 +52,18 @@ def _walk(top: Path, found: dict[str, Path], problems: list[Diagnostic]) -> None
     seen: dict[tuple[int, int], str] = {}
     for folder, dirs, names in os.walk(top, followlinks=True):
         st = os.stat(folder)
-        here = _place(top_display, top, folder)   # the folder as shown, before escaping: its files' names join it
+        here = _place(top_display, top, folder)  # the folder as shown, before escaping: its files' names join it
         first = seen.get((st.st_dev, st.st_ino))
-        if first is not None:   # a symlink loop, or a second name for a folder: read it once, and say so
-            problems.append(Diagnostic(visible(here), 1, 1, "this folder was already read as "
-                                       f"{first} (a symbolic link loop or alias); it was not read again",
-                                       "remove the link, or link to a folder the tree does not already hold"))
+        if first is not None:  # a symlink loop, or a second name for a folder: read it once, and say so
+            problems.append(
+                Diagnostic(
+                    visible(here),
+                    1,
+                    1,
+                    f"this folder was already read as {first} (a symbolic link loop or alias); it was not read again",
+                    "remove the link, or link to a folder the tree does not already hold",
+                )
+            )
             dirs[:] = []
             continue
         seen[(st.st_dev, st.st_ino)] = visible(here)
@@ -65,8 +73,15 @@ def _walk(top: Path, found: dict[str, Path], problems: list[Diagnostic]) -> None
                 continue
             full = Path(folder, d)
             if full.is_symlink() and not _inside(full.resolve(), root):
-                problems.append(Diagnostic(_shown(top_display, top, full), 1, 1, "a symbolic link to a folder outside "
-                                           "the manifests tree; it is not read", "move the manifests into the tree"))
+                problems.append(
+                    Diagnostic(
+                        _shown(top_display, top, full),
+                        1,
+                        1,
+                        "a symbolic link to a folder outside the manifests tree; it is not read",
+                        "move the manifests into the tree",
+                    )
+                )
                 continue
             kept.append(d)
         dirs[:] = kept
@@ -74,22 +89,36 @@ def _walk(top: Path, found: dict[str, Path], problems: list[Diagnostic]) -> None
             if not name.endswith((".yaml", ".yml")) or name == "reconciler.yaml" or name.startswith("."):
                 continue
             full = Path(folder, name)
-            display = visible(os.path.normpath(os.path.join(here, name)))   # _shown, without a relpath per file
+            display = visible(os.path.normpath(os.path.join(here, name)))  # _shown, without a relpath per file
             try:
                 mode = os.lstat(full).st_mode
                 link = stat.S_ISLNK(mode)
-                if link:   # a plain file takes one call
+                if link:  # a plain file takes one call
                     mode = os.stat(full).st_mode
             except OSError:
                 problems.append(Diagnostic(display, 1, 1, "a broken symbolic link", "remove it or fix its target"))
                 continue
             if not stat.S_ISREG(mode):
-                problems.append(Diagnostic(display, 1, 1, "not a regular file (a FIFO, socket or device)",
-                                           "remove it from the manifests tree"))
+                problems.append(
+                    Diagnostic(
+                        display,
+                        1,
+                        1,
+                        "not a regular file (a FIFO, socket or device)",
+                        "remove it from the manifests tree",
+                    )
+                )
                 continue
             if link and not _inside(full.resolve(), root):
-                problems.append(Diagnostic(display, 1, 1, "a symbolic link to a file outside the manifests tree; it "
-                                           "is not read", "copy the file into the tree"))
+                problems.append(
+                    Diagnostic(
+                        display,
+                        1,
+                        1,
+                        "a symbolic link to a file outside the manifests tree; it is not read",
+                        "copy the file into the tree",
+                    )
+                )
                 continue
             found[display] = full
 

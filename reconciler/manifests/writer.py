@@ -11,9 +11,21 @@ __all__ = ["QUOTED_FIELDS", "dump_manifests"]
 
 # Strings that are identifiers or free text: quoted even when YAML would read them right unquoted,
 # so a reviewer never has to wonder whether 037833100 stayed a string.
-QUOTED_FIELDS = frozenset({"batchId", "cusip", "ticker", "strategyCode", "securityName", "comments",
-                           "contributionAllocationMethod", "distributionAllocationMethod",
-                           "corporateActionAllocationMethod", "autoRebalFrequency", "template"})
+QUOTED_FIELDS = frozenset(
+    {
+        "batchId",
+        "cusip",
+        "ticker",
+        "strategyCode",
+        "securityName",
+        "comments",
+        "contributionAllocationMethod",
+        "distributionAllocationMethod",
+        "corporateActionAllocationMethod",
+        "autoRebalFrequency",
+        "template",
+    }
+)
 
 
 class _Quoted(str):
@@ -39,7 +51,14 @@ def _mark(value: Any, key: str | None = None) -> Any:
 
 def dump_manifests(documents: list[dict], header: str = "") -> str:
     """Documents as one YAML stream; `header` becomes comment lines at the top."""
-    body = yaml.dump_all([_mark(d) for d in documents], Dumper=_Dumper, sort_keys=False, default_flow_style=None,
-                         width=4096, allow_unicode=True, explicit_start=len(documents) > 1)
+    body = yaml.dump_all(
+        [_mark(d) for d in documents],
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=None,
+        width=4096,
+        allow_unicode=True,
+        explicit_start=len(documents) > 1,
+    )
     comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
     return comment + body

@@ -40,12 +40,21 @@ from reconciler.model import (
 )
 from reconciler.manifests.rules import iter_registration_problems
 
-__all__ = ["ORION_SUBMIT_PATH", "SEI_SUBMIT_PATH", "PlanBuilder", "balanced_sizes", "build_payload", "build_plan",
-           "fingerprint_registration", "fingerprint_ticket", "plan_summary"]
+__all__ = [
+    "ORION_SUBMIT_PATH",
+    "SEI_SUBMIT_PATH",
+    "PlanBuilder",
+    "balanced_sizes",
+    "build_payload",
+    "build_plan",
+    "fingerprint_registration",
+    "fingerprint_ticket",
+    "plan_summary",
+]
 
 ORION_SUBMIT_PATH = "/v1/Trading/Sleeve/Registrations/Action/process/batch"
 SEI_SUBMIT_PATH = "/v1/order/tradetickets"
-_BULK_ONLY_FIELDS = ("isValid", "validationMessage")   # added by ListWithAccountSleeves, never posted
+_BULK_ONLY_FIELDS = ("isValid", "validationMessage")  # added by ListWithAccountSleeves, never posted
 
 
 def balanced_sizes(n: int, limit: int = ORION_BATCH_LIMIT) -> list[int]:
@@ -66,7 +75,8 @@ def _strip_server_owned(reg: dict) -> dict:
     out = {k: v for k, v in reg.items() if k not in SERVER_OWNED_REGISTRATION_FIELDS}
     out["accountSleeves"] = sorted(
         ({k: v for k, v in s.items() if k not in SERVER_OWNED_SLEEVE_FIELDS} for s in reg.get("accountSleeves") or []),
-        key=lambda s: s.get("accountId") or 0)
+        key=lambda s: s.get("accountId") or 0,
+    )
     return out
 
 
@@ -109,14 +119,21 @@ def build_payload(desired: DesiredRegistration, live: dict, d) -> dict:
         sleeves.append(sleeve)
     payload["accountSleeves"] = sleeves
     # DeletedSleeveTargetDto [docs]: the sleeve's account and its model; no target model is declared
-    payload["deletedSleeveTargets"] = [{"accountId": s["accountId"], "deletedModelId": sleeve_model_id(s),
-                                        "targetModelId": None} for s in d.removed] or None
+    payload["deletedSleeveTargets"] = [
+        {"accountId": s["accountId"], "deletedModelId": sleeve_model_id(s), "targetModelId": None} for s in d.removed
+    ] or None
     return payload
 
 
-def build_plan(manifests: ManifestSet, live: LiveState, *, targeting: Targeting = Targeting(),
-               batch_size: int = ORION_BATCH_LIMIT, ignore: tuple[IgnoreRule, ...] = (),
-               today: dt.date | None = None) -> Plan:
+def build_plan(
+    manifests: ManifestSet,
+    live: LiveState,
+    *,
+    targeting: Targeting = Targeting(),
+    batch_size: int = ORION_BATCH_LIMIT,
+    ignore: tuple[IgnoreRule, ...] = (),
+    today: dt.date | None = None,
+) -> Plan:
     """The plan from everything in memory at once: apply's path, and the reference the streamed
     plan (pipeline.py) is tested against, resource for resource."""
     regs, instrs = select(manifests, targeting)
@@ -158,11 +175,25 @@ class PlanBuilder:
         deleted = {t["accountId"] for t in payload["deletedSleeveTargets"] or []}
         remaining = [s for s in payload["accountSleeves"] if s.get("accountId") not in deleted]
         for _, message, hint in iter_registration_problems(payload, remaining, complete=True):
-            self.problems.append(desired.source.problem(f"{desired.address}: after merging with live state, {message}",
-                                                        hint))
-        self._regs.append((desired.address, Change(
-            desired.address, Action.UPDATE, desired.source, d.fields, removed_sleeves=tuple(s["accountId"] for s in d.removed),
-            added_sleeves=len(d.new_sleeves), payload=payload, fingerprint=fingerprint_registration(current)), d.ignored))
+            self.problems.append(
+                desired.source.problem(f"{desired.address}: after merging with live state, {message}", hint)
+            )
+        self._regs.append(
+            (
+                desired.address,
+                Change(
+                    desired.address,
+                    Action.UPDATE,
+                    desired.source,
+                    d.fields,
+                    removed_sleeves=tuple(s["accountId"] for s in d.removed),
+                    added_sleeves=len(d.new_sleeves),
+                    payload=payload,
+                    fingerprint=fingerprint_registration(current),
+                ),
+                d.ignored,
+            )
+        )
 
     def check(self) -> None:
         """Raise LiveStateError naming every registration that cannot be applied to live state."""
@@ -195,10 +226,18 @@ def _submissions(changes: list[Change], batch_size: int) -> list[Submission]:
     out: list[Submission] = []
     start = 0
     for size in balanced_sizes(len(updates), batch_size):
-        part = updates[start:start + size]
+        part = updates[start : start + size]
         start += size
-        out.append(Submission("orion", "POST", ORION_SUBMIT_PATH, tuple(c.address for c in part), wave=1,
-                              body=[c.payload for c in part]))
+        out.append(
+            Submission(
+                "orion",
+                "POST",
+                ORION_SUBMIT_PATH,
+                tuple(c.address for c in part),
+                wave=1,
+                body=[c.payload for c in part],
+            )
+        )
     for c in changes:
         if c.action is Action.CREATE:
             out.append(Submission("sei", "POST", SEI_SUBMIT_PATH, (c.address,), wave=2, body=c.payload))

@@ -20,8 +20,15 @@ from reconciler.errors import Diagnostic
 from reconciler.fields import COUNTED_SLEEVE_TYPES, normalise_value, sleeve_model_id
 from reconciler.model import DesiredInstruction, DesiredRegistration, FieldChange, IgnoredChange
 
-__all__ = ["InstructionDiff", "RegistrationDiff", "deepdiff_calls", "diff_instruction", "diff_registration", "pair_sleeves",
-           "sleeve_label"]
+__all__ = [
+    "InstructionDiff",
+    "RegistrationDiff",
+    "deepdiff_calls",
+    "diff_instruction",
+    "diff_registration",
+    "pair_sleeves",
+    "sleeve_label",
+]
 
 _calls = 0
 _calls_lock = threading.Lock()
@@ -54,14 +61,14 @@ class RegistrationDiff:
     """What differs, structured for the payload and flattened for display."""
 
     fields: tuple[FieldChange, ...] = ()
-    changed_fields: tuple[str, ...] = ()                  # registration-level fields to lay over live
+    changed_fields: tuple[str, ...] = ()  # registration-level fields to lay over live
     changed_sleeves: dict[int, tuple[str, ...]] = field(default_factory=dict)  # live accountId → fields
-    new_sleeves: tuple[dict, ...] = ()                    # declared sleeves with no live twin
-    removed: tuple[dict, ...] = ()                        # live Normal/Unmanaged sleeves no longer declared
+    new_sleeves: tuple[dict, ...] = ()  # declared sleeves with no live twin
+    removed: tuple[dict, ...] = ()  # live Normal/Unmanaged sleeves no longer declared
     ignored: tuple[IgnoredChange, ...] = ()
     declared: dict[int, dict] = field(default_factory=dict)  # live accountId → the declared sleeve fields
-    labels: dict[str, int] = field(default_factory=dict)     # sleeve label in paths → live accountId
-    problems: tuple[Diagnostic, ...] = ()                 # declared accountIds that are not live sleeves
+    labels: dict[str, int] = field(default_factory=dict)  # sleeve label in paths → live accountId
+    problems: tuple[Diagnostic, ...] = ()  # declared accountIds that are not live sleeves
 
     @property
     def changed(self) -> bool:
@@ -75,7 +82,9 @@ def _project(live_value: Any, desired_value: Any, name: str) -> Any:
     return normalise_value(name, live_value)
 
 
-def pair_sleeves(desired: DesiredRegistration, live: dict) -> tuple[list[tuple[Any, dict | None]], list[dict], list[str]]:
+def pair_sleeves(
+    desired: DesiredRegistration, live: dict
+) -> tuple[list[tuple[Any, dict | None]], list[dict], list[str]]:
     """Pair each declared sleeve with its live twin: [(DesiredSleeve, live sleeve or None)] in declared
     order, the unmatched live sleeves, and problems. Pinned sleeves (accountId declared) are matched
     first, so a (sleeveType, model) match never takes them."""
@@ -89,9 +98,12 @@ def pair_sleeves(desired: DesiredRegistration, live: dict) -> tuple[list[tuple[A
         for n, ds in pinned:
             ls = by_id.get(ds.account_id)
             if ls is None:
-                problems.append(ds.source.problem(f"accountId {ds.account_id} is not a sleeve of registration "
-                                                  f"{desired.registration_id}",
-                                                  "leave accountId out to match by sleeve type and model"))
+                problems.append(
+                    ds.source.problem(
+                        f"accountId {ds.account_id} is not a sleeve of registration {desired.registration_id}",
+                        "leave accountId out to match by sleeve type and model",
+                    )
+                )
                 continue
             taken.add(id(ls))
             pairs[n] = (ds, ls)
@@ -111,7 +123,9 @@ def pair_sleeves(desired: DesiredRegistration, live: dict) -> tuple[list[tuple[A
     return [p for p in pairs if p is not None], unmatched, problems
 
 
-def match_sleeves(desired: DesiredRegistration, live: dict) -> tuple[list[tuple[str, dict, dict | None]], list[dict], list[str]]:
+def match_sleeves(
+    desired: DesiredRegistration, live: dict
+) -> tuple[list[tuple[str, dict, dict | None]], list[dict], list[str]]:
     """pair_sleeves with each pair named as plans show it: [(label, declared fields, live sleeve or None)]."""
     pairs, unmatched, problems = pair_sleeves(desired, live)
     return _labelled(pairs), unmatched, problems
@@ -149,21 +163,30 @@ def _declared_same(declared: dict, live: dict) -> bool:
     return True
 
 
-def diff_registration(desired: DesiredRegistration, live: dict, ignore: tuple[IgnoreRule, ...] = (),
-                      today=None) -> RegistrationDiff:
+def diff_registration(
+    desired: DesiredRegistration, live: dict, ignore: tuple[IgnoreRule, ...] = (), today=None
+) -> RegistrationDiff:
     sleeve_pairs, unmatched, problems = pair_sleeves(desired, live)
     removed = [s for s in unmatched if s.get("sleeveType") in COUNTED_SLEEVE_TYPES]
-    if (not removed and _declared_same(desired.fields, live)
-            and all(ls is not None and _declared_same(ds.comparable, ls) for ds, ls in sleeve_pairs)):
+    if (
+        not removed
+        and _declared_same(desired.fields, live)
+        and all(ls is not None and _declared_same(ds.comparable, ls) for ds, ls in sleeve_pairs)
+    ):
         return RegistrationDiff(problems=tuple(problems))  # the common case: nothing built, no deepdiff
 
-    pairs = _labelled(sleeve_pairs)   # labels only here: the common case above never builds them
+    pairs = _labelled(sleeve_pairs)  # labels only here: the common case above never builds them
 
-    want = {"fields": {k: _project(v, v, k) for k, v in desired.fields.items()},
-            "sleeves": {label: {k: _project(v, v, k) for k, v in d.items()} for label, d, _ in pairs}}
-    have = {"fields": {k: _project(live.get(k), v, k) for k, v in desired.fields.items()},
-            "sleeves": {label: {k: _project(ls.get(k), v, k) for k, v in d.items()}
-                        for label, d, ls in pairs if ls is not None}}
+    want = {
+        "fields": {k: _project(v, v, k) for k, v in desired.fields.items()},
+        "sleeves": {label: {k: _project(v, v, k) for k, v in d.items()} for label, d, _ in pairs},
+    }
+    have = {
+        "fields": {k: _project(live.get(k), v, k) for k, v in desired.fields.items()},
+        "sleeves": {
+            label: {k: _project(ls.get(k), v, k) for k, v in d.items()} for label, d, ls in pairs if ls is not None
+        },
+    }
     for s in removed:
         have["sleeves"][f"{sleeve_label(s)} (accountId {s.get('accountId')})"] = {"accountId": s.get("accountId")}
     if want == have:
@@ -189,7 +212,7 @@ def diff_registration(desired: DesiredRegistration, live: dict, ignore: tuple[Ig
                 continue
             reg_fields.add(rest[0])
             changes.append(change)
-        elif len(rest) == 1:   # a whole sleeve added or removed
+        elif len(rest) == 1:  # a whole sleeve added or removed
             label = rest[0]
             display = f"accountSleeves[{label}]"
             if label in declared_by_label:
@@ -216,9 +239,13 @@ def diff_registration(desired: DesiredRegistration, live: dict, ignore: tuple[Ig
         fields=tuple(sorted(changes, key=lambda c: (c.path.startswith("accountSleeves"), c.path))),
         changed_fields=tuple(sorted(reg_fields)),
         changed_sleeves={aid: tuple(sorted(f)) for aid, f in sleeve_fields.items()},
-        new_sleeves=tuple(new), removed=tuple(gone), ignored=tuple(ignored),
-        declared={live_ids[label]: declared_by_label[label] for label in live_ids}, problems=tuple(problems),
-        labels={**live_ids, **{label: s.get("accountId") for label, s in removed_by_label.items()}})
+        new_sleeves=tuple(new),
+        removed=tuple(gone),
+        ignored=tuple(ignored),
+        declared={live_ids[label]: declared_by_label[label] for label in live_ids},
+        problems=tuple(problems),
+        labels={**live_ids, **{label: s.get("accountId") for label, s in removed_by_label.items()}},
+    )
 
 
 @dataclass(frozen=True)
@@ -232,8 +259,9 @@ class InstructionDiff:
         return self.exists and bool(self.fields)
 
 
-def diff_instruction(desired: DesiredInstruction, rows: list[dict], ignore: tuple[IgnoreRule, ...] = (),
-                     today=None) -> InstructionDiff:
+def diff_instruction(
+    desired: DesiredInstruction, rows: list[dict], ignore: tuple[IgnoreRule, ...] = (), today=None
+) -> InstructionDiff:
     """A ticket's declared fields vs what SEI holds; `quantity` is per order and never compared."""
     if not rows:
         return InstructionDiff(exists=False)
@@ -289,8 +317,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _ignored(address: str, path: str, rules: tuple[IgnoreRule, ...], today, out: list[IgnoredChange],
-             change: FieldChange) -> bool:
+def _ignored(
+    address: str, path: str, rules: tuple[IgnoreRule, ...], today, out: list[IgnoredChange], change: FieldChange
+) -> bool:
     import datetime as dt
 
     today = today or dt.date.today()

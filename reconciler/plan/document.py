@@ -27,8 +27,10 @@ def plan_to_document(plan: Plan, *, include_payloads: bool = False) -> dict[str,
         "changes": [_change(c, include_payloads) for c in plan.changes],
         "submissions": [_submission(s, include_payloads) for s in plan.submissions],
         "ignored": [{"address": i.address, "path": i.path, "reason": i.reason} for i in plan.ignored],
-        "policy": {"results": [r.as_dict() for r in plan.policy_results],
-                   **({"windows_as_of": plan.windows_as_of} if plan.windows_as_of else {})},
+        "policy": {
+            "results": [r.as_dict() for r in plan.policy_results],
+            **({"windows_as_of": plan.windows_as_of} if plan.windows_as_of else {}),
+        },
     }
     return doc
 
@@ -62,21 +64,34 @@ def plan_from_document(doc: dict[str, Any]) -> Plan:
     """Rebuild a Plan from a saved document (payloads included); submissions are rebuilt from changes."""
     changes = tuple(
         Change(
-            address=c["address"], action=Action(c["action"]),
+            address=c["address"],
+            action=Action(c["action"]),
             source=Source(c["source"]["file"], int(c["source"]["line"])),
             fields=tuple(FieldChange(f["path"], f.get("before"), f.get("after")) for f in c.get("fields", [])),
-            removed_sleeves=tuple(c.get("removed_sleeves", [])), added_sleeves=int(c.get("added_sleeves", 0)),
-            payload=c.get("payload"), fingerprint=c.get("fingerprint", ""),
+            removed_sleeves=tuple(c.get("removed_sleeves", [])),
+            added_sleeves=int(c.get("added_sleeves", 0)),
+            payload=c.get("payload"),
+            fingerprint=c.get("fingerprint", ""),
         )
         for c in doc["changes"]
     )
     by_address = {c.address: c for c in changes}
     submissions = tuple(
-        Submission(s["api"], s["method"], s["path"], tuple(s["items"]), int(s["wave"]),
-                   body=s.get("body") if s["api"] == "sei" else [by_address[a].payload for a in s["items"]])
+        Submission(
+            s["api"],
+            s["method"],
+            s["path"],
+            tuple(s["items"]),
+            int(s["wave"]),
+            body=s.get("body") if s["api"] == "sei" else [by_address[a].payload for a in s["items"]],
+        )
         for s in doc["submissions"]
     )
     ignored = tuple(IgnoredChange(i["address"], i["path"], i["reason"]) for i in doc.get("ignored", []))
-    results = tuple(PolicyResult(r["policy"], r["rule"], r["enforcement"], bool(r["passed"]), r["message"],
-                                 tuple(r.get("addresses", ()))) for r in (doc.get("policy") or {}).get("results", []))
+    results = tuple(
+        PolicyResult(
+            r["policy"], r["rule"], r["enforcement"], bool(r["passed"]), r["message"], tuple(r.get("addresses", ()))
+        )
+        for r in (doc.get("policy") or {}).get("results", [])
+    )
     return Plan(changes, submissions, int(doc["summary"]["unchanged"]), ignored, results)

@@ -27,30 +27,42 @@ def explain_stages(stages: tuple[Stage, ...]) -> list[str]:
         match stage:
             case Recover():
                 if stage.busy or stage.notes:
-                    lines.append(f"  {step}. recover  {_s(len(stage.busy), 'resource')} in doubt from earlier runs, "
-                                 "kept out of this plan until the journal and live state resolve them:")
+                    lines.append(
+                        f"  {step}. recover  {_s(len(stage.busy), 'resource')} in doubt from earlier runs, "
+                        "kept out of this plan until the journal and live state resolve them:"
+                    )
                     lines += [f"       ! {terminal(a)}: {terminal(why, 300)}" for a, why in stage.busy]
                     lines += [f"       · {terminal(note, 300)}" for note in stage.notes]
                 else:
-                    lines.append(f"  {step}. recover  resolve any write an earlier run left in doubt (journal), before "
-                                 "anything is sent")
+                    lines.append(
+                        f"  {step}. recover  resolve any write an earlier run left in doubt (journal), before "
+                        "anything is sent"
+                    )
             case OrionWave():
-                extra = f", and track {_s(len(stage.track), 'batch', 'batches')} from earlier runs" if stage.track else ""
-                lines.append(f"  {step}. Orion    {_s(len(stage.batches), 'batch', 'batches')}, up to "
-                             f"{stage.parallelism} at once{extra}; each polled until it ends, then its registrations "
-                             "re-read")
+                extra = (
+                    f", and track {_s(len(stage.track), 'batch', 'batches')} from earlier runs" if stage.track else ""
+                )
+                lines.append(
+                    f"  {step}. Orion    {_s(len(stage.batches), 'batch', 'batches')}, up to "
+                    f"{stage.parallelism} at once{extra}; each polled until it ends, then its registrations "
+                    "re-read"
+                )
                 for sub in stage.batches:
                     n += 1
                     lines.append(f"     {n:>4}. {sub.method} {sub.path}  {_s(len(sub.items), 'registration')}")
             case Gate():
                 lines.append(f"  {step}. gate     SEI requests wait until every Orion batch has ended")
             case SeiWave():
-                lines.append(f"  {step}. SEI      {_s(len(stage.tickets), 'request')}, one per missing trade instruction")
+                lines.append(
+                    f"  {step}. SEI      {_s(len(stage.tickets), 'request')}, one per missing trade instruction"
+                )
                 for sub in stage.tickets:
                     n += 1
                     lines.append(f"     {n:>4}. {sub.method} {sub.path}  {terminal(sub.items[0])}")
             case Confirm():
-                lines.append(f"  {step}. confirm  read live state again; exit 0 only if everything matches the manifests")
+                lines.append(
+                    f"  {step}. confirm  read live state again; exit 0 only if everything matches the manifests"
+                )
             case _:
                 assert_never(stage)
     return lines

@@ -23,12 +23,16 @@ __all__ = ["endpoint_problems", "receipt_problems", "stale_reasons"]
 
 
 def endpoint_problems(saved: dict[str, str], current: dict[str, str]) -> list[str]:
-    return [f"the plan was made against {api} {saved.get(api) or '(not recorded)'}, not {current[api]}"
-            for api in ("orion", "sei") if saved.get(api) != current[api]]
+    return [
+        f"the plan was made against {api} {saved.get(api) or '(not recorded)'}, not {current[api]}"
+        for api in ("orion", "sei")
+        if saved.get(api) != current[api]
+    ]
 
 
-def stale_reasons(plan: Plan, live: LiveState, *, expected_digest: str, digest: str, expired: bool,
-                  expires_at: dt.datetime) -> list[str]:
+def stale_reasons(
+    plan: Plan, live: LiveState, *, expected_digest: str, digest: str, expired: bool, expires_at: dt.datetime
+) -> list[str]:
     """Why a saved plan may not be applied as it stands: manifests, expiry, or touched live state changed."""
     reasons = []
     if expired:
@@ -42,8 +46,10 @@ def stale_reasons(plan: Plan, live: LiveState, *, expected_digest: str, digest: 
             if current is None:
                 reasons.append(f"{c.address}: registration {reg_id} is gone from Orion")
             elif fingerprint_registration(current) != c.fingerprint:
-                reasons.append(f"{c.address}: live state changed since the plan (edited by "
-                               f"{bounded(current.get('editedBy'), 80)} at {bounded(current.get('editedDate'), 40)})")
+                reasons.append(
+                    f"{c.address}: live state changed since the plan (edited by "
+                    f"{bounded(current.get('editedBy'), 80)} at {bounded(current.get('editedDate'), 40)})"
+                )
         elif c.action in (Action.CREATE, Action.CONFLICT):
             ticket = int(c.address.split("/", 1)[1])
             if fingerprint_ticket(live.tickets.get(ticket, [])) != c.fingerprint:
@@ -56,9 +62,16 @@ def _content(sub: Submission) -> str:
     if sub.api == "sei":
         body = sub.body
     else:
-        body = [{**{k: v for k, v in reg.items() if k not in SERVER_OWNED_REGISTRATION_FIELDS},
-                 "accountSleeves": [{k: v for k, v in s.items() if k not in SERVER_OWNED_SLEEVE_FIELDS}
-                                    for s in reg.get("accountSleeves") or []]} for reg in sub.body or []]
+        body = [
+            {
+                **{k: v for k, v in reg.items() if k not in SERVER_OWNED_REGISTRATION_FIELDS},
+                "accountSleeves": [
+                    {k: v for k, v in s.items() if k not in SERVER_OWNED_SLEEVE_FIELDS}
+                    for s in reg.get("accountSleeves") or []
+                ],
+            }
+            for reg in sub.body or []
+        ]
     return json.dumps(body, sort_keys=True, default=str)
 
 
@@ -69,12 +82,16 @@ def receipt_problems(saved: Plan, fresh: Plan) -> list[str]:
     have = {(s.api, s.items): s for s in fresh.submissions}
     for key in sorted(set(want) | set(have)):
         api, items = key
-        label = items[0] if len(items) == 1 else f"the {api} batch of {', '.join(items[:3])}{'…' if len(items) > 3 else ''}"
+        label = (
+            items[0] if len(items) == 1 else f"the {api} batch of {', '.join(items[:3])}{'…' if len(items) > 3 else ''}"
+        )
         if key not in have:
             problems.append(f"{label}: in the saved plan, but not in the plan as it stands now")
         elif key not in want:
             problems.append(f"{label}: the plan as it stands now sends it; the saved plan does not")
         elif _content(want[key]) != _content(have[key]):
-            problems.append(f"{label}: the saved plan's request body differs from what the manifests and live "
-                            "state give now (was the file edited?)")
+            problems.append(
+                f"{label}: the saved plan's request body differs from what the manifests and live "
+                "state give now (was the file edited?)"
+            )
     return problems

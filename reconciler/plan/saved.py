@@ -39,17 +39,27 @@ class SavedPlan:
     document: dict[str, Any]
     endpoints: dict[str, str]
     targeting: dict[str, list]
-    binding: dict[str, Any]          # commit, pull_request, environment it was made for (under the encryption)
-    sealed: bool                     # whether the file was encrypted
+    binding: dict[str, Any]  # commit, pull_request, environment it was made for (under the encryption)
+    sealed: bool  # whether the file was encrypted
 
     def expired(self, now: dt.datetime | None = None) -> bool:
         return (now or dt.datetime.now(dt.timezone.utc)) >= self.expires_at
 
 
-def save_plan(path: str | Path, plan: Plan, manifests_digest: str, paths: tuple[str, ...], *,
-              batch_size: int, expiry_hours: float, endpoints: dict[str, str],
-              targeting: dict[str, list] | None = None, now: dt.datetime | None = None,
-              binding: dict[str, Any] | None = None, recipients: tuple[str, ...] = ()) -> str:
+def save_plan(
+    path: str | Path,
+    plan: Plan,
+    manifests_digest: str,
+    paths: tuple[str, ...],
+    *,
+    batch_size: int,
+    expiry_hours: float,
+    endpoints: dict[str, str],
+    targeting: dict[str, list] | None = None,
+    now: dt.datetime | None = None,
+    binding: dict[str, Any] | None = None,
+    recipients: tuple[str, ...] = (),
+) -> str:
     """Write the plan, encrypted to `recipients` when there are any; returns its id (of the plaintext)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     doc = plan_to_document(plan, include_payloads=True)
@@ -79,8 +89,12 @@ def current_binding(environment: str | None, facts: RunFacts) -> dict[str, Any]:
     commit = facts.commit
     if not commit:
         try:
-            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                    check=True).stdout.strip() or None
+            commit = (
+                subprocess.run(
+                    ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+                ).stdout.strip()
+                or None
+            )
         except (OSError, subprocess.SubprocessError):
             commit = None
     return {"commit": commit, "pull_request": facts.pull_request, "environment": environment}
@@ -91,10 +105,14 @@ def binding_problems(bound: dict[str, Any], current: dict[str, Any], *, ci: bool
     reviewed commit) for another commit. Both are named."""
     problems = []
     if bound.get("environment") and bound["environment"] != current.get("environment"):
-        problems.append(f"the plan was made for the environment {bound['environment']!r}, not {current.get('environment')!r}")
+        problems.append(
+            f"the plan was made for the environment {bound['environment']!r}, not {current.get('environment')!r}"
+        )
     if ci and current.get("expected_commit") and bound.get("commit") != current["expected_commit"]:
-        problems.append(f"the plan was made for commit {bound.get('commit') or '(none recorded)'}, not "
-                        f"{current['expected_commit']} (RECONCILER_COMMIT): an older plan replayed")
+        problems.append(
+            f"the plan was made for commit {bound.get('commit') or '(none recorded)'}, not "
+            f"{current['expected_commit']} (RECONCILER_COMMIT): an older plan replayed"
+        )
     return problems
 
 
@@ -116,8 +134,10 @@ def load_plan(path: str | Path, identity=None) -> SavedPlan:
     if not isinstance(doc, dict) or doc.get("kind") != KIND or "saved" not in doc:
         raise PlanFileError(f"{path}: not a saved plan; create one with `reconciler plan --out FILE`")
     if doc.get("format_version") != FORMAT_VERSION:
-        raise PlanFileError(f"{path}: plan format {doc.get('format_version')!r} is not {FORMAT_VERSION!r}; "
-                            f"plan again with this version of reconciler")
+        raise PlanFileError(
+            f"{path}: plan format {doc.get('format_version')!r} is not {FORMAT_VERSION!r}; "
+            f"plan again with this version of reconciler"
+        )
     from reconciler.manifests.schema import validate_instance
 
     problems = validate_instance("plan.schema.json", doc)
@@ -126,13 +146,19 @@ def load_plan(path: str | Path, identity=None) -> SavedPlan:
     saved = doc["saved"]
     try:
         return SavedPlan(
-            plan=plan_from_document(doc), plan_id=hashlib.sha256(data).hexdigest()[:16],
+            plan=plan_from_document(doc),
+            plan_id=hashlib.sha256(data).hexdigest()[:16],
             created_at=dt.datetime.fromisoformat(saved["created_at"]),
             expires_at=dt.datetime.fromisoformat(saved["expires_at"]),
-            manifests_digest=saved["manifests_digest"], paths=tuple(saved["paths"]),
-            tool_version=doc.get("tool_version", "?"), batch_size=int(saved["batch_size"]), document=doc,
+            manifests_digest=saved["manifests_digest"],
+            paths=tuple(saved["paths"]),
+            tool_version=doc.get("tool_version", "?"),
+            batch_size=int(saved["batch_size"]),
+            document=doc,
             endpoints={k: str(v) for k, v in (saved.get("endpoints") or {}).items()},
             targeting={k: list(v) for k, v in (saved.get("targeting") or {}).items()},
-            binding=dict(saved.get("binding") or {}), sealed=sealed)
+            binding=dict(saved.get("binding") or {}),
+            sealed=sealed,
+        )
     except (KeyError, ValueError, TypeError) as e:
         raise PlanFileError(f"{path}: the saved plan is damaged ({type(e).__name__}: {e})") from e

@@ -27,15 +27,15 @@ class PendingBatch:
 
     local_id: str
     addresses: tuple[str, ...]
-    batch_ids: tuple[int, ...]      # the id, or every listed candidate when the id was lost
+    batch_ids: tuple[int, ...]  # the id, or every listed candidate when the id was lost
     submitted_epoch: float
-    evidence: str                   # how we know of it, for the output
+    evidence: str  # how we know of it, for the output
 
 
 @dataclass(frozen=True)
 class Recover:
     notes: tuple[str, ...] = ()
-    busy: tuple[tuple[str, str], ...] = ()          # (address, why it is kept out of this run)
+    busy: tuple[tuple[str, str], ...] = ()  # (address, why it is kept out of this run)
     pending: tuple[PendingBatch, ...] = ()
 
     @property
@@ -52,8 +52,8 @@ class OrionWave:
 
 @dataclass(frozen=True)
 class Gate:
-    batches: int            # this plan's batches
-    tracked: int            # earlier runs' batches still processing
+    batches: int  # this plan's batches
+    tracked: int  # earlier runs' batches still processing
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ class SeiWave:
 
 @dataclass(frozen=True)
 class Confirm:
-    addresses: tuple[str, ...]                  # what this run touches
-    busy: tuple[tuple[str, str], ...] = ()      # what earlier runs left in doubt: reported, read again
+    addresses: tuple[str, ...]  # what this run touches
+    busy: tuple[tuple[str, str], ...] = ()  # what earlier runs left in doubt: reported, read again
 
 
 Stage = Recover | OrionWave | Gate | SeiWave | Confirm

@@ -43,12 +43,12 @@ READS_AHEAD = 2
 @dataclass(frozen=True)
 class StreamedPlan:
     plan: Plan
-    digest: str                       # of the manifests, as ManifestSet.digest
+    digest: str  # of the manifests, as ManifestSet.digest
     policies: tuple[Policy, ...]
-    registrations: int                # declared in the tree
+    registrations: int  # declared in the tree
     instructions: int
-    selected: int                     # of those, checked under --target/--exclude/--selector
-    warnings: tuple[str, ...] = ()    # targeting patterns that matched nothing
+    selected: int  # of those, checked under --target/--exclude/--selector
+    warnings: tuple[str, ...] = ()  # targeting patterns that matched nothing
 
 
 def _compact(row: dict) -> tuple:
@@ -86,10 +86,18 @@ class _TicketPager:
         self._stop = True
 
 
-@fewer_gc_passes()   # reads and diffs allocate as much as parsing does
-def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targeting: Targeting = Targeting(),
-                leave_out: frozenset[str] = frozenset(), allow_empty: bool = False, today: dt.date | None = None,
-                stream: ManifestStream | None = None) -> StreamedPlan:
+@fewer_gc_passes()  # reads and diffs allocate as much as parsing does
+def plan_stream(
+    paths: tuple[str, ...],
+    vendors,
+    settings: Settings,
+    *,
+    targeting: Targeting = Targeting(),
+    leave_out: frozenset[str] = frozenset(),
+    allow_empty: bool = False,
+    today: dt.date | None = None,
+    stream: ManifestStream | None = None,
+) -> StreamedPlan:
     """Check the manifests under `paths`, read what they declare and plan it, overlapping the three.
 
     `leave_out`: addresses not checked at all (writes in doubt from an earlier apply), apart from the
@@ -101,11 +109,11 @@ def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targetin
     builder = PlanBuilder(ignore=settings.ignore, today=today)
     tally = TargetingTally(targeting)
     chunk_size = settings.read_chunk
-    pending: dict[int, DesiredRegistration] = {}      # waiting for their chunk's read
+    pending: dict[int, DesiredRegistration] = {}  # waiting for their chunk's read
     chunk: list[int] = []
     reads: dict[Future, list[int]] = {}
     missing: list[DesiredRegistration] = []
-    waiting: dict[int, DesiredInstruction] = {}       # instructions whose ticket is not yet known
+    waiting: dict[int, DesiredInstruction] = {}  # instructions whose ticket is not yet known
     batch_sizes: dict[str, int] = {}
     selected = 0
     read_errors: list[BaseException] = []
@@ -122,7 +130,7 @@ def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targetin
             done = list(wait(reads, return_when=FIRST_COMPLETED).done)
         for f in done:
             ids = reads.pop(f)
-            if f.exception() is not None:   # raised after the stream: a manifest error comes first
+            if f.exception() is not None:  # raised after the stream: a manifest error comes first
                 read_errors.append(f.exception())
                 continue
             live = f.result()
@@ -155,7 +163,7 @@ def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targetin
                     chunk.append(resource.registration_id)
                     if len(chunk) >= chunk_size:
                         send_chunk()
-                        while len(reads) > READS_AHEAD * settings.read_workers:   # bounded: see READS_AHEAD
+                        while len(reads) > READS_AHEAD * settings.read_workers:  # bounded: see READS_AHEAD
                             diff_done(block=True)
             else:
                 batch_sizes[resource.batch_id] = resource.batch_size
@@ -188,22 +196,37 @@ def plan_stream(paths: tuple[str, ...], vendors, settings: Settings, *, targetin
     builder.check()
     for tid, desired in waiting.items():
         builder.add_instruction(desired, _rows(first.get(tid)), batch_sizes[desired.batch_id])
-    return StreamedPlan(builder.plan(settings.batch_size), stream.digest, stream.policies,
-                        stream.registrations, stream.instructions, selected, tuple(tally.warnings()))
+    return StreamedPlan(
+        builder.plan(settings.batch_size),
+        stream.digest,
+        stream.policies,
+        stream.registrations,
+        stream.instructions,
+        selected,
+        tuple(tally.warnings()),
+    )
 
 
-def read_selected(manifests: ManifestSet, vendors, settings: Settings, targeting: Targeting = Targeting(), *,
-                  missing_ok: bool = False) -> tuple[list[DesiredRegistration], list[DesiredInstruction], LiveState]:
+def read_selected(
+    manifests: ManifestSet, vendors, settings: Settings, targeting: Targeting = Targeting(), *, missing_ok: bool = False
+) -> tuple[list[DesiredRegistration], list[DesiredInstruction], LiveState]:
     """select → read, with everything in memory: what drift, --adopt and apply share."""
     regs, instrs = select(manifests, targeting)
     return regs, instrs, read_live_state(vendors, regs, instrs, settings, missing_ok=missing_ok)
 
 
-def plan_in_memory(manifests: ManifestSet, vendors, settings: Settings, targeting: Targeting = Targeting(), *,
-                   batch_size: int | None = None) -> tuple[Plan, LiveState]:
+def plan_in_memory(
+    manifests: ManifestSet,
+    vendors,
+    settings: Settings,
+    targeting: Targeting = Targeting(),
+    *,
+    batch_size: int | None = None,
+) -> tuple[Plan, LiveState]:
     """select → read → plan from an already loaded ManifestSet: apply's path (and a saved plan's receipt).
     `plan_stream` gives the same plan for a tree on disk without holding it (tests/test_scale_smoke.py)."""
     _, _, live = read_selected(manifests, vendors, settings, targeting)
-    plan = build_plan(manifests, live, targeting=targeting, batch_size=batch_size or settings.batch_size,
-                      ignore=settings.ignore)
+    plan = build_plan(
+        manifests, live, targeting=targeting, batch_size=batch_size or settings.batch_size, ignore=settings.ignore
+    )
     return plan, live

@@ -50,12 +50,21 @@ class TargetingTally:
 
     def warnings(self) -> list[str]:
         """In the order given: targets, excludes, then selectors."""
-        out = [f"--target {p} matches no resource in the manifests" for p in self.t.targets
-               if ("--target", p) in self.unmatched]
-        out += [f"--exclude {p} matches no resource in the manifests" for p in self.t.excludes
-                if ("--exclude", p) in self.unmatched]
-        out += [f"--selector {k}={v} matches no resource's labels" for k, v in self.t.selectors
-                if (k, v) in self.unmatched_selectors]
+        out = [
+            f"--target {p} matches no resource in the manifests"
+            for p in self.t.targets
+            if ("--target", p) in self.unmatched
+        ]
+        out += [
+            f"--exclude {p} matches no resource in the manifests"
+            for p in self.t.excludes
+            if ("--exclude", p) in self.unmatched
+        ]
+        out += [
+            f"--selector {k}={v} matches no resource's labels"
+            for k, v in self.t.selectors
+            if (k, v) in self.unmatched_selectors
+        ]
         return out
 
 

@@ -34,12 +34,16 @@ def describe_instruction(c: Change) -> str:
 
 
 def summary_line(s: dict) -> str:
-    return (f"Plan: {s['create']} to create, {s['update']} to update, {s['remove']} to remove, "
-            f"{s['conflict']} conflict{'s' * (s['conflict'] != 1)}; {s['submissions']} submission"
-            f"{'s' * (s['submissions'] != 1)} ({s['orion_batches']} Orion batch{'es' * (s['orion_batches'] != 1)}, "
-            f"{s['sei_requests']} SEI request{'s' * (s['sei_requests'] != 1)})")
+    return (
+        f"Plan: {s['create']} to create, {s['update']} to update, {s['remove']} to remove, "
+        f"{s['conflict']} conflict{'s' * (s['conflict'] != 1)}; {s['submissions']} submission"
+        f"{'s' * (s['submissions'] != 1)} ({s['orion_batches']} Orion batch{'es' * (s['orion_batches'] != 1)}, "
+        f"{s['sei_requests']} SEI request{'s' * (s['sei_requests'] != 1)})"
+    )
 
 
 def totals_line(s: dict) -> str:
-    return (f"Registrations touched: {s['registrations_touched']}; gross buy notional {money(s['gross_buy_notional'])}; "
-            f"gross sell notional {money(s['gross_sell_notional'])}")
+    return (
+        f"Registrations touched: {s['registrations_touched']}; gross buy notional {money(s['gross_buy_notional'])}; "
+        f"gross sell notional {money(s['gross_sell_notional'])}"
+    )

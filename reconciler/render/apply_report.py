@@ -22,15 +22,19 @@ def render_apply_text(result) -> str:
         lines.append("")
     for i in result.items:
         ref = f" [{terminal(i.reference)}]" if i.reference else ""
-        lines.append(f"{_MARK[i.status.value]} {i.status.value:<8} {terminal(i.address)}{ref}: {terminal(i.message, 600)}"
-                     f"  # {terminal(i.source)}")
+        lines.append(
+            f"{_MARK[i.status.value]} {i.status.value:<8} {terminal(i.address)}{ref}: {terminal(i.message, 600)}"
+            f"  # {terminal(i.source)}"
+        )
     if result.exit_code != 0:
         verdict = "NOT converged: the items above marked ✗ ? · need attention (rerun apply once the cause is fixed)"
     elif result.unchecked:
         n = result.selected
-        verdict = (f"converged for the {n} selected resource{'s' * (n != 1)}; {result.unchecked} other"
-                   f"{'s' * (result.unchecked != 1)} left out by --target/--exclude/--selector "
-                   f"{'were' if result.unchecked != 1 else 'was'} not checked and may still differ")
+        verdict = (
+            f"converged for the {n} selected resource{'s' * (n != 1)}; {result.unchecked} other"
+            f"{'s' * (result.unchecked != 1)} left out by --target/--exclude/--selector "
+            f"{'were' if result.unchecked != 1 else 'was'} not checked and may still differ"
+        )
     else:
         verdict = "converged: live state matches the manifests"
     if result.interrupted:
@@ -38,11 +42,15 @@ def render_apply_text(result) -> str:
     if result.error:
         verdict += f"; stopped early: {terminal(result.error, 300)}"
     lines.append("")
-    lines.append(f"Apply: {c['applied']} applied, {c['failed']} failed, {c['unknown']} unknown, {c['skipped']} skipped; {verdict}.")
+    lines.append(
+        f"Apply: {c['applied']} applied, {c['failed']} failed, {c['unknown']} unknown, {c['skipped']} skipped; {verdict}."
+    )
     return "\n".join(lines) + "\n"
 
 
-def apply_report(result, *, plan_id: str, manifests_digest: str, endpoints: dict[str, str] | None = None) -> dict[str, Any]:
+def apply_report(
+    result, *, plan_id: str, manifests_digest: str, endpoints: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "format_version": REPORT_FORMAT_VERSION,
         "tool_version": __version__,
@@ -53,12 +61,20 @@ def apply_report(result, *, plan_id: str, manifests_digest: str, endpoints: dict
         "started": result.started,
         "finished": result.finished,
         "converged": result.exit_code == 0,
-        "unchecked": result.unchecked,   # declared resources the selection left out: not checked
+        "unchecked": result.unchecked,  # declared resources the selection left out: not checked
         "interrupted": result.interrupted,
         "error": result.error,
         "summary": result.counts(),
         "recovered": list(result.recovered),
-        "items": [{"address": i.address, "action": i.action, "status": i.status.value, "message": i.message,
-                   "source": {"file": i.source.file, "line": i.source.line}, "reference": i.reference}
-                  for i in result.items],
+        "items": [
+            {
+                "address": i.address,
+                "action": i.action,
+                "status": i.status.value,
+                "message": i.message,
+                "source": {"file": i.source.file, "line": i.source.line},
+                "reference": i.reference,
+            }
+            for i in result.items
+        ],
     }

@@ -44,8 +44,11 @@ def _value(v) -> str:
 
 
 def render_drift_html(report) -> str:
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             finalize=_finalize)
+    env = jinja2.Environment(
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, finalize=_finalize
+    )
     env.filters["value"] = _value
-    template = env.from_string(resources.files("reconciler.render").joinpath("templates/drift.html.j2").read_text("utf-8"))
+    template = env.from_string(
+        resources.files("reconciler.render").joinpath("templates/drift.html.j2").read_text("utf-8")
+    )
     return template.render(doc=drift_to_document(report), px=BAR_PX_PER_PERCENT)

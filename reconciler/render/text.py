@@ -18,7 +18,9 @@ def field_lines(c: Change) -> list[str]:
     lines = []
     for f in c.fields:
         if f.before is None and isinstance(f.after, dict):
-            lines.append(f"+ {terminal(f.path, 200)}: new sleeve {show({k: v for k, v in f.after.items() if k != 'sleeveType'})}")
+            lines.append(
+                f"+ {terminal(f.path, 200)}: new sleeve {show({k: v for k, v in f.after.items() if k != 'sleeveType'})}"
+            )
         elif f.after is None and isinstance(f.before, dict):
             lines.append(f"- {terminal(f.path, 200)}: remove sleeve (sent in deletedSleeveTargets)")
         else:
@@ -34,14 +36,22 @@ def policy_lines(plan: Plan) -> list[str]:
     """The policy results: which rule, which addresses, by how much."""
     if not plan.policy_results:
         return []
-    out = ["Policies:" if plan.windows_as_of is None else
-           f"Policies (change windows as of {plan.windows_as_of}, --now: what-if only; apply uses the real clock):"]
+    out = [
+        "Policies:"
+        if plan.windows_as_of is None
+        else f"Policies (change windows as of {plan.windows_as_of}, --now: what-if only; apply uses the real clock):"
+    ]
     for r in plan.policy_results:
         mark = "✓" if r.passed else _POLICY_MARK[False][r.enforcement]
-        verdict = "passed" if r.passed else {"hard": "FAILED (hard: apply refuses)",
-                                              "soft": "FAILED (soft: apply refuses unless --override-policy "
-                                                      f"{r.policy} --reason …)",
-                                              "advisory": "failed (advisory: a warning)"}[r.enforcement]
+        verdict = (
+            "passed"
+            if r.passed
+            else {
+                "hard": "FAILED (hard: apply refuses)",
+                "soft": f"FAILED (soft: apply refuses unless --override-policy {r.policy} --reason …)",
+                "advisory": "failed (advisory: a warning)",
+            }[r.enforcement]
+        )
         out.append(f"  {mark} {terminal(r.policy)} {r.rule}: {verdict} — {terminal(r.message, 600)}")
     out.append("")
     return out
@@ -63,8 +73,11 @@ def render_plan_text(plan: Plan, stages: tuple[Stage, ...] | None = None) -> str
             if c.action is Action.CREATE:
                 out.append(f"  + {c.address}  {describe_instruction(c)}  # {c.source}")
                 continue
-            title = "conflict: already at SEI with different values; a submitted ticket cannot change" \
-                if c.action is Action.CONFLICT else "will be updated"
+            title = (
+                "conflict: already at SEI with different values; a submitted ticket cannot change"
+                if c.action is Action.CONFLICT
+                else "will be updated"
+            )
             out.append(f"  {_MARK[c.action]} {c.address} {title}  # {c.source}")
             out.extend(f"      {line}" for line in field_lines(c))
             if c.action is Action.CONFLICT:

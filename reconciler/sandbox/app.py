@@ -55,7 +55,6 @@ class SandboxCredentials:
 DEMO_CREDENTIALS = {"ORION_TOKEN": "demo-orion-token", "SEI_TOKEN": "demo-sei-token", "SEI_APP_KEY": "demo-app-key"}
 
 
-
 def _epoch(value: str | None) -> float | None:
     if not value:
         return None
@@ -119,12 +118,14 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
             if user is None:
                 return orion_error(401, "Authorization has been denied for this request.")
             return await handler(request, user)
+
         return wrapped
 
     def sei(handler):
         async def wrapped(request: Request) -> Response:
             refusal = sei_refusal(request)
             return refusal if refusal is not None else await handler(request)
+
         return wrapped
 
     # --- Orion ------------------------------------------------------------------------------------
@@ -206,13 +207,16 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         form = {k: v[0] for k, v in urllib.parse.parse_qs((await request.body()).decode(errors="replace")).items()}
         if basic(request) != (creds.sei_app_key, creds.sei_app_secret):
             return sei_error(401, "gateway.authentication.failure", "Invalid client credentials")
-        if form.get("grant_type") == "invalidate_token":   # revokes one token [docs]
+        if form.get("grant_type") == "invalidate_token":  # revokes one token [docs]
             revoked = form.get("token") or ""
             creds.minted_sei.pop(revoked, None)
             creds.revoked_sei.append(revoked)
             return JSONResponse({"status": "revoked"})
-        if (form.get("grant_type") != "client_credentials" or form.get("username") != creds.sei_username
-                or form.get("password") != creds.sei_password):
+        if (
+            form.get("grant_type") != "client_credentials"
+            or form.get("username") != creds.sei_username
+            or form.get("password") != creds.sei_password
+        ):
             return sei_error(401, "gateway.authentication.failure", "Invalid username or password")
         token = secrets.token_urlsafe(24)
         creds.minted_sei[token] = time.monotonic() + creds.sei_token_ttl
@@ -226,28 +230,46 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
             ticket_id = int(q["id"]) if q.get("id") else None
             cursor = int(base64.urlsafe_b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
         except (ValueError, binascii.Error, UnicodeDecodeError):
-            return sei_error(400, "request.invalid", "id, limit and cursor must be valid",
-                              errors=[{"field": "query", "location": "query", "reason": "invalid"}])
+            return sei_error(
+                400,
+                "request.invalid",
+                "id, limit and cursor must be valid",
+                errors=[{"field": "query", "location": "query", "reason": "invalid"}],
+            )
         if not 1 <= limit <= PAGE_LIMIT:
-            return sei_error(400, "request.invalid", f"limit must be between 1 and {PAGE_LIMIT}",
-                              errors=[{"field": "limit", "location": "query", "reason": "out of range"}])
+            return sei_error(
+                400,
+                "request.invalid",
+                f"limit must be between 1 and {PAGE_LIMIT}",
+                errors=[{"field": "limit", "location": "query", "reason": "out of range"}],
+            )
         rows, total, nxt = state.tickets_page(ticket_id, q.get("status"), limit, cursor)
         prev = base64.urlsafe_b64encode(str(max(0, cursor - limit)).encode()).decode() if cursor else None
-        return JSONResponse({"data": rows, "paging": {
-            "totalCount": total, "limit": limit, "previous": prev,
-            "next": base64.urlsafe_b64encode(str(nxt).encode()).decode() if nxt is not None else None}})
+        return JSONResponse(
+            {
+                "data": rows,
+                "paging": {
+                    "totalCount": total,
+                    "limit": limit,
+                    "previous": prev,
+                    "next": base64.urlsafe_b64encode(str(nxt).encode()).decode() if nxt is not None else None,
+                },
+            }
+        )
 
     async def post_ticket(request: Request) -> Response:
         body = await body_json(request)
         data = body.get("data") if isinstance(body, dict) else None
         problems = state.ticket_problems(data)
         if problems:
-            return sei_error(400, "request.invalid", "The trade instruction is invalid", transient="false",
-                              errors=problems)
+            return sei_error(
+                400, "request.invalid", "The trade instruction is invalid", transient="false", errors=problems
+            )
         row = state.add_ticket(data)
         if row is None:
-            return sei_error(409, "resource.conflict", f"tradeTicketId {data['tradeTicketId']} already exists",
-                              transient=False)
+            return sei_error(
+                409, "resource.conflict", f"tradeTicketId {data['tradeTicketId']} already exists", transient=False
+            )
         return JSONResponse({"data": row})
 
     # --- sandbox controls -------------------------------------------------------------------------
@@ -255,8 +277,18 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
     async def counters(request: Request) -> Response:
         with state.lock:
             counts = dict(state.counters)
-        return JSONResponse({"requests": counts, "total": sum(counts.values()), "held": faults.held,
-                             "writes": sum(v for k, v in counts.items() if k.startswith(("POST /api/v1/Trading/Sleeve/Registrations/Action", "POST /v1/order")))})
+        return JSONResponse(
+            {
+                "requests": counts,
+                "total": sum(counts.values()),
+                "held": faults.held,
+                "writes": sum(
+                    v
+                    for k, v in counts.items()
+                    if k.startswith(("POST /api/v1/Trading/Sleeve/Registrations/Action", "POST /v1/order"))
+                ),
+            }
+        )
 
     async def reset_counters(request: Request) -> Response:
         with state.lock:
@@ -310,7 +342,7 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
             return JSONResponse([])
         raw = await request.body()
         try:
-            spec = json.loads(raw) if raw.strip().startswith((b"[", b"\"")) else raw.decode()
+            spec = json.loads(raw) if raw.strip().startswith((b"[", b'"')) else raw.decode()
             parsed = parse_faults(spec)
         except (ValueError, TypeError) as e:
             return JSONResponse({"error": str(e)}, status_code=400)

@@ -11,34 +11,79 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BATCH_LIMIT", "INSTRUCTION_FIELDS", "PAGE_LIMIT", "READ_CHUNK", "REGISTRATION_FIELDS",
-           "SLEEVE_FIELDS", "cusip_is_valid", "registration_problems", "sleeve_model", "ticket_problems"]
+__all__ = [
+    "BATCH_LIMIT",
+    "INSTRUCTION_FIELDS",
+    "PAGE_LIMIT",
+    "READ_CHUNK",
+    "REGISTRATION_FIELDS",
+    "SLEEVE_FIELDS",
+    "cusip_is_valid",
+    "registration_problems",
+    "sleeve_model",
+    "ticket_problems",
+]
 
 # API.md §1 "Registration fields": what a posted registration may change.
 REGISTRATION_FIELDS = (
-    "isActive", "isDoNotTrade", "contributionAllocationMethod", "distributionAllocationMethod",
-    "corporateActionAllocationMethod", "autoRebalFrequency", "autoRebalMonth", "autoRebalDay",
-    "sleeveStrategyId", "sleeveStrategyAggId", "mandate", "tolerancePercent", "custodialBilling",
-    "sleeveBilling", "excludedAssets", "includedAssets",
+    "isActive",
+    "isDoNotTrade",
+    "contributionAllocationMethod",
+    "distributionAllocationMethod",
+    "corporateActionAllocationMethod",
+    "autoRebalFrequency",
+    "autoRebalMonth",
+    "autoRebalDay",
+    "sleeveStrategyId",
+    "sleeveStrategyAggId",
+    "mandate",
+    "tolerancePercent",
+    "custodialBilling",
+    "sleeveBilling",
+    "excludedAssets",
+    "includedAssets",
 )
 SLEEVE_FIELDS = (
-    "sleeveType", "modelAggId", "model", "managementStyleId", "subAdvisorId", "targetAllocation",
-    "contributionAllocation", "distributionAllocation", "corporateActionAllocation", "toleranceUpper",
-    "toleranceLower", "targetBalanceType", "doNotTrade", "minimumCash", "replenishMinCash",
+    "sleeveType",
+    "modelAggId",
+    "model",
+    "managementStyleId",
+    "subAdvisorId",
+    "targetAllocation",
+    "contributionAllocation",
+    "distributionAllocation",
+    "corporateActionAllocation",
+    "toleranceUpper",
+    "toleranceLower",
+    "targetBalanceType",
+    "doNotTrade",
+    "minimumCash",
+    "replenishMinCash",
     "minimumInvestmentAmount",
 )
 # API.md §2 "Write": the fields of one instruction (batchSize is checked on its own).
 INSTRUCTION_FIELDS = (
-    "batchId", "tradeTicketId", "masterOrderId", "strategyCode", "side", "ticker", "cusip",
-    "securityName", "target", "orderGenerationPrice", "minimumCash", "affectsModel", "comments",
+    "batchId",
+    "tradeTicketId",
+    "masterOrderId",
+    "strategyCode",
+    "side",
+    "ticker",
+    "cusip",
+    "securityName",
+    "target",
+    "orderGenerationPrice",
+    "minimumCash",
+    "affectsModel",
+    "comments",
 )
-BATCH_LIMIT = 100    # items per batch POST; more is a 400 [assumed in API.md]
-READ_CHUNK = 500     # ids per ListWithAccountSleeves call [assumed]
-PAGE_LIMIT = 1000    # the largest `limit` of the ticket list [assumed]
+BATCH_LIMIT = 100  # items per batch POST; more is a 400 [assumed in API.md]
+READ_CHUNK = 500  # ids per ListWithAccountSleeves call [assumed]
+PAGE_LIMIT = 1000  # the largest `limit` of the ticket list [assumed]
 
-_SUMMED = ("Normal sleeve", "Unmanaged sleeve")          # "all sleeves except Custodial, Contribution and Distribution"
+_SUMMED = ("Normal sleeve", "Unmanaged sleeve")  # "all sleeves except Custodial, Contribution and Distribution"
 _AT_MOST_ONE = ("Custodial account", "Contribution sleeve", "Distribution sleeve")
-_SLACK = 0.01        # 33.33 + 33.33 + 33.34 is 100; the vectors pin where the edge lies
+_SLACK = 0.01  # 33.33 + 33.33 + 33.34 is 100; the vectors pin where the edge lies
 
 
 def sleeve_model(sleeve: dict) -> Any:
@@ -69,8 +114,10 @@ def registration_problems(reg: dict) -> list[str]:
         out.append("sleeves mix Percent and Dollars balance types")
     elif summed and not dollars:
         checks = [("targetAllocation", True)]
-        checks += [("contributionAllocation", _assigned(reg.get("contributionAllocationMethod"))),
-                   ("distributionAllocation", _assigned(reg.get("distributionAllocationMethod")))]
+        checks += [
+            ("contributionAllocation", _assigned(reg.get("contributionAllocationMethod"))),
+            ("distributionAllocation", _assigned(reg.get("distributionAllocationMethod"))),
+        ]
         for name, applies in checks:
             total = sum(float(s.get(name) or 0) for s in summed)
             if applies and abs(total - 100) > _SLACK:

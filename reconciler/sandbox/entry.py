@@ -57,17 +57,25 @@ def run_server(opts: ServerOptions, announce: Callable[[str], None]) -> None:
     if bool(opts.tls_cert) != bool(opts.tls_key):
         raise OptionError("--tls-cert and --tls-key go together")
     given = any((opts.orion_token, opts.sei_token, opts.sei_app_key))
-    creds = SandboxCredentials(orion_token=opts.orion_token or DEMO_CREDENTIALS["ORION_TOKEN"],
-                               sei_token=opts.sei_token or DEMO_CREDENTIALS["SEI_TOKEN"],
-                               sei_app_key=opts.sei_app_key or DEMO_CREDENTIALS["SEI_APP_KEY"])
-    state = load_state(Path(opts.state_file) if opts.state_file else None, SandboxTiming(batch_latency=opts.batch_latency))
+    creds = SandboxCredentials(
+        orion_token=opts.orion_token or DEMO_CREDENTIALS["ORION_TOKEN"],
+        sei_token=opts.sei_token or DEMO_CREDENTIALS["SEI_TOKEN"],
+        sei_app_key=opts.sei_app_key or DEMO_CREDENTIALS["SEI_APP_KEY"],
+    )
+    state = load_state(
+        Path(opts.state_file) if opts.state_file else None, SandboxTiming(batch_latency=opts.batch_latency)
+    )
     tls = TlsFiles(opts.tls_cert, opts.tls_key, opts.client_ca) if opts.tls_cert else None
     base = f"{'https' if tls else 'http'}://{opts.host}:{opts.port}"
-    lines = [f"reconciler sandbox: Orion at {base}/api, SEI at {base}",
-             f"state: {opts.state_file + ' (kept after every write)' if opts.state_file else 'in memory (demo)'}; "
-             f"{len(state.registrations)} registrations, {len(state.tickets)} ticket rows",
-             f"controls: {base}/_sandbox/counters, /_sandbox/writes, /_sandbox/state, /_sandbox/faults",
-             "", "To point reconciler at it:", f"  export ORION_BASE_URL={base}/api SEI_BASE_URL={base}"]
+    lines = [
+        f"reconciler sandbox: Orion at {base}/api, SEI at {base}",
+        f"state: {opts.state_file + ' (kept after every write)' if opts.state_file else 'in memory (demo)'}; "
+        f"{len(state.registrations)} registrations, {len(state.tickets)} ticket rows",
+        f"controls: {base}/_sandbox/counters, /_sandbox/writes, /_sandbox/state, /_sandbox/faults",
+        "",
+        "To point reconciler at it:",
+        f"  export ORION_BASE_URL={base}/api SEI_BASE_URL={base}",
+    ]
     if not given:
         lines.append("  export " + " ".join(f"{k}={v}" for k, v in DEMO_CREDENTIALS.items()) + "   # demo values")
     else:

@@ -33,8 +33,8 @@ class Fault:
     kind: str
     path: str = "*"
     method: str = "*"
-    count: int | None = None        # None: every matching request
-    arg: str | None = None           # Retry-After seconds or "date"; delay for slow
+    count: int | None = None  # None: every matching request
+    arg: str | None = None  # Retry-After seconds or "date"; delay for slow
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method in ("*", method)) and fnmatch.fnmatchcase(path, self.path)
@@ -97,8 +97,11 @@ class FaultBook:
     def peek_all(self, method: str, path: str, kind: str) -> list[Fault]:
         """Every matching fault of `kind`, without using up a hit (for standing rules like reject)."""
         with self._lock:
-            return [Fault(**asdict(f)) for f in self._faults
-                    if f.kind == kind and f.matches(method, path) and (f.count is None or f.count > 0)]
+            return [
+                Fault(**asdict(f))
+                for f in self._faults
+                if f.kind == kind and f.matches(method, path) and (f.count is None or f.count > 0)
+            ]
 
     def describe(self) -> list[dict]:
         with self._lock:

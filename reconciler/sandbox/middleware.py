@@ -67,9 +67,15 @@ class FaultMiddleware:
             headers = {}
             if fault.kind in ("429", "503"):
                 headers["Retry-After"] = _retry_after(fault.arg)
-            maker = orion_error if path.startswith("/api/") else (
-                lambda s, m, headers=None: sei_error(s, "gateway.throttled" if s == 429 else "server.error", m,
-                                                      transient="true", headers=headers))
+            maker = (
+                orion_error
+                if path.startswith("/api/")
+                else (
+                    lambda s, m, headers=None: sei_error(
+                        s, "gateway.throttled" if s == 429 else "server.error", m, transient="true", headers=headers
+                    )
+                )
+            )
             return await maker(int(fault.kind), f"sandbox fault {fault.kind}", headers=headers)(scope, receive, send)
         late = self.faults.take(method, path, ("late",))
         if late is not None:
@@ -91,8 +97,10 @@ class FaultMiddleware:
                 body = b'"not the shape this call returns"' if garble.arg == "json" else b"<html><body>OK</body></html>"
                 start = held[0]
                 headers = [(k, v) for k, v in start["headers"] if k.lower() not in (b"content-length", b"content-type")]
-                headers += [(b"content-length", str(len(body)).encode()),
-                            (b"content-type", b"application/json" if garble.arg == "json" else b"text/html")]
+                headers += [
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-type", b"application/json" if garble.arg == "json" else b"text/html"),
+                ]
                 await send({**start, "status": 200, "headers": headers})
                 await send({"type": "http.response.body", "body": body, "more_body": False})
                 return
@@ -126,6 +134,7 @@ def _replay(body: bytes):
             return {"type": "http.request", "body": body, "more_body": False}
         await asyncio.sleep(3600)  # nothing more will come
         return {"type": "http.disconnect"}
+
     return receive
 
 

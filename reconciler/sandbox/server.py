@@ -29,7 +29,7 @@ __all__ = ["RunningSandbox", "TlsFiles", "load_state", "serve", "serve_in_thread
 class TlsFiles:
     cert: str
     key: str
-    client_ca: str | None = None     # when set, clients must present a certificate it signed
+    client_ca: str | None = None  # when set, clients must present a certificate it signed
 
 
 @dataclass
@@ -51,9 +51,13 @@ class RunningSandbox:
 
     def env(self) -> dict[str, str]:
         """Environment variables that point both clients at this sandbox."""
-        return {"ORION_BASE_URL": self.orion_url, "SEI_BASE_URL": self.sei_url,
-                "ORION_TOKEN": self.creds.orion_token, "SEI_TOKEN": self.creds.sei_token,
-                "SEI_APP_KEY": self.creds.sei_app_key}
+        return {
+            "ORION_BASE_URL": self.orion_url,
+            "SEI_BASE_URL": self.sei_url,
+            "ORION_TOKEN": self.creds.orion_token,
+            "SEI_TOKEN": self.creds.sei_token,
+            "SEI_APP_KEY": self.creds.sei_app_key,
+        }
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -81,17 +85,23 @@ def _config(app, tls: TlsFiles | None) -> uvicorn.Config:
         kw = {"ssl_certfile": tls.cert, "ssl_keyfile": tls.key}
         if tls.client_ca:
             kw |= {"ssl_ca_certs": tls.client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
-    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2,
-                          **kw)
+    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2, **kw)
 
 
-def start_sandbox(state: SandboxState | None = None, creds: SandboxCredentials | None = None, *,
-                  host: str = "127.0.0.1", port: int = 0, faults: str | None = None,
-                  tls: TlsFiles | None = None) -> RunningSandbox:
+def start_sandbox(
+    state: SandboxState | None = None,
+    creds: SandboxCredentials | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    faults: str | None = None,
+    tls: TlsFiles | None = None,
+) -> RunningSandbox:
     """Start the sandbox in a daemon thread and return once it accepts connections."""
     state = state or SandboxState.from_json(demo_state())
-    creds = creds or SandboxCredentials(orion_token=_random_token(), sei_token=_random_token(),
-                                        sei_app_key=_random_token())
+    creds = creds or SandboxCredentials(
+        orion_token=_random_token(), sei_token=_random_token(), sei_app_key=_random_token()
+    )
     book = FaultBook(parse_faults(faults))
     url, server, thread = serve_in_thread(create_app(state, creds, book), host=host, port=port, tls=tls)
     return RunningSandbox(url, state, book, creds, server, thread)
@@ -113,8 +123,9 @@ def serve_in_thread(app, *, host: str = "127.0.0.1", port: int = 0, tls: TlsFile
     return f"{'https' if tls else 'http'}://{host}:{sock.getsockname()[1]}", server, thread
 
 
-def serve(state: SandboxState, creds: SandboxCredentials, *, host: str, port: int, faults: str | None,
-          tls: TlsFiles | None) -> None:
+def serve(
+    state: SandboxState, creds: SandboxCredentials, *, host: str, port: int, faults: str | None, tls: TlsFiles | None
+) -> None:
     """Serve in the foreground until Ctrl-C (uvicorn handles the signal and shuts down cleanly)."""
     book = FaultBook(parse_faults(faults))
     config = _config(create_app(state, creds, book), tls)

@@ -28,8 +28,8 @@ __all__ = ["Batch", "SandboxState", "SandboxTiming"]
 
 @dataclass
 class SandboxTiming:
-    batch_latency: float = 1.0       # seconds from submit to done, per batch, batches run concurrently
-    new_fraction: float = 0.2        # first part of the latency shows as New, the rest as Processing
+    batch_latency: float = 1.0  # seconds from submit to done, per batch, batches run concurrently
+    new_fraction: float = 0.2  # first part of the latency shows as New, the rest as Processing
 
 
 @dataclass
@@ -39,9 +39,9 @@ class Batch:
     created: float
     created_iso: str
     created_by: str
-    created_epoch: float = 0.0          # wall clock, for the BatchProcessing list's date filter
+    created_epoch: float = 0.0  # wall clock, for the BatchProcessing list's date filter
     stuck: bool = False
-    rejected: frozenset = frozenset()   # registrationIds a fault makes Orion refuse
+    rejected: frozenset = frozenset()  # registrationIds a fault makes Orion refuse
     finished: bool = False
     finished_at: float = 0.0
     status: str = "New"
@@ -52,9 +52,16 @@ class Batch:
 class SandboxState:
     """Everything the emulator knows. Thread-safe: one lock around every operation."""
 
-    def __init__(self, registrations: dict[int, dict] | None = None, tickets: list[dict] | None = None,
-                 histories: dict[int, list] | None = None, *, timing: SandboxTiming | None = None,
-                 clock: Callable[[], float] = time.monotonic, path: Path | None = None):
+    def __init__(
+        self,
+        registrations: dict[int, dict] | None = None,
+        tickets: list[dict] | None = None,
+        histories: dict[int, list] | None = None,
+        *,
+        timing: SandboxTiming | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        path: Path | None = None,
+    ):
         self.lock = threading.RLock()
         self.registrations: dict[int, dict] = registrations or {}
         self.histories: dict[int, list[dict]] = histories or {}
@@ -64,12 +71,14 @@ class SandboxState:
         self.clock = clock
         self.path = path
         self.next_batch_id = 26140410
-        self.next_account_id = 1 + max((s.get("accountId") or 0 for r in self.registrations.values()
-                                        for s in r.get("accountSleeves") or []), default=40000)
+        self.next_account_id = 1 + max(
+            (s.get("accountId") or 0 for r in self.registrations.values() for s in r.get("accountSleeves") or []),
+            default=40000,
+        )
         self.next_error_id = 1
         self.counters: dict[str, int] = {}
         self.writes: list[dict] = []
-        self.ticket_posts: dict[int, int] = {}   # POSTs that reached SEI per tradeTicketId, 409s included
+        self.ticket_posts: dict[int, int] = {}  # POSTs that reached SEI per tradeTicketId, 409s included
         self.ticket_post_times: list[float] = []  # self.clock() of every ticket POST that reached SEI
         self._ticket_ids = {int(t["tradeTicketId"]) for t in self.tickets}
 
@@ -77,8 +86,11 @@ class SandboxState:
 
     def to_json(self) -> dict:
         with self.lock:
-            return {"registrations": list(self.registrations.values()), "tickets": self.tickets,
-                    "histories": {str(k): v for k, v in self.histories.items()}}
+            return {
+                "registrations": list(self.registrations.values()),
+                "tickets": self.tickets,
+                "histories": {str(k): v for k, v in self.histories.items()},
+            }
 
     @classmethod
     def from_json(cls, data: dict, **kw) -> "SandboxState":
@@ -118,8 +130,20 @@ class SandboxState:
 
     def summaries(self) -> list[dict]:
         with self.lock:
-            return [{k: r.get(k) for k in ("registrationId", "clientId", "custodialAccountNumber", "isActive",
-                                           "editedBy", "editedDate")} for r in self.registrations.values()]
+            return [
+                {
+                    k: r.get(k)
+                    for k in (
+                        "registrationId",
+                        "clientId",
+                        "custodialAccountNumber",
+                        "isActive",
+                        "editedBy",
+                        "editedDate",
+                    )
+                }
+                for r in self.registrations.values()
+            ]
 
     def get(self, registration_id: int) -> dict | None:
         with self.lock:
@@ -140,13 +164,20 @@ class SandboxState:
         """The models Orion knows: the demo's catalogue and every model a live sleeve holds."""
         from reconciler.sandbox.demo import MODELS
 
-        return set(MODELS) | {sleeve_model(s) for r in self.registrations.values()
-                              for s in r.get("accountSleeves") or [] if sleeve_model(s) is not None}
+        return set(MODELS) | {
+            sleeve_model(s)
+            for r in self.registrations.values()
+            for s in r.get("accountSleeves") or []
+            if sleeve_model(s) is not None
+        }
 
     def _unknown_models(self, reg: dict) -> list[str]:
         known = self.known_models()
-        return [f"model {sleeve_model(s)} does not exist" for s in reg.get("accountSleeves") or []
-                if s.get("sleeveType") == "Normal sleeve" and sleeve_model(s) not in known]
+        return [
+            f"model {sleeve_model(s)} does not exist"
+            for s in reg.get("accountSleeves") or []
+            if s.get("sleeveType") == "Normal sleeve" and sleeve_model(s) not in known
+        ]
 
     def validate(self, registration: dict) -> dict:
         with self.lock:
@@ -162,10 +193,23 @@ class SandboxState:
         with self.lock:
             batch_id = self.next_batch_id
             self.next_batch_id += 1
-            self.batches[batch_id] = Batch(batch_id, copy.deepcopy(items), self.clock(), now_iso(), who,
-                                           created_epoch=time.time(), stuck=stuck, rejected=rejected)
-            self.log_write("orion", "POST", "/api/v1/Trading/Sleeve/Registrations/Action/process/batch",
-                           batchId=batch_id, registrationIds=[i.get("registrationId") for i in items])
+            self.batches[batch_id] = Batch(
+                batch_id,
+                copy.deepcopy(items),
+                self.clock(),
+                now_iso(),
+                who,
+                created_epoch=time.time(),
+                stuck=stuck,
+                rejected=rejected,
+            )
+            self.log_write(
+                "orion",
+                "POST",
+                "/api/v1/Trading/Sleeve/Registrations/Action/process/batch",
+                batchId=batch_id,
+                registrationIds=[i.get("registrationId") for i in items],
+            )
             return batch_id
 
     def release_stuck(self, after: float = 0.0) -> int:
@@ -205,10 +249,19 @@ class SandboxState:
                 share = 0.5 if b.stuck else min(0.99, elapsed / max(self.timing.batch_latency, 1e-9))
                 completed = int(len(b.items) * share)
             return {
-                "id": b.id, "correlationId": f"sandbox-{b.id}", "alClientName": "Sandbox Advisors",
-                "status": status, "message": None, "createdBy": b.created_by, "createdDate": b.created_iso,
-                "editedDate": now_iso(), "elapsed": f"{elapsed:.1f}s", "parentId": None, "isDone": b.finished,
-                "totalItems": len(b.items), "itemsCompleted": completed,
+                "id": b.id,
+                "correlationId": f"sandbox-{b.id}",
+                "alClientName": "Sandbox Advisors",
+                "status": status,
+                "message": None,
+                "createdBy": b.created_by,
+                "createdDate": b.created_iso,
+                "editedDate": now_iso(),
+                "elapsed": f"{elapsed:.1f}s",
+                "parentId": None,
+                "isDone": b.finished,
+                "totalItems": len(b.items),
+                "itemsCompleted": completed,
                 "processingType": "SleeveRegistrationBatch",
                 "errorCount": sum(1 for e in b.errors if e["severity"] == "Error"),
                 "warningCount": sum(1 for e in b.errors if e["severity"] == "Warning"),
@@ -218,8 +271,11 @@ class SandboxState:
     def list_batches(self, start: float | None, end: float | None, status: str | None) -> list[dict]:
         """Batches created in [start, end] (epoch seconds, inclusive), as status objects."""
         with self.lock:
-            ids = [b.id for b in self.batches.values()
-                   if (start is None or b.created_epoch >= start) and (end is None or b.created_epoch <= end)]
+            ids = [
+                b.id
+                for b in self.batches.values()
+                if (start is None or b.created_epoch >= start) and (end is None or b.created_epoch <= end)
+            ]
             rows = [self.batch_status(i) for i in ids]
             return [r for r in rows if status is None or r["status"] == status]
 
@@ -259,9 +315,18 @@ class SandboxState:
             self._error(b, reg["registrationId"], "registration is inactive; sleeves will not trade", "Warning")
 
     def _error(self, b: Batch, rid: int, message: str, severity: str = "Error") -> None:
-        b.errors.append({"id": self.next_error_id, "batchId": b.id, "errorMessage": f"registrationId {rid}: {message}",
-                         "details": None, "severityCode": {"Error": 3, "Warning": 2}.get(severity, 1),
-                         "severity": severity, "createdBy": "sandbox", "createdDate": now_iso()})
+        b.errors.append(
+            {
+                "id": self.next_error_id,
+                "batchId": b.id,
+                "errorMessage": f"registrationId {rid}: {message}",
+                "details": None,
+                "severityCode": {"Error": 3, "Warning": 2}.get(severity, 1),
+                "severity": severity,
+                "createdBy": "sandbox",
+                "createdDate": now_iso(),
+            }
+        )
         self.next_error_id += 1
 
     def _new_account_id(self) -> int:
@@ -274,9 +339,18 @@ class SandboxState:
         recompute_totals(reg)
         self.registrations[reg["registrationId"]] = reg
         changes = field_changes(before, reg)
-        self.histories.setdefault(reg["registrationId"], []).insert(0, {
-            "id": sum(len(h) for h in self.histories.values()) + 1, "registrationId": reg["registrationId"],
-            "changeType": "Update", "editedBy": who, "editedDate": now, "description": how, "changes": changes})
+        self.histories.setdefault(reg["registrationId"], []).insert(
+            0,
+            {
+                "id": sum(len(h) for h in self.histories.values()) + 1,
+                "registrationId": reg["registrationId"],
+                "changeType": "Update",
+                "editedBy": who,
+                "editedDate": now,
+                "description": how,
+                "changes": changes,
+            },
+        )
 
     def edit_outside_git(self, registration_id: int, patch: dict, who: str) -> dict | None:
         """An operator's edit in Orion's UI: registration fields and sleeves by accountId."""
@@ -298,12 +372,17 @@ class SandboxState:
 
     # --- SEI ----------------------------------------------------------------------------------------
 
-    def tickets_page(self, ticket_id: int | None, status: str | None, limit: int, cursor: int) -> tuple[list[dict], int, int | None]:
+    def tickets_page(
+        self, ticket_id: int | None, status: str | None, limit: int, cursor: int
+    ) -> tuple[list[dict], int, int | None]:
         with self.lock:
-            rows = [t for t in self.tickets
-                    if (ticket_id is None or int(t["tradeTicketId"]) == ticket_id)
-                    and (status is None or t.get("status") == status)]
-            page = rows[cursor:cursor + limit]
+            rows = [
+                t
+                for t in self.tickets
+                if (ticket_id is None or int(t["tradeTicketId"]) == ticket_id)
+                and (status is None or t.get("status") == status)
+            ]
+            page = rows[cursor : cursor + limit]
             nxt = cursor + limit if cursor + limit < len(rows) else None
             return copy.deepcopy(page), len(rows), nxt
 
@@ -319,9 +398,18 @@ class SandboxState:
             if tid in self._ticket_ids:
                 return None
             now = dt.datetime.now().isoformat(timespec="milliseconds")
-            row = {**{f: data[f] for f in INSTRUCTION_FIELDS if f in data}, "batchSize": data.get("batchSize"),
-                   "orderId": None, "omnibus": None, "side": str(data["side"]).upper(), "quantity": None,
-                   "rebalancePrice": None, "status": "Original", "createDate": now, "changeDate": now}
+            row = {
+                **{f: data[f] for f in INSTRUCTION_FIELDS if f in data},
+                "batchSize": data.get("batchSize"),
+                "orderId": None,
+                "omnibus": None,
+                "side": str(data["side"]).upper(),
+                "quantity": None,
+                "rebalancePrice": None,
+                "status": "Original",
+                "createDate": now,
+                "changeDate": now,
+            }
             self.tickets.append(row)
             self._ticket_ids.add(tid)
             self.log_write("sei", "POST", "/v1/order/tradetickets", tradeTicketId=tid)

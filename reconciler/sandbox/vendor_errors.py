@@ -11,10 +11,25 @@ from starlette.responses import JSONResponse
 __all__ = ["orion_error", "sei_error"]
 
 
-def sei_error(status: int, code: str, message: str, transient: Any = False, errors: list | None = None,
-               headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message, "trackingId": uuid.uuid4().hex, "transient": transient,
-                         "errors": errors or []}, status_code=status, headers=headers)
+def sei_error(
+    status: int,
+    code: str,
+    message: str,
+    transient: Any = False,
+    errors: list | None = None,
+    headers: dict | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {
+            "code": code,
+            "message": message,
+            "trackingId": uuid.uuid4().hex,
+            "transient": transient,
+            "errors": errors or [],
+        },
+        status_code=status,
+        headers=headers,
+    )
 
 
 def orion_error(status: int, message: str, headers: dict | None = None) -> JSONResponse:

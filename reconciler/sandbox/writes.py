@@ -32,11 +32,23 @@ def merge(reg: dict, posted: dict, new_account_id: Callable[[], int]) -> tuple[d
         aid = s.get("accountId") or 0
         if aid == 0:
             new = {f: copy.deepcopy(s.get(f)) for f in SLEEVE_FIELDS if f in s}
-            new.update(accountId=new_account_id(), registrationId=reg["registrationId"],
-                       modelAggId=sleeve_model(s), currentAllocation=0, currentValue=0,
-                       createdBy="sandbox", createdDate=now_iso())
-            for f in ("targetAllocation", "contributionAllocation", "distributionAllocation",
-                      "corporateActionAllocation", "toleranceUpper", "toleranceLower"):
+            new.update(
+                accountId=new_account_id(),
+                registrationId=reg["registrationId"],
+                modelAggId=sleeve_model(s),
+                currentAllocation=0,
+                currentValue=0,
+                createdBy="sandbox",
+                createdDate=now_iso(),
+            )
+            for f in (
+                "targetAllocation",
+                "contributionAllocation",
+                "distributionAllocation",
+                "corporateActionAllocation",
+                "toleranceUpper",
+                "toleranceLower",
+            ):
                 new.setdefault(f, 0)
             sleeves.append(new)
         elif aid in by_id:
@@ -59,9 +71,14 @@ def merge(reg: dict, posted: dict, new_account_id: Callable[[], int]) -> tuple[d
 
 
 def recompute_totals(reg: dict) -> None:
-    counted = [s for s in reg.get("accountSleeves") or [] if s.get("sleeveType") in ("Normal sleeve", "Unmanaged sleeve")]
-    for total, f in (("targetTotal", "targetAllocation"), ("contributionTotal", "contributionAllocation"),
-                     ("distributionTotal", "distributionAllocation")):
+    counted = [
+        s for s in reg.get("accountSleeves") or [] if s.get("sleeveType") in ("Normal sleeve", "Unmanaged sleeve")
+    ]
+    for total, f in (
+        ("targetTotal", "targetAllocation"),
+        ("contributionTotal", "contributionAllocation"),
+        ("distributionTotal", "distributionAllocation"),
+    ):
         reg[total] = round(sum(float(s.get(f) or 0) for s in counted), 4)
 
 

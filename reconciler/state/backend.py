@@ -39,7 +39,7 @@ class Backend:
     settings: Settings
     sandbox: bool = False
     facts: RunFacts = field(default_factory=run_facts)  # who holds the lock: user, CI run, commit
-    notices: list[str] = field(default_factory=list)   # for the CLI to show (e.g. where an old journal was)
+    notices: list[str] = field(default_factory=list)  # for the CLI to show (e.g. where an old journal was)
 
     @property
     def name(self) -> str:
@@ -61,8 +61,10 @@ class Backend:
         legacy = self._legacy_journal()
         if readonly:
             if legacy is not None and not self.workspace.journal_path.exists():
-                self.notices.append(f"reading the journal an older reconciler kept at {legacy} (the next apply moves "
-                                    f"it to {self.workspace.journal_path})")
+                self.notices.append(
+                    f"reading the journal an older reconciler kept at {legacy} (the next apply moves "
+                    f"it to {self.workspace.journal_path})"
+                )
                 return SqliteJournal.open_readonly(legacy)
             if legacy is not None:
                 self._refuse_two_journals(legacy, readonly=True)
@@ -84,13 +86,16 @@ class Backend:
             if old is not None:
                 old.close()
         if not doubts:
-            self.notices.append(f"an older journal at {legacy} holds nothing in doubt and is no longer used; "
-                                "delete its folder")
+            self.notices.append(
+                f"an older journal at {legacy} holds nothing in doubt and is no longer used; delete its folder"
+            )
             return
-        message = (f"two journals for one workspace: {legacy} (kept by an older reconciler run from that folder) still "
-                   f"holds {len(doubts)} write(s) in doubt, and {self.workspace.journal_path} exists too. Run "
-                   f"`reconciler journal` from {legacy.parent.parent.parent} to see them, resolve them there "
-                   "(`reconciler journal resolve`), then delete the old folder")
+        message = (
+            f"two journals for one workspace: {legacy} (kept by an older reconciler run from that folder) still "
+            f"holds {len(doubts)} write(s) in doubt, and {self.workspace.journal_path} exists too. Run "
+            f"`reconciler journal` from {legacy.parent.parent.parent} to see them, resolve them there "
+            "(`reconciler journal resolve`), then delete the old folder"
+        )
         if readonly:
             self.notices.append(message)
             return
@@ -105,8 +110,10 @@ class Backend:
         try:
             old_lock.acquire(timeout=0)
         except LockError as e:
-            raise LockError(f"an apply started from another folder holds the journal at {legacy}; wait for it to "
-                            f"finish, then rerun ({e})") from e
+            raise LockError(
+                f"an apply started from another folder holds the journal at {legacy}; wait for it to "
+                f"finish, then rerun ({e})"
+            ) from e
         try:
             for name in _JOURNAL_FILES:
                 src = legacy.parent / name
@@ -122,8 +129,9 @@ class Backend:
         if self.shared:
             from reconciler.state.postgres import PostgresLease
 
-            return PostgresLease(self.settings.backend_url, self.workspace.key, self.workspace.label, command, self.facts,
-                                 waiting)
+            return PostgresLease(
+                self.settings.backend_url, self.workspace.key, self.workspace.label, command, self.facts, waiting
+            )
         ensure_state_dir(self.workspace)
         return WorkspaceLock(self.workspace.lock_path, command, self.facts.operator)
 
@@ -133,7 +141,7 @@ class Backend:
             from reconciler.state.postgres import PostgresClaims
 
             return PostgresClaims(self.settings.backend_url, self.workspace.key, self.workspace.label)
-        if self.sandbox:   # the in-process sandbox's endpoints live for one command: so do its claims
+        if self.sandbox:  # the in-process sandbox's endpoints live for one command: so do its claims
             where = self.workspace.directory.parent / "claims.db"
         else:
             where = (self.settings.claims_dir or self.facts.state_home / "reconciler") / "claims.db"
@@ -150,8 +158,14 @@ class Backend:
         holder = lock.holder()
         if not holder:
             return []
-        return [{"workspace": self.workspace.key, "label": self.workspace.label, **holder,
-                 "alive": flock_held(self.workspace.lock_path)}]
+        return [
+            {
+                "workspace": self.workspace.key,
+                "label": self.workspace.label,
+                **holder,
+                "alive": flock_held(self.workspace.lock_path),
+            }
+        ]
 
     def release_dead(self) -> list[dict[str, Any]]:
         """Clear the record of a holder that is gone; refuse (return nothing) for a live one."""
@@ -166,6 +180,7 @@ class Backend:
         return dead
 
 
-def open_backend(settings: Settings, workspace: Workspace, *, sandbox: bool = False,
-                 facts: RunFacts | None = None) -> Backend:
+def open_backend(
+    settings: Settings, workspace: Workspace, *, sandbox: bool = False, facts: RunFacts | None = None
+) -> Backend:
     return Backend(workspace, settings, sandbox, facts or run_facts())

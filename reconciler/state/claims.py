@@ -41,32 +41,33 @@ from reconciler.errors import StateBackendError
 
 __all__ = ["STORED", "Claims", "Held", "Holder", "SqliteClaims", "claims_ddl"]
 
-STORED = "stored:"   # the entry of a ticket SEI stored: never released
+STORED = "stored:"  # the entry of a ticket SEI stored: never released
 
 
 def claims_ddl(prefix: str) -> str:
     """One row per claimed resource per vendor endpoint; `entry` is the holder's journal entry."""
-    return (f"CREATE TABLE IF NOT EXISTS {prefix}claims (endpoint TEXT NOT NULL, kind TEXT NOT NULL, resource TEXT "
-            "NOT NULL, workspace TEXT NOT NULL, entry TEXT NOT NULL, holder TEXT NOT NULL, at TEXT NOT NULL, "
-            "PRIMARY KEY (endpoint, kind, resource))")
+    return (
+        f"CREATE TABLE IF NOT EXISTS {prefix}claims (endpoint TEXT NOT NULL, kind TEXT NOT NULL, resource TEXT "
+        "NOT NULL, workspace TEXT NOT NULL, entry TEXT NOT NULL, holder TEXT NOT NULL, at TEXT NOT NULL, "
+        "PRIMARY KEY (endpoint, kind, resource))"
+    )
 
 
 @dataclass(frozen=True)
 class Holder:
     """Who holds a claim: enough to find the apply and to judge whether its write may still be in flight."""
 
-    workspace: str            # whose journal: the workspace key (shared backend) or its state folder (local)
+    workspace: str  # whose journal: the workspace key (shared backend) or its state folder (local)
     label: str
     host: str
     pid: int
     run: int | None
-    state: str                # the holder's state folder (local backend), or "" (shared)
+    state: str  # the holder's state folder (local backend), or "" (shared)
     since: str
 
     def describe(self) -> str:
         run = f", run {self.run}" if self.run is not None else ""
         return f"workspace {self.label} (host {self.host}, pid {self.pid}{run}, since {self.since})"
-
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,13 @@ class Held:
     def why(self, kind: str, resource: str) -> str:
         """Why we may not send `resource`: for the item's message."""
         if self.entry.startswith(STORED):
-            return f"{kind} {resource} was already sent to SEI by {self.holder.describe()}; a ticket is never sent twice"
-        return (f"{kind} {resource} is in flight from {self.holder.describe()}; rerun once that write has "
-                f"{'ended' if kind == 'registration' else 'settled'}")
+            return (
+                f"{kind} {resource} was already sent to SEI by {self.holder.describe()}; a ticket is never sent twice"
+            )
+        return (
+            f"{kind} {resource} is in flight from {self.holder.describe()}; rerun once that write has "
+            f"{'ended' if kind == 'registration' else 'settled'}"
+        )
 
 
 def _now() -> str:
@@ -125,16 +130,20 @@ class Claims:
         def work(execute) -> dict[str, Held]:
             held: dict[str, Held] = {}
             for resource in resources:
-                rows = execute(f"SELECT workspace, entry, holder FROM {p}claims WHERE endpoint=? AND kind=? AND "
-                               "resource=?", (endpoint, kind, resource))
+                rows = execute(
+                    f"SELECT workspace, entry, holder FROM {p}claims WHERE endpoint=? AND kind=? AND resource=?",
+                    (endpoint, kind, resource),
+                )
                 if rows and rows[0][0] != self.workspace:
                     other = Holder(**json.loads(rows[0][2]))
                     if rows[0][1].startswith(STORED) or self._alive(execute, other, rows[0][1]):
                         held[resource] = Held(other, rows[0][1])
                         continue
                 execute(f"DELETE FROM {p}claims WHERE endpoint=? AND kind=? AND resource=?", (endpoint, kind, resource))
-                execute(f"INSERT INTO {p}claims VALUES (?,?,?,?,?,?,?)",
-                        (endpoint, kind, resource, self.workspace, entry, mine, _now()))
+                execute(
+                    f"INSERT INTO {p}claims VALUES (?,?,?,?,?,?,?)",
+                    (endpoint, kind, resource, self.workspace, entry, mine, _now()),
+                )
             return held
 
         with self._lock:
@@ -143,26 +152,37 @@ class Claims:
     def release(self, entry: str) -> None:
         """The write `entry` ended or settled: others may send its resources again."""
         with self._lock:
-            self._transaction(lambda execute: execute(f"DELETE FROM {self.prefix}claims WHERE workspace=? AND entry=?",
-                                                      (self.workspace, entry)))
+            self._transaction(
+                lambda execute: execute(
+                    f"DELETE FROM {self.prefix}claims WHERE workspace=? AND entry=?", (self.workspace, entry)
+                )
+            )
 
     def keep_stored(self, entry: str) -> None:
         """SEI stored the ticket of `entry`: its claim stays, for good, so no other workspace sends it again."""
         with self._lock:
-            self._transaction(lambda execute: execute(f"UPDATE {self.prefix}claims SET entry=? WHERE workspace=? AND "
-                                                      "entry=?", (STORED + entry, self.workspace, entry)))
+            self._transaction(
+                lambda execute: execute(
+                    f"UPDATE {self.prefix}claims SET entry=? WHERE workspace=? AND entry=?",
+                    (STORED + entry, self.workspace, entry),
+                )
+            )
 
     def settle(self, journal) -> None:
         """After recovery and at the end of a run: each of this workspace's claims follows its journal
         entry: kept while open, kept for good once SEI stored the ticket, otherwise released."""
+
         def work(execute) -> None:
-            for (entry,) in execute(f"SELECT DISTINCT entry FROM {self.prefix}claims WHERE workspace=?",
-                                    (self.workspace,)):
+            for (entry,) in execute(
+                f"SELECT DISTINCT entry FROM {self.prefix}claims WHERE workspace=?", (self.workspace,)
+            ):
                 if entry.startswith(STORED) or journal.entry_open(entry):
                     continue
                 if journal.entry_stored(entry):
-                    execute(f"UPDATE {self.prefix}claims SET entry=? WHERE workspace=? AND entry=?",
-                            (STORED + entry, self.workspace, entry))
+                    execute(
+                        f"UPDATE {self.prefix}claims SET entry=? WHERE workspace=? AND entry=?",
+                        (STORED + entry, self.workspace, entry),
+                    )
                 else:
                     execute(f"DELETE FROM {self.prefix}claims WHERE workspace=? AND entry=?", (self.workspace, entry))
 
@@ -190,16 +210,18 @@ class SqliteClaims(Claims):
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(claims_ddl(""))
         except (OSError, sqlite3.Error) as e:
-            raise StateBackendError(f"the claims file {path} cannot be opened ({e}); nothing was sent. It only "
-                                    "records writes in flight: check that no apply is running, then move it aside "
-                                    "(RECONCILER_CLAIMS_DIR names another folder)") from e
+            raise StateBackendError(
+                f"the claims file {path} cannot be opened ({e}); nothing was sent. It only "
+                "records writes in flight: check that no apply is running, then move it aside "
+                "(RECONCILER_CLAIMS_DIR names another folder)"
+            ) from e
 
     def _transaction(self, work):
         def execute(sql: str, args: tuple) -> list[tuple]:
             return self._db.execute(sql, args).fetchall()
 
         try:
-            self._db.execute("BEGIN IMMEDIATE")   # one claimant at a time, machine-wide
+            self._db.execute("BEGIN IMMEDIATE")  # one claimant at a time, machine-wide
             try:
                 result = work(execute)
             except BaseException:
@@ -220,13 +242,13 @@ class SqliteClaims(Claims):
         try:
             journal = SqliteJournal.open_readonly(state / "journal.db") if holder.state else None
             if journal is None:
-                return False   # the holder's journal is gone, and its lock with it
+                return False  # the holder's journal is gone, and its lock with it
             try:
                 return journal.entry_open(entry)
             finally:
                 journal.close()
         except StateBackendError:
-            return True    # a journal we cannot read may hold the write open: never take it over blindly
+            return True  # a journal we cannot read may hold the write open: never take it over blindly
 
     def close(self) -> None:
         with self._lock:

@@ -48,8 +48,19 @@ from pathlib import Path
 
 from reconciler.errors import StateBackendError
 
-__all__ = ["BatchEntry", "InDoubt", "Journal", "SqliteJournal", "TicketEntry", "BatchState", "TicketEvent",
-           "damaged_journal", "journal_ddl", "salvage", "SCHEMA_VERSION"]
+__all__ = [
+    "BatchEntry",
+    "InDoubt",
+    "Journal",
+    "SqliteJournal",
+    "TicketEntry",
+    "BatchState",
+    "TicketEvent",
+    "damaged_journal",
+    "journal_ddl",
+    "salvage",
+    "SCHEMA_VERSION",
+]
 
 SCHEMA_VERSION = 2
 
@@ -99,7 +110,7 @@ class TicketEvent(enum.StrEnum):
     ABSENT_SETTLED = "absent-settled"
     RESOLVED_ABSENT = "resolved-absent"
     RESOLVED_APPLIED = "resolved-applied"
-    OPEN = enum.nonmember(frozenset({"sending", "in-doubt", "exists"}))              # outcome in doubt
+    OPEN = enum.nonmember(frozenset({"sending", "in-doubt", "exists"}))  # outcome in doubt
     SENDABLE = enum.nonmember(frozenset({"refused", "absent-settled", "resolved-absent"}))  # may be POSTed
     STORED = enum.nonmember(frozenset({"sent", "confirmed", "conflict", "resolved-applied"}))  # final at SEI
 
@@ -125,7 +136,7 @@ class BatchEntry:
 class TicketEntry:
     ticket_id: int
     address: str
-    event: str             # the last event
+    event: str  # the last event
     last_send_at: str
     last_send_epoch: float
     detail: str | None
@@ -135,8 +146,8 @@ class TicketEntry:
 class InDoubt:
     """One write whose outcome is not known, for `reconciler journal` and for plans."""
 
-    kind: str              # "batch" | "ticket"
-    key: str               # local batch id, or the tradeTicketId
+    kind: str  # "batch" | "ticket"
+    key: str  # local batch id, or the tradeTicketId
     addresses: tuple[str, ...]
     state: str
     since: str
@@ -146,7 +157,7 @@ class InDoubt:
 class Journal:
     """The journal's logic over portable SQL (`?` placeholders); subclasses connect and run it."""
 
-    prefix = ""                  # table prefix, e.g. "reconciler." for a PostgreSQL schema
+    prefix = ""  # table prefix, e.g. "reconciler." for a PostgreSQL schema
 
     def __init__(self, workspace: str):
         self.workspace = workspace
@@ -172,32 +183,52 @@ class Journal:
     # --- runs ---------------------------------------------------------------------------------------
 
     def begin_run(self, plan_id: str) -> int:
-        return self._write("INSERT INTO {p}runs(workspace, plan_id, started, status, pid, host) VALUES (?,?,?,?,?,?) "
-                           "RETURNING id", (self.workspace, plan_id, _now(), "running", os.getpid(),
-                                            socket.gethostname()))[0][0]
+        return self._write(
+            "INSERT INTO {p}runs(workspace, plan_id, started, status, pid, host) VALUES (?,?,?,?,?,?) RETURNING id",
+            (self.workspace, plan_id, _now(), "running", os.getpid(), socket.gethostname()),
+        )[0][0]
 
     def finish_run(self, run_id: int, status: str, detail: str | None = None) -> None:
         self._write("UPDATE {p}runs SET finished=?, status=?, detail=? WHERE id=?", (_now(), status, detail, run_id))
 
     def runs(self) -> list[tuple]:
-        return self._read("SELECT id, plan_id, started, finished, status, detail FROM {p}runs WHERE workspace=? "
-                          "ORDER BY id", (self.workspace,))
+        return self._read(
+            "SELECT id, plan_id, started, finished, status, detail FROM {p}runs WHERE workspace=? ORDER BY id",
+            (self.workspace,),
+        )
 
     # --- Orion batches ------------------------------------------------------------------------------
 
-    def batch_submitting(self, run_id: int, local_id: str, addresses: tuple[str, ...], registration_ids: list[int]) -> None:
-        self._write("INSERT INTO {p}batches(local_id, workspace, run_id, addresses, registration_ids, state, "
-                    "submitted_at, submitted_epoch, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (local_id, self.workspace, run_id, json.dumps(list(addresses)), json.dumps(list(registration_ids)),
-                     BatchState.SUBMITTING, _now(), time.time(), _now()))
+    def batch_submitting(
+        self, run_id: int, local_id: str, addresses: tuple[str, ...], registration_ids: list[int]
+    ) -> None:
+        self._write(
+            "INSERT INTO {p}batches(local_id, workspace, run_id, addresses, registration_ids, state, "
+            "submitted_at, submitted_epoch, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                local_id,
+                self.workspace,
+                run_id,
+                json.dumps(list(addresses)),
+                json.dumps(list(registration_ids)),
+                BatchState.SUBMITTING,
+                _now(),
+                time.time(),
+                _now(),
+            ),
+        )
 
     def batch_state(self, local_id: str, state: str, *, batch_id: int | None = None, detail: str | None = None) -> None:
         if batch_id is not None:
-            self._write("UPDATE {p}batches SET state=?, batch_id=?, updated_at=?, detail=? WHERE local_id=?",
-                        (state, batch_id, _now(), detail, local_id))
+            self._write(
+                "UPDATE {p}batches SET state=?, batch_id=?, updated_at=?, detail=? WHERE local_id=?",
+                (state, batch_id, _now(), detail, local_id),
+            )
         else:
-            self._write("UPDATE {p}batches SET state=?, updated_at=?, detail=? WHERE local_id=?",
-                        (state, _now(), detail, local_id))
+            self._write(
+                "UPDATE {p}batches SET state=?, updated_at=?, detail=? WHERE local_id=?",
+                (state, _now(), detail, local_id),
+            )
 
     def open_batches(self) -> list[BatchEntry]:
         """Batches whose end was never seen: tracked, never resubmitted; their registrations kept out."""
@@ -209,26 +240,52 @@ class Journal:
         return found[0] if found else None
 
     def known_batch_ids(self) -> set[int]:
-        return {r[0] for r in self._read("SELECT batch_id FROM {p}batches WHERE workspace=? AND batch_id IS NOT NULL",
-                                         (self.workspace,))}
+        return {
+            r[0]
+            for r in self._read(
+                "SELECT batch_id FROM {p}batches WHERE workspace=? AND batch_id IS NOT NULL", (self.workspace,)
+            )
+        }
 
     def _batches(self, where: str, args: tuple) -> list[BatchEntry]:
-        rows = self._read("SELECT local_id, run_id, addresses, registration_ids, state, batch_id, submitted_at, "
-                          f"submitted_epoch, detail FROM {{p}}batches WHERE workspace=? AND {where} "
-                          "ORDER BY submitted_epoch, local_id", (self.workspace, *args))
-        return [BatchEntry(r[0], r[1], tuple(json.loads(r[2])), tuple(json.loads(r[3])), r[4], r[5], r[6] or "",
-                           float(r[7] or 0), r[8]) for r in rows]
+        rows = self._read(
+            "SELECT local_id, run_id, addresses, registration_ids, state, batch_id, submitted_at, "
+            f"submitted_epoch, detail FROM {{p}}batches WHERE workspace=? AND {where} "
+            "ORDER BY submitted_epoch, local_id",
+            (self.workspace, *args),
+        )
+        return [
+            BatchEntry(
+                r[0],
+                r[1],
+                tuple(json.loads(r[2])),
+                tuple(json.loads(r[3])),
+                r[4],
+                r[5],
+                r[6] or "",
+                float(r[7] or 0),
+                r[8],
+            )
+            for r in rows
+        ]
 
     # --- SEI tickets --------------------------------------------------------------------------------
 
     def ticket_event(self, run_id: int, ticket_id: int, address: str, event: str, detail: str | None = None) -> None:
-        self._write("INSERT INTO {p}tickets(workspace, run_id, ticket_id, address, event, at, at_epoch, detail) "
-                    "VALUES (?,?,?,?,?,?,?,?)", (self.workspace, run_id, ticket_id, address, event, _now(), time.time(),
-                                                 detail))
+        self._write(
+            "INSERT INTO {p}tickets(workspace, run_id, ticket_id, address, event, at, at_epoch, detail) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (self.workspace, run_id, ticket_id, address, event, _now(), time.time(), detail),
+        )
 
     def ticket_history(self, ticket_id: int) -> list[tuple[str, str | None]]:
-        return [(r[0], r[1]) for r in self._read("SELECT event, detail FROM {p}tickets WHERE workspace=? AND "
-                                                 "ticket_id=? ORDER BY id", (self.workspace, ticket_id))]
+        return [
+            (r[0], r[1])
+            for r in self._read(
+                "SELECT event, detail FROM {p}tickets WHERE workspace=? AND ticket_id=? ORDER BY id",
+                (self.workspace, ticket_id),
+            )
+        ]
 
     def ticket(self, ticket_id: int) -> TicketEntry | None:
         found = self._tickets("AND t.ticket_id = ?", (ticket_id,))
@@ -244,7 +301,9 @@ class Journal:
             f"(SELECT at FROM {{p}}tickets s WHERE {same} AND s.event = 'sending' ORDER BY id DESC LIMIT 1), "
             f"(SELECT at_epoch FROM {{p}}tickets s WHERE {same} AND s.event = 'sending' ORDER BY id DESC LIMIT 1) "
             f"FROM {{p}}tickets t WHERE t.workspace = ? AND t.id = (SELECT MAX(id) FROM {{p}}tickets s WHERE {same}) "
-            f"{where} ORDER BY t.ticket_id", (self.workspace, *args))
+            f"{where} ORDER BY t.ticket_id",
+            (self.workspace, *args),
+        )
         return [TicketEntry(r[0], r[1], r[2], r[4] or "", float(r[5] or 0), r[3]) for r in rows]
 
     def why_not_send(self, ticket_id: int) -> str | None:
@@ -253,8 +312,10 @@ class Journal:
         if t is None or t.event in TicketEvent.SENDABLE:
             return None
         if t.event in TicketEvent.OPEN:
-            return (f"the journal holds an earlier send of ticket {ticket_id} (at {t.last_send_at}) whose outcome "
-                    "is in doubt; it is read back, never sent again blindly")
+            return (
+                f"the journal holds an earlier send of ticket {ticket_id} (at {t.last_send_at}) whose outcome "
+                "is in doubt; it is read back, never sent again blindly"
+            )
         return f"the journal records ticket {ticket_id} as {t.event} at SEI; it is never sent twice"
 
     # --- what is in doubt, and operators' resolutions -----------------------------------------------
@@ -281,17 +342,29 @@ class Journal:
         return t is not None and t.event in TicketEvent.STORED
 
     def in_doubt(self) -> list[InDoubt]:
-        out = [InDoubt("batch", b.local_id, b.addresses, b.state, b.submitted_at,
-                       (f"batch {b.batch_id}; " if b.batch_id else "") + (b.detail or ""))
-               for b in self.open_batches()]
-        out += [InDoubt("ticket", str(t.ticket_id), (t.address,), t.event, t.last_send_at, t.detail)
-                for t in self.open_tickets()]
+        out = [
+            InDoubt(
+                "batch",
+                b.local_id,
+                b.addresses,
+                b.state,
+                b.submitted_at,
+                (f"batch {b.batch_id}; " if b.batch_id else "") + (b.detail or ""),
+            )
+            for b in self.open_batches()
+        ]
+        out += [
+            InDoubt("ticket", str(t.ticket_id), (t.address,), t.event, t.last_send_at, t.detail)
+            for t in self.open_tickets()
+        ]
         return out
 
     def resolve(self, kind: str, key: str, outcome: str, reason: str, who: str) -> None:
         """An operator's decision on one in-doubt write, recorded with who, when and why."""
-        self._write("INSERT INTO {p}resolutions(workspace, kind, key, outcome, reason, who, at) VALUES (?,?,?,?,?,?,?)",
-                    (self.workspace, kind, key, outcome, reason, who, _now()))
+        self._write(
+            "INSERT INTO {p}resolutions(workspace, kind, key, outcome, reason, who, at) VALUES (?,?,?,?,?,?,?)",
+            (self.workspace, kind, key, outcome, reason, who, _now()),
+        )
         detail = f"resolved by {who}: {outcome}: {reason}"
         if kind == "batch":
             self.batch_state(key, BatchState.RESOLVED, detail=detail)
@@ -302,12 +375,16 @@ class Journal:
 
     def record_override(self, policy: str, reason: str, who: str) -> None:
         """A soft policy applied over, with who, when and why (kept with the resolutions)."""
-        self._write("INSERT INTO {p}resolutions(workspace, kind, key, outcome, reason, who, at) VALUES (?,?,?,?,?,?,?)",
-                    (self.workspace, "policy-override", policy, "override", reason, who, _now()))
+        self._write(
+            "INSERT INTO {p}resolutions(workspace, kind, key, outcome, reason, who, at) VALUES (?,?,?,?,?,?,?)",
+            (self.workspace, "policy-override", policy, "override", reason, who, _now()),
+        )
 
     def resolutions(self) -> list[tuple]:
-        return self._read("SELECT kind, key, outcome, reason, who, at FROM {p}resolutions WHERE workspace=? ORDER BY id",
-                          (self.workspace,))
+        return self._read(
+            "SELECT kind, key, outcome, reason, who, at FROM {p}resolutions WHERE workspace=? ORDER BY id",
+            (self.workspace,),
+        )
 
 
 # what SQLite raises for our own mistakes (a duplicate key, a closed connection), never for a damaged file
@@ -320,7 +397,8 @@ def damaged_journal(path: Path, e: BaseException) -> StateBackendError:
         f"the journal {path} cannot be read ({e}); nothing was sent. It is the record of writes whose outcome "
         "may be in doubt, so check the vendors' state first (`reconciler journal` lists what it can still read "
         "from it; `reconciler plan` shows live state), and only then move the file aside: the next apply starts "
-        "a new journal")
+        "a new journal"
+    )
 
 
 def salvage(path: Path) -> list[str]:
@@ -331,8 +409,10 @@ def salvage(path: Path) -> list[str]:
     except sqlite3.Error as e:
         return [f"(nothing: {e})"]
     try:
-        for table, columns in (("batches", "local_id, state, batch_id, addresses, submitted_at"),
-                               ("tickets", "ticket_id, event, address, at")):
+        for table, columns in (
+            ("batches", "local_id, state, batch_id, addresses, submitted_at"),
+            ("tickets", "ticket_id, event, address, at"),
+        ):
             try:
                 rows = db.execute(f"SELECT {columns} FROM {table}").fetchall()
             except sqlite3.Error as e:
@@ -353,7 +433,7 @@ class SqliteJournal(Journal):
         try:
             if readonly:
                 self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
-                self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()   # a damaged file fails here
+                self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a damaged file fails here
                 return
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not path.exists():
@@ -388,7 +468,7 @@ class SqliteJournal(Journal):
             if "no such table" in str(e):
                 return []
             raise
-        except sqlite3.DatabaseError as e:   # "file is not a database", "database disk image is malformed"
+        except sqlite3.DatabaseError as e:  # "file is not a database", "database disk image is malformed"
             if isinstance(e, _NOT_DAMAGE):
                 raise
             raise damaged_journal(self.path, e) from e

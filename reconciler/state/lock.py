@@ -57,10 +57,16 @@ class WorkspaceLock:
                     raise LockError(
                         f"the workspace is locked by a running apply: pid {h.get('pid', '?')} on {h.get('host', '?')}"
                         f" (user {h.get('user', '?')}) since {h.get('started', '?')} ({h.get('command', '?')}); "
-                        "wait for it to finish. Its lock ends with its process, so no flag is ever needed") from e
+                        "wait for it to finish. Its lock ends with its process, so no flag is ever needed"
+                    ) from e
                 time.sleep(poll)
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "user": self.user,
-                "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "command": self.command}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "user": self.user,
+            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": self.command,
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         os.fsync(fd)

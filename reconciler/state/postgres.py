@@ -40,10 +40,14 @@ __all__ = ["PostgresClaims", "PostgresJournal", "PostgresLease", "connect", "lea
 SCHEMA = "reconciler"
 HEARTBEAT_SECONDS = 5.0
 # Server-side keepalives for the lock's session: a vanished client is noticed in about 5 + 2 × 3 s.
-_KEEPALIVE_SQL = ("SET tcp_keepalives_idle = 5", "SET tcp_keepalives_interval = 2", "SET tcp_keepalives_count = 3",
-                  "SET client_connection_check_interval = '2s'")
-_MIGRATION_LOCK = 0x7265636F6E63   # "reconc": one key for schema creation, never for workspaces
-_CLAIMS_LOCK = 0x636C61696D73      # "claims": claimants take turns, database-wide (a claim is a few rows)
+_KEEPALIVE_SQL = (
+    "SET tcp_keepalives_idle = 5",
+    "SET tcp_keepalives_interval = 2",
+    "SET tcp_keepalives_count = 3",
+    "SET client_connection_check_interval = '2s'",
+)
+_MIGRATION_LOCK = 0x7265636F6E63  # "reconc": one key for schema creation, never for workspaces
+_CLAIMS_LOCK = 0x636C61696D73  # "claims": claimants take turns, database-wide (a claim is a few rows)
 
 
 def _redact(url: Secret, text: str) -> str:
@@ -57,15 +61,25 @@ def connect(url: Secret, *, migrate: bool = True) -> psycopg.Connection:
     `migrate=False` for readers (plan, lock status): they never create or change the schema, so a
     role with SELECT only (what a pull-request job should hold) is enough."""
     try:
-        conn = psycopg.connect(url.reveal(), autocommit=True, connect_timeout=10, application_name="reconciler",
-                               keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3)
+        conn = psycopg.connect(
+            url.reveal(),
+            autocommit=True,
+            connect_timeout=10,
+            application_name="reconciler",
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=3,
+        )
     except psycopg.Error as e:
-        raise StateBackendError(f"cannot connect to the state backend {mask_url(url.reveal())} "
-                                f"(RECONCILER_BACKEND_URL): {_redact(url, str(e).strip())}") from e
+        raise StateBackendError(
+            f"cannot connect to the state backend {mask_url(url.reveal())} "
+            f"(RECONCILER_BACKEND_URL): {_redact(url, str(e).strip())}"
+        ) from e
     for sql in _KEEPALIVE_SQL:
         try:
             conn.execute(sql)
-        except psycopg.errors.UndefinedObject:   # client_connection_check_interval is PostgreSQL 14+
+        except psycopg.errors.UndefinedObject:  # client_connection_check_interval is PostgreSQL 14+
             pass
     if migrate:
         _ensure_schema(conn)
@@ -78,15 +92,22 @@ def _ensure_schema(conn: psycopg.Connection) -> None:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         for ddl in journal_ddl(f"{SCHEMA}.", "BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION", "BIGINT"):
             conn.execute(ddl)
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.leases (workspace TEXT PRIMARY KEY, label TEXT, "
-                     "holder TEXT, backend_pid INTEGER, started TEXT, heartbeat TEXT)")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA}.leases (workspace TEXT PRIMARY KEY, label TEXT, "
+            "holder TEXT, backend_pid INTEGER, started TEXT, heartbeat TEXT)"
+        )
         conn.execute(claims_ddl(f"{SCHEMA}."))
         row = conn.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = 'schema_version'").fetchone()
         if row and int(row[0]) > SCHEMA_VERSION:
-            raise StateBackendError(f"the state backend holds journal schema v{row[0]}, newer than this reconciler "
-                                    f"(v{SCHEMA_VERSION}); upgrade reconciler before applying")
-        conn.execute(f"INSERT INTO {SCHEMA}.meta VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE "
-                     "SET value = EXCLUDED.value", (str(SCHEMA_VERSION),))
+            raise StateBackendError(
+                f"the state backend holds journal schema v{row[0]}, newer than this reconciler "
+                f"(v{SCHEMA_VERSION}); upgrade reconciler before applying"
+            )
+        conn.execute(
+            f"INSERT INTO {SCHEMA}.meta VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE "
+            "SET value = EXCLUDED.value",
+            (str(SCHEMA_VERSION),),
+        )
 
 
 class PostgresJournal(Journal):
@@ -102,7 +123,7 @@ class PostgresJournal(Journal):
             cur = self._conn.execute(sql.replace("?", "%s"), args)
             return cur.fetchall() if fetch else []
         except psycopg.errors.UndefinedTable:
-            return []   # a reader before the first apply created the schema: nothing is in doubt
+            return []  # a reader before the first apply created the schema: nothing is in doubt
         except psycopg.Error as e:
             raise StateBackendError(f"the state backend failed: {_redact(self._url, str(e).strip())}") from e
 
@@ -150,8 +171,11 @@ class PostgresClaims(Claims):
             raise StateBackendError(f"the state backend failed on claims: {_redact(self._url, str(e).strip())}") from e
 
     def _alive(self, execute, holder: Holder, entry: str) -> bool:
-        lease = execute(f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.leases l JOIN pg_locks k ON k.pid = l.backend_pid AND "
-                        "k.locktype = 'advisory' AND k.granted WHERE l.workspace = ?)", (holder.workspace,))
+        lease = execute(
+            f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.leases l JOIN pg_locks k ON k.pid = l.backend_pid AND "
+            "k.locktype = 'advisory' AND k.granted WHERE l.workspace = ?)",
+            (holder.workspace,),
+        )
         return bool(lease[0][0]) or _Borrowed(execute, holder.workspace).entry_open(entry)
 
     def close(self) -> None:
@@ -164,8 +188,15 @@ def _lock_key(workspace: str) -> int:
 
 
 def _holder(command: str, facts: RunFacts) -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "user": facts.operator, "command": command,
-            "ci_run_url": facts.run_url, "commit": facts.commit, "plan_digest": None}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "user": facts.operator,
+        "command": command,
+        "ci_run_url": facts.run_url,
+        "commit": facts.commit,
+        "plan_digest": None,
+    }
 
 
 def _now() -> str:
@@ -175,8 +206,15 @@ def _now() -> str:
 class PostgresLease:
     """The workspace's lease: a session advisory lock on its own connection, and a row naming the holder."""
 
-    def __init__(self, url: Secret, workspace: str, label: str, command: str, facts: RunFacts,
-                 waiting: Callable[[str], None] = lambda text: None):
+    def __init__(
+        self,
+        url: Secret,
+        workspace: str,
+        label: str,
+        command: str,
+        facts: RunFacts,
+        waiting: Callable[[str], None] = lambda text: None,
+    ):
         self.url, self.workspace, self.label, self.command = url, workspace, label, command
         self.waiting = waiting
         self._conn: psycopg.Connection | None = None
@@ -198,18 +236,22 @@ class PostgresLease:
             holder = _describe(lease_rows(conn, self.workspace))
             if time.monotonic() >= deadline:
                 conn.close()
-                raise LockError(f"the workspace {self.label} is locked by a running apply: {holder}; wait for it "
-                                "to finish (its lease ends with its database session, so no flag is ever needed)")
+                raise LockError(
+                    f"the workspace {self.label} is locked by a running apply: {holder}; wait for it "
+                    "to finish (its lease ends with its database session, so no flag is ever needed)"
+                )
             if not told:
                 self.waiting(f"waiting up to {timeout:g} s for the workspace lease held by {holder}")
                 told = True
             time.sleep(poll)
         self._conn = conn
         now = _now()
-        conn.execute(f"INSERT INTO {SCHEMA}.leases VALUES (%s, %s, %s, pg_backend_pid(), %s, %s) ON CONFLICT "
-                     "(workspace) DO UPDATE SET label = EXCLUDED.label, holder = EXCLUDED.holder, backend_pid = "
-                     "EXCLUDED.backend_pid, started = EXCLUDED.started, heartbeat = EXCLUDED.heartbeat",
-                     (self.workspace, self.label, json.dumps(self.info), now, now))
+        conn.execute(
+            f"INSERT INTO {SCHEMA}.leases VALUES (%s, %s, %s, pg_backend_pid(), %s, %s) ON CONFLICT "
+            "(workspace) DO UPDATE SET label = EXCLUDED.label, holder = EXCLUDED.holder, backend_pid = "
+            "EXCLUDED.backend_pid, started = EXCLUDED.started, heartbeat = EXCLUDED.heartbeat",
+            (self.workspace, self.label, json.dumps(self.info), now, now),
+        )
         self._beat = threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True)
         self._beat.start()
 
@@ -218,8 +260,10 @@ class PostgresLease:
         self.info.update(fields)
         with self._io:
             if self._conn is not None:
-                self._conn.execute(f"UPDATE {SCHEMA}.leases SET holder = %s WHERE workspace = %s AND backend_pid = "
-                                   "pg_backend_pid()", (json.dumps(self.info), self.workspace))
+                self._conn.execute(
+                    f"UPDATE {SCHEMA}.leases SET holder = %s WHERE workspace = %s AND backend_pid = pg_backend_pid()",
+                    (json.dumps(self.info), self.workspace),
+                )
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
@@ -227,10 +271,13 @@ class PostgresLease:
                 if self._conn is None:
                     return
                 try:
-                    self._conn.execute(f"UPDATE {SCHEMA}.leases SET heartbeat = %s WHERE workspace = %s AND "
-                                       "backend_pid = pg_backend_pid()", (_now(), self.workspace))
+                    self._conn.execute(
+                        f"UPDATE {SCHEMA}.leases SET heartbeat = %s WHERE workspace = %s AND "
+                        "backend_pid = pg_backend_pid()",
+                        (_now(), self.workspace),
+                    )
                 except psycopg.Error:
-                    return   # the session is gone, and with it the lock; apply's own writes will say so
+                    return  # the session is gone, and with it the lock; apply's own writes will say so
 
     def release(self) -> None:
         self._stop.set()
@@ -238,8 +285,10 @@ class PostgresLease:
             if self._conn is None:
                 return
             try:
-                self._conn.execute(f"DELETE FROM {SCHEMA}.leases WHERE workspace = %s AND backend_pid = "
-                                   "pg_backend_pid()", (self.workspace,))
+                self._conn.execute(
+                    f"DELETE FROM {SCHEMA}.leases WHERE workspace = %s AND backend_pid = pg_backend_pid()",
+                    (self.workspace,),
+                )
                 self._conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(self.workspace),))
             except psycopg.Error:
                 pass
@@ -256,9 +305,19 @@ def lease_rows(conn: psycopg.Connection, workspace: str | None = None) -> list[d
         f"SELECT l.workspace, l.label, l.holder, l.backend_pid, l.started, l.heartbeat, EXISTS (SELECT 1 FROM pg_locks "
         "k WHERE k.locktype = 'advisory' AND k.granted AND k.pid = l.backend_pid) "
         f"FROM {SCHEMA}.leases l WHERE %s::text IS NULL OR l.workspace = %s ORDER BY l.workspace",
-        (workspace, workspace)).fetchall()
-    return [{"workspace": r[0], "label": r[1], **json.loads(r[2] or "{}"), "started": r[4], "heartbeat": r[5],
-             "alive": bool(r[6])} for r in rows]
+        (workspace, workspace),
+    ).fetchall()
+    return [
+        {
+            "workspace": r[0],
+            "label": r[1],
+            **json.loads(r[2] or "{}"),
+            "started": r[4],
+            "heartbeat": r[5],
+            "alive": bool(r[6]),
+        }
+        for r in rows
+    ]
 
 
 def release_dead_leases(conn: psycopg.Connection, workspace: str) -> list[dict[str, Any]]:
@@ -274,5 +333,7 @@ def _describe(rows: list[dict[str, Any]]) -> str:
         return "another apply (its lease row is not written yet)"
     r = rows[0]
     where = f" ({r['ci_run_url']})" if r.get("ci_run_url") else ""
-    return (f"pid {r.get('pid')} on {r.get('host')} (user {r.get('user')}) since {r.get('started')}{where}, "
-            f"last heartbeat {r.get('heartbeat')}")
+    return (
+        f"pid {r.get('pid')} on {r.get('host')} (user {r.get('user')}) since {r.get('started')}{where}, "
+        f"last heartbeat {r.get('heartbeat')}"
+    )

@@ -33,8 +33,15 @@ from urllib.parse import urlsplit
 from reconciler.config import Settings
 from reconciler.config.urls import endpoint_label
 
-__all__ = ["STATE_FOLDER", "Workspace", "ensure_state_dir", "run_workspace", "sandbox_workspace", "workspace_for",
-           "workspace_root"]
+__all__ = [
+    "STATE_FOLDER",
+    "Workspace",
+    "ensure_state_dir",
+    "run_workspace",
+    "sandbox_workspace",
+    "workspace_for",
+    "workspace_root",
+]
 
 STATE_FOLDER = ".reconciler"
 # Written into the state folder when it is created: journals name accounts and tickets, and nobody
@@ -44,11 +51,11 @@ _GITIGNORE = "# reconciler's journal and lock: local state, never committed\n*\n
 
 @dataclass(frozen=True)
 class Workspace:
-    key: str                 # 16 hex digits
-    label: str               # for people: "manifests @ orion-host + sei-host"
-    directory: Path          # this workspace's state folder
-    root: Path | None = None           # the repository root (or manifests folder) it was found from
-    legacy_directory: Path | None = None   # where an older reconciler run from this folder kept it
+    key: str  # 16 hex digits
+    label: str  # for people: "manifests @ orion-host + sei-host"
+    directory: Path  # this workspace's state folder
+    root: Path | None = None  # the repository root (or manifests folder) it was found from
+    legacy_directory: Path | None = None  # where an older reconciler run from this folder kept it
 
     @property
     def journal_path(self) -> Path:
@@ -89,10 +96,10 @@ def workspace_for(paths: Sequence[str], orion_url: str, sei_url: str, state_dir:
     chosen = Path(state_dir) if state_dir is not None else Path(STATE_FOLDER)
     base = chosen if chosen.is_absolute() else root / chosen
     hosts = " + ".join(urlsplit(u).netloc.rpartition("@")[2] or u for u in endpoints)
-    shown = [root.name if r == "." else r for r in rel]   # a tree without a repository is named by its folder
+    shown = [root.name if r == "." else r for r in rel]  # a tree without a repository is named by its folder
     label = f"{', '.join(shown)} @ {hosts}"
     legacy = None
-    if not chosen.is_absolute():   # an older release took a relative state folder from the current folder
+    if not chosen.is_absolute():  # an older release took a relative state folder from the current folder
         cwd = Path.cwd().resolve()
         old_key, _ = _key(paths, _repository(_folder(Path((paths or ("manifests",))[0]).resolve())) or cwd, endpoints)
         candidate = cwd / chosen / old_key

@@ -51,22 +51,34 @@ class Vendors:
 
 def orion_tls(settings: Settings) -> VendorTls:
     """Orion's TLS: its CA bundle where one is given (ORION_CA_BUNDLE, orion.caBundle), else the system's."""
-    return vendor_tls("Orion", settings.orion.base_url, ca_bundle=settings.orion.ca_bundle,
-                      variables=orion.TLS_VARIABLES)
+    return vendor_tls(
+        "Orion", settings.orion.base_url, ca_bundle=settings.orion.ca_bundle, variables=orion.TLS_VARIABLES
+    )
 
 
 def sei_tls(settings: Settings) -> VendorTls:
     """SEI's two-way TLS from PEM files; plain http (loopback only) needs none."""
     s = settings.sei
-    return vendor_tls("SEI", s.base_url, ca_bundle=s.ca_bundle, client_cert=s.client_cert, client_key=s.client_key,
-                      require_client_cert=True, variables=sei.TLS_VARIABLES)
+    return vendor_tls(
+        "SEI",
+        s.base_url,
+        ca_bundle=s.ca_bundle,
+        client_cert=s.client_cert,
+        client_key=s.client_key,
+        require_client_cert=True,
+        variables=sei.TLS_VARIABLES,
+    )
 
 
 def _client(base_url: str, settings: Settings, tls: VendorTls, connections: int) -> httpx.Client:
     return httpx.Client(
         base_url=base_url,
-        timeout=httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
-                              write=settings.write_timeout, pool=settings.pool_timeout),
+        timeout=httpx.Timeout(
+            connect=settings.connect_timeout,
+            read=settings.read_timeout,
+            write=settings.write_timeout,
+            pool=settings.pool_timeout,
+        ),
         verify=tls.context,
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         headers={"User-Agent": f"reconciler/{__version__}"},
@@ -79,8 +91,9 @@ def _client(base_url: str, settings: Settings, tls: VendorTls, connections: int)
 def open_vendors(settings: Settings, *, gate: PauseGate | None = None) -> Iterator[Vendors]:
     orion_url = require_safe_url(settings.orion.base_url, "ORION_BASE_URL")
     sei_url = require_safe_url(settings.sei.base_url, "SEI_BASE_URL")
-    policy = HttpPolicy(max_attempts=settings.max_attempts, retry_after_cap=settings.retry_after_cap,
-                        deadline=settings.request_deadline)
+    policy = HttpPolicy(
+        max_attempts=settings.max_attempts, retry_after_cap=settings.retry_after_cap, deadline=settings.request_deadline
+    )
     gate = gate or PauseGate()
     redact = Redactor()
     connections = max(settings.parallelism, settings.read_workers) * 2 + 2
@@ -89,11 +102,14 @@ def open_vendors(settings: Settings, *, gate: PauseGate | None = None) -> Iterat
     sei_http = _client(sei_url, settings, s_tls, connections)
     sei_client = SeiClient(settings.sei, sei_http, redact=redact, policy=policy, gate=gate, tls=s_tls)
     try:
-        yield Vendors(OrionClient(settings.orion, orion_http, redact=redact, policy=policy, gate=gate, tls=o_tls),
-                      sei_client, redact)
+        yield Vendors(
+            OrionClient(settings.orion, orion_http, redact=redact, policy=policy, gate=gate, tls=o_tls),
+            sei_client,
+            redact,
+        )
     finally:
         try:
-            sei_client.revoke()   # a minted SEI token is revoked at the end of the run, where credentials allow
+            sei_client.revoke()  # a minted SEI token is revoked at the end of the run, where credentials allow
         finally:
             orion_http.close()
             sei_http.close()

@@ -27,7 +27,7 @@ __all__ = ["Minted", "TokenAuth"]
 @dataclass(frozen=True)
 class Minted:
     token: str
-    expires_in: float | None = None      # seconds; None: until refused
+    expires_in: float | None = None  # seconds; None: until refused
 
 
 def _json_object(response: httpx.Response) -> dict:
@@ -41,11 +41,20 @@ def _json_object(response: httpx.Response) -> dict:
 class TokenAuth(httpx.Auth):
     """The token flow one vendor's client shares across its worker threads."""
 
-    def __init__(self, *, vendor: str, given: str | None, given_variable: str, mint: Callable[[], Minted] | None,
-                 mint_variables: str, headers: Callable[[str], dict[str, str]],
-                 fatal: Callable[[int, dict], str | None] = lambda status, body: None,
-                 renew_margin: float = 0.0, idle_renew: float | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        *,
+        vendor: str,
+        given: str | None,
+        given_variable: str,
+        mint: Callable[[], Minted] | None,
+        mint_variables: str,
+        headers: Callable[[str], dict[str, str]],
+        fatal: Callable[[int, dict], str | None] = lambda status, body: None,
+        renew_margin: float = 0.0,
+        idle_renew: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.vendor, self.given_variable, self.mint_variables = vendor, given_variable, mint_variables
         self._mint, self._headers, self._fatal = mint, headers, fatal
         self._renew_margin, self._idle_renew, self._clock = renew_margin, idle_renew, clock
@@ -54,7 +63,7 @@ class TokenAuth(httpx.Auth):
         self._minted = False
         self._expires_at = float("inf")
         self._last_used = clock()
-        self._mint_error: ApiError | None = None    # a refused login is not tried again in this run
+        self._mint_error: ApiError | None = None  # a refused login is not tried again in this run
         self._lock = threading.Lock()
 
     # --- the token ----------------------------------------------------------------------------------
@@ -100,8 +109,9 @@ class TokenAuth(httpx.Auth):
         if self._mint_error is not None:
             raise self._mint_error
         if self._mint is None:
-            raise ConfigError(f"{self.vendor} credentials are missing: set {self.given_variable}, or "
-                              f"{self.mint_variables}")
+            raise ConfigError(
+                f"{self.vendor} credentials are missing: set {self.given_variable}, or {self.mint_variables}"
+            )
         try:
             minted = self._mint()
         except ApiAuthError as e:
@@ -109,7 +119,7 @@ class TokenAuth(httpx.Auth):
             self._mint_error = e
             raise
         except ApiError as e:
-            e.refused = True   # the token call failed: the request it was for never left
+            e.refused = True  # the token call failed: the request it was for never left
             raise
         self._token, self._minted = minted.token, True
         self._expires_at = self._clock() + minted.expires_in if minted.expires_in else float("inf")
@@ -137,8 +147,10 @@ class TokenAuth(httpx.Auth):
             return fatal
         if response.status_code == 401 and self._given and not self._minted:
             how = f", or set {self.mint_variables} to mint one" if self._mint is None else ""
-            return (f"{self.vendor} refused the token in {self.given_variable} (HTTP 401): check that it is "
-                    f"current and for this environment{how}")
+            return (
+                f"{self.vendor} refused the token in {self.given_variable} (HTTP 401): check that it is "
+                f"current and for this environment{how}"
+            )
         return None
 
     def is_fatal(self, status: int, body: dict) -> bool:

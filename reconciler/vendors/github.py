@@ -20,19 +20,34 @@ __all__ = ["GitHubClient"]
 
 
 class GitHubClient:
-    def __init__(self, token: Secret, repository: str, api_url: str = "https://api.github.com",
-                 client: httpx.Client | None = None, policy: HttpPolicy = HttpPolicy(max_attempts=3, deadline=60)):
+    def __init__(
+        self,
+        token: Secret,
+        repository: str,
+        api_url: str = "https://api.github.com",
+        client: httpx.Client | None = None,
+        policy: HttpPolicy = HttpPolicy(max_attempts=3, deadline=60),
+    ):
         self.repo = repository
         base = require_safe_url(api_url, "GITHUB_API_URL")
-        self._client = client or httpx.Client(base_url=base, timeout=30, trust_env=False,
-                                              headers={"Accept": "application/vnd.github+json",
-                                                       "X-GitHub-Api-Version": "2022-11-28"})
+        self._client = client or httpx.Client(
+            base_url=base,
+            timeout=30,
+            trust_env=False,
+            headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"},
+        )
         redact = Redactor([token.reveal()])
-        auth = TokenAuth(vendor="GitHub", given=token.reveal(), given_variable="GITHUB_TOKEN", mint=None,
-                         mint_variables="a token with the workflow's permissions",
-                         headers=lambda t: {"Authorization": f"Bearer {t}"})
-        self.http = VendorHttp("github", self._client, auth=auth, redact=redact, policy=policy,
-                               url_variable="GITHUB_API_URL")
+        auth = TokenAuth(
+            vendor="GitHub",
+            given=token.reveal(),
+            given_variable="GITHUB_TOKEN",
+            mint=None,
+            mint_variables="a token with the workflow's permissions",
+            headers=lambda t: {"Authorization": f"Bearer {t}"},
+        )
+        self.http = VendorHttp(
+            "github", self._client, auth=auth, redact=redact, policy=policy, url_variable="GITHUB_API_URL"
+        )
 
     def close(self) -> None:
         self._client.close()
@@ -41,7 +56,9 @@ class GitHubClient:
         out: list[dict] = []
         page = 1
         while True:
-            rows = self.http.request("GET", path, safe=True, params={**(params or {}), "per_page": 100, "page": page}).json()
+            rows = self.http.request(
+                "GET", path, safe=True, params={**(params or {}), "per_page": 100, "page": page}
+            ).json()
             rows = rows.get("workflow_runs", []) if isinstance(rows, dict) else rows
             out.extend(rows)
             if len(rows) < 100:
@@ -54,13 +71,15 @@ class GitHubClient:
         return self._get_all(f"/repos/{self.repo}/issues/{number}/comments")
 
     def create_comment(self, number: int, body: str) -> dict:
-        return self.http.request("POST", f"/repos/{self.repo}/issues/{number}/comments", safe=False,
-                                 json_body={"body": body}).json()
+        return self.http.request(
+            "POST", f"/repos/{self.repo}/issues/{number}/comments", safe=False, json_body={"body": body}
+        ).json()
 
     def update_comment(self, comment_id: int, body: str) -> dict:
         # setting a body is idempotent, so repeating it after a lost answer is harmless
-        return self.http.request("PATCH", f"/repos/{self.repo}/issues/comments/{comment_id}", safe=True,
-                                 json_body={"body": body}).json()
+        return self.http.request(
+            "PATCH", f"/repos/{self.repo}/issues/comments/{comment_id}", safe=True, json_body={"body": body}
+        ).json()
 
     def delete_comment(self, comment_id: int) -> None:
         self.http.request("DELETE", f"/repos/{self.repo}/issues/comments/{comment_id}", safe=True)
@@ -68,8 +87,12 @@ class GitHubClient:
     # --- statuses, pull requests, runs --------------------------------------------------------------
 
     def set_status(self, sha: str, state: str, description: str, context: str = "reconciler/plan") -> None:
-        self.http.request("POST", f"/repos/{self.repo}/statuses/{sha}", safe=True,
-                          json_body={"state": state, "description": description[:140], "context": context})
+        self.http.request(
+            "POST",
+            f"/repos/{self.repo}/statuses/{sha}",
+            safe=True,
+            json_body={"state": state, "description": description[:140], "context": context},
+        )
 
     def pulls_for_commit(self, sha: str) -> list[dict]:
         return self.http.request("GET", f"/repos/{self.repo}/commits/{sha}/pulls", safe=True).json()
@@ -91,12 +114,17 @@ class GitHubClient:
 
     def open_pulls(self, head_branch: str) -> list[dict]:
         owner = self.repo.split("/", 1)[0]
-        return self.http.request("GET", f"/repos/{self.repo}/pulls", safe=True,
-                                 params={"state": "open", "head": f"{owner}:{head_branch}"}).json()
+        return self.http.request(
+            "GET", f"/repos/{self.repo}/pulls", safe=True, params={"state": "open", "head": f"{owner}:{head_branch}"}
+        ).json()
 
     def create_pull(self, title: str, head: str, base: str, body: str) -> dict:
-        return self.http.request("POST", f"/repos/{self.repo}/pulls", safe=False,
-                                 json_body={"title": title, "head": head, "base": base, "body": body}).json()
+        return self.http.request(
+            "POST",
+            f"/repos/{self.repo}/pulls",
+            safe=False,
+            json_body={"title": title, "head": head, "base": base, "body": body},
+        ).json()
 
     def update_pull(self, number: int, **fields: Any) -> dict:
         return self.http.request("PATCH", f"/repos/{self.repo}/pulls/{number}", safe=True, json_body=fields).json()
@@ -107,8 +135,12 @@ class GitHubClient:
         return self._get_all(f"/repos/{self.repo}/issues", {"state": "open", "labels": label})
 
     def create_issue(self, title: str, body: str, label: str) -> dict:
-        return self.http.request("POST", f"/repos/{self.repo}/issues", safe=False,
-                                 json_body={"title": title, "body": body, "labels": [label]}).json()
+        return self.http.request(
+            "POST",
+            f"/repos/{self.repo}/issues",
+            safe=False,
+            json_body={"title": title, "body": body, "labels": [label]},
+        ).json()
 
     def update_issue(self, number: int, **fields: Any) -> dict:
         return self.http.request("PATCH", f"/repos/{self.repo}/issues/{number}", safe=True, json_body=fields).json()

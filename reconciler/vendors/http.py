@@ -51,8 +51,12 @@ log = logging.getLogger("reconciler.http")
 # exhausts memory, far above anything legitimate.
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 _TLS_MARKERS = ("certificate", "ssl", "tls", "handshake")
-_STATUS_ERRORS: dict[int, type[ApiError]] = {401: ApiAuthError, 403: ApiAuthError, 404: NotFoundError,
-                                             409: TicketExistsError}
+_STATUS_ERRORS: dict[int, type[ApiError]] = {
+    401: ApiAuthError,
+    403: ApiAuthError,
+    404: NotFoundError,
+    409: TicketExistsError,
+}
 
 
 @dataclass
@@ -67,9 +71,19 @@ class _Attempts:
 class VendorHttp:
     """Sends requests for one vendor with its auth, the shared policy and the shared pause."""
 
-    def __init__(self, vendor: str, client: httpx.Client, *, redact: Redactor, auth: TokenAuth | None = None,
-                 policy: HttpPolicy = HttpPolicy(), gate: PauseGate | None = None,
-                 sleep: Callable[[float], None] = time.sleep, tls: VendorTls | None = None, url_variable: str = ""):
+    def __init__(
+        self,
+        vendor: str,
+        client: httpx.Client,
+        *,
+        redact: Redactor,
+        auth: TokenAuth | None = None,
+        policy: HttpPolicy = HttpPolicy(),
+        gate: PauseGate | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        tls: VendorTls | None = None,
+        url_variable: str = "",
+    ):
         self.vendor, self.client, self.redact, self.auth = vendor, client, redact, auth
         self.policy, self.gate, self.sleep = policy, gate or PauseGate(), sleep
         self.tls, self.url_variable = tls, url_variable
@@ -79,9 +93,19 @@ class VendorHttp:
         """The vendor's host and port, never userinfo: what errors may name."""
         return urllib.parse.urlsplit(str(self.client.base_url)).netloc.rpartition("@")[2]
 
-    def request(self, method: str, path: str, *, safe: bool, params: dict | None = None, json_body: Any = None,
-                data: dict | None = None, headers: dict | None = None, authenticated: bool = True,
-                quote_body: bool = True) -> httpx.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        safe: bool,
+        params: dict | None = None,
+        json_body: Any = None,
+        data: dict | None = None,
+        headers: dict | None = None,
+        authenticated: bool = True,
+        quote_body: bool = True,
+    ) -> httpx.Response:
         """One logical request. For a write (`safe=False`) every failure is classified: `refused=True`
         only where the server surely did not act, AmbiguousWriteError where it may have."""
         content = None
@@ -89,45 +113,83 @@ class VendorHttp:
             try:  # NaN and Infinity are not JSON; sending them would be a bug, never a value
                 content = json.dumps(json_body, separators=(",", ":"), allow_nan=False).encode()
             except ValueError as e:
-                raise ApiError("refusing to send a non-finite number (NaN or Infinity); nothing was sent",
-                               method=method, path=path, refused=True) from e
+                raise ApiError(
+                    "refusing to send a non-finite number (NaN or Infinity); nothing was sent",
+                    method=method,
+                    path=path,
+                    refused=True,
+                ) from e
             headers = {**(headers or {}), "Content-Type": "application/json"}
         budget = _Attempts(time.monotonic() + self.policy.deadline)
         while True:
             budget.made += 1
-            resp = self._attempt(method, path, safe, budget, params=params, content=content, data=data,
-                                 headers=headers or {}, auth=self.auth if authenticated else None)
+            resp = self._attempt(
+                method,
+                path,
+                safe,
+                budget,
+                params=params,
+                content=content,
+                data=data,
+                headers=headers or {},
+                auth=self.auth if authenticated else None,
+            )
             if resp is None:
-                continue        # the request never left, or was safe to repeat: try again
+                continue  # the request never left, or was safe to repeat: try again
             if self._throttled(resp, method, path, safe, budget, quote_body):
                 continue
             if resp.status_code >= 500 or resp.status_code == 408:
                 if not safe:
-                    raise self._error(resp, method, path, AmbiguousWriteError,
-                                      f"HTTP {resp.status_code} answering a write; its outcome is unknown", quote_body)
+                    raise self._error(
+                        resp,
+                        method,
+                        path,
+                        AmbiguousWriteError,
+                        f"HTTP {resp.status_code} answering a write; its outcome is unknown",
+                        quote_body,
+                    )
                 if budget.made < self.policy.max_attempts and time.monotonic() < budget.deadline:
                     self.sleep(backoff(self.policy, budget.made))
                     continue
-                raise self._error(resp, method, path, ApiError, f"server error after {budget.made} attempts", quote_body)
+                raise self._error(
+                    resp, method, path, ApiError, f"server error after {budget.made} attempts", quote_body
+                )
             if resp.status_code >= 400:
                 raise self._refused(resp, method, path, authenticated, quote_body)
             return resp
 
-    def read_json(self, resp: httpx.Response, method: str, path: str, *, write: bool = False,
-                  quote_body: bool = True) -> Any:
+    def read_json(
+        self, resp: httpx.Response, method: str, path: str, *, write: bool = False, quote_body: bool = True
+    ) -> Any:
         """The answer's JSON. An unreadable 2xx to a write is in doubt (the server acted), never a refusal."""
         try:
             return json.loads(resp.content)
         except ValueError as e:
             if write:
                 raise ambiguous_answer(resp, method, path, "the answer is not JSON", self.redact) from e
-            raise ApiError("the answer is not JSON", method=method, path=path, status=resp.status_code,
-                           body_excerpt=self.redact(resp.text) if quote_body else "") from e
+            raise ApiError(
+                "the answer is not JSON",
+                method=method,
+                path=path,
+                status=resp.status_code,
+                body_excerpt=self.redact(resp.text) if quote_body else "",
+            ) from e
 
     # --- one attempt ----------------------------------------------------------------------------------
 
-    def _attempt(self, method: str, path: str, safe: bool, budget: _Attempts, *, params, content, data,
-                 headers: dict, auth: TokenAuth | None) -> httpx.Response | None:
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        safe: bool,
+        budget: _Attempts,
+        *,
+        params,
+        content,
+        data,
+        headers: dict,
+        auth: TokenAuth | None,
+    ) -> httpx.Response | None:
         """Send once. None: the request surely never left, or may be repeated (retry after a backoff)."""
         try:
             self.gate.wait(budget.deadline)
@@ -141,14 +203,21 @@ class VendorHttp:
             # the request never left: safe to repeat, even for a write
             self._retry_or_raise(e, method, path, budget, "could not connect")
             return None
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, _DeadlineExceeded,
-                _TooLarge) as e:
+        except (
+            httpx.TimeoutException,
+            httpx.NetworkError,
+            httpx.RemoteProtocolError,
+            _DeadlineExceeded,
+            _TooLarge,
+        ) as e:
             self._raise_if_tls(e, method, path)
             if not safe:
                 raise AmbiguousWriteError(
                     f"the request was sent but no complete answer came back ({type(e).__name__}); "
                     "its outcome is unknown, so live state must be read before any re-send",
-                    method=method, path=path) from e
+                    method=method,
+                    path=path,
+                ) from e
             if isinstance(e, _TooLarge):
                 raise ApiError(str(e), method=method, path=path) from e
             self._retry_or_raise(e, method, path, budget, "no complete answer")
@@ -156,13 +225,21 @@ class VendorHttp:
         except httpx.HTTPError as e:
             cls = ApiError if safe else AmbiguousWriteError
             raise cls(self.redact(f"request failed: {type(e).__name__}: {e}"), method=method, path=path) from e
-        log.debug("%s %s %s → %s in %.0f ms%s", self.vendor, method, path, resp.status_code,
-                  (time.monotonic() - started) * 1000, _tracking_suffix(resp))
+        log.debug(
+            "%s %s %s → %s in %.0f ms%s",
+            self.vendor,
+            method,
+            path,
+            resp.status_code,
+            (time.monotonic() - started) * 1000,
+            _tracking_suffix(resp),
+        )
         return resp
 
     def _send(self, method, path, params, content, data, headers, auth, deadline) -> httpx.Response:
-        with self.client.stream(method, path, params=params, content=content, data=data, headers=headers,
-                                auth=auth) as resp:
+        with self.client.stream(
+            method, path, params=params, content=content, data=data, headers=headers, auth=auth
+        ) as resp:
             chunks = []
             size = 0
             for chunk in resp.iter_bytes():
@@ -176,46 +253,65 @@ class VendorHttp:
 
     # --- what an answer means -------------------------------------------------------------------------
 
-    def _throttled(self, resp: httpx.Response, method: str, path: str, safe: bool, budget: _Attempts,
-                   quote_body: bool) -> bool:
+    def _throttled(
+        self, resp: httpx.Response, method: str, path: str, safe: bool, budget: _Attempts, quote_body: bool
+    ) -> bool:
         """A 429/503 to ride out (True: pause every worker, then try again), or raise."""
         if resp.status_code not in (429, 503):
             return False
         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         if retry_after is None and not safe:
-            raise self._error(resp, method, path, AmbiguousWriteError,
-                              f"answered {resp.status_code} without Retry-After to a write; its outcome is unknown",
-                              quote_body)
-        delay = min(retry_after if retry_after is not None else backoff(self.policy, budget.made),
-                    self.policy.retry_after_cap)
+            raise self._error(
+                resp,
+                method,
+                path,
+                AmbiguousWriteError,
+                f"answered {resp.status_code} without Retry-After to a write; its outcome is unknown",
+                quote_body,
+            )
+        delay = min(
+            retry_after if retry_after is not None else backoff(self.policy, budget.made), self.policy.retry_after_cap
+        )
         self.gate.pause(delay + random.uniform(0, min(1.0, delay * 0.1)))
         # a vendor that says when to come back is honoured until the deadline, not an attempt count
         budget.throttled += 1
         budget.made -= 1
         if budget.throttled >= self.policy.max_throttled or time.monotonic() + delay > budget.deadline:
-            raise self._error(resp, method, path, ApiError, f"still throttled after {budget.throttled} answers",
-                              quote_body, refused=True)
+            raise self._error(
+                resp,
+                method,
+                path,
+                ApiError,
+                f"still throttled after {budget.throttled} answers",
+                quote_body,
+                refused=True,
+            )
         return True
 
-    def _refused(self, resp: httpx.Response, method: str, path: str, authenticated: bool,
-                 quote_body: bool) -> ApiError:
+    def _refused(self, resp: httpx.Response, method: str, path: str, authenticated: bool, quote_body: bool) -> ApiError:
         """A 4xx: the server said no before acting (a 409 excepted: the resource exists, perhaps from our own
         earlier attempt, which only a read-back resolves)."""
         status = resp.status_code
         why = self.auth.refusal(resp) if authenticated and self.auth and status in (401, 403) else None
-        if why:   # a refusal no new token cures, said in words that name the variable to fix
-            return ApiAuthError(self.redact(why), method=method, path=path, status=status,
-                                tracking_id=_tracking_id(resp), refused=True)
-        return self._error(resp, method, path, _STATUS_ERRORS.get(status, ApiError), "refused", quote_body,
-                           refused=status != 409)
+        if why:  # a refusal no new token cures, said in words that name the variable to fix
+            return ApiAuthError(
+                self.redact(why), method=method, path=path, status=status, tracking_id=_tracking_id(resp), refused=True
+            )
+        return self._error(
+            resp, method, path, _STATUS_ERRORS.get(status, ApiError), "refused", quote_body, refused=status != 409
+        )
 
     def _retry_or_raise(self, e: Exception, method: str, path: str, budget: _Attempts, what: str) -> None:
         delay = backoff(self.policy, budget.made)
         if budget.made >= self.policy.max_attempts or time.monotonic() + delay > budget.deadline:
             where = f" to {self.host} ({self.url_variable})" if self.url_variable else f" to {self.host}"
             # only a connection that was never made proves the request never left
-            raise ApiError(self.redact(f"{what}{where} after {budget.made} attempts ({type(e).__name__}: {e})"),
-                           method=method, path=path, refused=what == "could not connect") from e
+            raise ApiError(
+                self.redact(f"{what}{where} after {budget.made} attempts ({type(e).__name__}: {e})"),
+                method=method,
+                path=path,
+                refused=what == "could not connect",
+            ) from e
         log.debug("%s %s %s: %s, retrying in %.2f s", self.vendor, method, path, type(e).__name__, delay)
         self.sleep(delay)
 
@@ -227,7 +323,8 @@ class VendorHttp:
             cur = cur.__cause__ or cur.__context__
         reason = None
         if any(isinstance(c, ssl.SSLError) for c in chain) or any(
-                m in str(c).lower() for c in chain for m in _TLS_MARKERS):
+            m in str(c).lower() for c in chain for m in _TLS_MARKERS
+        ):
             reason = str(e) or type(e).__name__
         elif self.tls is not None and isinstance(e, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
             # Under TLS 1.3 a refused client certificate arrives after the request was written, often
@@ -237,8 +334,16 @@ class VendorHttp:
             hint = self.tls.hint(reason) if self.tls is not None else f"the TLS handshake was refused ({reason})"
             raise TlsConfigError(self.redact(hint), method=method, path=path) from e
 
-    def _error(self, resp: httpx.Response, method: str, path: str, cls: type[ApiError], what: str,
-               quote_body: bool = True, refused: bool = False) -> ApiError:
+    def _error(
+        self,
+        resp: httpx.Response,
+        method: str,
+        path: str,
+        cls: type[ApiError],
+        what: str,
+        quote_body: bool = True,
+        refused: bool = False,
+    ) -> ApiError:
         text = self.redact(resp.text)
         message, transient = what, False
         try:
@@ -249,19 +354,32 @@ class VendorHttp:
             vendor_message = body.get("message") or body.get("Message") or body.get("error_description")
             code = body.get("code")
             if vendor_message or code:
-                message = f"{what}: {bounded(code, 80) + ': ' if code else ''}{bounded(vendor_message or '')}".rstrip(": ")
+                message = f"{what}: {bounded(code, 80) + ': ' if code else ''}{bounded(vendor_message or '')}".rstrip(
+                    ": "
+                )
             t = body.get("transient")
             transient = t is True or (isinstance(t, str) and t.strip().lower() == "true")
-        return cls(self.redact(message), method=method, path=path, status=resp.status_code,
-                   tracking_id=_tracking_id(resp), body_excerpt=text[:BODY_EXCERPT_LIMIT] if quote_body else "",
-                   transient=transient, refused=refused)
+        return cls(
+            self.redact(message),
+            method=method,
+            path=path,
+            status=resp.status_code,
+            tracking_id=_tracking_id(resp),
+            body_excerpt=text[:BODY_EXCERPT_LIMIT] if quote_body else "",
+            transient=transient,
+            refused=refused,
+        )
 
 
 def ambiguous_answer(resp: httpx.Response, method: str, path: str, what: str, redact: Redactor) -> AmbiguousWriteError:
     """A 2xx to a write that cannot be read: the server acted, so the outcome is in doubt."""
-    return AmbiguousWriteError(f"HTTP {resp.status_code} but {what}; the write may have been applied, so its "
-                               "outcome is in doubt", method=method, path=path, status=resp.status_code,
-                               body_excerpt=redact(resp.text)[:BODY_EXCERPT_LIMIT])
+    return AmbiguousWriteError(
+        f"HTTP {resp.status_code} but {what}; the write may have been applied, so its outcome is in doubt",
+        method=method,
+        path=path,
+        status=resp.status_code,
+        body_excerpt=redact(resp.text)[:BODY_EXCERPT_LIMIT],
+    )
 
 
 def _json_object(resp: httpx.Response) -> dict:

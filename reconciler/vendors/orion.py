@@ -59,19 +59,39 @@ def parse_batch_id(text: str) -> int:
 
 
 class OrionClient:
-    def __init__(self, settings: OrionSettings, client: httpx.Client, *, redact: Redactor,
-                 policy: HttpPolicy = HttpPolicy(), gate: PauseGate | None = None, tls: VendorTls | None = None):
+    def __init__(
+        self,
+        settings: OrionSettings,
+        client: httpx.Client,
+        *,
+        redact: Redactor,
+        policy: HttpPolicy = HttpPolicy(),
+        gate: PauseGate | None = None,
+        tls: VendorTls | None = None,
+    ):
         self.settings = settings
         for s in (settings.token, settings.password, settings.client_secret):
             if s is not None:
                 redact.add(s.reveal())
         self.redact = redact
-        self.auth = TokenAuth(vendor="Orion", given=settings.token.reveal() if settings.token else None,
-                              given_variable="ORION_TOKEN", mint_variables="ORION_USERNAME and ORION_PASSWORD",
-                              mint=self._mint if settings.username and settings.password else None,
-                              headers=lambda token: {"Authorization": f"Session {token}"})
-        self.http = VendorHttp("orion", client, auth=self.auth, redact=redact, policy=policy, gate=gate,
-                               tls=tls or VendorTls("Orion", TLS_VARIABLES, True), url_variable="ORION_BASE_URL")
+        self.auth = TokenAuth(
+            vendor="Orion",
+            given=settings.token.reveal() if settings.token else None,
+            given_variable="ORION_TOKEN",
+            mint_variables="ORION_USERNAME and ORION_PASSWORD",
+            mint=self._mint if settings.username and settings.password else None,
+            headers=lambda token: {"Authorization": f"Session {token}"},
+        )
+        self.http = VendorHttp(
+            "orion",
+            client,
+            auth=self.auth,
+            redact=redact,
+            policy=policy,
+            gate=gate,
+            tls=tls or VendorTls("Orion", TLS_VARIABLES, True),
+            url_variable="ORION_BASE_URL",
+        )
 
     # --- auth ---------------------------------------------------------------------------------------
 
@@ -90,7 +110,11 @@ class OrionClient:
             raise ApiAuthError(
                 f"Orion refused the login at {self.http.host}: check ORION_USERNAME and ORION_PASSWORD"
                 f"{' (and ORION_CLIENT_ID/ORION_CLIENT_SECRET)' if s.client_id else ''}",
-                method="GET", path=TOKEN, status=e.status, tracking_id=e.tracking_id) from e
+                method="GET",
+                path=TOKEN,
+                status=e.status,
+                tracking_id=e.tracking_id,
+            ) from e
         body = self.http.read_json(resp, "GET", TOKEN, quote_body=False)
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
@@ -111,10 +135,12 @@ class OrionClient:
         path = f"{REGISTRATIONS}/{registration_id}"
         return expect_object(self._get(path, {"includeAssets": "false", "includeCostBasis": "false"}), "GET", path)
 
-    def list_with_sleeves(self, ids: Iterable[int], *, chunk: int = ORION_READ_CHUNK, workers: int = 4) -> dict[int, dict]:
+    def list_with_sleeves(
+        self, ids: Iterable[int], *, chunk: int = ORION_READ_CHUNK, workers: int = 4
+    ) -> dict[int, dict]:
         """The bulk read, in chunks of `chunk` ids, `workers` at a time. Unknown ids are absent."""
         ids = list(dict.fromkeys(ids))
-        chunks = [ids[i:i + chunk] for i in range(0, len(ids), chunk)]
+        chunks = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
 
         def read(part: list[int]) -> list[dict]:
             resp = self.http.request("POST", BULK_READ, safe=True, json_body=part)
@@ -156,8 +182,9 @@ class OrionClient:
         try:
             return parse_batch_id(resp.text)
         except (ApiError, UnicodeDecodeError) as e:
-            raise ambiguous_answer(resp, "POST", SUBMIT_BATCH, "the batch id in its answer cannot be read",
-                                   self.redact) from e
+            raise ambiguous_answer(
+                resp, "POST", SUBMIT_BATCH, "the batch id in its answer cannot be read", self.redact
+            ) from e
 
     def batch_status(self, batch_id: int) -> BatchStatus:
         path = BATCH_STATUS.format(batch_id=batch_id)
@@ -172,8 +199,10 @@ class OrionClient:
         params = {"startDate": start, "endDate": end}
         if status:
             params["status"] = status
-        return [_batch_status(row, "GET", BATCH_LIST) for row in
-                expect_objects(self._get(BATCH_LIST, params), "GET", BATCH_LIST)]
+        return [
+            _batch_status(row, "GET", BATCH_LIST)
+            for row in expect_objects(self._get(BATCH_LIST, params), "GET", BATCH_LIST)
+        ]
 
 
 @dataclass(frozen=True)
@@ -181,12 +210,12 @@ class BatchStatus:
     """A batch as BatchProcessing describes it [seed, docs], read once here so nobody else parses it."""
 
     id: int
-    status: str                   # New, Processing, Complete, PartiallyComplete, Failed, Canceled
+    status: str  # New, Processing, Complete, PartiallyComplete, Failed, Canceled
     is_done: bool
     error_count: int
     total_items: int | None
     items_completed: int | None
-    correlation_id: str | None    # what Orion's support asks for
+    correlation_id: str | None  # what Orion's support asks for
     message: str | None
     created_by: str | None
 
@@ -197,9 +226,9 @@ class BatchError:
     we assume, Orion) starts `errorMessage` with "registrationId <n>:", a hint, never proof [assumed]."""
 
     message: str
-    severity: str                 # Error, Warning or Information: only Error fails an item
-    registration_id: int | None   # from the message's prefix, when there is one
-    detail: str                   # the message without that prefix
+    severity: str  # Error, Warning or Information: only Error fails an item
+    registration_id: int | None  # from the message's prefix, when there is one
+    detail: str  # the message without that prefix
 
     @property
     def is_error(self) -> bool:
@@ -219,13 +248,22 @@ def _batch_status(row: dict, method: str, path: str, batch_id: int | None = None
         raise ApiError(f"isDone is {is_done!r}, not a boolean", method=method, path=path)
     ident = expect_int(row.get("id", batch_id), method, path, "a batch id")
     text = lambda key: str(row[key]) if row.get(key) is not None else None  # noqa: E731
-    return BatchStatus(ident, str(row.get("status")), bool(is_done), _optional_int(row.get("errorCount")) or 0,
-                       _optional_int(row.get("totalItems")), _optional_int(row.get("itemsCompleted")),
-                       text("correlationId"), text("message"), text("createdBy"))
+    return BatchStatus(
+        ident,
+        str(row.get("status")),
+        bool(is_done),
+        _optional_int(row.get("errorCount")) or 0,
+        _optional_int(row.get("totalItems")),
+        _optional_int(row.get("itemsCompleted")),
+        text("correlationId"),
+        text("message"),
+        text("createdBy"),
+    )
 
 
 def _batch_error(row: dict) -> BatchError:
     message = str(row.get("errorMessage") or "")
     m = _ERROR_PREFIX.match(message)
-    return BatchError(message, str(row.get("severity") or ""), int(m.group(1)) if m else None,
-                      message[m.end():] if m else message)
+    return BatchError(
+        message, str(row.get("severity") or ""), int(m.group(1)) if m else None, message[m.end() :] if m else message
+    )

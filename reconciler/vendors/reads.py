@@ -14,8 +14,15 @@ from reconciler.config import Settings
 from reconciler.errors import ApiError, Diagnostic, LiveStateError
 from reconciler.model import Action, DesiredInstruction, DesiredRegistration
 
-__all__ = ["missing_registration", "LiveState", "PER_TICKET_READ_LIMIT", "ServerVerdict", "missing_registrations_error", "read_live_state",
-           "server_validate"]
+__all__ = [
+    "missing_registration",
+    "LiveState",
+    "PER_TICKET_READ_LIMIT",
+    "ServerVerdict",
+    "missing_registrations_error",
+    "read_live_state",
+    "server_validate",
+]
 
 # Up to this many declared tickets are read one `GET ?id=` each (concurrently); beyond it, one pass
 # over the paged list (1,000 rows a page) costs fewer requests.
@@ -25,12 +32,17 @@ PER_TICKET_READ_LIMIT = 50
 @dataclass(frozen=True)
 class LiveState:
     registrations: dict[int, dict] = field(default_factory=dict)
-    tickets: dict[int, list[dict]] = field(default_factory=dict)   # tradeTicketId → order rows
+    tickets: dict[int, list[dict]] = field(default_factory=dict)  # tradeTicketId → order rows
 
 
-def read_live_state(vendors, registrations: tuple[DesiredRegistration, ...] | list,
-                    instructions: tuple[DesiredInstruction, ...] | list, settings: Settings,
-                    *, missing_ok: bool = False) -> LiveState:
+def read_live_state(
+    vendors,
+    registrations: tuple[DesiredRegistration, ...] | list,
+    instructions: tuple[DesiredInstruction, ...] | list,
+    settings: Settings,
+    *,
+    missing_ok: bool = False,
+) -> LiveState:
     """Read what the given desired resources need; a registration missing in Orion is an error
     (for plan and apply), or simply absent from the result (`missing_ok`, for drift reports)."""
     ids = [r.registration_id for r in registrations]
@@ -48,9 +60,11 @@ def read_live_state(vendors, registrations: tuple[DesiredRegistration, ...] | li
 
 
 def missing_registrations_error(missing: list[DesiredRegistration]) -> LiveStateError:
-    return LiveStateError("registrations declared in the manifests are missing in Orion; they cannot be created "
-                          "through the API (fix the registrationId or remove the manifest):",
-                          [missing_registration(r) for r in missing])
+    return LiveStateError(
+        "registrations declared in the manifests are missing in Orion; they cannot be created "
+        "through the API (fix the registrationId or remove the manifest):",
+        [missing_registration(r) for r in missing],
+    )
 
 
 def missing_registration(r: DesiredRegistration) -> Diagnostic:
@@ -79,7 +93,7 @@ class ServerVerdict:
 
     address: str
     source: str
-    is_valid: bool | None            # None: not asked (see `error`)
+    is_valid: bool | None  # None: not asked (see `error`)
     message: str | None = None
     error: str | None = None
 
@@ -96,6 +110,7 @@ def server_validate(vendors, changes) -> list[ServerVerdict]:
         except ApiError as e:
             out.append(ServerVerdict(c.address, str(c.source), None, error=str(e)))
             continue
-        out.append(ServerVerdict(c.address, str(c.source), bool(answer.get("isValid", True)),
-                                 answer.get("validationMessage")))
+        out.append(
+            ServerVerdict(c.address, str(c.source), bool(answer.get("isValid", True)), answer.get("validationMessage"))
+        )
     return out

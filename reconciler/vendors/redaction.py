@@ -15,7 +15,8 @@ _TOKEN_SHAPES = re.compile(
     r"(?i)((?:access_token|refresh_token|id_token|token|password|passwd|client_secret|app_?secret|api_?key|appkey)"
     r"[\"']?\s*[=:]\s*[\"']?)([^\s\"'&,;<>]{4,})"
     r"|((?:authorization|appkey)[\"']?\s*[:=]\s*[\"']?(?:(?:session|bearer|basic)\s+)?)([^\s\"'&,;<>]{4,})"
-    r"|(\b(?:Session|Bearer|Basic)\s+)([A-Za-z0-9._~+/=-]{8,})")
+    r"|(\b(?:Session|Bearer|Basic)\s+)([A-Za-z0-9._~+/=-]{8,})"
+)
 
 
 class Redactor:
@@ -30,8 +31,13 @@ class Redactor:
         if not value or len(value) < 4:
             return
         raw = value.encode()
-        forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value),
-                 base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+        forms = {
+            value,
+            urllib.parse.quote(value, safe=""),
+            urllib.parse.quote_plus(value),
+            base64.b64encode(raw).decode(),
+            base64.urlsafe_b64encode(raw).decode(),
+        }
         forms |= {f.rstrip("=") for f in forms}
         with_new = [f for f in forms if len(f) >= 4 and f not in self._secrets]
         if with_new:
@@ -41,5 +47,6 @@ class Redactor:
         for s in self._secrets:
             if s in text:
                 text = text.replace(s, "****")
-        return _TOKEN_SHAPES.sub(lambda m: next(g for g in (m.group(1), m.group(3), m.group(5)) if g is not None)
-                                 + "****", text)
+        return _TOKEN_SHAPES.sub(
+            lambda m: next(g for g in (m.group(1), m.group(3), m.group(5)) if g is not None) + "****", text
+        )

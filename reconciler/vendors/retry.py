@@ -21,11 +21,11 @@ __all__ = ["HttpPolicy", "PauseGate", "backoff", "parse_retry_after"]
 @dataclass(frozen=True)
 class HttpPolicy:
     max_attempts: int = 5
-    backoff_base: float = 0.5      # first retry waits up to 0.5 s, doubling
+    backoff_base: float = 0.5  # first retry waits up to 0.5 s, doubling
     backoff_cap: float = 20.0
     retry_after_cap: float = 120.0
-    deadline: float = 300.0         # one logical request, every attempt and pause included
-    max_throttled: int = 50         # 429/503 answers ridden out per request (the deadline usually ends it first)
+    deadline: float = 300.0  # one logical request, every attempt and pause included
+    max_throttled: int = 50  # 429/503 answers ridden out per request (the deadline usually ends it first)
 
 
 def backoff(policy: HttpPolicy, attempt: int) -> float:

@@ -41,9 +41,17 @@ MAX_PAGES = 10_000
 
 
 class SeiClient:
-    def __init__(self, settings: SeiSettings, client: httpx.Client, *, redact: Redactor,
-                 policy: HttpPolicy = HttpPolicy(), gate: PauseGate | None = None,
-                 clock: Callable[[], float] = time.monotonic, tls: VendorTls | None = None):
+    def __init__(
+        self,
+        settings: SeiSettings,
+        client: httpx.Client,
+        *,
+        redact: Redactor,
+        policy: HttpPolicy = HttpPolicy(),
+        gate: PauseGate | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        tls: VendorTls | None = None,
+    ):
         self.settings = settings
         if settings.app_key is None:
             raise ConfigError("SEI_APP_KEY is not set: every SEI call needs the AppKey header")
@@ -52,24 +60,42 @@ class SeiClient:
                 redact.add(s.reveal())
         self.redact = redact
         app_key = settings.app_key.reveal()
-        self.auth = TokenAuth(vendor="SEI", given=settings.token.reveal() if settings.token else None,
-                              given_variable="SEI_TOKEN", mint_variables="SEI_APP_SECRET, SEI_USERNAME and SEI_PASSWORD",
-                              mint=self._mint if settings.app_secret and settings.username and settings.password else None,
-                              headers=lambda token: {"Authorization": f"Bearer {token}", "AppKey": app_key},
-                              fatal=self._fatal_auth, renew_margin=TOKEN_RENEW_MARGIN, idle_renew=TOKEN_IDLE_RENEW,
-                              clock=clock)
-        self.http = VendorHttp("sei", client, auth=self.auth, redact=redact, policy=policy, gate=gate,
-                               tls=tls or VendorTls("SEI", TLS_VARIABLES, True, two_way=True), url_variable="SEI_BASE_URL")
+        self.auth = TokenAuth(
+            vendor="SEI",
+            given=settings.token.reveal() if settings.token else None,
+            given_variable="SEI_TOKEN",
+            mint_variables="SEI_APP_SECRET, SEI_USERNAME and SEI_PASSWORD",
+            mint=self._mint if settings.app_secret and settings.username and settings.password else None,
+            headers=lambda token: {"Authorization": f"Bearer {token}", "AppKey": app_key},
+            fatal=self._fatal_auth,
+            renew_margin=TOKEN_RENEW_MARGIN,
+            idle_renew=TOKEN_IDLE_RENEW,
+            clock=clock,
+        )
+        self.http = VendorHttp(
+            "sei",
+            client,
+            auth=self.auth,
+            redact=redact,
+            policy=policy,
+            gate=gate,
+            tls=tls or VendorTls("SEI", TLS_VARIABLES, True, two_way=True),
+            url_variable="SEI_BASE_URL",
+        )
 
     # --- auth ---------------------------------------------------------------------------------------
 
     def _fatal_auth(self, status: int, body: dict) -> str | None:
         """A 401/403 that no new token can cure: the app has no access to this API or environment [docs]."""
         text = f"{body.get('code', '')} {body.get('message', '')}".lower()
-        if status in (401, 403) and (any(m in text for m in _FATAL_AUTH) or body.get("code") == "gateway.access.failure"):
-            return (f"SEI refused the app at {self.http.host}: {str(body.get('message'))[:120]}. Check SEI_APP_KEY (the "
-                    "app must have access to this API in this environment), the client certificate and that the "
-                    "caller's IP address is whitelisted")
+        if status in (401, 403) and (
+            any(m in text for m in _FATAL_AUTH) or body.get("code") == "gateway.access.failure"
+        ):
+            return (
+                f"SEI refused the app at {self.http.host}: {str(body.get('message'))[:120]}. Check SEI_APP_KEY (the "
+                "app must have access to this API in this environment), the client certificate and that the "
+                "caller's IP address is whitelisted"
+            )
         return None
 
     def _basic(self) -> str:
@@ -85,14 +111,23 @@ class SeiClient:
         assert s.password is not None
         try:
             resp = self.http.request(
-                "POST", TOKEN, safe=True, authenticated=False, headers={"Authorization": f"Basic {self._basic()}"},
+                "POST",
+                TOKEN,
+                safe=True,
+                authenticated=False,
+                headers={"Authorization": f"Basic {self._basic()}"},
                 data={"grant_type": "client_credentials", "username": s.username, "password": s.password.reveal()},
-                quote_body=False)  # a token endpoint's body is never quoted: it may hold the token
+                quote_body=False,
+            )  # a token endpoint's body is never quoted: it may hold the token
         except ApiAuthError as e:
             raise ApiAuthError(
                 f"SEI refused the login at {self.http.host}: check SEI_APP_KEY and SEI_APP_SECRET (the app's "
-                "credentials) and SEI_USERNAME/SEI_PASSWORD", method="POST", path=TOKEN, status=e.status,
-                tracking_id=e.tracking_id) from e
+                "credentials) and SEI_USERNAME/SEI_PASSWORD",
+                method="POST",
+                path=TOKEN,
+                status=e.status,
+                tracking_id=e.tracking_id,
+            ) from e
         body = self.http.read_json(resp, "POST", TOKEN, quote_body=False)
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
@@ -107,16 +142,23 @@ class SeiClient:
         if not token or not (self.settings.app_secret and self.settings.app_key):
             return
         try:
-            self.http.request("POST", TOKEN, safe=True, authenticated=False, quote_body=False,
-                              headers={"Authorization": f"Basic {self._basic()}"},
-                              data={"grant_type": "invalidate_token", "token": token})
+            self.http.request(
+                "POST",
+                TOKEN,
+                safe=True,
+                authenticated=False,
+                quote_body=False,
+                headers={"Authorization": f"Basic {self._basic()}"},
+                data={"grant_type": "invalidate_token", "token": token},
+            )
         except ApiError:
-            pass   # the token dies within the hour anyway; a failed revocation must not fail the run
+            pass  # the token dies within the hour anyway; a failed revocation must not fail the run
 
     # --- reads --------------------------------------------------------------------------------------
 
-    def iter_tickets(self, *, ticket_id: int | None = None, status: str | None = None,
-                     limit: int = SEI_PAGE_LIMIT) -> Iterator[dict]:
+    def iter_tickets(
+        self, *, ticket_id: int | None = None, status: str | None = None, limit: int = SEI_PAGE_LIMIT
+    ) -> Iterator[dict]:
         """Every order row, following the cursor until `paging.next` is null."""
         params: dict[str, Any] = {"limit": min(limit, SEI_PAGE_LIMIT)}
         if ticket_id is not None:
@@ -143,8 +185,12 @@ class SeiClient:
             limit_used = params["limit"]
             most = (-(-int(total) // limit_used) + PAGE_SLACK) if isinstance(total, int) and total >= 0 else MAX_PAGES
             if pages >= min(most, MAX_PAGES):
-                raise ApiError(f"paging did not end after {pages} pages (totalCount {total!r}, limit {limit_used}); "
-                               "stopping instead of following cursors forever", method="GET", path=TICKETS)
+                raise ApiError(
+                    f"paging did not end after {pages} pages (totalCount {total!r}, limit {limit_used}); "
+                    "stopping instead of following cursors forever",
+                    method="GET",
+                    path=TICKETS,
+                )
             if not isinstance(cursor, str) or cursor in seen_cursors:
                 raise ApiError("paging returned a cursor twice; stopping to avoid a loop", method="GET", path=TICKETS)
             seen_cursors.add(cursor)

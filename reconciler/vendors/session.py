@@ -32,8 +32,11 @@ class Session:
         """What saved plans record and receipts compare: base URLs without userinfo, or 'sandbox'."""
         if self.sandbox is not None:
             return {"orion": "sandbox", "sei": "sandbox", "environment": "in-process sandbox"}
-        return {"orion": endpoint_label(self.settings.orion.base_url), "sei": endpoint_label(self.settings.sei.base_url),
-                "environment": self.settings.environment or "custom"}
+        return {
+            "orion": endpoint_label(self.settings.orion.base_url),
+            "sei": endpoint_label(self.settings.sei.base_url),
+            "environment": self.settings.environment or "custom",
+        }
 
     @property
     def environment_line(self) -> str:
@@ -54,6 +57,7 @@ def open_session(settings: Settings, *, sandbox: bool = False) -> Iterator[Sessi
     with embedded(SANDBOX_BATCH_LATENCY) as sb:
         settings = settings.with_overrides(
             orion=OrionSettings(sb.orion_url, Secret(sb.creds.orion_token)),
-            sei=SeiSettings(sb.sei_url, Secret(sb.creds.sei_token), Secret(sb.creds.sei_app_key)))
+            sei=SeiSettings(sb.sei_url, Secret(sb.creds.sei_token), Secret(sb.creds.sei_app_key)),
+        )
         with open_vendors(settings) as vendors:
             yield Session(vendors, settings, sb)

@@ -31,17 +31,19 @@ __all__ = ["VendorTls", "probe_refusal", "vendor_tls"]
 class VendorTls:
     """One vendor's TLS: the context httpx verifies with, and the variables a person would fix."""
 
-    vendor: str                          # "Orion", "SEI", "GitHub"
-    variables: str                       # e.g. "ORION_CA_BUNDLE" or "SEI_CLIENT_CERT, SEI_CLIENT_KEY, SEI_CA_BUNDLE"
-    context: ssl.SSLContext | bool       # True for plain http (loopback only)
+    vendor: str  # "Orion", "SEI", "GitHub"
+    variables: str  # e.g. "ORION_CA_BUNDLE" or "SEI_CLIENT_CERT, SEI_CLIENT_KEY, SEI_CA_BUNDLE"
+    context: ssl.SSLContext | bool  # True for plain http (loopback only)
     host: str = ""
     port: int = 443
-    two_way: bool = False                # the vendor may demand a client certificate (SEI): a disconnect may be a refusal
+    two_way: bool = False  # the vendor may demand a client certificate (SEI): a disconnect may be a refusal
 
     def hint(self, reason: str) -> str:
         what = "the client certificate, key and CA bundle" if self.two_way else "the CA bundle"
-        return (f"the TLS handshake with {self.vendor} was refused ({reason}); check {what} "
-                f"({self.variables}), or SSL_CERT_FILE for the system's trusted CAs")
+        return (
+            f"the TLS handshake with {self.vendor} was refused ({reason}); check {what} "
+            f"({self.variables}), or SSL_CERT_FILE for the system's trusted CAs"
+        )
 
     def probe(self) -> str | None:
         if not self.two_way or not isinstance(self.context, ssl.SSLContext):
@@ -49,8 +51,16 @@ class VendorTls:
         return probe_refusal(self.host, self.port, self.context)
 
 
-def vendor_tls(vendor: str, base_url: str, *, ca_bundle: str | None = None, client_cert: str | None = None,
-               client_key: str | None = None, require_client_cert: bool = False, variables: str = "") -> VendorTls:
+def vendor_tls(
+    vendor: str,
+    base_url: str,
+    *,
+    ca_bundle: str | None = None,
+    client_cert: str | None = None,
+    client_key: str | None = None,
+    require_client_cert: bool = False,
+    variables: str = "",
+) -> VendorTls:
     """The TLS set-up for `base_url`: None needed for loopback http."""
     parts = urlsplit(base_url)
     if parts.scheme != "https":
@@ -59,22 +69,25 @@ def vendor_tls(vendor: str, base_url: str, *, ca_bundle: str | None = None, clie
         if ca_bundle:
             ctx = ssl.create_default_context(cafile=ca_bundle)
         else:
-            ctx = ssl.create_default_context()          # the system's store; SSL_CERT_FILE/SSL_CERT_DIR honoured
+            ctx = ssl.create_default_context()  # the system's store; SSL_CERT_FILE/SSL_CERT_DIR honoured
             ctx.load_verify_locations(cafile=certifi.where())
     except (OSError, ssl.SSLError) as e:
-        raise ConfigError(f"cannot load the {vendor} CA bundle {ca_bundle!r} ({variables}): "
-                          f"{getattr(e, 'strerror', None) or getattr(e, 'reason', None) or type(e).__name__}") from e
+        raise ConfigError(
+            f"cannot load the {vendor} CA bundle {ca_bundle!r} ({variables}): "
+            f"{getattr(e, 'strerror', None) or getattr(e, 'reason', None) or type(e).__name__}"
+        ) from e
     host = parts.hostname or ""
     if client_cert or client_key:
         try:
             ctx.load_cert_chain(client_cert or "", client_key or None)
         except (OSError, ssl.SSLError) as e:
             # never quote the key file's contents; name the variables instead
-            raise ConfigError(f"cannot load the {vendor} client certificate/key ({variables}): "
-                              f"{getattr(e, 'strerror', None) or type(e).__name__}") from e
+            raise ConfigError(
+                f"cannot load the {vendor} client certificate/key ({variables}): "
+                f"{getattr(e, 'strerror', None) or type(e).__name__}"
+            ) from e
     elif require_client_cert and not is_loopback(host):
-        raise ConfigError(f"{vendor} requires two-way TLS: set its client certificate and key ({variables}; "
-                          "PEM files)")
+        raise ConfigError(f"{vendor} requires two-way TLS: set its client certificate and key ({variables}; PEM files)")
     return VendorTls(vendor, variables, ctx, host, parts.port or 443, require_client_cert or bool(client_cert))
 
 

@@ -34,13 +34,16 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 # parsing: open brackets beyond this, or indentation wider than this, refuse the file.
 PRESCAN_LIMIT = 1000
 _LEADING = re.compile(r"^[ \t]*(?:[-?:][ \t]+)*", re.M)
-_LONG_LEAD = re.compile(r"^[ \t?:-]{%d}" % (PRESCAN_LIMIT + 1), re.M)   # what any _LEADING match that long starts with
+_LONG_LEAD = re.compile(r"^[ \t?:-]{%d}" % (PRESCAN_LIMIT + 1), re.M)  # what any _LEADING match that long starts with
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_PLAIN_TAGS: dict[str, str] = {}   # plain scalar → tag
+_PLAIN_TAGS: dict[str, str] = {}  # plain scalar → tag
 _PLAIN_TAGS_LIMIT = 100_000
-_DEFAULT_TAGS = {yaml.ScalarNode: _BaseLoader.DEFAULT_SCALAR_TAG, yaml.SequenceNode: _BaseLoader.DEFAULT_SEQUENCE_TAG,
-                 yaml.MappingNode: _BaseLoader.DEFAULT_MAPPING_TAG}
+_DEFAULT_TAGS = {
+    yaml.ScalarNode: _BaseLoader.DEFAULT_SCALAR_TAG,
+    yaml.SequenceNode: _BaseLoader.DEFAULT_SEQUENCE_TAG,
+    yaml.MappingNode: _BaseLoader.DEFAULT_MAPPING_TAG,
+}
 assert not _BaseLoader.yaml_path_resolvers  # resolve() below depends on the node kind and text alone
 
 
@@ -57,7 +60,7 @@ class _Loader(_BaseLoader):
         tag = _PLAIN_TAGS.get(value)
         if tag is None:
             tag = super().resolve(kind, value, implicit)
-            if len(value) <= 64 and len(_PLAIN_TAGS) < _PLAIN_TAGS_LIMIT:   # long text: not worth keeping
+            if len(value) <= 64 and len(_PLAIN_TAGS) < _PLAIN_TAGS_LIMIT:  # long text: not worth keeping
                 _PLAIN_TAGS[value] = tag
         return tag
 
@@ -103,7 +106,7 @@ class Document:
         node, complete = node_at(self.node, tuple(path), value=True)
         if not complete or node.__class__ is not yaml.ScalarNode:
             return "", ""
-        return (node.tag[len(TAG):] if node.tag.startswith(TAG) else node.tag), node.value
+        return (node.tag[len(TAG) :] if node.tag.startswith(TAG) else node.tag), node.value
 
     def __getstate__(self) -> dict:
         """Shipped between processes with positions recorded, without its raw text or node tree."""
@@ -124,8 +127,15 @@ def load_documents(data: bytes, display: str, *, spans: bool = False) -> tuple[l
     `spans` records each value's character span and style (what `drift --adopt` edits by); off by
     default, since every plan and validate parses every file and needs none of it."""
     if len(data) > MAX_FILE_BYTES:
-        return [], [Diagnostic(display, 1, 1, f"file is {len(data):,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
-                               "split it into several files")]
+        return [], [
+            Diagnostic(
+                display,
+                1,
+                1,
+                f"file is {len(data):,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
+                "split it into several files",
+            )
+        ]
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -134,8 +144,15 @@ def load_documents(data: bytes, display: str, *, spans: bool = False) -> tuple[l
         return [], [Diagnostic(display, line, col, "file is not valid UTF-8", "save it as UTF-8")]
     too_deep = _prescan_depth(text)
     if too_deep:
-        return [], [Diagnostic(display, too_deep, 1, f"nesting deeper than {PRESCAN_LIMIT} levels",
-                               "manifests nest a few levels; this is not a manifest")]
+        return [], [
+            Diagnostic(
+                display,
+                too_deep,
+                1,
+                f"nesting deeper than {PRESCAN_LIMIT} levels",
+                "manifests nest a few levels; this is not a manifest",
+            )
+        ]
     aliases = _find_aliases(text, display)
     if aliases:
         return [], aliases
@@ -165,10 +182,15 @@ def load_documents(data: bytes, display: str, *, spans: bool = False) -> tuple[l
         line = text.count("\n", 0, pos) + 1
         col = pos - (text.rfind("\n", 0, pos) + 1) + 1
         code = e.character if isinstance(e.character, int) else ord(str(e.character)[:1] or "\0")
-        diags.append(Diagnostic(display, line, col, f"the character U+{code:04X} is not allowed in YAML ({e.reason})",
-                                "remove it"))
+        diags.append(
+            Diagnostic(
+                display, line, col, f"the character U+{code:04X} is not allowed in YAML ({e.reason})", "remove it"
+            )
+        )
     except yaml.YAMLError as e:  # other unmarked errors
-        diags.append(Diagnostic(display, 1, 1, f"YAML error: {visible(str(e).splitlines()[0], 200)}", "fix the YAML syntax"))
+        diags.append(
+            Diagnostic(display, 1, 1, f"YAML error: {visible(str(e).splitlines()[0], 200)}", "fix the YAML syntax")
+        )
     finally:
         loader.dispose()
     return docs, diags
@@ -183,8 +205,15 @@ def _find_aliases(text: str, display: str) -> list[Diagnostic]:
         for event in yaml.parse(text, Loader=_Loader):
             if isinstance(event, yaml.AliasEvent):
                 m = event.start_mark
-                found.append(Diagnostic(display, m.line + 1, m.column + 1, "YAML anchors and aliases are not allowed",
-                                        "write the value out in full; use a SleeveTemplate or TradeBatch defaults to share fields"))
+                found.append(
+                    Diagnostic(
+                        display,
+                        m.line + 1,
+                        m.column + 1,
+                        "YAML anchors and aliases are not allowed",
+                        "write the value out in full; use a SleeveTemplate or TradeBatch defaults to share fields",
+                    )
+                )
     except yaml.YAMLError:
         pass  # the composing pass reports syntax errors with their position
     return found
@@ -211,7 +240,7 @@ def _prescan_depth(text: str) -> int:
                     return line
             elif ch in "]}":
                 depth = max(0, depth - 1)
-    if len(text) > PRESCAN_LIMIT and _LONG_LEAD.search(text):   # one C scan rules out nearly every file
+    if len(text) > PRESCAN_LIMIT and _LONG_LEAD.search(text):  # one C scan rules out nearly every file
         for m in _LEADING.finditer(text):
             if m.end() - m.start() > PRESCAN_LIMIT:
                 return text.count("\n", 0, m.start()) + 1

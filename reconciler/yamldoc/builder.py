@@ -30,8 +30,9 @@ CANONICAL_BOOL = frozenset({"true", "false", "True", "False", "TRUE", "FALSE"})
 
 # Fields whose values are identifiers: a zero-width or bidi character there makes two different
 # values look the same in every review, so it is refused (elsewhere it is shown escaped).
-IDENTIFIER_KEYS = frozenset({"name", "batchId", "ticker", "cusip", "strategyCode", "template", "sleeveType",
-                             "apiVersion", "kind", "side"})
+IDENTIFIER_KEYS = frozenset(
+    {"name", "batchId", "ticker", "cusip", "strategyCode", "template", "sleeveType", "apiVersion", "kind", "side"}
+)
 _ALLOWED_CONTROLS = frozenset("\t\n\r")
 _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -65,14 +66,22 @@ class _Builder:
             self.error(node, f"nesting deeper than {MAX_DEPTH} levels", "flatten the document")
             return None
         if id(node) in self.seen:
-            self.error(node, "YAML anchors and aliases are not allowed",
-                       "write the value out in full; use a SleeveTemplate or TradeBatch defaults to share fields")
+            self.error(
+                node,
+                "YAML anchors and aliases are not allowed",
+                "write the value out in full; use a SleeveTemplate or TradeBatch defaults to share fields",
+            )
             return None
         self.seen.add(id(node))
         self.doc.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
         if self.spans:
-            style = node.style if isinstance(node, yaml.ScalarNode) else (
-                ("{" if isinstance(node, yaml.MappingNode) else "[") if getattr(node, "flow_style", False) else "")
+            style = (
+                node.style
+                if isinstance(node, yaml.ScalarNode)
+                else (
+                    ("{" if isinstance(node, yaml.MappingNode) else "[") if getattr(node, "flow_style", False) else ""
+                )
+            )
             self.doc.spans[path] = (node.start_mark.index, node.end_mark.index, style or "")
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
@@ -95,8 +104,11 @@ class _Builder:
         first_seen: dict[str, int] = {}
         for key_node, value_node in node.value:
             if key_node.tag == TAG + "merge":
-                self.error(key_node, "YAML merge keys (<<) are not allowed",
-                           "write the fields out; use a SleeveTemplate to share them")
+                self.error(
+                    key_node,
+                    "YAML merge keys (<<) are not allowed",
+                    "write the fields out; use a SleeveTemplate to share them",
+                )
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 self.error(key_node, "mapping keys must be plain text", "use a simple key")
@@ -111,8 +123,7 @@ class _Builder:
             if bad:
                 self.error(key_node, f"the key '{visible(key, 80)}' contains {bad}", "retype the key", broken=False)
             if key in first_seen:
-                self.error(key_node, f"duplicate key '{key}' (first at line {first_seen[key]})",
-                           "remove one of them")
+                self.error(key_node, f"duplicate key '{key}' (first at line {first_seen[key]})", "remove one of them")
                 continue
             first_seen[key] = line
             sub = path + (key,)
@@ -121,7 +132,7 @@ class _Builder:
         return out
 
     def _scalar(self, node: yaml.ScalarNode, path: tuple) -> Any:
-        tag = node.tag[len(TAG):] if node.tag.startswith(TAG) else node.tag
+        tag = node.tag[len(TAG) :] if node.tag.startswith(TAG) else node.tag
         self.doc.scalars[path] = (tag, node.value)
         try:
             if tag == "str":
@@ -131,14 +142,22 @@ class _Builder:
                 return None
             if tag == "bool":
                 if node.value not in CANONICAL_BOOL:
-                    self.surprise(node, path, f"'{node.value}' is read by YAML 1.1 as a boolean",
-                                  "write true or false for a flag, or quote it for text")
+                    self.surprise(
+                        node,
+                        path,
+                        f"'{node.value}' is read by YAML 1.1 as a boolean",
+                        "write true or false for a flag, or quote it for text",
+                    )
                 return CONSTRUCT.construct_yaml_bool(node)
             if tag == "int":
                 if not PLAIN_INT.match(node.value):
                     value = CONSTRUCT.construct_yaml_int(node)
-                    self.surprise(node, path, f"'{node.value}' is read by YAML 1.1 as the number {value}",
-                                  "write a plain decimal number, or quote it if it is an identifier")
+                    self.surprise(
+                        node,
+                        path,
+                        f"'{node.value}' is read by YAML 1.1 as the number {value}",
+                        "write a plain decimal number, or quote it if it is an identifier",
+                    )
                     return value
                 return int(node.value)
             if tag == "float":
@@ -154,23 +173,30 @@ class _Builder:
         self.error(node, f"tag {node.tag} is not allowed", "remove the tag; manifests hold plain data")
         return None
 
-
     def _check_text(self, node: yaml.ScalarNode, path: tuple) -> None:
         value = node.value
         if value.isascii() and value.isprintable():
             return
         controls = sorted({c for c in value if unicode_control(c) and c not in _ALLOWED_CONTROLS})
         if controls:
-            self.error(node, f"'{visible(value, 80)}' contains the control character{'s' * (len(controls) > 1)} "
-                             f"{', '.join(f'U+{ord(c):04X}' for c in controls)}", "remove it", broken=False)
+            self.error(
+                node,
+                f"'{visible(value, 80)}' contains the control character{'s' * (len(controls) > 1)} "
+                f"{', '.join(f'U+{ord(c):04X}' for c in controls)}",
+                "remove it",
+                broken=False,
+            )
             return
         key = next((p for p in reversed(path) if isinstance(p, str)), "")
         in_labels = len(path) >= 2 and path[0] == "metadata" and path[1] in ("labels",)
         bad = _invisible_in(value)
         if bad and (key in IDENTIFIER_KEYS or in_labels):
-            self.error(node, f"{key}: '{visible(value, 80)}' contains {bad}",
-                       "retype the identifier; invisible characters make different values look the same",
-                       broken=False)
+            self.error(
+                node,
+                f"{key}: '{visible(value, 80)}' contains {bad}",
+                "retype the identifier; invisible characters make different values look the same",
+                broken=False,
+            )
 
 
 def unicode_control(ch: str) -> bool:

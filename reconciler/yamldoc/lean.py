@@ -22,8 +22,9 @@ class Unusual(Exception):
     """Raised by build_lean on anything builder.py must look at: it may need a diagnostic."""
 
 
-_MAP, _SEQ, _STR, _INT, _NULL, _BOOL, _FLOAT, _MERGE = (TAG + t for t in ("map", "seq", "str", "int", "null", "bool",
-                                                                       "float", "merge"))
+_MAP, _SEQ, _STR, _INT, _NULL, _BOOL, _FLOAT, _MERGE = (
+    TAG + t for t in ("map", "seq", "str", "int", "null", "bool", "float", "merge")
+)
 _TRUE = frozenset({"true", "True", "TRUE"})
 
 
@@ -58,7 +59,7 @@ def build_lean(node: yaml.Node, depth: int) -> Any:
         for key_node, value_node in node.value:
             if key_node.__class__ is not yaml.ScalarNode or key_node.tag == _MERGE:
                 raise Unusual
-            key = intern(key_node.value)   # shared by every document: a worker's results pickle 43% smaller
+            key = intern(key_node.value)  # shared by every document: a worker's results pickle 43% smaller
             if key in out or not (key.isascii() and key.isprintable()):
                 raise Unusual
             out[key] = build_lean(value_node, depth + 1)

@@ -43,8 +43,17 @@ def apply_plan(sandbox, tmp_path, journal, targets=(), claims=None, faults="", *
         return evaluator.run(build_stages(plan), journal.begin_run("guard"))
 
 
-@pytest.mark.parametrize("events", [["sending"], ["sending", "in-doubt"], ["sending", "exists"], ["sending", "sent"],
-                                    ["sending", "in-doubt", "confirmed"], ["sending", "in-doubt", "conflict"]])
+@pytest.mark.parametrize(
+    "events",
+    [
+        ["sending"],
+        ["sending", "in-doubt"],
+        ["sending", "exists"],
+        ["sending", "sent"],
+        ["sending", "in-doubt", "confirmed"],
+        ["sending", "in-doubt", "conflict"],
+    ],
+)
 def test_the_journal_stops_a_ticket_post_it_records_as_sent_or_in_doubt(sandbox, tmp_path, events):
     journal = SqliteJournal(tmp_path / "j.db")
     for event in events:
@@ -71,9 +80,17 @@ def test_a_failed_read_back_is_unknown_and_the_ticket_is_never_sent_again(sandbo
     """SEI stores the ticket and drops the answer; every read of the ticket list then fails (500).
     Counting a failed read as 'absent' would send it again once the settle window passed."""
     journal = SqliteJournal(tmp_path / "j.db")
-    result = apply_plan(sandbox, tmp_path, journal, ["TradeInstruction/*"], read_timeout=1, settle_window=2,
-                        max_attempts=2, request_deadline=5,
-                        faults="drop@POST:/v1/order/tradetickets#1,500@GET:/v1/order/tradetickets")
+    result = apply_plan(
+        sandbox,
+        tmp_path,
+        journal,
+        ["TradeInstruction/*"],
+        read_timeout=1,
+        settle_window=2,
+        max_attempts=2,
+        request_deadline=5,
+        faults="drop@POST:/v1/order/tradetickets#1,500@GET:/v1/order/tradetickets",
+    )
     quiet(sandbox)
     journal.close()
     assert sorted(sandbox.state.ticket_posts.values()) == [1, 1, 1], sandbox.state.ticket_posts
@@ -90,7 +107,7 @@ def test_a_claim_of_another_workspace_stops_the_batch_and_the_ticket(sandbox, tm
     theirs = SqliteClaims(tmp_path / "claims.db", "their-tree @ hosts", str(tmp_path / "theirs"))
     (tmp_path / "theirs").mkdir()
     fd = os.open(str(tmp_path / "theirs" / "lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)   # their apply is running
+    fcntl.flock(fd, fcntl.LOCK_EX)  # their apply is running
     try:
         assert theirs.claim(sandbox.orion_url, "registration", "their-batch", ["31549"]) == {}
         assert theirs.claim(sandbox.sei_url, "ticket", "ticket:10000002", ["10000002"]) == {}
@@ -102,12 +119,12 @@ def test_a_claim_of_another_workspace_stops_the_batch_and_the_ticket(sandbox, tm
         theirs.close()
     by = {i.address: i for i in result.items}
     assert by["SleeveRegistration/chen-ira"].status.value == "skipped"
-    assert "registration 31549 is in flight from workspace their-tree @ hosts" in by["SleeveRegistration/chen-ira"].message
+    assert (
+        "registration 31549 is in flight from workspace their-tree @ hosts" in by["SleeveRegistration/chen-ira"].message
+    )
     assert by["TradeInstruction/10000002"].status.value == "skipped"
     assert "ticket 10000002 is in flight from workspace their-tree @ hosts" in by["TradeInstruction/10000002"].message
     assert by["SleeveRegistration/sd-regname1"].status.value == "applied"
     assert set(sandbox.state.ticket_posts) == {10000003, 10000102}
     sent = [{int(i["registrationId"]) for i in b.items} for b in sandbox.state.batches.values()]
-    assert sent == [{31547, 31550}], sent   # the other changed registrations went, in one batch
-
-
+    assert sent == [{31547, 31550}], sent  # the other changed registrations went, in one batch

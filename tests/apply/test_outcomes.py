@@ -19,6 +19,7 @@ from ..helpers.vendors import FAST, orion, sei
 def _raise(exc):
     def handler(req):
         raise exc
+
     return handler
 
 
@@ -100,8 +101,13 @@ def test_batch_item_outcomes(matches, hint, status, expected):
 
 
 def test_unreadable_errors_make_a_non_matching_item_unknown_and_say_so():
-    got, message = batch_item_outcome(batch_id=7, batch_status="Failed", matches_now=False, error_hint=None,
-                                      errors_unreadable="the answer is a string")
+    got, message = batch_item_outcome(
+        batch_id=7,
+        batch_status="Failed",
+        matches_now=False,
+        error_hint=None,
+        errors_unreadable="the answer is a string",
+    )
     assert got is ItemStatus.UNKNOWN and "errors could not be read" in message
 
 
@@ -110,11 +116,14 @@ def _instruction(**fields):
     return DesiredInstruction(5, {**base, **fields}, "B", "b", Source("f.yaml", 1))
 
 
-@pytest.mark.parametrize("rows,kind", [
-    ([], "absent"),
-    ([{"batchId": "B", "tradeTicketId": 5, "side": "BUY", "ticker": "AAPL", "target": 10, "quantity": 3}], "match"),
-    ([{"batchId": "B", "tradeTicketId": 5, "side": "BUY", "ticker": "AAPL", "target": 11}], "differs"),
-])
+@pytest.mark.parametrize(
+    "rows,kind",
+    [
+        ([], "absent"),
+        ([{"batchId": "B", "tradeTicketId": 5, "side": "BUY", "ticker": "AAPL", "target": 10, "quantity": 3}], "match"),
+        ([{"batchId": "B", "tradeTicketId": 5, "side": "BUY", "ticker": "AAPL", "target": 11}], "differs"),
+    ],
+)
 def test_ticket_verdicts(rows, kind):
     assert ticket_verdict(_instruction(), rows).kind == kind
 
@@ -122,9 +131,16 @@ def test_ticket_verdicts(rows, kind):
 def test_a_ticket_may_be_sent_only_when_the_journal_allows_it(tmp_path):
     j = SqliteJournal(tmp_path / "j.db")
     assert j.why_not_send(1) is None
-    for event, allowed in [(TicketEvent.SENDING, False), (TicketEvent.IN_DOUBT, False), (TicketEvent.ABSENT_SETTLED, True),
-                           (TicketEvent.SENDING, False), (TicketEvent.REFUSED, True), (TicketEvent.SENDING, False),
-                           (TicketEvent.SENT, False), (TicketEvent.CONFIRMED, False)]:
+    for event, allowed in [
+        (TicketEvent.SENDING, False),
+        (TicketEvent.IN_DOUBT, False),
+        (TicketEvent.ABSENT_SETTLED, True),
+        (TicketEvent.SENDING, False),
+        (TicketEvent.REFUSED, True),
+        (TicketEvent.SENDING, False),
+        (TicketEvent.SENT, False),
+        (TicketEvent.CONFIRMED, False),
+    ]:
         j.ticket_event(1, 1, "TradeInstruction/1", event)
         assert (j.why_not_send(1) is None) is allowed, event
     assert oct((tmp_path / "j.db").stat().st_mode & 0o777) == "0o600"
@@ -140,7 +156,9 @@ def test_stages_are_data_and_gate_on_earlier_runs_batches():
     kinds = [type(s) for s in build_stages(plan)]
     assert kinds == [Recover, OrionWave, Gate, SeiWave, Confirm]
     pending = PendingBatch("x", ("SleeveRegistration/b",), (9,), 0.0, "batch 9 still processing")
-    only_sei = build_stages(Plan((), (sei_sub,), 0), Recover(pending=(pending,), busy=(("SleeveRegistration/b", "..."),)))
-    assert [type(s) for s in only_sei] == [Recover, OrionWave, Gate, SeiWave, Confirm]   # the gate holds for it
+    only_sei = build_stages(
+        Plan((), (sei_sub,), 0), Recover(pending=(pending,), busy=(("SleeveRegistration/b", "..."),))
+    )
+    assert [type(s) for s in only_sei] == [Recover, OrionWave, Gate, SeiWave, Confirm]  # the gate holds for it
     assert only_sei[-1].busy == (("SleeveRegistration/b", "..."),)
     assert [type(s) for s in build_stages(Plan((), (sei_sub,), 0))] == [Recover, SeiWave, Confirm]

@@ -20,12 +20,20 @@ SENT_AT = 1_000_000.0
 
 def evidence(tmp_path, orion_handler=None, sei_handler=None, now=SENT_AT, instructions=None):
     clock = [now]
-    vendors = types.SimpleNamespace(orion=orion(orion_handler or (lambda r: httpx.Response(500))),
-                                    sei=sei(sei_handler or (lambda r: httpx.Response(500))))
+    vendors = types.SimpleNamespace(
+        orion=orion(orion_handler or (lambda r: httpx.Response(500))),
+        sei=sei(sei_handler or (lambda r: httpx.Response(500))),
+    )
     journal = SqliteJournal(tmp_path / "j.db")
-    ev = Evidence(vendors, journal, Settings(settle_window=10, poll_timeout=60), instructions or {},
-                  progress=lambda kind, text: None, sleep=lambda s: clock.__setitem__(0, clock[0] + s),
-                  clock=lambda: clock[0])
+    ev = Evidence(
+        vendors,
+        journal,
+        Settings(settle_window=10, poll_timeout=60),
+        instructions or {},
+        progress=lambda kind, text: None,
+        sleep=lambda s: clock.__setitem__(0, clock[0] + s),
+        clock=lambda: clock[0],
+    )
     return ev, journal, clock
 
 
@@ -36,27 +44,33 @@ def lost_batch(journal, submitted_epoch=SENT_AT):
 
 
 def listed(*rows):
-    return lambda request: httpx.Response(200, json=[{"id": i, "status": "Processing", "isDone": False,
-                                                       "totalItems": n, "createdBy": None} for i, n in rows])
+    return lambda request: httpx.Response(
+        200,
+        json=[{"id": i, "status": "Processing", "isDone": False, "totalItems": n, "createdBy": None} for i, n in rows],
+    )
 
 
 def test_a_lost_batch_of_the_right_size_is_found_in_the_batch_list(tmp_path):
     ev, journal, _ = evidence(tmp_path, listed((77, 5), (78, 2)))
     found = ev.batch_evidence(lost_batch(journal))
-    assert found.kind is EvidenceKind.FOUND and found.batch_ids == (78,)   # the one with two items
+    assert found.kind is EvidenceKind.FOUND and found.batch_ids == (78,)  # the one with two items
 
 
 def test_a_batch_absent_from_the_list_is_not_called_absent_before_the_settle_window_ends(tmp_path):
     ev, journal, clock = evidence(tmp_path, listed((77, 5)), now=SENT_AT + 3)
     entry = lost_batch(journal)
     assert ev.batch_evidence(entry).kind is EvidenceKind.NONE
-    waited = ev.await_batch_evidence(entry)     # looking again until the window has passed
+    waited = ev.await_batch_evidence(entry)  # looking again until the window has passed
     assert waited.kind is EvidenceKind.NOT_LISTED and clock[0] >= SENT_AT + 10
 
 
 def test_polling_a_batch_says_how_it_ended(tmp_path):
-    answers = iter([{"id": 9, "status": "Processing", "isDone": False},
-                    {"id": 9, "status": "Complete", "isDone": True, "errorCount": 0}])
+    answers = iter(
+        [
+            {"id": 9, "status": "Processing", "isDone": False},
+            {"id": 9, "status": "Complete", "isDone": True, "errorCount": 0},
+        ]
+    )
     ev, _, _ = evidence(tmp_path, lambda r: httpx.Response(200, json=next(answers)))
     polled = ev.poll(9, SENT_AT + 60)
     assert polled.end is PollEnd.ENDED and polled.status.status == "Complete"
@@ -67,19 +81,26 @@ def test_polling_a_batch_says_how_it_ended(tmp_path):
 
 
 def _ticket_10000002():
-    return DesiredInstruction(10000002, {"tradeTicketId": 10000002, "side": "Buy", "ticker": "AAPL", "target": 5},
-                              "B1", "b", Source("t.yaml", 3))
+    return DesiredInstruction(
+        10000002,
+        {"tradeTicketId": 10000002, "side": "Buy", "ticker": "AAPL", "target": 5},
+        "B1",
+        "b",
+        Source("t.yaml", 3),
+    )
 
 
 def test_a_ticket_read_back_is_a_match_absent_only_past_the_window_and_unknown_when_unreadable(tmp_path):
     row = {"tradeTicketId": 10000002, "side": "BUY", "ticker": "AAPL", "target": 5, "orderId": None}
     desired = {"TradeInstruction/10000002": _ticket_10000002()}
-    ev, _, _ = evidence(tmp_path, sei_handler=lambda r: httpx.Response(200, json={"data": [row], "paging": {}}),
-                        instructions=desired)
+    ev, _, _ = evidence(
+        tmp_path, sei_handler=lambda r: httpx.Response(200, json={"data": [row], "paging": {}}), instructions=desired
+    )
     assert ev.settle_ticket(10000002, SENT_AT).kind is VerdictKind.MATCH
-    ev, _, clock = evidence(tmp_path, sei_handler=lambda r: httpx.Response(200, json={"data": [], "paging": {}}),
-                            instructions=desired)
+    ev, _, clock = evidence(
+        tmp_path, sei_handler=lambda r: httpx.Response(200, json={"data": [], "paging": {}}), instructions=desired
+    )
     verdict = ev.settle_ticket(10000002, SENT_AT)
-    assert verdict.kind is VerdictKind.ABSENT and clock[0] >= SENT_AT + 10   # every read-back, the last past it
+    assert verdict.kind is VerdictKind.ABSENT and clock[0] >= SENT_AT + 10  # every read-back, the last past it
     ev, _, _ = evidence(tmp_path, sei_handler=lambda r: httpx.Response(500), instructions=desired)
-    assert ev.settle_ticket(10000002, SENT_AT) is None     # unknown: never "absent", never a re-send
+    assert ev.settle_ticket(10000002, SENT_AT) is None  # unknown: never "absent", never a re-send

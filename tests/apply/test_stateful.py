@@ -34,12 +34,19 @@ from ..helpers.vendors import settings_for
 pytestmark = pytest.mark.integration
 
 MIXES = ((30, 20, 15, 15, 10, 10), (20, 30, 15, 15, 10, 10), (10, 10, 20, 20, 20, 20))
-FAULTS = ("429=0.2@*#3", "500@POST:*/process/batch#1", "drop@POST:/v1/order/tradetickets#1",
-          "stuck@POST:*/process/batch#1", "slow=0.8@POST:/v1/order/tradetickets#2", "503=0.1@GET:*#2",
-          "drop@POST:/v1/order/tradetickets#2",
-          # the worst timing: the server commits after the client gave up (0.5 s read time-out)
-          "late=1.2@POST:/v1/order/tradetickets#1", "late=1.0@POST:*/process/batch#1",
-          "drop@POST:*/process/batch#1")
+FAULTS = (
+    "429=0.2@*#3",
+    "500@POST:*/process/batch#1",
+    "drop@POST:/v1/order/tradetickets#1",
+    "stuck@POST:*/process/batch#1",
+    "slow=0.8@POST:/v1/order/tradetickets#2",
+    "503=0.1@GET:*#2",
+    "drop@POST:/v1/order/tradetickets#2",
+    # the worst timing: the server commits after the client gave up (0.5 s read time-out)
+    "late=1.2@POST:/v1/order/tradetickets#1",
+    "late=1.0@POST:*/process/batch#1",
+    "drop@POST:*/process/batch#1",
+)
 REGS = 4
 
 
@@ -71,6 +78,7 @@ class Mortal:
                     real(*a, **k)  # the request reaches the server; the process dies before the answer counts
                     raise Crash()
             return real(*a, **k)
+
         return call
 
 
@@ -83,8 +91,15 @@ class ApplyMachine(RuleBasedStateMachine):
         live = write_estate(self.dir / "m", REGS, 6, drift=0.5)
         self.sb = start_sandbox(SandboxState.from_json(live, timing=SandboxTiming(batch_latency=0.15)))
         # a 0.5 s read timeout turns the slow faults into lost answers (ambiguous writes)
-        self.settings = settings_for(self.sb, parallelism=2, poll_timeout=1.0, max_attempts=3, request_deadline=8,
-                                     read_timeout=0.5, settle_window=1.5)
+        self.settings = settings_for(
+            self.sb,
+            parallelism=2,
+            poll_timeout=1.0,
+            max_attempts=3,
+            request_deadline=8,
+            read_timeout=0.5,
+            settle_window=1.5,
+        )
         self.journal = SqliteJournal(self.dir / "journal.db")
         self.claims = claims_for(self.dir)
         self.next_ticket = 31_000_000
@@ -116,25 +131,32 @@ class ApplyMachine(RuleBasedStateMachine):
         path = next((self.dir / "m").rglob(f"reg-{FIRST_ID + reg}.yaml"))
         text = path.read_text()
         head, _, _ = text.partition("  accountSleeves:\n")
-        sleeves = "".join(f"    - {{sleeveType: Normal sleeve, modelAggId: {m}, targetAllocation: {t}, "
-                          f"contributionAllocation: {t}, distributionAllocation: {t}}}\n" for m, t in zip(MODELS, mix))
+        sleeves = "".join(
+            f"    - {{sleeveType: Normal sleeve, modelAggId: {m}, targetAllocation: {t}, "
+            f"contributionAllocation: {t}, distributionAllocation: {t}}}\n"
+            for m, t in zip(MODELS, mix)
+        )
         path.write_text(head + "  accountSleeves:\n" + sleeves)
 
     @rule(reg=st.integers(0, REGS - 1), mix=st.sampled_from(MIXES))
     def edit_live_outside_git(self, reg, mix):
         live = self.sb.state.get(FIRST_ID + reg)
         normal = [s for s in live["accountSleeves"] if s["sleeveType"] == "Normal sleeve"]
-        patch = {str(s["accountId"]): {"targetAllocation": t, "contributionAllocation": t, "distributionAllocation": t}
-                 for s, t in zip(normal, mix)}
+        patch = {
+            str(s["accountId"]): {"targetAllocation": t, "contributionAllocation": t, "distributionAllocation": t}
+            for s, t in zip(normal, mix)
+        }
         self.sb.state.edit_outside_git(FIRST_ID + reg, {"sleeves": patch}, "ops-ui")
 
     @rule()
     def add_instruction(self):
         self.next_ticket += 1
         path = self.dir / "m" / "trades" / "bm-00000.yaml"
-        path.write_text(path.read_text() + f"    - {{tradeTicketId: {self.next_ticket}, masterOrderId: 77, side: Buy, "
-                                           f"ticker: AAPL, cusip: \"037833100\", securityName: Apple, target: 5, "
-                                           f"orderGenerationPrice: 10}}\n")
+        path.write_text(
+            path.read_text() + f"    - {{tradeTicketId: {self.next_ticket}, masterOrderId: 77, side: Buy, "
+            f'ticker: AAPL, cusip: "037833100", securityName: Apple, target: 5, '
+            f"orderGenerationPrice: 10}}\n"
+        )
 
     @rule(fault=st.sampled_from(FAULTS))
     def inject_fault(self, fault):
@@ -151,16 +173,18 @@ class ApplyMachine(RuleBasedStateMachine):
 
     def _batches_ended(self) -> None:
         """Every batch at the sandbox has ended (its clock advanced as requests would advance it)."""
+
         def ended() -> bool:
             self.sb.state.advance()
             return all(b.finished for b in self.sb.state.batches.values())
+
         wait_for(ended, timeout=10)
 
     @rule()
     def rerun_apply_without_faults(self):
         self.sb.faults.set([])
         self.sb.state.release_stuck()
-        self._batches_ended()   # released batches finish, as time would
+        self._batches_ended()  # released batches finish, as time would
         result = self._run(crash_after=None)
         assert result is not None
         if result.exit_code != 0:  # a batch still finishing from a crash: one more rerun must settle it
@@ -177,10 +201,12 @@ class ApplyMachine(RuleBasedStateMachine):
     def never_in_two_open_batches(self):
         """No registration is ever in a batch created while an earlier batch holding it was still open."""
         with self.sb.state.lock:
-            spans = [(b.created, b.finished_at if b.finished else float("inf"), {int(i["registrationId"]) for i in b.items})
-                     for b in self.sb.state.batches.values()]
+            spans = [
+                (b.created, b.finished_at if b.finished else float("inf"), {int(i["registrationId"]) for i in b.items})
+                for b in self.sb.state.batches.values()
+            ]
         for n, (start, end, regs) in enumerate(spans):
-            for start2, _, regs2 in spans[n + 1:]:
+            for start2, _, regs2 in spans[n + 1 :]:
                 assert not (regs & regs2 and start <= start2 < end), "a registration was put in two open batches"
 
     @invariant()
@@ -196,6 +222,11 @@ TestApplyMachine = ApplyMachine.TestCase
 TestApplyMachine = pytest.mark.slow(TestApplyMachine)
 # Seeded (derandomize: the same examples on every run, so a failure in CI reproduces on a laptop); CI
 # runs three times as many as the quick local loop (25 take about 65 s on one worker).
-TestApplyMachine.settings = settings(max_examples=25 if os.environ.get("CI") else 8, stateful_step_count=10,
-                                     deadline=None, derandomize=True, database=None,
-                                     suppress_health_check=list(HealthCheck))
+TestApplyMachine.settings = settings(
+    max_examples=25 if os.environ.get("CI") else 8,
+    stateful_step_count=10,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)

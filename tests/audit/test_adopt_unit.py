@@ -25,8 +25,13 @@ def test_a_drifted_registration_level_field_is_adopted_as_one_changed_line(tmp_p
     manifests = load_manifests([str(tree)])
     chen = tree / "registrations" / "east" / "chen-ira.yaml"
     before = chen.read_text()
-    adoption = plan_adoption(manifests, live_state(r31549={"isDoNotTrade": False}), (), (str(tree),),
-                             wanted=lambda address, labels: address == "SleeveRegistration/chen-ira")
+    adoption = plan_adoption(
+        manifests,
+        live_state(r31549={"isDoNotTrade": False}),
+        (),
+        (str(tree),),
+        wanted=lambda address, labels: address == "SleeveRegistration/chen-ira",
+    )
     assert [line.split(":")[0] for line in adoption.adopted] == ["SleeveRegistration/chen-ira"]
     (written,) = write_adoption(adoption)
     assert written.endswith("chen-ira.yaml")
@@ -41,4 +46,4 @@ def test_an_imported_registration_leaves_out_server_owned_fields_and_quotes_iden
     assert doc["kind"] == "SleeveRegistration" and doc["spec"]["registrationId"] == 31547
     sleeves = doc["spec"]["accountSleeves"]
     assert all("currentValue" not in s and "sleeveDescription" not in s for s in sleeves)
-    assert {s["sleeveType"] for s in sleeves} <= {"Normal sleeve", "Unmanaged sleeve"}   # the others: left alone
+    assert {s["sleeveType"] for s in sleeves} <= {"Normal sleeve", "Unmanaged sleeve"}  # the others: left alone

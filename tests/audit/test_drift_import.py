@@ -22,8 +22,6 @@ from ..helpers.sandbox import edit_outside_git as edit
 pytestmark = pytest.mark.integration
 
 
-
-
 def test_outside_git_edit_shows_field_values_editor_and_time(env, cli):
     assert cli("apply", "--auto-approve").code == 0
     assert cli("drift").code == 0  # converged: no drift
@@ -33,7 +31,10 @@ def test_outside_git_edit_shows_field_values_editor_and_time(env, cli):
     edit(env, 31548, "ops", set={"mandate": True})  # a field no manifest declares: never drift
     r = cli("drift")
     assert r.code == 2
-    assert f"~ SleeveRegistration/chen-ira differs from its manifest — last edited by asmith at {live['editedDate']}" in r.out
+    assert (
+        f"~ SleeveRegistration/chen-ira differs from its manifest — last edited by asmith at {live['editedDate']}"
+        in r.out
+    )
     assert "rivera-household" not in r.out
     assert "    isDoNotTrade: live false, manifest true" in r.out
     assert "    accountSleeves[Normal sleeve, model 34].targetAllocation: live 35, manifest 30" in r.out
@@ -48,10 +49,26 @@ def test_outside_git_edit_shows_field_values_editor_and_time(env, cli):
 
 
 def test_missing_and_conflicting_instructions_are_drift(env, cli):
-    rows = [{"batchId": "LCG-20261120-01", "batchSize": 3, "tradeTicketId": 10000002, "masterOrderId": 5550001,
-             "strategyCode": "LCG", "side": "SELL", "ticker": "MSFT", "cusip": "594918104",
-             "securityName": "Microsoft Corp.", "target": 75, "orderGenerationPrice": 415.25, "affectsModel": True,
-             "orderId": None, "status": "Original", "createDate": "2026-11-20T10:00:00", "changeDate": "2026-11-20T11:00:00"}]
+    rows = [
+        {
+            "batchId": "LCG-20261120-01",
+            "batchSize": 3,
+            "tradeTicketId": 10000002,
+            "masterOrderId": 5550001,
+            "strategyCode": "LCG",
+            "side": "SELL",
+            "ticker": "MSFT",
+            "cusip": "594918104",
+            "securityName": "Microsoft Corp.",
+            "target": 75,
+            "orderGenerationPrice": 415.25,
+            "affectsModel": True,
+            "orderId": None,
+            "status": "Original",
+            "createDate": "2026-11-20T10:00:00",
+            "changeDate": "2026-11-20T11:00:00",
+        }
+    ]
     httpx.post(f"{env.url}/_sandbox/tickets", json={"rows": rows})
     r = cli("drift", "--format", "json")
     assert r.code == 2
@@ -62,8 +79,9 @@ def test_missing_and_conflicting_instructions_are_drift(env, cli):
 
 
 def test_registration_missing_live_is_a_finding_not_an_error(env, cli, tmp_path):
-    (tmp_path / "r.yaml").write_text("apiVersion: reconciler/v1\nkind: SleeveRegistration\nmetadata: {name: ghost}\n"
-                                     "spec: {registrationId: 4242}\n")
+    (tmp_path / "r.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: SleeveRegistration\nmetadata: {name: ghost}\nspec: {registrationId: 4242}\n"
+    )
     r = cli("drift", str(tmp_path))
     assert r.code == 2 and "- SleeveRegistration/ghost is declared but missing live" in r.out
 
@@ -74,7 +92,8 @@ def _tree_with_rule(tmp_path, expires: dt.date):
     (tree / "reconciler.yaml").write_text(
         "ignore:\n"
         f"  - {{address: 'SleeveRegistration/chen-ira', field: 'isDoNotTrade', reason: 'compliance hold set in Orion', "
-        f"expires: {expires.isoformat()}}}\n")
+        f"expires: {expires.isoformat()}}}\n"
+    )
     return tree
 
 
@@ -103,21 +122,45 @@ def test_html_report_renders_in_headless_chromium_with_bars_of_the_right_width(e
     browser = chromium_or_skip()
     out = tmp_path / "drift.html"
     assert cli("drift", "--format", "html", "--output", str(out)).code == 2
-    expected = [(kind, a["label"], a[kind]) for f in json.loads(cli("drift", "--format", "json").out)["findings"]
-                for a in f.get("allocation", []) for kind in ("declared", "live")]
+    expected = [
+        (kind, a["label"], a[kind])
+        for f in json.loads(cli("drift", "--format", "json").out)["findings"]
+        for a in f.get("allocation", [])
+        for kind in ("declared", "live")
+    ]
     html = out.read_text()
     # self-contained: no script and no external asset (endpoint URLs appear as text in the audit block)
     assert "<script" not in html and not re.search(r"""(src|href)=["']?(https?:)?//""", html)
-    measure = ("<script>document.querySelectorAll('rect.bar').forEach(r => r.setAttribute('data-rendered-width',"
-               " r.getBoundingClientRect().width.toFixed(1)));</script></body>")
+    measure = (
+        "<script>document.querySelectorAll('rect.bar').forEach(r => r.setAttribute('data-rendered-width',"
+        " r.getBoundingClientRect().width.toFixed(1)));</script></body>"
+    )
     probe = tmp_path / "probe.html"
     probe.write_text(html.replace("</body>", measure))
-    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                          f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", probe.as_uri()],
-                         capture_output=True, text=True, timeout=90).stdout
-    bars = re.findall(r'<rect class="bar (declared|live)" data-label="([^"]+)" data-value="([\d.]+)"[^>]*'
-                      r'data-rendered-width="([\d.]+)"', dom)
+    dom = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    ).stdout
+    bars = re.findall(
+        r'<rect class="bar (declared|live)" data-label="([^"]+)" data-value="([\d.]+)"[^>]*'
+        r'data-rendered-width="([\d.]+)"',
+        dom,
+    )
     assert len(bars) == 2 * (3 + 3 + 4)  # chen-ira 3 sleeves, okafor-trust 3, sd-regname1 4 (one removed)
     assert [(k, lbl, float(v)) for k, lbl, v, _ in bars] == expected  # the chart draws the report's numbers
     for kind, label, value, width in bars:  # and the browser laid each bar out at 3 px per percent
@@ -127,6 +170,7 @@ def test_html_report_renders_in_headless_chromium_with_bars_of_the_right_width(e
 
 
 # --- import --------------------------------------------------------------------------------------
+
 
 def test_import_round_trip_validates_and_plans_no_changes(env, cli, tmp_path):
     out = tmp_path / "imported"
@@ -138,9 +182,16 @@ def test_import_round_trip_validates_and_plans_no_changes(env, cli, tmp_path):
     for batch in ("LCG-20261120-01", "DIV-20261120-01", "SCV-20261002-01"):
         assert cli("import", "tradebatch", batch, "--output", f"{out}/").code == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "div-20261120-01.yaml", "lcg-20261120-01.yaml", "registration-31547.yaml", "registration-31548.yaml",
-        "registration-31549.yaml", "registration-31550.yaml", "registration-31551.yaml", "registration-31552.yaml",
-        "scv-20261002-01.yaml"]
+        "div-20261120-01.yaml",
+        "lcg-20261120-01.yaml",
+        "registration-31547.yaml",
+        "registration-31548.yaml",
+        "registration-31549.yaml",
+        "registration-31550.yaml",
+        "registration-31551.yaml",
+        "registration-31552.yaml",
+        "scv-20261002-01.yaml",
+    ]
     assert cli("validate", str(out)).code == 0
     r = cli("plan", str(out), "--detailed-exitcode")
     assert r.code == 0 and "No changes." in r.out
@@ -175,7 +226,9 @@ def test_import_to_stdout_and_unknown_ids(env, cli):
 def test_imported_ambiguous_sleeves_carry_their_account_id(env, cli, tmp_path):
     live = httpx.get(f"{env.url}/_sandbox/state").json()
     reg = next(r for r in live["registrations"] if r["registrationId"] == 31551)
-    twin = dict(next(s for s in reg["accountSleeves"] if s.get("modelAggId") == 41), accountId=99999, targetAllocation=0)
+    twin = dict(
+        next(s for s in reg["accountSleeves"] if s.get("modelAggId") == 41), accountId=99999, targetAllocation=0
+    )
     reg["accountSleeves"].append(twin)
     httpx.put(f"{env.url}/_sandbox/state", json=live)
     out = tmp_path / "amb"
@@ -194,7 +247,7 @@ def test_one_read_of_live_state_gives_several_reports_and_openmetrics_parses(env
     after = httpx.get(f"{env.url}/_sandbox/counters").json()["requests"]
     assert r.code == 2 and md.read_text().startswith("<!-- reconciler-drift -->") and "<html" in html.read_text()
     bulk = "POST /api/v1/Trading/Sleeve/Registrations/ListWithAccountSleeves"
-    assert after.get(bulk, 0) - before.get(bulk, 0) == 1          # both reports from one bulk read
+    assert after.get(bulk, 0) - before.get(bulk, 0) == 1  # both reports from one bulk read
     text = cli("drift", "--format", "openmetrics").out
     families = {f.name: f for f in text_string_to_metric_families(text)}
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
@@ -209,17 +262,20 @@ def _tree_hiding_a_sleeve_target(tmp_path):
     shutil.copytree(ROOT / "manifests", tree)
     (tree / "reconciler.yaml").write_text(
         "ignore:\n  - {address: 'SleeveRegistration/okafor-trust', field: 'accountSleeves[Normal sleeve, model 41]."
-        "targetAllocation', reason: 'rebalance in progress', expires: 2099-01-01}\n")
+        "targetAllocation', reason: 'rebalance in progress', expires: 2099-01-01}\n"
+    )
     return tree
 
 
 @pytest.mark.parametrize("fmt", ["text", "json", "markdown", "html"])
 def test_every_drift_format_carries_the_audit_history_ignore_rules_and_missing_trades(env, cli, tmp_path, fmt):
-    tree = _tree_hiding_a_sleeve_target(tmp_path)   # hides okafor-trust's model-41 target
-    before = httpx.get(f"{env.url}/api/v1/Trading/Sleeve/Registrations/31547",
-                       headers={"Authorization": f"Session {env.creds.orion_token}"}).json()
+    tree = _tree_hiding_a_sleeve_target(tmp_path)  # hides okafor-trust's model-41 target
+    before = httpx.get(
+        f"{env.url}/api/v1/Trading/Sleeve/Registrations/31547",
+        headers={"Authorization": f"Session {env.creds.orion_token}"},
+    ).json()
     model30 = next(s["accountId"] for s in before["accountSleeves"] if s.get("modelAggId") == 30)
-    live = edit(env, 31547, "jdoe", sleeves={str(model30): {"targetAllocation": 45}})   # recorded in Histories
+    live = edit(env, 31547, "jdoe", sleeves={str(model30): {"targetAllocation": 45}})  # recorded in Histories
     r = cli("drift", str(tree), "--format", fmt)
     assert r.code == 2, r
     out = r.out
@@ -228,20 +284,26 @@ def test_every_drift_format_carries_the_audit_history_ignore_rules_and_missing_t
         assert doc["audit"]["environment"] == "custom" and doc["audit"]["operator"] and doc["audit"]["orion"]
         assert doc["generated_at"].endswith("+00:00")
         (missing,) = [f for f in doc["findings"] if f["address"] == "TradeInstruction/10000003"]
-        assert missing["trade"] == {"side": "Buy", "ticker": "NVDA", "quantity": 300, "price": 142.1,
-                                    "notional": 42630.0, "batchId": "LCG-20261120-01"}
+        assert missing["trade"] == {
+            "side": "Buy",
+            "ticker": "NVDA",
+            "quantity": 300,
+            "price": 142.1,
+            "notional": 42630.0,
+            "batchId": "LCG-20261120-01",
+        }
         (okafor,) = [f for f in doc["findings"] if f["address"] == "SleeveRegistration/okafor-trust"]
         states = {a["label"]: a["state"] for a in okafor["allocation"]}
         assert states["Normal sleeve, model 41"] == "ignored" and states["Unmanaged sleeve"] == "absent"
         (bar,) = [a for a in okafor["allocation"] if a["state"] == "ignored"]
-        assert bar["live"] == bar["declared"]              # a hidden difference is not drawn as drift
+        assert bar["live"] == bar["declared"]  # a hidden difference is not drawn as drift
         (sd,) = [f for f in doc["findings"] if f["address"] == "SleeveRegistration/sd-regname1"]
         assert sd["attribution"]["history"][0]["editedBy"] == "jdoe"
         return
     assert {"text": "history: ", "markdown": "history: ", "html": "Change (from Orion's Histories)"}[fmt] in out
     assert "jdoe" in out and ("environment custom" in out or "<th>Environment</th><td>custom</td>" in out)
     assert "NVDA" in out and "42,630.00" in out
-    assert "model 41" in out and "rebalance in progress" in out     # the hidden difference is listed apart
+    assert "model 41" in out and "rebalance in progress" in out  # the hidden difference is listed apart
     assert live["editedDate"][:10] in out
 
 
@@ -251,17 +313,29 @@ def test_the_auditors_html_page_in_chromium(env, cli, tmp_path):
     edit(env, 31549, "jdoe", set={"isDoNotTrade": False})
     page = tmp_path / "drift.html"
     assert cli("drift", str(tree), "--format", "html", "--output", str(page)).code == 2
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
-                         timeout=90).stdout
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=90
+    ).stdout
     assert 'id="audit"' in dom and "(UTC, ISO 8601)" in dom
     assert 'data-state="ignored"' in dom and 'data-state="absent"' in dom and 'data-state="removed"' in dom
     assert "<th>Not at SEI</th>" in dom and "$42,630.00" in dom and "jdoe" in dom
     shot = tmp_path / "drift.png"
-    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri()],
-                   capture_output=True, timeout=90)
+    subprocess.run(
+        [browser, *flags, f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri()],
+        capture_output=True,
+        timeout=90,
+    )
     assert shot.stat().st_size > 10_000
     if os.environ.get("RECONCILER_KEEP_SCREENSHOT"):
         shutil.copy(shot, os.environ["RECONCILER_KEEP_SCREENSHOT"])
@@ -277,8 +351,10 @@ def test_histories_without_field_changes_fall_back_to_the_latest_entry():
 
     manifests = load_manifests([str(ROOT / "manifests")])
     reg = next(r for r in manifests.registrations if r.name == "chen-ira")
-    entries = [{"changeType": "Update", "editedBy": "mhill", "editedDate": "2026-11-30T10:00:00Z"},
-               {"changeType": "Create", "editedBy": "setup", "editedDate": "2024-01-01T00:00:00Z"}]
+    entries = [
+        {"changeType": "Update", "editedBy": "mhill", "editedDate": "2026-11-30T10:00:00Z"},
+        {"changeType": "Create", "editedBy": "setup", "editedDate": "2024-01-01T00:00:00Z"},
+    ]
     vendors = SimpleNamespace(orion=SimpleNamespace(histories=lambda rid: entries))
     live = {"registrationId": 31549, "isDoNotTrade": False, "accountSleeves": []}
     (h,) = _history(vendors, reg, diff_registration(reg, live))

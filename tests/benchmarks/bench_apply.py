@@ -29,8 +29,9 @@ from tests.benchmarks.estate import write_estate
 from tests.helpers.vendors import settings_for
 
 
-def run(registrations: int, latency: float, parallelism: int, root: Path, state: dict,
-        backend_url: str | None = None) -> tuple[float, int]:
+def run(
+    registrations: int, latency: float, parallelism: int, root: Path, state: dict, backend_url: str | None = None
+) -> tuple[float, int]:
     sandbox_state = SandboxState.from_json(state, timing=SandboxTiming(batch_latency=latency))
     with start_sandbox(sandbox_state) as sb:
         settings = settings_for(sb, parallelism=parallelism, read_timeout=60)
@@ -46,8 +47,13 @@ def run(registrations: int, latency: float, parallelism: int, root: Path, state:
                 journal = PostgresJournal(Secret(backend_url), f"bench-{time.time()}")
             else:
                 journal = SqliteJournal(root.parent / f"journal-{parallelism}-{time.time()}.db")
-            result = Evaluator(vendors, journal, settings, manifests, claims=SqliteClaims(root.parent / "claims.db", "bench", str(root.parent))).run(build_stages(plan, parallelism=settings.parallelism),
-                                                                        journal.begin_run("bench"))
+            result = Evaluator(
+                vendors,
+                journal,
+                settings,
+                manifests,
+                claims=SqliteClaims(root.parent / "claims.db", "bench", str(root.parent)),
+            ).run(build_stages(plan, parallelism=settings.parallelism), journal.begin_run("bench"))
             elapsed = time.perf_counter() - start
         assert result.exit_code == 0, result.counts()
         batches = sum(1 for w in sb.state.writes if w["api"] == "orion")
@@ -71,8 +77,10 @@ def main() -> None:
     print(f"  ratio parallel/serial: {times[4] / times[1]:.2f}  (ideal for 10 batches: 3/10 = 0.30)")
     if args.backend_url:
         shared, _ = run(args.registrations, args.latency, 4, tmp / "m", state, args.backend_url)
-        print(f"  parallelism 4, PostgreSQL journal: {shared:6.2f} s vs SQLite {times[4]:.2f} s: "
-              f"{shared - times[4]:+.2f} s ({(shared / times[4] - 1) * 100:+.1f}%)")
+        print(
+            f"  parallelism 4, PostgreSQL journal: {shared:6.2f} s vs SQLite {times[4]:.2f} s: "
+            f"{shared - times[4]:+.2f} s ({(shared / times[4] - 1) * 100:+.1f}%)"
+        )
 
 
 if __name__ == "__main__":

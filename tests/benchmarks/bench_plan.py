@@ -57,18 +57,23 @@ class Launcher:
     """Runs commands from a process that stays small, so their peak RSS is their own."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCHER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
 
     def run(self, cmd: list[str], env: dict, cwd: Path) -> tuple[float, int, subprocess.CompletedProcess]:
         """Wall time, peak RSS (KiB) and output of one command."""
         out, err = cwd / "cmd.out", cwd / "cmd.err"
-        self.proc.stdin.write(json.dumps({"cmd": cmd, "env": env, "cwd": str(cwd), "out": str(out),
-                                          "err": str(err)}) + "\n")
+        self.proc.stdin.write(
+            json.dumps({"cmd": cmd, "env": env, "cwd": str(cwd), "out": str(out), "err": str(err)}) + "\n"
+        )
         self.proc.stdin.flush()
         res = json.loads(self.proc.stdout.readline())
-        return res["elapsed"], res["maxrss_kib"], subprocess.CompletedProcess(cmd, res["rc"], out.read_text(),
-                                                                              err.read_text())
+        return (
+            res["elapsed"],
+            res["maxrss_kib"],
+            subprocess.CompletedProcess(cmd, res["rc"], out.read_text(), err.read_text()),
+        )
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -89,10 +94,16 @@ def floor(root: Path, base: str, ids: list[int]) -> tuple[float, float]:
     start = time.perf_counter()
     orion = {"Authorization": f"Session {TOKENS['ORION_TOKEN']}"}
     with httpx.Client(base_url=base, timeout=300) as client:
-        chunks = [ids[i:i + 500] for i in range(0, len(ids), 500)]
+        chunks = [ids[i : i + 500] for i in range(0, len(ids), 500)]
         with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda c: client.post("/api/v1/Trading/Sleeve/Registrations/ListWithAccountSleeves",
-                                                json=c, headers=orion).json(), chunks))
+            list(
+                pool.map(
+                    lambda c: client.post(
+                        "/api/v1/Trading/Sleeve/Registrations/ListWithAccountSleeves", json=c, headers=orion
+                    ).json(),
+                    chunks,
+                )
+            )
         sei = {"Authorization": f"Bearer {TOKENS['SEI_TOKEN']}", "AppKey": TOKENS["SEI_APP_KEY"]}
         params = {"limit": 1000}
         while True:
@@ -103,8 +114,7 @@ def floor(root: Path, base: str, ids: list[int]) -> tuple[float, float]:
     return parse, time.perf_counter() - start
 
 
-def run_size(launcher: Launcher, work: Path, registrations: int, instructions: int, drift: float,
-             rounds: int) -> dict:
+def run_size(launcher: Launcher, work: Path, registrations: int, instructions: int, drift: float, rounds: int) -> dict:
     root = work / "manifests"
     t = time.perf_counter()
     state = write_estate(root, registrations, instructions, drift=drift)
@@ -112,13 +122,26 @@ def run_size(launcher: Launcher, work: Path, registrations: int, instructions: i
     ids = [r["registrationId"] for r in state["registrations"]]
     del state
     files = len(iter_manifest_files([str(root)])[0])
-    print(f"data: {registrations:,} registrations, {instructions:,} instructions, drift {drift:.0%}, {files:,} files "
-          f"(generated in {time.perf_counter() - t:.1f} s); {os.cpu_count()} cores", flush=True)
+    print(
+        f"data: {registrations:,} registrations, {instructions:,} instructions, drift {drift:.0%}, {files:,} files "
+        f"(generated in {time.perf_counter() - t:.1f} s); {os.cpu_count()} cores",
+        flush=True,
+    )
     port = free_port()
-    env = {**os.environ, **TOKENS, "ORION_BASE_URL": f"http://127.0.0.1:{port}/api",
-           "SEI_BASE_URL": f"http://127.0.0.1:{port}", "RECONCILER_STATS": "1", "CI": "true"}
-    sandbox = subprocess.Popen([sys.executable, "-m", "reconciler", "sandbox", "--port", str(port), "--state",
-                                str(work / "state.json")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        **TOKENS,
+        "ORION_BASE_URL": f"http://127.0.0.1:{port}/api",
+        "SEI_BASE_URL": f"http://127.0.0.1:{port}",
+        "RECONCILER_STATS": "1",
+        "CI": "true",
+    }
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "sandbox", "--port", str(port), "--state", str(work / "state.json")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     cli = [sys.executable, "-m", "reconciler"]
     floors, plans = [], []
@@ -131,15 +154,18 @@ def run_size(launcher: Launcher, work: Path, registrations: int, instructions: i
                 time.sleep(0.1)
         v_time, v_rss, v = launcher.run(cli + ["validate", str(root)], env, work)
         assert v.returncode == 0, v.stderr[-2000:]
-        for n in range(rounds):   # floor then plan, back to back: each ratio compares neighbours in time
+        for n in range(rounds):  # floor then plan, back to back: each ratio compares neighbours in time
             parse, fetch = floor(root, base, ids)
             httpx.post(f"{base}/_sandbox/counters/reset")
             p_time, p_rss, p = launcher.run(cli + ["plan", str(root), "--detailed-exitcode"], env, work)
             assert p.returncode == 2, p.stderr[-2000:]
             floors.append((parse, fetch))
             plans.append((p_time, p_rss))
-            print(f"round {n + 1}: floor {parse:6.2f} s + {fetch:6.2f} s = {parse + fetch:6.2f} s; plan {p_time:6.2f} s; "
-                  f"plan/floor = {p_time / (parse + fetch):.2f}", flush=True)
+            print(
+                f"round {n + 1}: floor {parse:6.2f} s + {fetch:6.2f} s = {parse + fetch:6.2f} s; plan {p_time:6.2f} s; "
+                f"plan/floor = {p_time / (parse + fetch):.2f}",
+                flush=True,
+            )
         counts = httpx.get(f"{base}/_sandbox/counters").json()
     finally:
         sandbox.terminate()
@@ -155,25 +181,49 @@ def run_size(launcher: Launcher, work: Path, registrations: int, instructions: i
     pages = sum(v for k, v in counts["requests"].items() if "tradetickets" in k)
     print(f"best of {rounds}:")
     print(f"floor:    parse {parse:6.2f} s + fetch {fetch:6.2f} s = {fl:6.2f} s")
-    print(f"validate: {v_time:6.2f} s wall, peak RSS {v_rss / 1024:6.0f} MiB   validate/parse = {v_time / parse_best:.2f}")
+    print(
+        f"validate: {v_time:6.2f} s wall, peak RSS {v_rss / 1024:6.0f} MiB   validate/parse = {v_time / parse_best:.2f}"
+    )
     print(f"plan:     {p_time:6.2f} s wall, peak RSS {p_rss / 1024:6.0f} MiB   plan/floor     = {p_time / fl:.2f}")
     print(f"          {stats}")
-    print(f"          requests (last plan): {counts['total']} in all; {bulk} bulk reads (limit ⌈N/500⌉ = "
-          f"{-(-registrations // 500)}), {pages} ticket pages")
+    print(
+        f"          requests (last plan): {counts['total']} in all; {bulk} bulk reads (limit ⌈N/500⌉ = "
+        f"{-(-registrations // 500)}), {pages} ticket pages"
+    )
     print(f"          {summary}", flush=True)
-    return {"registrations": registrations, "instructions": instructions, "parse": parse, "fetch": fetch,
-            "floor": fl, "plan": p_time, "plan_rss": p_rss / 1024, "validate": v_time, "validate_rss": v_rss / 1024,
-            "parse_best": parse_best, "requests": counts["total"], "bulk": bulk, "pages": pages,
-            "ratios": [t / sum(f) for (t, _), f in zip(plans, floors)]}
+    return {
+        "registrations": registrations,
+        "instructions": instructions,
+        "parse": parse,
+        "fetch": fetch,
+        "floor": fl,
+        "plan": p_time,
+        "plan_rss": p_rss / 1024,
+        "validate": v_time,
+        "validate_rss": v_rss / 1024,
+        "parse_best": parse_best,
+        "requests": counts["total"],
+        "bulk": bulk,
+        "pages": pages,
+        "ratios": [t / sum(f) for (t, _), f in zip(plans, floors)],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--registrations", type=int, action="append",
-                    help="one size (repeatable); default the curve 10,000 / 30,000 / 100,000")
+    ap.add_argument(
+        "--registrations",
+        type=int,
+        action="append",
+        help="one size (repeatable); default the curve 10,000 / 30,000 / 100,000",
+    )
     ap.add_argument("--drift", type=float, default=0.01)
-    ap.add_argument("--rounds", type=int, default=2, help="floor + plan, back to back, this many times (default 2); "
-                    "the table takes the best of each")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="floor + plan, back to back, this many times (default 2); the table takes the best of each",
+    )
     ap.add_argument("--dir", type=Path, help="work folder (default: a new temporary one, removed after)")
     args = ap.parse_args()
     launcher = Launcher()  # first, while this process is small
@@ -190,15 +240,20 @@ def main() -> None:
     finally:
         launcher.close()
     print(f"Best of {args.rounds} round(s) each (a round: the floor, then plan, back to back):")
-    print("| estate | plan | floor (parse + fetch) | plan/floor | each round | peak RSS (plan) | validate/parse | "
-          "peak RSS (validate) | requests |")
+    print(
+        "| estate | plan | floor (parse + fetch) | plan/floor | each round | peak RSS (plan) | validate/parse | "
+        "peak RSS (validate) | requests |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['registrations']:,} registrations + {r['instructions']:,} instructions | {r['plan']:.1f} s | "
-              f"{r['floor']:.1f} s ({r['parse']:.1f} + {r['fetch']:.1f}) | **{r['plan'] / r['floor']:.2f}** | "
-              f"{' / '.join(f'{x:.2f}' for x in r['ratios'])} | {r['plan_rss']:,.0f} MiB | "
-              f"{r['validate'] / r['parse_best']:.2f} | {r['validate_rss']:,.0f} MiB | "
-              f"{r['bulk']} bulk reads + {r['pages']} ticket pages |")
+        print(
+            f"| {r['registrations']:,} registrations + {r['instructions']:,} instructions | {r['plan']:.1f} s | "
+            f"{r['floor']:.1f} s ({r['parse']:.1f} + {r['fetch']:.1f}) | **{r['plan'] / r['floor']:.2f}** | "
+            f"{' / '.join(f'{x:.2f}' for x in r['ratios'])} | {r['plan_rss']:,.0f} MiB | "
+            f"{r['validate'] / r['parse_best']:.2f} | {r['validate_rss']:,.0f} MiB | "
+            f"{r['bulk']} bulk reads + {r['pages']} ticket pages |"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -28,11 +28,14 @@ def registration_yaml(i: int, rid: int) -> str:
     sleeves = "".join(
         f"    - {{sleeveType: Normal sleeve, modelAggId: {m}, targetAllocation: {t}, "
         f"contributionAllocation: {t}, distributionAllocation: {t}, toleranceLower: 1, toleranceUpper: 3}}\n"
-        for m, t in zip(MODELS, TARGETS))
-    return (f"apiVersion: reconciler/v1\nkind: SleeveRegistration\n"
-            f"metadata: {{name: reg-{rid}, labels: {{office: o{i % 7}, advisor: a{i % 41}}}}}\n"
-            f"spec:\n  registrationId: {rid}\n  isActive: true\n  contributionAllocationMethod: Assigned\n"
-            f"  distributionAllocationMethod: Assigned\n  accountSleeves:\n{sleeves}")
+        for m, t in zip(MODELS, TARGETS)
+    )
+    return (
+        f"apiVersion: reconciler/v1\nkind: SleeveRegistration\n"
+        f"metadata: {{name: reg-{rid}, labels: {{office: o{i % 7}, advisor: a{i % 41}}}}}\n"
+        f"spec:\n  registrationId: {rid}\n  isActive: true\n  contributionAllocationMethod: Assigned\n"
+        f"  distributionAllocationMethod: Assigned\n  accountSleeves:\n{sleeves}"
+    )
 
 
 def live_registration(rid: int, drifted: bool) -> dict:
@@ -43,8 +46,9 @@ def live_registration(rid: int, drifted: bool) -> dict:
     return make_registration(rid, rows, first_account=10_000_000 + (rid - FIRST_ID) * 10)
 
 
-def write_estate(root: Path, registrations: int, instructions: int = 0, *, drift: float = 0.01,
-                 per_batch: int = 50, seed: int = 7) -> dict:
+def write_estate(
+    root: Path, registrations: int, instructions: int = 0, *, drift: float = 0.01, per_batch: int = 50, seed: int = 7
+) -> dict:
     """Write manifests under `root`; return the sandbox state ({registrations, tickets})."""
     rng = random.Random(seed)
     every = max(1, round(1 / drift)) if drift > 0 else 0
@@ -60,19 +64,34 @@ def write_estate(root: Path, registrations: int, instructions: int = 0, *, drift
     for b in range(-(-instructions // per_batch) if instructions else 0):
         count = min(per_batch, instructions - b * per_batch)
         batch_id = f"BM-{b:05d}"
-        lines = [f"apiVersion: reconciler/v1\nkind: TradeBatch\nmetadata: {{name: bm-{b:05d}}}\nspec:\n"
-                 f"  batchId: \"{batch_id}\"\n  strategyCode: LCG\n  affectsModel: true\n  instructions:\n"]
+        lines = [
+            f"apiVersion: reconciler/v1\nkind: TradeBatch\nmetadata: {{name: bm-{b:05d}}}\nspec:\n"
+            f'  batchId: "{batch_id}"\n  strategyCode: LCG\n  affectsModel: true\n  instructions:\n'
+        ]
         for k in range(count):
             ticket += 1
-            fields = {"tradeTicketId": ticket, "masterOrderId": 5_000_000 + b, "side": rng.choice(("Buy", "Sell")),
-                      "ticker": f"T{ticket % 9973}", "cusip": _cusip(rng), "securityName": f"Security {ticket % 9973}",
-                      "target": rng.randint(1, 900), "orderGenerationPrice": round(rng.uniform(5, 500), 2)}
-            lines.append("    - {" + ", ".join(f"{k}: {v!r}" if isinstance(v, str) and k == "cusip" else f"{k}: {v}"
-                                               for k, v in fields.items()) + "}\n")
+            fields = {
+                "tradeTicketId": ticket,
+                "masterOrderId": 5_000_000 + b,
+                "side": rng.choice(("Buy", "Sell")),
+                "ticker": f"T{ticket % 9973}",
+                "cusip": _cusip(rng),
+                "securityName": f"Security {ticket % 9973}",
+                "target": rng.randint(1, 900),
+                "orderGenerationPrice": round(rng.uniform(5, 500), 2),
+            }
+            lines.append(
+                "    - {"
+                + ", ".join(
+                    f"{k}: {v!r}" if isinstance(v, str) and k == "cusip" else f"{k}: {v}" for k, v in fields.items()
+                )
+                + "}\n"
+            )
             n = b * per_batch + k
             if not (every and n % every == 0):
-                tickets += make_ticket_rows({"batchId": batch_id, "strategyCode": "LCG", "affectsModel": True, **fields},
-                                            count, orders=1)
+                tickets += make_ticket_rows(
+                    {"batchId": batch_id, "strategyCode": "LCG", "affectsModel": True, **fields}, count, orders=1
+                )
         folder = root / "trades"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"bm-{b:05d}.yaml").write_text("".join(lines).replace("'", '"'))

@@ -15,18 +15,24 @@ from ..helpers.processes import ROOT
 pytestmark = pytest.mark.integration
 
 
-
-
 def test_plan_json_validates_against_its_schema(env, cli):
     r = cli("plan", "--format", "json")
     doc = json.loads(r.out)
     assert validate_instance("plan.schema.json", doc) == []
     assert {k: doc["summary"][k] for k in ("create", "update", "remove", "conflict", "unchanged")} == {
-        "create": 3, "update": 3, "remove": 1, "conflict": 0, "unchanged": 3}
+        "create": 3,
+        "update": 3,
+        "remove": 1,
+        "conflict": 0,
+        "unchanged": 3,
+    }
     change = next(c for c in doc["changes"] if c["address"] == "SleeveRegistration/chen-ira")
-    assert change == {"address": "SleeveRegistration/chen-ira", "action": "update",
-                      "source": {"file": "manifests/registrations/east/chen-ira.yaml", "line": 3},
-                      "fields": [{"path": "isDoNotTrade", "before": False, "after": True}]}
+    assert change == {
+        "address": "SleeveRegistration/chen-ira",
+        "action": "update",
+        "source": {"file": "manifests/registrations/east/chen-ira.yaml", "line": 3},
+        "fields": [{"path": "isDoNotTrade", "before": False, "after": True}],
+    }
     sei = [s for s in doc["submissions"] if s["api"] == "sei"]
     assert [s["body"]["data"]["tradeTicketId"] for s in sei] == [10000002, 10000003, 10000102]
     assert all(s["body"]["data"]["batchSize"] in (3, 2) for s in sei)
@@ -39,10 +45,25 @@ def test_detailed_exitcode(env, cli):
 
 
 def test_conflict_gives_exit_2_and_says_it_blocks(env, cli):
-    rows = [{"batchId": "LCG-20261120-01", "batchSize": 3, "tradeTicketId": 10000002, "masterOrderId": 5550001,
-             "strategyCode": "LCG", "side": "SELL", "ticker": "MSFT", "cusip": "594918104",
-             "securityName": "Microsoft Corp.", "target": 75, "orderGenerationPrice": 415.25, "affectsModel": True,
-             "orderId": None, "status": "Original", "createDate": "2026-11-20T10:00:00"}]
+    rows = [
+        {
+            "batchId": "LCG-20261120-01",
+            "batchSize": 3,
+            "tradeTicketId": 10000002,
+            "masterOrderId": 5550001,
+            "strategyCode": "LCG",
+            "side": "SELL",
+            "ticker": "MSFT",
+            "cusip": "594918104",
+            "securityName": "Microsoft Corp.",
+            "target": 75,
+            "orderGenerationPrice": 415.25,
+            "affectsModel": True,
+            "orderId": None,
+            "status": "Original",
+            "createDate": "2026-11-20T10:00:00",
+        }
+    ]
     httpx.post(f"{env.url}/_sandbox/tickets", json={"rows": rows})
     r = cli("plan", "--detailed-exitcode", "--target", "TradeInstruction/*")
     assert r.code == 2
@@ -75,7 +96,9 @@ def test_show_refuses_a_file_that_is_not_a_plan(cli, tmp_path):
 
 
 def test_invalid_manifests_never_reach_the_network(env, cli, tmp_path):
-    (tmp_path / "bad.yaml").write_text("apiVersion: reconciler/v1\nkind: TradeBatch\nmetadata: {name: b}\nspec: {batchId: 1}\n")
+    (tmp_path / "bad.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: TradeBatch\nmetadata: {name: b}\nspec: {batchId: 1}\n"
+    )
     before = httpx.get(f"{env.url}/_sandbox/counters").json()["total"]
     r = cli("plan", str(tmp_path))
     assert r.code == 1 and "bad.yaml:4:" in r.err
@@ -83,8 +106,9 @@ def test_invalid_manifests_never_reach_the_network(env, cli, tmp_path):
 
 
 def test_registration_missing_in_orion_names_its_manifest(env, cli, tmp_path):
-    (tmp_path / "r.yaml").write_text("apiVersion: reconciler/v1\nkind: SleeveRegistration\nmetadata: {name: ghost}\n"
-                                     "spec: {registrationId: 4242}\n")
+    (tmp_path / "r.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: SleeveRegistration\nmetadata: {name: ghost}\nspec: {registrationId: 4242}\n"
+    )
     r = cli("plan", str(tmp_path))
     assert r.code == 1 and "r.yaml:1:1: SleeveRegistration/ghost (registrationId 4242) does not exist in Orion" in r.err
 
@@ -111,5 +135,3 @@ def test_without_configuration_the_error_says_what_to_set(cli, monkeypatch):
         monkeypatch.delenv(k, raising=False)
     r = cli("plan")
     assert r.code == 1 and "ORION_BASE_URL is not set" in r.err and "--sandbox" in r.err
-
-

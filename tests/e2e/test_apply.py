@@ -18,8 +18,6 @@ from ..helpers.trees import estate
 pytestmark = pytest.mark.integration
 
 
-
-
 def test_fault_free_apply_converges_and_a_fresh_plan_is_empty(env, cli, tmp_path):
     report = tmp_path / "report.json"
     r = cli("apply", "--auto-approve", "--report", str(report))
@@ -57,7 +55,8 @@ def test_partially_failed_batch_exits_3_and_names_the_file(env, cli, tmp_path):
     doc = json.loads(report.read_text())
     failed = [i for i in doc["items"] if i["status"] == "failed"]
     assert [(i["address"], i["source"]) for i in failed] == [
-        ("SleeveRegistration/chen-ira", {"file": "manifests/registrations/east/chen-ira.yaml", "line": 3})]
+        ("SleeveRegistration/chen-ira", {"file": "manifests/registrations/east/chen-ira.yaml", "line": 3})
+    ]
     assert doc["summary"] == {"applied": 5, "failed": 1, "unknown": 0, "skipped": 0}
 
 
@@ -86,7 +85,8 @@ def test_saved_plan_applies_when_fresh_and_manifest_edits_make_it_stale(env, cli
     shutil.copytree(ROOT / "manifests", tree)
     cli("plan", str(tree), "--out", str(plan))
     (tree / "registrations" / "east" / "chen-ira.yaml").write_text(
-        (tree / "registrations" / "east" / "chen-ira.yaml").read_text() + "  isActive: true\n")
+        (tree / "registrations" / "east" / "chen-ira.yaml").read_text() + "  isActive: true\n"
+    )
     r = cli("apply", str(plan))
     assert r.code == 1 and "the manifests changed since the plan was made" in r.err
 
@@ -100,10 +100,25 @@ def test_expired_plan_is_refused(env, cli, tmp_path, monkeypatch):
 
 
 def test_conflict_blocks_apply_unless_excluded(env, cli):
-    rows = [{"batchId": "LCG-20261120-01", "batchSize": 3, "tradeTicketId": 10000002, "masterOrderId": 5550001,
-             "strategyCode": "LCG", "side": "SELL", "ticker": "MSFT", "cusip": "594918104",
-             "securityName": "Microsoft Corp.", "target": 75, "orderGenerationPrice": 415.25, "affectsModel": True,
-             "orderId": None, "status": "Original", "createDate": "2026-11-20T10:00:00"}]
+    rows = [
+        {
+            "batchId": "LCG-20261120-01",
+            "batchSize": 3,
+            "tradeTicketId": 10000002,
+            "masterOrderId": 5550001,
+            "strategyCode": "LCG",
+            "side": "SELL",
+            "ticker": "MSFT",
+            "cusip": "594918104",
+            "securityName": "Microsoft Corp.",
+            "target": 75,
+            "orderGenerationPrice": 415.25,
+            "affectsModel": True,
+            "orderId": None,
+            "status": "Original",
+            "createDate": "2026-11-20T10:00:00",
+        }
+    ]
     control(env, "POST", "/tickets", json={"rows": rows})
     r = cli("apply", "--auto-approve")
     assert r.code == 1 and "conflicts block apply" in r.err and "TradeInstruction/10000002" in r.err
@@ -132,13 +147,22 @@ def test_lock_names_a_live_holder_and_a_dead_holders_lock_needs_no_flag(env, cli
     r = cli("apply", "--auto-approve", "--break-lock")
     assert r.code == 1 and "locked by a running apply" in r.err  # a live holder is never broken
     held.release()
-    lock_path.write_text(json.dumps({"pid": 999999, "host": __import__("socket").gethostname(),
-                                     "started": "2026-11-21T00:00:00", "command": "reconciler apply"}))
+    lock_path.write_text(
+        json.dumps(
+            {
+                "pid": 999999,
+                "host": __import__("socket").gethostname(),
+                "started": "2026-11-21T00:00:00",
+                "command": "reconciler apply",
+            }
+        )
+    )
     r = cli("apply", "--auto-approve")  # the label of a dead holder: the flock is free, no flag needed
     assert r.code == 0, r
 
 
 # --- faults --------------------------------------------------------------------------------------
+
 
 def test_429_storm_during_apply_still_converges(env, cli):
     control(env, "PUT", "/faults", content="429=0.3@*#12")
@@ -146,7 +170,9 @@ def test_429_storm_during_apply_still_converges(env, cli):
     assert r.code == 0, r
     stored = control(env, "GET", "/writes")
     assert [w["api"] for w in stored].count("orion") == 1 and [w["api"] for w in stored].count("sei") == 3
-    assert all(control(env, "GET", f"/tickets/{t}/count") == {"rows": 1, "posts": 1} for t in (10000002, 10000003, 10000102))
+    assert all(
+        control(env, "GET", f"/tickets/{t}/count") == {"rows": 1, "posts": 1} for t in (10000002, 10000003, 10000102)
+    )
     assert control(env, "GET", "/faults")[0]["count"] == 0  # the whole storm was ridden out
     assert cli("plan", "--detailed-exitcode").code == 0
 
@@ -218,11 +244,16 @@ def test_ticket_409_for_our_own_values_counts_as_applied_and_other_values_fail(s
         theirs = {**bodies["TradeInstruction/10000003"], "target": 1}
         control(sandbox, "POST", "/tickets", json={"rows": make_ticket_rows(ours, 3) + make_ticket_rows(theirs, 3)})
         journal = SqliteJournal(tmp_path / "j.db")
-        result = Evaluator(vendors, journal, settings, manifests, claims=claims_for(tmp_path)).run(build_stages(plan), journal.begin_run("t"))
+        result = Evaluator(vendors, journal, settings, manifests, claims=claims_for(tmp_path)).run(
+            build_stages(plan), journal.begin_run("t")
+        )
     by = {i.address: i for i in result.items}
     assert by["TradeInstruction/10000002"].status == "applied"
     assert "already at SEI with the same values (409 on send)" in by["TradeInstruction/10000002"].message
-    assert by["TradeInstruction/10000003"].status == "failed" and "target: 1 vs 300" in by["TradeInstruction/10000003"].message
+    assert (
+        by["TradeInstruction/10000003"].status == "failed"
+        and "target: 1 vs 300" in by["TradeInstruction/10000003"].message
+    )
     assert by["TradeInstruction/10000102"].status == "applied"
     assert result.exit_code == 3
     assert [h[0] for h in journal.ticket_history(10000002)] == ["sending", "exists", "confirmed"]

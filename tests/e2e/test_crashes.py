@@ -32,15 +32,23 @@ def journal_has(ws: Path, sql: str) -> bool:
 
 KILL_POINTS = {
     # a batch submitted and being polled: the journal knows its id
-    "polling-a-batch": ("stuck@POST:*/process/batch#1",
-                        lambda db, sb: journal_has(db, "SELECT 1 FROM batches WHERE state='submitted'")),
+    "polling-a-batch": (
+        "stuck@POST:*/process/batch#1",
+        lambda db, sb: journal_has(db, "SELECT 1 FROM batches WHERE state='submitted'"),
+    ),
     # the batch POST was accepted but its answer (the id) has not come back
-    "batch-answer-pending": ("slow=3@POST:*/process/batch#1",
-                             lambda db, sb: journal_has(db, "SELECT 1 FROM batches WHERE state='submitting'")
-                             and any(w["api"] == "orion" for w in sb.state.writes)),
+    "batch-answer-pending": (
+        "slow=3@POST:*/process/batch#1",
+        lambda db, sb: (
+            journal_has(db, "SELECT 1 FROM batches WHERE state='submitting'")
+            and any(w["api"] == "orion" for w in sb.state.writes)
+        ),
+    ),
     # a ticket stored by SEI whose answer has not come back
-    "ticket-answer-pending": ("slow=3@POST:/v1/order/tradetickets#1",
-                              lambda db, sb: any(w["api"] == "sei" for w in sb.state.writes)),
+    "ticket-answer-pending": (
+        "slow=3@POST:/v1/order/tradetickets#1",
+        lambda db, sb: any(w["api"] == "sei" for w in sb.state.writes),
+    ),
 }
 
 
@@ -51,8 +59,14 @@ def test_sigkill_then_rerun_converges_without_resending(point, tmp_path):
     with start_sandbox(state, faults=faults) as sb:
         env = sandbox_env(sb, workspace=tmp_path / "ws")
         db = tmp_path / "ws"
-        proc = subprocess.Popen([sys.executable, "-m", "reconciler", "apply", "--auto-approve"], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "apply", "--auto-approve"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             wait_for(lambda: ready(db, sb) or proc.poll() is not None)
             assert proc.poll() is None, proc.communicate()
@@ -63,13 +77,19 @@ def test_sigkill_then_rerun_converges_without_resending(point, tmp_path):
                 proc.kill()
         batches_before = sum(1 for w in sb.state.writes if w["api"] == "orion")
         sb.faults.set([])
-        sb.state.release_stuck(after=2)   # the stuck batch runs 2 s more: the rerun meets it still processing
-        rerun = subprocess.run([sys.executable, "-m", "reconciler", "apply", "--auto-approve"],
-                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        sb.state.release_stuck(after=2)  # the stuck batch runs 2 s more: the rerun meets it still processing
+        rerun = subprocess.run(
+            [sys.executable, "-m", "reconciler", "apply", "--auto-approve"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
         assert "recovered:" in rerun.stderr or "in doubt:" in rerun.stderr
         if point == "polling-a-batch":
-            assert "from an earlier run is still" in rerun.stderr   # tracked while it ran, not found ended
+            assert "from an earlier run is still" in rerun.stderr  # tracked while it ran, not found ended
         if point == "batch-answer-pending":  # the id was lost with the process: found again, never resent
             assert "found in Orion's BatchProcessing list" in rerun.stderr
         quiet(sb)
@@ -77,8 +97,14 @@ def test_sigkill_then_rerun_converges_without_resending(point, tmp_path):
         assert orion_writes == batches_before == 1  # the batch in flight was tracked, never resubmitted
         for ticket in (10000002, 10000003, 10000102):
             assert sb.state.ticket_count(ticket) == 1 and sb.state.ticket_posts[ticket] == 1
-        check = subprocess.run([sys.executable, "-m", "reconciler", "plan", "--detailed-exitcode"], cwd=ROOT, env=env,
-                               capture_output=True, text=True, timeout=60)
+        check = subprocess.run(
+            [sys.executable, "-m", "reconciler", "plan", "--detailed-exitcode"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert check.returncode == 0, check.stdout
 
 
@@ -118,20 +144,35 @@ def test_no_secret_reaches_any_output_even_with_debug(tmp_path):
     """Canary credentials: --debug logs, plan, saved plan, apply report, drift and errors stay clean."""
     from reconciler.sandbox.app import SandboxCredentials
 
-    creds = SandboxCredentials(orion_token="canary-orion-7f1e2d", sei_token="canary-sei-9a8b7c",
-                               sei_app_key="canary-appkey-3c4d5e")
+    creds = SandboxCredentials(
+        orion_token="canary-orion-7f1e2d", sei_token="canary-sei-9a8b7c", sei_app_key="canary-appkey-3c4d5e"
+    )
     with start_sandbox(SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=0.2)), creds) as sb:
         env = sandbox_env(sb, workspace=tmp_path / "ws")
         texts = []
-        for args in (["plan", "--debug", "--out", str(tmp_path / "p.json")],
-                     ["apply", str(tmp_path / "p.json"), "--debug", "--report", str(tmp_path / "r.json")],
-                     ["drift", "--debug", "--format", "json"]):
-            p = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=ROOT, env=env, capture_output=True,
-                               text=True, timeout=120)
+        for args in (
+            ["plan", "--debug", "--out", str(tmp_path / "p.json")],
+            ["apply", str(tmp_path / "p.json"), "--debug", "--report", str(tmp_path / "r.json")],
+            ["drift", "--debug", "--format", "json"],
+        ):
+            p = subprocess.run(
+                [sys.executable, "-m", "reconciler", *args],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             texts += [p.stdout, p.stderr]
         wrong = {**env, "ORION_TOKEN": "canary-wrong-token-4e4e"}
-        p = subprocess.run([sys.executable, "-m", "reconciler", "plan", "--debug"], cwd=ROOT, env=wrong,
-                           capture_output=True, text=True, timeout=60)
+        p = subprocess.run(
+            [sys.executable, "-m", "reconciler", "plan", "--debug"],
+            cwd=ROOT,
+            env=wrong,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert p.returncode == 1 and "HTTP 401" in p.stderr and "Traceback" in p.stderr  # --debug shows it
         texts += [p.stdout, p.stderr, (tmp_path / "p.json").read_text(), (tmp_path / "r.json").read_text()]
         blob = "\n".join(texts)

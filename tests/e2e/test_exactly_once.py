@@ -47,6 +47,7 @@ def journal_state(tmp_path: Path, state: str) -> bool:
 
 # --- a ticket committed after the client gave up --------------------------------------------------
 
+
 @pytest.mark.slow
 def test_a_ticket_committed_after_the_client_gave_up_is_never_posted_twice(slow, tmp_path):
     """The POST times out (2 s), SEI commits it at 4 s: read-backs over the settle window find it."""
@@ -60,11 +61,12 @@ def test_a_ticket_committed_after_the_client_gave_up_is_never_posted_twice(slow,
     journal = SqliteJournal(journal_file(tmp_path / "ws"))
     histories = [[e for e, _ in journal.ticket_history(t)] for t in TICKETS]
     journal.close()
-    assert ["sending", "in-doubt", "confirmed"] in histories   # never: sending, unknown, absent, sending
+    assert ["sending", "in-doubt", "confirmed"] in histories  # never: sending, unknown, absent, sending
     assert_converged_now(env)
 
 
 # --- a batch whose answer is lost while it goes on processing ----------------------------------------
+
 
 @pytest.mark.slow
 def test_a_lost_batch_answer_is_found_and_tracked_not_resubmitted(slow, tmp_path):
@@ -93,7 +95,7 @@ def test_killed_after_a_lost_batch_answer_the_rerun_tracks_that_batch(slow, tmp_
     wait_for(lambda: journal_state(tmp_path, "in-doubt"))
     proc.kill()
     proc.wait(timeout=10)
-    assert not any(b.finished for b in slow.state.batches.values())   # not even created, or processing
+    assert not any(b.finished for b in slow.state.batches.values())  # not even created, or processing
     r = reconciler(env, "apply", "--auto-approve")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "found in Orion's BatchProcessing list" in r.stderr
@@ -105,6 +107,7 @@ def test_killed_after_a_lost_batch_answer_the_rerun_tracks_that_batch(slow, tmp_
 
 
 # --- the gate holds for an earlier run's batch -----------------------------------------------------
+
 
 @pytest.mark.slow
 def test_a_rerun_gates_sei_on_an_earlier_runs_batch_and_never_exits_0_before_it_ends(slow, tmp_path):
@@ -120,7 +123,7 @@ def test_a_rerun_gates_sei_on_an_earlier_runs_batch_and_never_exits_0_before_it_
     assert "converged" not in early.stdout.split("Apply:")[-1].replace("NOT converged", "")
     assert early.stdout.count("? unknown  SleeveRegistration/") == 3
     assert "1 batch(es) from an earlier run have not ended" in early.stdout
-    assert not slow.state.ticket_posts                       # the SEI wave waited
+    assert not slow.state.ticket_posts  # the SEI wave waited
     r = reconciler(env, "apply", "--auto-approve")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert len(orion_batches(slow)) == 1
@@ -130,6 +133,7 @@ def test_a_rerun_gates_sei_on_an_earlier_runs_batch_and_never_exits_0_before_it_
 
 
 # --- a 200 that cannot be read is in doubt, never a refusal ------------------------------------------
+
 
 @pytest.mark.slow
 def test_an_unreadable_200_to_a_batch_is_in_doubt_and_the_batch_is_found(slow, tmp_path):
@@ -157,6 +161,7 @@ def test_an_unreadable_200_to_a_ticket_is_read_back_never_called_a_refusal(slow,
 
 # --- nothing unreported ----------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_a_malformed_errors_body_still_reports_every_item_and_writes_the_report(slow, tmp_path):
     slow.faults.add(parse_faults("reject=31549@POST:*/process/batch,garble=json@GET:*/Errors"))
@@ -166,8 +171,11 @@ def test_a_malformed_errors_body_still_reports_every_item_and_writes_the_report(
     assert r.returncode == 3, r.stdout[-3000:] + r.stderr[-2000:]
     assert "internal error" not in r.stderr
     doc = json.loads(report.read_text())
-    assert {i["address"] for i in doc["items"]} >= {"SleeveRegistration/chen-ira", "SleeveRegistration/okafor-trust",
-                                                     "SleeveRegistration/sd-regname1"}
+    assert {i["address"] for i in doc["items"]} >= {
+        "SleeveRegistration/chen-ira",
+        "SleeveRegistration/okafor-trust",
+        "SleeveRegistration/sd-regname1",
+    }
     chen = next(i for i in doc["items"] if i["address"] == "SleeveRegistration/chen-ira")
     assert chen["status"] in ("failed", "unknown") and "errors could not be read" in chen["message"]
     assert sum(doc["summary"].values()) == len(doc["items"]) == 6
@@ -211,37 +219,44 @@ def test_whatever_escapes_inside_apply_ends_every_item_reported(sandbox, tmp_pat
         live = read_live_state(vendors, manifests.registrations, manifests.instructions, settings)
         plan = build_plan(manifests, live)
         if what.startswith("bug"):
+
             def broken(ids, **kw):
                 raise TypeError("'NoneType' object is not subscriptable")
+
             vendors.orion.list_with_sleeves = broken
-        result = Evaluator(vendors, journal, settings, manifests, claims=claims_for(tmp_path)).run(build_stages(plan), journal.begin_run("t"))
+        result = Evaluator(vendors, journal, settings, manifests, claims=claims_for(tmp_path)).run(
+            build_stages(plan), journal.begin_run("t")
+        )
     statuses = {i.address: i.status.value for i in result.items}
     assert len(statuses) == 6 and result.exit_code == 3 and not result.converged
     regs = [s for a, s in statuses.items() if a.startswith("SleeveRegistration/")]
     tickets = [statuses[f"TradeInstruction/{t}"] for t in TICKETS]
     if what.startswith("database"):
         assert regs == ["applied"] * 3
-        assert tickets == ["unknown"] * 3            # they were sent: unknown, never "skipped"
-        assert all(journal.why_not_send(t) for t in TICKETS)   # in doubt: never sent again blindly
+        assert tickets == ["unknown"] * 3  # they were sent: unknown, never "skipped"
+        assert all(journal.why_not_send(t) for t in TICKETS)  # in doubt: never sent again blindly
         assert all("disk I/O error" in i.message for i in result.items if i.address.startswith("Trade"))
     else:
         # the batch ended (journaled), so the gate opened as for any ended batch; its items are unknown
         assert regs == ["unknown"] * 3 and tickets == ["applied"] * 3
         assert all("TypeError" in i.message for i in result.items if i.address.startswith("Sleeve"))
-        assert result.error and "TypeError" in result.error   # the confirming read hit it too: no exit 0
+        assert result.error and "TypeError" in result.error  # the confirming read hit it too: no exit 0
     journal.close()
 
 
 # --- signals at journal steps: the rerun as printed converges with no flag ---------------------------
 
 KILLS = {
-    "batch journaled, answer pending": ("late=2@POST:*/process/batch#1",
-                                        lambda sb, ws: journal_state(ws, "submitting")),
+    "batch journaled, answer pending": (
+        "late=2@POST:*/process/batch#1",
+        lambda sb, ws: journal_state(ws, "submitting"),
+    ),
     "batch polling": ("", lambda sb, ws: journal_state(ws, "submitted")),
     "batch in doubt, looking for it": ("late=3@POST:*/process/batch#1", lambda sb, ws: journal_state(ws, "in-doubt")),
-    "ticket sent, answer pending": ("late=4@POST:/v1/order/tradetickets#1",
-                                    lambda sb, ws: bool(sb.state.ticket_posts) or bool(sb.state.writes and
-                                                                                      ticket_journaled(ws))),
+    "ticket sent, answer pending": (
+        "late=4@POST:/v1/order/tradetickets#1",
+        lambda sb, ws: bool(sb.state.ticket_posts) or bool(sb.state.writes and ticket_journaled(ws)),
+    ),
 }
 
 
@@ -259,7 +274,8 @@ def ticket_journaled(ws: Path) -> bool:
 # SIGKILL at every journal step; SIGTERM and a double SIGINT where writes are in flight (polling a
 # batch, a ticket's answer pending): those are the points where draining or exiting at once differ.
 SIGNAL_CASES = [(point, "SIGKILL") for point in sorted(KILLS)] + [
-    (point, how) for point in ("batch polling", "ticket sent, answer pending") for how in ("SIGTERM", "double SIGINT")]
+    (point, how) for point in ("batch polling", "ticket sent, answer pending") for how in ("SIGTERM", "double SIGINT")
+]
 
 
 @pytest.mark.slow
@@ -281,13 +297,13 @@ def test_signals_at_each_journal_step_then_the_rerun_converges_without_a_flag(sl
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    if how == "SIGTERM":   # it drains: what was in flight finishes and is reported, nothing new starts
+    if how == "SIGTERM":  # it drains: what was in flight finishes and is reported, nothing new starts
         assert proc.returncode == 3, err[-2000:]
         assert "SIGTERM: no new submissions" in err and "interrupted" in out
     elif how == "double SIGINT":
         assert proc.returncode == 130
     assert len(orion_batches(slow)) <= 1
-    rerun = reconciler(env, "apply", "--auto-approve")   # exactly as the tool says: no --break-lock
+    rerun = reconciler(env, "apply", "--auto-approve")  # exactly as the tool says: no --break-lock
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert len(orion_batches(slow)) == 1
     assert_exactly_once(slow)
@@ -296,6 +312,7 @@ def test_signals_at_each_journal_step_then_the_rerun_converges_without_a_flag(sl
 
 
 # --- journal housekeeping --------------------------------------------------------------------------
+
 
 def test_a_journaled_batch_id_that_answers_404_fails_fast(sandbox, tmp_path):
     env = slow_env(sandbox, tmp_path, RECONCILER_POLL_TIMEOUT="60")
@@ -307,10 +324,10 @@ def test_a_journaled_batch_id_that_answers_404_fails_fast(sandbox, tmp_path):
     started = time.monotonic()
     r = reconciler(env, "apply", "--auto-approve")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert time.monotonic() - started < 20   # not the 60 s poll timeout
+    assert time.monotonic() - started < 20  # not the 60 s poll timeout
     assert "batch 424242 from an earlier run is unknown to Orion (404)" in r.stderr
     again = reconciler(env, "apply", "--auto-approve")
-    assert "424242" not in again.stderr      # resolved once, not polled on every rerun
+    assert "424242" not in again.stderr  # resolved once, not polled on every rerun
 
 
 def test_sandbox_applies_use_a_workspace_of_their_own(tmp_path):
@@ -333,18 +350,30 @@ def test_journal_lists_in_doubt_writes_and_records_a_resolution(sandbox, tmp_pat
     assert entry["kind"] == "ticket" and entry["key"] == "10000002" and entry["state"] == "in-doubt"
     plan = reconciler(env, "plan", "--detailed-exitcode")
     assert plan.returncode == 2 and "left out of this plan" in plan.stderr
-    assert "TradeInstruction/10000002" not in plan.stdout.split("Apply runs")[0].replace("! TradeInstruction/10000002", "")
-    r = reconciler(env, "journal", "resolve", "ticket", "10000002", "--as", "absent",
-                   "--reason", "SEI support confirmed it never arrived")
+    assert "TradeInstruction/10000002" not in plan.stdout.split("Apply runs")[0].replace(
+        "! TradeInstruction/10000002", ""
+    )
+    r = reconciler(
+        env,
+        "journal",
+        "resolve",
+        "ticket",
+        "10000002",
+        "--as",
+        "absent",
+        "--reason",
+        "SEI support confirmed it never arrived",
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(reconciler(env, "journal", "--json").stdout) == []
     j = SqliteJournal(ws.journal_path)
-    (kind, key, outcome, reason, who, at), = j.resolutions()
+    ((kind, key, outcome, reason, who, at),) = j.resolutions()
     j.close()
     assert (kind, key, outcome) == ("ticket", "10000002", "absent") and "never arrived" in reason and who
 
 
 # --- saved plans are receipts ------------------------------------------------------------------------
+
 
 def test_an_edited_saved_plan_is_refused_with_zero_writes(sandbox, tmp_path):
     env = slow_env(sandbox, tmp_path)
@@ -373,4 +402,3 @@ def test_a_plan_made_against_other_endpoints_is_refused_with_zero_writes(sandbox
     assert r.returncode == 1 and "the saved plan is for other endpoints" in r.stderr
     assert f"not {sandbox.orion_url}" in r.stderr
     assert sandbox.state.writes == []
-

@@ -30,31 +30,46 @@ from ..helpers.docs import SIMPLE_REGISTRATION
 
 # --- output that cannot be hijacked ----------------------------------------------------------------
 
+
 @pytest.mark.integration
 def test_plan_drift_and_apply_show_hostile_vendor_strings_escaped(env, cli):
     """A conflicting SEI row, an outside edit and a vendor message full of escapes and bidi."""
-    row = {"batchId": "LCG-20261120-01\x1b]0;owned\x07", "tradeTicketId": 10000002, "masterOrderId": 5550001,
-           "strategyCode": "LCG", "side": "SELL", "ticker": "\x1b[31mMSFT", "cusip": "594918104",
-           "securityName": "Microsoft \u202eCorp" + "x" * 2_000_000, "target": 75, "orderGenerationPrice": 415.25,
-           "affectsModel": True, "orderId": None, "status": "Original", "createDate": "2026-11-20T10:00:00"}
+    row = {
+        "batchId": "LCG-20261120-01\x1b]0;owned\x07",
+        "tradeTicketId": 10000002,
+        "masterOrderId": 5550001,
+        "strategyCode": "LCG",
+        "side": "SELL",
+        "ticker": "\x1b[31mMSFT",
+        "cusip": "594918104",
+        "securityName": "Microsoft \u202eCorp" + "x" * 2_000_000,
+        "target": 75,
+        "orderGenerationPrice": 415.25,
+        "affectsModel": True,
+        "orderId": None,
+        "status": "Original",
+        "createDate": "2026-11-20T10:00:00",
+    }
     control(env, "POST", "/tickets", json={"rows": [row]})
     import tempfile
 
     saved = tempfile.mktemp(suffix=".json")
     assert cli("plan", "--out", saved, "--exclude", "TradeInstruction/10000002").code == 0
-    httpx.patch(f"{env.url}/_sandbox/registrations/31549",   # makes the saved plan stale, naming the editor
-                json={"editedBy": "\x1b[2J\x1b[Hops\u202e\nApply: 6 applied", "set": {"isDoNotTrade": True}})
+    httpx.patch(
+        f"{env.url}/_sandbox/registrations/31549",  # makes the saved plan stale, naming the editor
+        json={"editedBy": "\x1b[2J\x1b[Hops\u202e\nApply: 6 applied", "set": {"isDoNotTrade": True}},
+    )
     outputs = []
     for args in (["plan"], ["drift"], ["drift", "--format", "markdown"], ["apply", saved]):
         r = cli(*args)
         outputs.append(r.out + r.err)
-        assert len(r.out) + len(r.err) < 60_000, args   # a 2 MB vendor string is bounded
+        assert len(r.out) + len(r.err) < 60_000, args  # a 2 MB vendor string is bounded
     os.unlink(saved)
     blob = "\n".join(outputs)
     assert raw_controls(blob) == []
     assert "\\u001b[31mMSFT" in blob and "\\u202e" in blob and "\\u001b]0;owned\\u0007" in blob
-    assert "edited by \\x1b[2J\\x1b[Hops\\u202e\\nApply: 6 applied" in outputs[3]   # apply's stale refusal
-    assert "\nApply: 6 applied" not in blob   # no forged line
+    assert "edited by \\x1b[2J\\x1b[Hops\\u202e\\nApply: 6 applied" in outputs[3]  # apply's stale refusal
+    assert "\nApply: 6 applied" not in blob  # no forged line
     assert "more characters)" in blob
 
 
@@ -75,9 +90,22 @@ def test_apply_text_escapes_item_messages_at_the_console(sandbox):
     from reconciler.apply.outcomes import ItemStatus
     from reconciler.render.apply_report import render_apply_text
 
-    result = ApplyResult((ItemResult("SleeveRegistration/a", "update", ItemStatus.FAILED,
-                                     "Orion said \x1b[2J\nfake line\u202e", Source("f\x1b.yaml", 3)),),
-                         (), False, False, "", "")
+    result = ApplyResult(
+        (
+            ItemResult(
+                "SleeveRegistration/a",
+                "update",
+                ItemStatus.FAILED,
+                "Orion said \x1b[2J\nfake line\u202e",
+                Source("f\x1b.yaml", 3),
+            ),
+        ),
+        (),
+        False,
+        False,
+        "",
+        "",
+    )
     out = io.StringIO()
     Output(out, io.StringIO(), color=True).result(render_apply_text(result))
     assert "\x1b[2J" not in out.getvalue() and "\\x1b[2J\\nfake line\\u202e" in out.getvalue()
@@ -88,16 +116,23 @@ def test_pr_comment_and_drift_issue_neutralise_hostile_batch_ids_editors_and_fil
     tree = tmp_path / "m"
     shutil.copytree(ROOT / "manifests", tree)
     lcg = tree / "trades" / "lcg-rebalance-2026-11-20.yaml"
-    lcg.write_text(lcg.read_text().replace('"LCG-20261120-01"', '"</details><img src=x onerror=alert(1)> @org/team ```"'))
-    (tree / "registrations" / "east" / "chen-ira.yaml").rename(tree / "registrations" / "east" / "<img src=x>@ops`x.yaml")
-    httpx.patch(f"{env.url}/_sandbox/registrations/31547", json={"editedBy": "<img src=x onerror=y> @org/admins",
-                                                                 "set": {"isDoNotTrade": True}})
+    lcg.write_text(
+        lcg.read_text().replace('"LCG-20261120-01"', '"</details><img src=x onerror=alert(1)> @org/team ```"')
+    )
+    (tree / "registrations" / "east" / "chen-ira.yaml").rename(
+        tree / "registrations" / "east" / "<img src=x>@ops`x.yaml"
+    )
+    httpx.patch(
+        f"{env.url}/_sandbox/registrations/31547",
+        json={"editedBy": "<img src=x onerror=y> @org/admins", "set": {"isDoNotTrade": True}},
+    )
     r = cli("plan", str(tree), "--format", "markdown")
     assert r.code == 0, r
     d = cli("drift", str(tree), "--format", "markdown")
     for md in (r.out, d.out):
-        assert [t for t in html_tags(md) if t not in ("details", "/details", "summary", "/summary", "code",
-                                                        "/code", "!--")] == []
+        assert [
+            t for t in html_tags(md) if t not in ("details", "/details", "summary", "/summary", "code", "/code", "!--")
+        ] == []
         tags = html_tags(md)
         assert tags.count("details") == tags.count("/details")
         assert mentions(md) == []
@@ -117,14 +152,17 @@ spec:
 """
 
 
-@pytest.mark.parametrize("file,old,new,line", [
-    ("r.yaml", "targetAllocation: 50, toleranceUpper", "targetAllocation: .nan, toleranceUpper", 7),
-    ("r.yaml", "toleranceUpper: 5", "toleranceUpper: .NaN", 7),
-    ("r.yaml", "minimumCash: 0", "minimumCash: .nan", 8),
-    ("b.yaml", "orderGenerationPrice: 10", "orderGenerationPrice: .nan", 7),
-    ("b.yaml", "orderGenerationPrice: 10", "orderGenerationPrice: .inf", 7),
-    ("b.yaml", "orderGenerationPrice: 10", "orderGenerationPrice: 1.0e+400", 7),
-])
+@pytest.mark.parametrize(
+    "file,old,new,line",
+    [
+        ("r.yaml", "targetAllocation: 50, toleranceUpper", "targetAllocation: .nan, toleranceUpper", 7),
+        ("r.yaml", "toleranceUpper: 5", "toleranceUpper: .NaN", 7),
+        ("r.yaml", "minimumCash: 0", "minimumCash: .nan", 8),
+        ("b.yaml", "orderGenerationPrice: 10", "orderGenerationPrice: .nan", 7),
+        ("b.yaml", "orderGenerationPrice: 10", "orderGenerationPrice: .inf", 7),
+        ("b.yaml", "orderGenerationPrice: 10", "orderGenerationPrice: 1.0e+400", 7),
+    ],
+)
 def test_non_finite_numbers_are_refused_with_their_line(cli, write, tmp_path, file, old, new, line):
     write(file, (REG if file == "r.yaml" else BATCH).replace(old, new))
     r = cli("validate", str(tmp_path))
@@ -133,8 +171,12 @@ def test_non_finite_numbers_are_refused_with_their_line(cli, write, tmp_path, fi
 
 
 def test_every_independent_error_is_reported_and_lengths_are_named(cli, write, tmp_path):
-    write("b.yaml", BATCH.replace("side: Buy", "side: BUY").replace('"037833100"', '"037833101"')
-          .replace("target: 5", "target: 5, comments: '" + "c" * 300 + "'"))
+    write(
+        "b.yaml",
+        BATCH.replace("side: Buy", "side: BUY")
+        .replace('"037833100"', '"037833101"')
+        .replace("target: 5", "target: 5, comments: '" + "c" * 300 + "'"),
+    )
     r = cli("validate", str(tmp_path))
     assert r.code == 1
     assert 'side: "BUY" is not allowed' in r.err
@@ -144,8 +186,12 @@ def test_every_independent_error_is_reported_and_lengths_are_named(cli, write, t
 
 
 def test_zero_width_and_bidi_in_identifiers_are_refused_at_their_line(cli, write, tmp_path):
-    write("b.yaml", BATCH.replace('"B-1"', '"B-\\u200b1"').replace("ticker: AAPL", 'ticker: "AA\\u202ePL"')
-          .replace("metadata: {name: b1}", 'metadata: {name: b1, labels: {desk: "ops\\u200d"}}'))
+    write(
+        "b.yaml",
+        BATCH.replace('"B-1"', '"B-\\u200b1"')
+        .replace("ticker: AAPL", 'ticker: "AA\\u202ePL"')
+        .replace("metadata: {name: b1}", 'metadata: {name: b1, labels: {desk: "ops\\u200d"}}'),
+    )
     r = cli("validate", str(tmp_path))
     assert r.code == 1
     assert "b.yaml:5:12: batchId: 'B-\\u200b1' contains the invisible character U+200B" in r.err
@@ -161,21 +207,36 @@ def test_a_nul_byte_is_reported_at_its_line(cli, write, tmp_path):
 
 
 def test_a_fifo_is_refused_without_blocking_and_symlinks_are_followed_inside_the_tree(cli, write, tmp_path):
-    write("m/.shared/r.yaml", REG)   # a hidden folder is not walked; a link to it inside the tree is followed
+    write("m/.shared/r.yaml", REG)  # a hidden folder is not walked; a link to it inside the tree is followed
     (tmp_path / "m" / "linked").symlink_to(tmp_path / "m" / ".shared", target_is_directory=True)
-    r = subprocess.run([sys.executable, "-m", "reconciler", "validate", str(tmp_path / "m")], capture_output=True,
-                       text=True, timeout=30, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0 and "1 registrations" in r.stderr, r.stderr
     (tmp_path / "m" / "loop").symlink_to(tmp_path / "m", target_is_directory=True)
-    r = subprocess.run([sys.executable, "-m", "reconciler", "validate", str(tmp_path / "m")], capture_output=True,
-                       text=True, timeout=30, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
     assert r.returncode == 1 and "m/loop:1:1: this folder was already read as m (a symbolic link loop" in r.stderr
     (tmp_path / "m" / "loop").unlink()
     os.mkfifo(tmp_path / "m" / "pipe.yaml")
     (tmp_path / "outside").mkdir()
     (tmp_path / "m" / "out").symlink_to(tmp_path / "outside", target_is_directory=True)
-    r = subprocess.run([sys.executable, "-m", "reconciler", "validate", str(tmp_path / "m")], capture_output=True,
-                       text=True, timeout=30, cwd=tmp_path)   # never blocks on the FIFO
+    r = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )  # never blocks on the FIFO
     assert r.returncode == 1
     assert "m/pipe.yaml:1:1: not a regular file (a FIFO, socket or device)" in r.stderr
     assert "m/out:1:1: a symbolic link to a folder outside the manifests tree" in r.stderr
@@ -207,7 +268,7 @@ def test_import_never_writes_through_a_planted_symlink(env, cli, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     victim = tmp_path / "victim.txt"
-    (out / "registration-31547.yaml").symlink_to(victim)   # dangling: exists() is False for it
+    (out / "registration-31547.yaml").symlink_to(victim)  # dangling: exists() is False for it
     r = cli("import", "registration", "31547", "--output", str(out) + "/")
     assert r.code == 1 and "symbolic link" in r.err
     assert not victim.exists()
@@ -217,8 +278,18 @@ def test_import_never_writes_through_a_planted_symlink(env, cli, tmp_path):
 
 # --- vendors that answer badly ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("body", ['"a string"', "42", '[1, 2]', '[{"registrationId": "x"}]',
-                                  '[{"registrationId": 1, "accountSleeves": "none"}]', '{"data": 1}'])
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '"a string"',
+        "42",
+        "[1, 2]",
+        '[{"registrationId": "x"}]',
+        '[{"registrationId": 1, "accountSleeves": "none"}]',
+        '{"data": 1}',
+    ],
+)
 def test_wrong_shaped_orion_answers_are_api_errors_naming_the_call(body):
     client = orion(lambda req: httpx.Response(200, content=body.encode(), headers={"content-type": "application/json"}))
     with pytest.raises(ApiError) as info:
@@ -226,8 +297,10 @@ def test_wrong_shaped_orion_answers_are_api_errors_naming_the_call(body):
     assert "POST /v1/Trading/Sleeve/Registrations/ListWithAccountSleeves" in str(info.value)
 
 
-@pytest.mark.parametrize("body", ['"x"', '{"data": "rows"}', '{"data": [3]}', '{"data": [{"tradeTicketId": "a"}]}',
-                                  '{"data": [], "paging": 5}'])
+@pytest.mark.parametrize(
+    "body",
+    ['"x"', '{"data": "rows"}', '{"data": [3]}', '{"data": [{"tradeTicketId": "a"}]}', '{"data": [], "paging": 5}'],
+)
 def test_wrong_shaped_sei_answers_are_api_errors_naming_the_call(body):
     client = sei(lambda req: httpx.Response(200, content=body.encode()))
     with pytest.raises(ApiError) as info:
@@ -240,8 +313,10 @@ def test_paging_that_never_ends_is_bounded_by_total_count():
 
     def handler(req):
         calls.append(req)
-        return httpx.Response(200, json={"data": [], "paging": {"totalCount": 0, "limit": 1000,
-                                                                "next": f"cursor-{len(calls)}"}})
+        return httpx.Response(
+            200, json={"data": [], "paging": {"totalCount": 0, "limit": 1000, "next": f"cursor-{len(calls)}"}}
+        )
+
     client = sei(handler)
     with pytest.raises(ApiError, match="paging did not end"):
         list(client.iter_tickets())
@@ -256,6 +331,7 @@ def test_a_refused_login_is_tried_once_and_names_the_variables_and_host():
             tries.append(req)
             return httpx.Response(401, json={"code": "gateway.authentication.failure", "message": "bad"})
         return httpx.Response(200, json={"data": []})
+
     client = sei(handler, token=None, app_secret="s3cret-app", username="u", password="p4ssword")
     for _ in range(5):
         with pytest.raises(ApiAuthError) as info:
@@ -266,12 +342,20 @@ def test_a_refused_login_is_tried_once_and_names_the_variables_and_host():
 
 @pytest.mark.integration
 def test_wrong_credentials_log_in_once_per_plan(sandbox, tmp_path):
-    env = {**os.environ, **quick_env(sandbox), "SEI_TOKEN": "", "SEI_APP_SECRET": "demo-app-secret",
-           "SEI_USERNAME": "demo-user", "SEI_PASSWORD": "wrong-password", "CI": "true",
-           "RECONCILER_WORKSPACE": str(tmp_path / "ws")}
+    env = {
+        **os.environ,
+        **quick_env(sandbox),
+        "SEI_TOKEN": "",
+        "SEI_APP_SECRET": "demo-app-secret",
+        "SEI_USERNAME": "demo-user",
+        "SEI_PASSWORD": "wrong-password",
+        "CI": "true",
+        "RECONCILER_WORKSPACE": str(tmp_path / "ws"),
+    }
     control(sandbox, "POST", "/counters/reset")
-    r = subprocess.run([sys.executable, "-m", "reconciler", "plan"], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "reconciler", "plan"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 1 and "SEI refused the login at 127.0.0.1" in r.stderr and "SEI_APP_KEY" in r.stderr
     assert control(sandbox, "GET", "/counters")["requests"].get("POST /v2/oauthtoken") == 1
     assert "wrong-password" not in r.stderr
@@ -286,15 +370,30 @@ def test_an_unreachable_base_url_names_the_host_and_variable():
 
 # --- secrets and files -----------------------------------------------------------------------------
 
+
 def test_redaction_covers_encoded_forms_and_token_shapes():
     secret = "s3cr3t+/value=="
     r = Redactor([secret])
-    text = " ".join([secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret),
-                     base64.b64encode(secret.encode()).decode(), "access_token=abc123xyz&token_type=bearer",
-                     "<pre>authorization: Session zzzzzzzzzzzz</pre>", '{"access_token": "qqqqqqqqq"}'])
+    text = " ".join(
+        [
+            secret,
+            urllib.parse.quote(secret, safe=""),
+            urllib.parse.quote_plus(secret),
+            base64.b64encode(secret.encode()).decode(),
+            "access_token=abc123xyz&token_type=bearer",
+            "<pre>authorization: Session zzzzzzzzzzzz</pre>",
+            '{"access_token": "qqqqqqqqq"}',
+        ]
+    )
     masked = r(text)
-    for leak in (secret, urllib.parse.quote(secret, safe=""), "abc123xyz", "zzzzzzzzzzzz", "qqqqqqqqq",
-                 base64.b64encode(secret.encode()).decode()):
+    for leak in (
+        secret,
+        urllib.parse.quote(secret, safe=""),
+        "abc123xyz",
+        "zzzzzzzzzzzz",
+        "qqqqqqqqq",
+        base64.b64encode(secret.encode()).decode(),
+    ):
         assert leak not in masked
 
 
@@ -303,6 +402,7 @@ def test_a_token_endpoints_body_is_never_quoted():
         if req.url.path.endswith("/Security/Token"):
             return httpx.Response(500, text="access_token=leaked-form-token-9999&expires_in=36000")
         return httpx.Response(200, json=[])
+
     client = orion(handler, token=None, username="u", password="pw-12345")
     with pytest.raises(ApiError) as info:
         client.list_registrations()
@@ -324,40 +424,60 @@ def test_journal_reports_and_drift_files_are_0600(env, cli, tmp_path):
 @pytest.mark.integration
 @pytest.mark.parametrize("fmt", ["text", "json", "markdown", "html"])
 def test_every_drift_format_renders_with_histories_present(env, cli, fmt):
-    live = httpx.get(f"{env.url}/api/v1/Trading/Sleeve/Registrations/31549",
-                     headers={"Authorization": f"Session {env.creds.orion_token}"}).json()
+    live = httpx.get(
+        f"{env.url}/api/v1/Trading/Sleeve/Registrations/31549",
+        headers={"Authorization": f"Session {env.creds.orion_token}"},
+    ).json()
     sleeve = next(s for s in live["accountSleeves"] if s.get("modelAggId") == 34)
-    httpx.patch(f"{env.url}/_sandbox/registrations/31549",
-                json={"editedBy": "jdoe", "sleeves": {str(sleeve["accountId"]): {"targetAllocation": 35}}})
+    httpx.patch(
+        f"{env.url}/_sandbox/registrations/31549",
+        json={"editedBy": "jdoe", "sleeves": {str(sleeve["accountId"]): {"targetAllocation": 35}}},
+    )
     r = cli("drift", "--format", fmt)
     assert r.code == 2, r
     assert "internal error" not in r.err
     doc = json.loads(cli("drift", "--format", "json").out)
     (chen,) = [f for f in doc["findings"] if f["address"] == "SleeveRegistration/chen-ira"]
     assert chen["attribution"]["history"] and chen["attribution"]["history"][0]["editedBy"] == "jdoe"
-    assert r.out.count("jdoe") >= (1 if fmt == "markdown" else 2)   # the editor, and the matching history entry
+    assert r.out.count("jdoe") >= (1 if fmt == "markdown" else 2)  # the editor, and the matching history entry
 
 
 # --- the escaping invariant, for random strings through every format -------------------------------
+
 
 @pytest.mark.integration
 def test_the_html_report_with_histories_and_hostile_editors_renders_in_chromium(env, cli, tmp_path):
     from ..helpers.external import chromium_or_skip
 
     browser = chromium_or_skip()
-    httpx.patch(f"{env.url}/_sandbox/registrations/31549",
-                json={"editedBy": "<img src=x onerror=alert(1)>\u202ejdoe", "set": {"isDoNotTrade": False}})
+    httpx.patch(
+        f"{env.url}/_sandbox/registrations/31549",
+        json={"editedBy": "<img src=x onerror=alert(1)>\u202ejdoe", "set": {"isDoNotTrade": False}},
+    )
     out = tmp_path / "drift.html"
     assert cli("drift", "--format", "html", "--output", str(out)).code == 2
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([browser, *flags, "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=90).stdout
-    assert "<img" not in dom                                          # the editor's markup is text, not an element
-    assert "&lt;img src=x onerror=alert(1)&gt;\\u202ejdoe" in dom      # shown, escaped, bidi visible
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=90
+    ).stdout
+    assert "<img" not in dom  # the editor's markup is text, not an element
+    assert "&lt;img src=x onerror=alert(1)&gt;\\u202ejdoe" in dom  # shown, escaped, bidi visible
     shot = tmp_path / "drift.png"
-    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,1600", out.as_uri()],
-                   capture_output=True, timeout=90)
+    subprocess.run(
+        [browser, *flags, f"--screenshot={shot}", "--window-size=1200,1600", out.as_uri()],
+        capture_output=True,
+        timeout=90,
+    )
     assert shot.exists() and shot.stat().st_size > 10_000
     if os.environ.get("RECONCILER_KEEP_SCREENSHOT"):
         shutil.copy(shot, os.environ["RECONCILER_KEEP_SCREENSHOT"])

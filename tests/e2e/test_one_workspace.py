@@ -23,6 +23,7 @@ from ..helpers.trees import repository
 
 pytestmark = pytest.mark.integration
 
+
 @pytest.mark.slow
 def test_applies_of_one_tree_from_any_folder_share_one_lock_and_one_journal(slow, tmp_path):
     """apply from the repository root; meanwhile, from another folder, apply by an absolute path, through a
@@ -34,7 +35,7 @@ def test_applies_of_one_tree_from_any_folder_share_one_lock_and_one_journal(slow
     link = tmp_path / "link"
     link.symlink_to(repo, target_is_directory=True)
     env = sandbox_env(slow, RECONCILER_POLL_TIMEOUT="120")
-    slow.faults.add(parse_faults("stuck@POST:*/process/batch#1"))   # processing until released, however slow CI is
+    slow.faults.add(parse_faults("stuck@POST:*/process/batch#1"))  # processing until released, however slow CI is
     first = start(env, "apply", "--auto-approve", cwd=repo)
     try:
         wait_for(lambda: journal_holds(state_journal(repo), "submitted") or first.poll() is not None)
@@ -49,8 +50,9 @@ def test_applies_of_one_tree_from_any_folder_share_one_lock_and_one_journal(slow
         assert lease["alive"] and lease["pid"] == first.pid
         released = reconciler(env, "lock", "release", "--path", "../repo/manifests", cwd=elsewhere)
         assert released.returncode == 1 and "never released" in released.stderr
-        (entry,) = json.loads(reconciler(env, "journal", "--json", "--path", str(repo / "manifests"),
-                                         cwd=elsewhere).stdout)
+        (entry,) = json.loads(
+            reconciler(env, "journal", "--json", "--path", str(repo / "manifests"), cwd=elsewhere).stdout
+        )
         assert entry["kind"] == "batch" and entry["state"] == "submitted"
         assert len(entry["addresses"]) == 3
         plan = reconciler(env, "plan", str(link / "manifests"), cwd=elsewhere)
@@ -112,7 +114,7 @@ def test_two_journals_for_one_workspace_are_refused_while_the_old_one_holds_doub
     repo = repository(tmp_path / "repo")
     env = sandbox_env(sandbox)
     new_lock = reconciler(env, "apply", "--auto-approve", "--target", "TradeInstruction/10000003", cwd=repo)
-    assert new_lock.returncode == 0, new_lock.stderr[-2000:]   # the new place holds a journal now
+    assert new_lock.returncode == 0, new_lock.stderr[-2000:]  # the new place holds a journal now
     old, new = _older_journal(tmp_path / "old", sandbox, repo)
     before = len(sandbox.state.writes)
     r = reconciler(env, "apply", str(repo / "manifests"), "--auto-approve", cwd=tmp_path / "old")
@@ -130,9 +132,9 @@ def test_two_trees_declaring_one_registration_never_put_it_in_two_batches(slow, 
     extra = {"RECONCILER_BACKEND_URL": request.getfixturevalue("pg_fresh")} if backend == "postgresql" else {}
     a = repository(tmp_path / "a")
     b = repository(tmp_path / "b", "desk")
-    shutil.rmtree(b / "desk" / "trades")      # B declares the registrations only
+    shutil.rmtree(b / "desk" / "trades")  # B declares the registrations only
     env = sandbox_env(slow, RECONCILER_POLL_TIMEOUT="120", **extra)
-    slow.faults.add(parse_faults("stuck@POST:*/process/batch#1"))   # A's batch runs until B has finished
+    slow.faults.add(parse_faults("stuck@POST:*/process/batch#1"))  # A's batch runs until B has finished
     first = start(env, "apply", "--auto-approve", cwd=a)
     try:
         wait_for(lambda: len(slow.state.batches) == 1 or first.poll() is not None)
@@ -149,7 +151,7 @@ def test_two_trees_declaring_one_registration_never_put_it_in_two_batches(slow, 
         assert "is in flight from workspace manifests @" in line and f"pid {first.pid}" in line, line
     assert len(orion_batches(slow)) == 1
     assert_never_in_two_open_batches(slow)
-    rerun = reconciler(env, "apply", "desk", "--auto-approve", cwd=b)   # A's batch ended: nothing left to do
+    rerun = reconciler(env, "apply", "desk", "--auto-approve", cwd=b)  # A's batch ended: nothing left to do
     assert rerun.returncode == 0 and "No changes to apply." in rerun.stderr, rerun.stdout + rerun.stderr
 
 
@@ -177,8 +179,10 @@ def test_a_targeted_apply_never_claims_the_whole_estate_converged(sandbox, tmp_p
     r = reconciler(env, "apply", "--auto-approve", "--target", "TradeInstruction/*")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     last = r.stdout.strip().splitlines()[-1]
-    assert "converged for the 5 selected resources; 4 others left out by --target/--exclude/--selector were " \
-           "not checked and may still differ" in last, last
+    assert (
+        "converged for the 5 selected resources; 4 others left out by --target/--exclude/--selector were "
+        "not checked and may still differ" in last
+    ), last
     assert "live state matches the manifests" not in last
     whole = reconciler(env, "apply", "--auto-approve")
     assert whole.stdout.strip().splitlines()[-1].endswith("converged: live state matches the manifests.")

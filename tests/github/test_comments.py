@@ -41,8 +41,9 @@ class Board:
         return [i for i in self.issues if i["state"] == "open" and label in i["labels"]]
 
     def create_issue(self, title, body, label):
-        self.issues.append({"number": len(self.issues) + 1, "title": title, "body": body, "labels": [label],
-                            "state": "open"})
+        self.issues.append(
+            {"number": len(self.issues) + 1, "title": title, "body": body, "labels": [label], "state": "open"}
+        )
         return self.issues[-1]
 
     def update_issue(self, number, **fields):
@@ -52,8 +53,12 @@ class Board:
 def test_our_comments_are_updated_in_place_split_and_trimmed_and_others_are_left_alone():
     board = Board()
     assert post_plan_comments(board, 7, [f"{MARKER} one", f"{MARKER} two"])["created"] == 2
-    assert post_plan_comments(board, 7, [f"{MARKER} one, revised"]) == {"created": 0, "updated": 1, "deleted": 1,
-                                                                        "unchanged": 0}
+    assert post_plan_comments(board, 7, [f"{MARKER} one, revised"]) == {
+        "created": 0,
+        "updated": 1,
+        "deleted": 1,
+        "unchanged": 0,
+    }
     assert sorted(board.comments_by_id.values()) == [f"{MARKER} one, revised", "a reviewer's comment"]
 
 
@@ -79,9 +84,11 @@ def test_the_plan_a_merge_applies_is_the_newest_successful_run_of_the_merged_hea
             return [{"number": 3, "merged_at": "x", "head": {"sha": "h"}}]
 
         def runs(self, head):
-            return [{"id": 1, "conclusion": "success", "created_at": "1", "name": "reconciler"},
-                    {"id": 2, "conclusion": "success", "created_at": "2", "name": "reconciler"},
-                    {"id": 3, "conclusion": "failure", "created_at": "3", "name": "reconciler"}]
+            return [
+                {"id": 1, "conclusion": "success", "created_at": "1", "name": "reconciler"},
+                {"id": 2, "conclusion": "success", "created_at": "2", "name": "reconciler"},
+                {"id": 3, "conclusion": "failure", "created_at": "3", "name": "reconciler"},
+            ]
 
     found = find_plan_run(Runs(), "merge-sha", "reconciler")
     assert (found.pr, found.head_sha, found.run_id) == (3, "h", 2)

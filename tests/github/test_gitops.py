@@ -30,9 +30,8 @@ def gh(monkeypatch):
     fake.stop()
 
 
-
-
 # --- the workflow file ---------------------------------------------------------------------------
+
 
 def _steps(job: dict) -> list[str]:
     return [str(s.get("run", "")) + " " + str(s.get("uses", "")) for s in job["steps"]]
@@ -51,7 +50,7 @@ def test_workflow_has_the_plan_apply_and_drift_paths():
     apply = " | ".join(_steps(doc["jobs"]["apply"]))
     assert "reconciler github find-plan" in apply and "actions/download-artifact@v4" in apply
     assert "reconciler apply plan.json --report apply-report.json" in apply
-    assert apply.count("actions/upload-artifact@v4") == 2   # the apply report, and a stale plan's fresh one
+    assert apply.count("actions/upload-artifact@v4") == 2  # the apply report, and a stale plan's fresh one
     drift = " | ".join(_steps(doc["jobs"]["drift"]))
     assert "reconciler drift manifests --format markdown" in drift and "reconciler github drift-issue" in drift
     assert "schedule" in doc["jobs"]["drift"]["if"]
@@ -60,9 +59,9 @@ def test_workflow_has_the_plan_apply_and_drift_paths():
 def test_workflow_takes_secrets_from_the_store_and_never_prints_them():
     text = WORKFLOW.read_text()
     doc = yaml.safe_load(text)
-    assert set(doc["env"]) == {"CI"} and doc["permissions"] == {}   # nothing at workflow level
+    assert set(doc["env"]) == {"CI"} and doc["permissions"] == {}  # nothing at workflow level
     for name, job in doc["jobs"].items():
-        assert job["permissions"], name                            # each job says what it needs
+        assert job["permissions"], name  # each job says what it needs
         for key, value in job.get("env", {}).items():
             if any(w in key for w in ("TOKEN", "PASSWORD", "APP_KEY", "SECRET")):
                 assert value == f"${{{{ secrets.{key} }}}}", (name, key)
@@ -87,12 +86,19 @@ def test_jobs_get_only_their_environment_and_sei_jobs_run_on_the_configured_runn
     doc = yaml.safe_load(WORKFLOW.read_text())
     jobs = doc["jobs"]
     assert (jobs["plan"]["environment"], jobs["apply"]["environment"], jobs["drift"]["environment"]) == (
-        "reconciler-plan", "production", "reconciler-audit")
+        "reconciler-plan",
+        "production",
+        "reconciler-audit",
+    )
     for name in ("plan", "apply", "drift"):
         assert jobs[name]["runs-on"] == "${{ fromJSON(vars.RECONCILER_RUNNER || '\"ubuntu-latest\"') }}"
     plan_text = yaml.safe_dump(jobs["plan"])
-    for write_capable in ("RECONCILER_PLAN_IDENTITY", "secrets.RECONCILER_BACKEND_URL", "ORION_PASSWORD",
-                          "SEI_APP_SECRET"):
+    for write_capable in (
+        "RECONCILER_PLAN_IDENTITY",
+        "secrets.RECONCILER_BACKEND_URL",
+        "ORION_PASSWORD",
+        "SEI_APP_SECRET",
+    ):
         assert write_capable not in plan_text, write_capable
 
 
@@ -102,7 +108,7 @@ def test_a_stale_plan_is_never_replanned_and_applied_unreviewed_by_default():
     lines = [ln.strip() for ln in step["run"].splitlines()]
     opted = lines.index('if [ "${{ vars.RECONCILER_REPLAN_ON_MERGE }}" = "true" ]; then')
     assert "--on-stale replan" in lines[opted + 2] and "--auto-approve" in lines[opted + 2]
-    default = next(ln for ln in lines[opted + 3:] if ln.startswith("reconciler apply"))
+    default = next(ln for ln in lines[opted + 3 :] if ln.startswith("reconciler apply"))
     assert default.startswith("reconciler apply plan.json --report") and "--auto-approve" not in default
     assert "--on-stale" not in default
     names = [s.get("name", "") for s in doc["jobs"]["apply"]["steps"]]
@@ -114,10 +120,13 @@ def test_validate_failures_still_comment_and_set_a_status_for_the_newest_commit(
     doc = yaml.safe_load(WORKFLOW.read_text())
     (comment,) = [s for s in doc["jobs"]["plan"]["steps"] if "github comment" in str(s.get("run", ""))]
     assert comment["if"] == "always()"
-    assert "--errors validate.txt" in comment["run"] and "--sha ${{ github.event.pull_request.head.sha }}" in comment["run"]
+    assert (
+        "--errors validate.txt" in comment["run"]
+        and "--sha ${{ github.event.pull_request.head.sha }}" in comment["run"]
+    )
     assert "steps.validate.outputs.exitcode != '0' && '1'" in comment["run"]
     drift = "\n".join(str(s.get("run", "")) for s in doc["jobs"]["drift"]["steps"])
-    assert drift.count("reconciler drift ") == 1 and "--also html=drift.html" in drift   # one read of live state
+    assert drift.count("reconciler drift ") == 1 and "--also html=drift.html" in drift  # one read of live state
 
 
 def test_workflow_applies_on_the_shared_backend_and_plans_only_read_it():
@@ -147,6 +156,7 @@ def test_workflow_gives_the_identity_only_to_apply_and_encrypts_what_pull_reques
 
 # --- plan comments -------------------------------------------------------------------------------
 
+
 def _plan(cli, tmp_path, *args):
     out = tmp_path / "plan.json"
     r = cli("plan", "--out", str(out), "--detailed-exitcode", *args)
@@ -160,14 +170,21 @@ def test_first_push_creates_one_comment_and_a_status(env, gh, cli, tmp_path):
     (comment,) = gh.comments.values()
     assert comment["issue"] == 7 and comment["body"].startswith(MARKER)
     assert "3 to create, 3 to update, 1 to remove" in comment["body"]
-    assert gh.statuses == [{"sha": "abc123", "state": "success", "context": "reconciler/plan",
-                            "description": "3 to create, 3 to update, 1 to remove, 0 conflicts; 4 submissions "
-                                           "(1 Orion batch, 3 SEI requests)"}]
+    assert gh.statuses == [
+        {
+            "sha": "abc123",
+            "state": "success",
+            "context": "reconciler/plan",
+            "description": "3 to create, 3 to update, 1 to remove, 0 conflicts; 4 submissions "
+            "(1 Orion batch, 3 SEI requests)",
+        }
+    ]
     assert TOKEN not in r.out + r.err
 
 
-def test_an_encrypted_plan_is_commented_from_its_markdown_and_a_hard_policy_failure_is_shown(env, gh, cli, tmp_path,
-                                                                                             monkeypatch):
+def test_an_encrypted_plan_is_commented_from_its_markdown_and_a_hard_policy_failure_is_shown(
+    env, gh, cli, tmp_path, monkeypatch
+):
     """The PR job cannot read its encrypted plan: it posts the markdown `plan` printed, failures included."""
     import shutil
 
@@ -176,8 +193,9 @@ def test_an_encrypted_plan_is_commented_from_its_markdown_and_a_hard_policy_fail
     monkeypatch.setenv("RECONCILER_PLAN_RECIPIENTS", generate_identity()[0])
     tree = tmp_path / "m"
     shutil.copytree(ROOT / "manifests", tree)
-    (tree / "p.yaml").write_text("apiVersion: reconciler/v1\nkind: Policy\nmetadata: {name: desk}\n"
-                                 "spec: {limits: {maxTicketNotional: 35000}}\n")
+    (tree / "p.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Policy\nmetadata: {name: desk}\nspec: {limits: {maxTicketNotional: 35000}}\n"
+    )
     plan, md = tmp_path / "plan.json", tmp_path / "plan.md"
     r = cli("plan", str(tree), "--out", str(plan), "--format", "markdown", "--detailed-exitcode")
     assert r.code == 1 and plan.read_bytes().startswith(b"age-encryption.org/v1")
@@ -190,62 +208,105 @@ def test_an_encrypted_plan_is_commented_from_its_markdown_and_a_hard_policy_fail
     assert gh.statuses[-1]["state"] == "failure" and "hard policy" in gh.statuses[-1]["description"]
 
 
-def test_a_validate_failure_is_posted_with_its_errors_and_a_failure_status_for_the_newest_commit(gh, cli, write,
-                                                                                                tmp_path, monkeypatch):
+def test_a_validate_failure_is_posted_with_its_errors_and_a_failure_status_for_the_newest_commit(
+    gh, cli, write, tmp_path, monkeypatch
+):
     monkeypatch.setenv("GITHUB_RUN_ID", "4242")
-    bad = write("m/r.yaml", "apiVersion: reconciler/v1\nkind: SleeveRegistration\nmetadata: {name: r}\n"
-                            "spec: {registrationId: 1, accountSleeves: [{sleeveType: Normal sleeve}]}\n")
+    bad = write(
+        "m/r.yaml",
+        "apiVersion: reconciler/v1\nkind: SleeveRegistration\nmetadata: {name: r}\n"
+        "spec: {registrationId: 1, accountSleeves: [{sleeveType: Normal sleeve}]}\n",
+    )
     v = cli("validate", str(bad.parent))
     errors = tmp_path / "validate.txt"
     errors.write_text(v.err)
-    r = cli("github", "comment", "--markdown", str(tmp_path / "missing.md"), "--errors", str(errors), "--pr", "9",
-            "--sha", "feedbeef1234567", "--exit-code", "1")
+    r = cli(
+        "github",
+        "comment",
+        "--markdown",
+        str(tmp_path / "missing.md"),
+        "--errors",
+        str(errors),
+        "--pr",
+        "9",
+        "--sha",
+        "feedbeef1234567",
+        "--exit-code",
+        "1",
+    )
     assert r.code == 0, r
     (comment,) = gh.comments.values()
     assert "### reconciler plan failed for feedbeef1234" in comment["body"]
     assert "r.yaml:4:" in comment["body"] and "a Normal sleeve must name a model" in comment["body"]
     assert "commit `feedbeef1234`" in comment["body"] and "/actions/runs/4242)" in comment["body"]
-    assert gh.statuses[-1]["state"] == "failure" and gh.statuses[-1]["description"].startswith("validate failed: 1 error")
+    assert gh.statuses[-1]["state"] == "failure" and gh.statuses[-1]["description"].startswith(
+        "validate failed: 1 error"
+    )
 
 
-def test_the_comment_puts_the_summary_context_and_irreversible_changes_above_the_fold(env, gh, cli, tmp_path,
-                                                                                   monkeypatch):
+def test_the_comment_puts_the_summary_context_and_irreversible_changes_above_the_fold(
+    env, gh, cli, tmp_path, monkeypatch
+):
     """Removals, creates, a conflict and an error (a failed hard policy) in one plan: each part, the label,
     the status and the full plan in the job summary."""
     import shutil
 
-    rows = [{"batchId": "LCG-20261120-01", "tradeTicketId": 10000002, "masterOrderId": 5550001, "strategyCode": "LCG",
-             "side": "SELL", "ticker": "MSFT", "cusip": "594918104", "securityName": "Microsoft Corp.", "target": 75,
-             "orderGenerationPrice": 415.25, "affectsModel": True, "orderId": None, "status": "Original"}]
+    rows = [
+        {
+            "batchId": "LCG-20261120-01",
+            "tradeTicketId": 10000002,
+            "masterOrderId": 5550001,
+            "strategyCode": "LCG",
+            "side": "SELL",
+            "ticker": "MSFT",
+            "cusip": "594918104",
+            "securityName": "Microsoft Corp.",
+            "target": 75,
+            "orderGenerationPrice": 415.25,
+            "affectsModel": True,
+            "orderId": None,
+            "status": "Original",
+        }
+    ]
     httpx.post(f"{env.url}/_sandbox/tickets", json={"rows": rows})
     tree = tmp_path / "m"
     shutil.copytree(ROOT / "manifests", tree)
-    (tree / "p.yaml").write_text("apiVersion: reconciler/v1\nkind: Policy\nmetadata: {name: desk}\n"
-                                 "spec: {limits: {maxTicketNotional: 35000}}\n")
+    (tree / "p.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Policy\nmetadata: {name: desk}\nspec: {limits: {maxTicketNotional: 35000}}\n"
+    )
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     monkeypatch.setenv("GITHUB_RUN_ID", "77")
     r = cli("plan", str(tree), "--format", "markdown", "--detailed-exitcode")
     md = tmp_path / "plan.md"
     md.write_text(r.out)
-    c = cli("github", "comment", "--markdown", str(md), "--pr", "3", "--sha", "0123456789abcdef", "--exit-code",
-            str(r.code))
+    c = cli(
+        "github", "comment", "--markdown", str(md), "--pr", "3", "--sha", "0123456789abcdef", "--exit-code", str(r.code)
+    )
     assert c.code == 0, c
     (comment,) = gh.comments.values()
     body = comment["body"]
-    order = [body.index(x) for x in ("### reconciler plan: 2 to create, 3 to update, 1 to remove, 1 conflict",
-                                     "commit `0123456789ab`", "Environment: **custom**",
-                                     "> ⚠️ **1 sleeve removal**", "> ⚠️ **2 trade instructions to submit**",
-                                     "**Policies:** 0 passed, 1 failed", "> **Apply is blocked** by 1 conflict",
-                                     "| | Resource | Action |")]
-    assert order == sorted(order)   # summary first; what cannot be undone above the table
+    order = [
+        body.index(x)
+        for x in (
+            "### reconciler plan: 2 to create, 3 to update, 1 to remove, 1 conflict",
+            "commit `0123456789ab`",
+            "Environment: **custom**",
+            "> ⚠️ **1 sleeve removal**",
+            "> ⚠️ **2 trade instructions to submit**",
+            "**Policies:** 0 passed, 1 failed",
+            "> **Apply is blocked** by 1 conflict",
+            "| | Resource | Action |",
+        )
+    ]
+    assert order == sorted(order)  # summary first; what cannot be undone above the table
     assert "/actions/runs/77)" in body
     assert gh.labels[3] == ["reconciler: plan failed"] and gh.statuses[-1]["state"] == "failure"
     assert summary.read_text().count("### reconciler plan:") == 1
     ok = cli("plan", "--target", "SleeveRegistration/rivera-household", "--format", "markdown", "--detailed-exitcode")
     md.write_text(ok.out)
     cli("github", "comment", "--markdown", str(md), "--pr", "3", "--exit-code", str(ok.code))
-    assert gh.labels[3] == ["reconciler: no changes"]   # exactly one plan label, the newest
+    assert gh.labels[3] == ["reconciler: no changes"]  # exactly one plan label, the newest
 
 
 def test_next_push_updates_the_same_comment(env, gh, cli, tmp_path):
@@ -298,9 +359,11 @@ def test_missing_github_environment_is_a_clear_error(cli, monkeypatch):
 
 def test_find_plan_names_the_merged_pr_and_its_run(gh, cli):
     gh.pulls["merge1"] = [{"number": 42, "merged_at": "2026-11-21T10:00:00Z", "head": {"sha": "head1"}}]
-    gh.runs["head1"] = [{"id": 5, "name": "reconciler", "conclusion": "success", "created_at": "2026-11-21T09:00:00Z"},
-                        {"id": 6, "name": "reconciler", "conclusion": "success", "created_at": "2026-11-21T09:30:00Z"},
-                        {"id": 7, "name": "reconciler", "conclusion": "failure", "created_at": "2026-11-21T09:50:00Z"}]
+    gh.runs["head1"] = [
+        {"id": 5, "name": "reconciler", "conclusion": "success", "created_at": "2026-11-21T09:00:00Z"},
+        {"id": 6, "name": "reconciler", "conclusion": "success", "created_at": "2026-11-21T09:30:00Z"},
+        {"id": 7, "name": "reconciler", "conclusion": "failure", "created_at": "2026-11-21T09:50:00Z"},
+    ]
     r = cli("github", "find-plan", "--sha", "merge1", "--workflow", "reconciler")
     assert r.out.splitlines() == ["pr=42", "head_sha=head1", "run_id=6"]
     r = cli("github", "find-plan", "--sha", "unknown")
@@ -340,14 +403,21 @@ def test_merge_applies_the_saved_plan_or_replans_when_stale(env, cli, tmp_path):
 
 # --- pre-commit ----------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_pre_commit_try_repo_validates_a_manifests_repository(tmp_path):
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     repo = tmp_path / "manifests-repo"
     shutil.copytree(ROOT / "manifests", repo / "manifests")
-    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-home"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
+    env = {
+        **os.environ,
+        "PRE_COMMIT_HOME": str(tmp_path / "pc-home"),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@x",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@x",
+    }
 
     def git(*args):
         subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
@@ -359,8 +429,10 @@ def test_pre_commit_try_repo_validates_a_manifests_repository(tmp_path):
     ok = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-3000:]
     assert "reconciler validate" in ok.stdout and "Passed" in ok.stdout
-    (repo / "manifests" / "bad.yaml").write_text("apiVersion: reconciler/v1\nkind: TradeBatch\nmetadata: {name: b}\n"
-                                                 "spec: {batchId: 20261120, instructions: []}\n")
+    (repo / "manifests" / "bad.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: TradeBatch\nmetadata: {name: b}\n"
+        "spec: {batchId: 20261120, instructions: []}\n"
+    )
     git("add", ".")
     bad = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1

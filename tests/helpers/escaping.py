@@ -11,15 +11,22 @@ from markdown_it import MarkdownIt
 __all__ = ["HOSTILE", "html_tags", "mentions", "raw_controls"]
 
 # values that try to break out of each format
-HOSTILE = ["\x1b[31mAAPL", "\x1b]0;owned\x07title", "x\x1b[2Jy", "\u202eevil\u200b", "</details><img src=x onerror=alert(1)>",
-           "@org/team", "`code` ``` fence", "line\n✓ applied  SleeveRegistration/fake", "<script>alert(1)</script>"]
-
+HOSTILE = [
+    "\x1b[31mAAPL",
+    "\x1b]0;owned\x07title",
+    "x\x1b[2Jy",
+    "\u202eevil\u200b",
+    "</details><img src=x onerror=alert(1)>",
+    "@org/team",
+    "`code` ``` fence",
+    "line\n✓ applied  SleeveRegistration/fake",
+    "<script>alert(1)</script>",
+]
 
 
 def raw_controls(text: str) -> list[str]:
     """Characters that must never reach a terminal raw: controls but newline, and format (bidi, zero-width)."""
     return [c for c in text if (unicodedata.category(c) in ("Cc", "Cf") and c != "\n")]
-
 
 
 def html_tags(markdown: str) -> list[str]:
@@ -31,7 +38,6 @@ def html_tags(markdown: str) -> list[str]:
             if c.type in ("html_inline", "html_block"):
                 tags += re.findall(r"<(/?[a-zA-Z]+|!--)", c.content)
     return tags
-
 
 
 def mentions(markdown: str) -> list[str]:

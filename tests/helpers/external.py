@@ -32,8 +32,10 @@ def issue_tls_files(directory: Path, *, client_not_after=None) -> dict[str, str]
     server = ca.issue_cert("127.0.0.1", "localhost")
     client = ca.issue_cert("svc-reconciler@example.com", not_after=client_not_after)
     other = ca.issue_cert("someone-else@example.com")
-    paths = {n: str(directory / f"{n}.pem") for n in ("ca", "server_cert", "server_key", "client_cert", "client_key",
-                                                      "other_key")}
+    paths = {
+        n: str(directory / f"{n}.pem")
+        for n in ("ca", "server_cert", "server_key", "client_cert", "client_key", "other_key")
+    }
     ca.cert_pem.write_to_path(paths["ca"])
     server.cert_chain_pems[0].write_to_path(paths["server_cert"])
     server.private_key_pem.write_to_path(paths["server_key"])

@@ -18,13 +18,13 @@ TOKEN = "ghs_canary_token_5d5d5d"
 class FakeGitHub:
     def __init__(self):
         self.calls: list[tuple[str, str, dict | None]] = []
-        self.comments: dict[int, dict] = {}      # id → {id, issue, body}
+        self.comments: dict[int, dict] = {}  # id → {id, issue, body}
         self.issues: dict[int, dict] = {}
         self.statuses: list[dict] = []
-        self.pulls: dict[str, list[dict]] = {}   # commit sha → pulls
-        self.runs: dict[str, list[dict]] = {}    # head sha → runs
-        self.opened: dict[int, dict] = {}        # number → pull requests opened through the API
-        self.labels: dict[int, list[str]] = {}   # issue/PR number → label names
+        self.pulls: dict[str, list[dict]] = {}  # commit sha → pulls
+        self.runs: dict[str, list[dict]] = {}  # head sha → runs
+        self.opened: dict[int, dict] = {}  # number → pull requests opened through the API
+        self.labels: dict[int, list[str]] = {}  # issue/PR number → label names
         self._ids = itertools.count(1000)
         self.url, self._server, self._thread = serve_in_thread(Starlette(routes=self._routes()))
 
@@ -52,7 +52,7 @@ class FakeGitHub:
                 return JSONResponse(c, status_code=201)
             rows = [c for c in self.comments.values() if c["issue"] == n]
             page, per = int(request.query_params.get("page", 1)), int(request.query_params.get("per_page", 30))
-            return JSONResponse(rows[(page - 1) * per:page * per])
+            return JSONResponse(rows[(page - 1) * per : page * per])
 
         async def comment(request: Request):
             denied, payload = await record(request)
@@ -123,8 +123,13 @@ class FakeGitHub:
                 return denied
             if request.method == "POST":
                 n = 500 + len(self.opened)
-                self.opened[n] = {"number": n, "state": "open", "html_url": f"https://github.test/pull/{n}",
-                                  **payload, "head": {"ref": payload["head"]}}
+                self.opened[n] = {
+                    "number": n,
+                    "state": "open",
+                    "html_url": f"https://github.test/pull/{n}",
+                    **payload,
+                    "head": {"ref": payload["head"]},
+                }
                 return JSONResponse(self.opened[n], status_code=201)
             owner, _, ref = (request.query_params.get("head") or "").partition(":")
             return JSONResponse([p for p in self.opened.values() if p["state"] == "open" and p["head"]["ref"] == ref])
@@ -138,14 +143,16 @@ class FakeGitHub:
             return JSONResponse(pr)
 
         r = "/repos/{owner}/{repo}"
-        return [Route(f"{r}/issues/{{n:int}}/comments", issue_comments, methods=["GET", "POST"]),
-                Route(f"{r}/issues/comments/{{cid:int}}", comment, methods=["PATCH", "DELETE"]),
-                Route(f"{r}/statuses/{{sha}}", status, methods=["POST"]),
-                Route(f"{r}/commits/{{sha}}/pulls", pulls, methods=["GET"]),
-                Route(f"{r}/actions/runs", runs, methods=["GET"]),
-                Route(f"{r}/issues", issues, methods=["GET", "POST"]),
-                Route(f"{r}/issues/{{n:int}}", issue, methods=["PATCH"]),
-                Route(f"{r}/issues/{{n:int}}/labels", labels, methods=["GET", "POST"]),
-                Route(f"{r}/issues/{{n:int}}/labels/{{name:path}}", label, methods=["DELETE"]),
-                Route(f"{r}/pulls", repo_pulls, methods=["GET", "POST"]),
-                Route(f"{r}/pulls/{{n:int}}", repo_pull, methods=["PATCH"])]
+        return [
+            Route(f"{r}/issues/{{n:int}}/comments", issue_comments, methods=["GET", "POST"]),
+            Route(f"{r}/issues/comments/{{cid:int}}", comment, methods=["PATCH", "DELETE"]),
+            Route(f"{r}/statuses/{{sha}}", status, methods=["POST"]),
+            Route(f"{r}/commits/{{sha}}/pulls", pulls, methods=["GET"]),
+            Route(f"{r}/actions/runs", runs, methods=["GET"]),
+            Route(f"{r}/issues", issues, methods=["GET", "POST"]),
+            Route(f"{r}/issues/{{n:int}}", issue, methods=["PATCH"]),
+            Route(f"{r}/issues/{{n:int}}/labels", labels, methods=["GET", "POST"]),
+            Route(f"{r}/issues/{{n:int}}/labels/{{name:path}}", label, methods=["DELETE"]),
+            Route(f"{r}/pulls", repo_pulls, methods=["GET", "POST"]),
+            Route(f"{r}/pulls/{{n:int}}", repo_pull, methods=["PATCH"]),
+        ]

@@ -6,18 +6,24 @@ from __future__ import annotations
 from .processes import reconciler
 from .sandbox import quiet
 
-__all__ = ["assert_converged_now", "assert_exactly_once", "assert_never_in_two_open_batches",
-           "assert_tickets_after_batches"]
+__all__ = [
+    "assert_converged_now",
+    "assert_exactly_once",
+    "assert_never_in_two_open_batches",
+    "assert_tickets_after_batches",
+]
 
 
 def assert_never_in_two_open_batches(sb) -> None:
     """No registration was put in a batch while another batch holding it was still open."""
     quiet(sb)
     with sb.state.lock:
-        spans = [(b.created, b.finished_at if b.finished else float("inf"), {int(i["registrationId"]) for i in b.items})
-                 for b in sb.state.batches.values()]
+        spans = [
+            (b.created, b.finished_at if b.finished else float("inf"), {int(i["registrationId"]) for i in b.items})
+            for b in sb.state.batches.values()
+        ]
     for n, (s1, e1, r1) in enumerate(spans):
-        for s2, _, r2 in spans[n + 1:]:
+        for s2, _, r2 in spans[n + 1 :]:
             assert not (r1 & r2 and s1 <= s2 < e1), "a registration was put in two open batches"
 
 

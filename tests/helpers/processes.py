@@ -14,8 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 def quick_env(sb) -> dict[str, str]:
     """What points a CLI at sandbox `sb`, with quick retries: a 2 s read time-out, a 3 s settle window."""
-    return {**sb.env(), "RECONCILER_MAX_ATTEMPTS": "4", "RECONCILER_READ_TIMEOUT": "2",
-            "RECONCILER_SETTLE_WINDOW": "3"}
+    return {**sb.env(), "RECONCILER_MAX_ATTEMPTS": "4", "RECONCILER_READ_TIMEOUT": "2", "RECONCILER_SETTLE_WINDOW": "3"}
 
 
 def sandbox_env(sb, *, workspace: Path | None = None, ci: bool | None = True, **extra: str) -> dict[str, str]:
@@ -34,11 +33,18 @@ def sandbox_env(sb, *, workspace: Path | None = None, ci: bool | None = True, **
 
 def reconciler(env: dict[str, str], *args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run `reconciler ARGS` to its end in `cwd`."""
-    return subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def start(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.Popen:
     """Start `reconciler ARGS` in the background."""
-    return subprocess.Popen([sys.executable, "-m", "reconciler", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "reconciler", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

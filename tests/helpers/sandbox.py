@@ -7,8 +7,18 @@ from typing import Any
 
 import httpx
 
-__all__ = ["batch_posts", "control", "counts", "edit_outside_git", "orion_batches", "quiet", "raw_batch_status",
-           "ticket_posts", "wait_for", "writes"]
+__all__ = [
+    "batch_posts",
+    "control",
+    "counts",
+    "edit_outside_git",
+    "orion_batches",
+    "quiet",
+    "raw_batch_status",
+    "ticket_posts",
+    "wait_for",
+    "writes",
+]
 
 
 def control(sb, method: str, path: str, **kw) -> Any:

@@ -16,6 +16,7 @@ from reconciler.manifests import ManifestStream, load_manifests
 from ..benchmarks.estate import write_estate
 from ..helpers.processes import ROOT as REPO
 
+
 def test_gc_thresholds_are_restored_after_a_load(tmp_path):
     write_estate(tmp_path / "m", 3, 4)
     before = gc.get_threshold()
@@ -26,18 +27,18 @@ def test_gc_thresholds_are_restored_after_a_load(tmp_path):
 def test_a_started_stream_closed_before_reading_stops_at_once_and_still_loads_in_process(tmp_path, monkeypatch):
     write_estate(tmp_path / "m", 400, 200)
     monkeypatch.setattr(manifests_pkg, "PARALLEL_THRESHOLD", 100)
-    monkeypatch.setattr(manifests_pkg, "_start_method", lambda: "spawn")   # a test process runs threads: never fork it
+    monkeypatch.setattr(manifests_pkg, "_start_method", lambda: "spawn")  # a test process runs threads: never fork it
     reference = load_manifests([str(tmp_path / "m")], workers=1)
 
     stream = ManifestStream([str(tmp_path / "m")], workers=2).start()
     assert stream.large and stream._pool is not None
     t = time.monotonic()
-    stream.close()                                   # as after a configuration error: no waiting for workers
+    stream.close()  # as after a configuration error: no waiting for workers
     assert time.monotonic() - t < 2 and stream._pool is None
     regs = [r for r in stream if hasattr(r, "registration_id")]
     assert [r.address for r in regs] == [r.address for r in reference.registrations]
 
-    started = ManifestStream([str(tmp_path / "m")], workers=2).start()   # started early, read later
+    started = ManifestStream([str(tmp_path / "m")], workers=2).start()  # started early, read later
     assert [r.address for r in started if hasattr(r, "registration_id")] == [r.address for r in reference.registrations]
     assert started.digest == reference.digest
 
@@ -61,8 +62,9 @@ print("forked", len(resources))
 def test_a_single_threaded_process_forks_its_workers_and_loads_the_same_tree(tmp_path):
     """The CLI starts the stream before any thread: its workers fork, with the parser already imported."""
     write_estate(tmp_path / "m", 300, 200)
-    run = subprocess.run([sys.executable, "-c", _FORKED, str(tmp_path / "m")], capture_output=True, text=True,
-                         timeout=120, cwd=REPO)
+    run = subprocess.run(
+        [sys.executable, "-c", _FORKED, str(tmp_path / "m")], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["forked", "304"]
 

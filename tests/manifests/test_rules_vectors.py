@@ -62,11 +62,12 @@ spec:
 def test_a_rule_broken_on_the_client_is_caught_by_the_sandbox(tmp_path, monkeypatch, vendors):
     (tmp_path / "r.yaml").write_text(SUMS_TO_110)
     with pytest.raises(ManifestError) as refused:
-        load_manifests([str(tmp_path)])            # the client's own rule, intact
+        load_manifests([str(tmp_path)])  # the client's own rule, intact
     assert any("to 110, not 100" in d.message for d in refused.value.diagnostics)
 
-    def broken(*args, **kwargs):                     # a bug in the client's rules: nothing is ever wrong
+    def broken(*args, **kwargs):  # a bug in the client's rules: nothing is ever wrong
         return iter(())
+
     monkeypatch.setattr("reconciler.manifests.resolve.iter_registration_problems", broken)
     monkeypatch.setattr("reconciler.plan.builder.iter_registration_problems", broken)
     manifests = load_manifests([str(tmp_path)], workers=1)

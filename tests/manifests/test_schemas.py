@@ -26,21 +26,31 @@ def _props(name: str) -> dict:
     return COMMON[name]["properties"]
 
 
-@pytest.mark.parametrize("schema_def, declared, owned, structural", [
-    ("registrationSettings", F.REGISTRATION_FIELDS, F.SERVER_OWNED_REGISTRATION_FIELDS,
-     {"accountSleeves", "deletedSleeveTargets"}),
-    ("sleeve", F.SLEEVE_FIELDS, F.SERVER_OWNED_SLEEVE_FIELDS, {"accountId"}),
-])
+@pytest.mark.parametrize(
+    "schema_def, declared, owned, structural",
+    [
+        (
+            "registrationSettings",
+            F.REGISTRATION_FIELDS,
+            F.SERVER_OWNED_REGISTRATION_FIELDS,
+            {"accountSleeves", "deletedSleeveTargets"},
+        ),
+        ("sleeve", F.SLEEVE_FIELDS, F.SERVER_OWNED_SLEEVE_FIELDS, {"accountId"}),
+    ],
+)
 def test_the_schema_names_exactly_the_catalogued_fields(schema_def, declared, owned, structural):
     props = _props(schema_def)
     assert set(props) == set(declared) | set(owned) | structural
     assert not set(declared) & set(owned)
 
 
-@pytest.mark.parametrize("schema_def, declared, owned", [
-    ("registrationSettings", F.REGISTRATION_FIELDS, F.SERVER_OWNED_REGISTRATION_FIELDS),
-    ("sleeve", F.SLEEVE_FIELDS, F.SERVER_OWNED_SLEEVE_FIELDS),
-])
+@pytest.mark.parametrize(
+    "schema_def, declared, owned",
+    [
+        ("registrationSettings", F.REGISTRATION_FIELDS, F.SERVER_OWNED_REGISTRATION_FIELDS),
+        ("sleeve", F.SLEEVE_FIELDS, F.SERVER_OWNED_SLEEVE_FIELDS),
+    ],
+)
 def test_server_owned_fields_are_refused_and_declared_ones_are_typed(schema_def, declared, owned):
     props = _props(schema_def)
     assert all(props[f] == OWNED for f in owned), [f for f in owned if props[f] != OWNED]
@@ -62,6 +72,7 @@ def test_the_sleeve_types_are_the_schemas_enum():
 
 # --- the validation shortcut (schema._surely_valid) reports exactly what jsonschema reports ---
 
+
 def _stock_errors(name: str, instance) -> list:
     """jsonschema alone, without the shortcut: the same inlined schema, its own keyword functions."""
     stock = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"readOnly": schema._read_only})
@@ -70,16 +81,30 @@ def _stock_errors(name: str, instance) -> list:
 
 
 def _our_errors(name: str, instance) -> list:
-    return sorted((list(e.absolute_path), e.validator, e.message) for e in schema._validator(name).iter_errors(instance))
+    return sorted(
+        (list(e.absolute_path), e.validator, e.message) for e in schema._validator(name).iter_errors(instance)
+    )
 
 
-EXAMPLES = [(schema.KIND_SCHEMAS[doc.data["kind"]], doc.data) for path in sorted(REPO.joinpath("manifests").rglob("*.yaml"))
-            for doc in load_documents(path.read_bytes(), str(path))[0]]
-_JSON = st.recursive(st.none() | st.booleans() | st.integers(-5, 10**9) | st.floats(allow_nan=False, allow_infinity=False)
-                     | st.sampled_from(["", "Buy", "Normal sleeve", "LCG", "reconciler/v1", "x" * 70, "Percent", "BAD"]),
-                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(
-                         ["name", "side", "target", "extra", "modelAggId", "tradeTicketId"]), inner, max_size=3),
-                     max_leaves=6)
+EXAMPLES = [
+    (schema.KIND_SCHEMAS[doc.data["kind"]], doc.data)
+    for path in sorted(REPO.joinpath("manifests").rglob("*.yaml"))
+    for doc in load_documents(path.read_bytes(), str(path))[0]
+]
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 10**9)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(["", "Buy", "Normal sleeve", "LCG", "reconciler/v1", "x" * 70, "Percent", "BAD"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["name", "side", "target", "extra", "modelAggId", "tradeTicketId"]), inner, max_size=3
+        )
+    ),
+    max_leaves=6,
+)
 
 
 def _containers(value, path=()):

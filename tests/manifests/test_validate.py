@@ -33,9 +33,11 @@ spec:
   strategyCode: LCG
 {extra}"""
 
-GOOD_INSTR = ('  instructions:\n'
-              '    - {tradeTicketId: 1, masterOrderId: 2, side: Buy, ticker: AAPL, cusip: "037833100",'
-              ' target: 10, orderGenerationPrice: 1.5}\n')
+GOOD_INSTR = (
+    "  instructions:\n"
+    '    - {tradeTicketId: 1, masterOrderId: 2, side: Buy, ticker: AAPL, cusip: "037833100",'
+    " target: 10, orderGenerationPrice: 1.5}\n"
+)
 
 
 def errors_of(cli, path) -> list[str]:
@@ -67,10 +69,17 @@ def test_example_manifests_are_valid(cli, no_network, monkeypatch):
 HOSTILE = {
     "alias": ("a: &x {k: 1}\nb: *x\n", 2, "anchors and aliases are not allowed"),
     "merge_key": ("base: {k: 1}\nother:\n  <<: {k: 2}\n", 3, "merge keys (<<) are not allowed"),
-    "duplicate_key": ("apiVersion: reconciler/v1\nkind: TradeBatch\nmetadata: {}\nkind: TradeBatch\n", 4,
-                      "duplicate key 'kind' (first at line 2)"),
+    "duplicate_key": (
+        "apiVersion: reconciler/v1\nkind: TradeBatch\nmetadata: {}\nkind: TradeBatch\n",
+        4,
+        "duplicate key 'kind' (first at line 2)",
+    ),
     "duplicate_nested_key": ("a:\n  b: 1\n  c: 2\n  b: 3\n", 4, "duplicate key 'b' (first at line 2)"),
-    "custom_tag": ("apiVersion: !!python/object:os.system {}\n", 1, "tag tag:yaml.org,2002:python/object:os.system is not allowed"),
+    "custom_tag": (
+        "apiVersion: !!python/object:os.system {}\n",
+        1,
+        "tag tag:yaml.org,2002:python/object:os.system is not allowed",
+    ),
     "local_tag": ("a: !secret x\n", 1, "tag !secret is not allowed"),
     "syntax": ("a: [1, 2\nb: 3\n", 2, "YAML syntax error"),
     "deep_flow": ("a: " + "[" * 60000 + "]" * 60000 + "\n", 1, "nesting deeper than 1000 levels"),
@@ -91,7 +100,9 @@ def test_hostile_yaml_is_refused_with_its_line(cli, write, no_network, case):
 def test_billion_laughs_is_refused_quickly(cli, write):
     """Nested aliases are refused at the first alias, never expanded."""
     lol = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(8)
+    )
     lines = errors_of(cli, write("lol.yaml", lol))
     assert all("anchors and aliases are not allowed" in ln for ln in lines)
 
@@ -106,12 +117,15 @@ def test_oversized_file_is_refused_before_parsing(cli, write):
     assert ":1:1:" in err and "over the" in err and "split it" in err
 
 
-@pytest.mark.parametrize("field,raw,what", [
-    ("batchId", "20261120", "a number"),
-    ("batchId", "2026-11-20", "a date"),
-    ("strategyCode", "yes", "a boolean"),
-    ("strategyCode", "1.5", "a number"),
-])
+@pytest.mark.parametrize(
+    "field,raw,what",
+    [
+        ("batchId", "20261120", "a number"),
+        ("batchId", "2026-11-20", "a date"),
+        ("strategyCode", "yes", "a boolean"),
+        ("strategyCode", "1.5", "a number"),
+    ],
+)
 def test_identifier_typed_by_yaml_says_quote_it(cli, write, field, raw, what):
     text = BATCH.format(extra=GOOD_INSTR).replace('batchId: "B-1"', "batchId: B-1")
     text = text.replace(f"{field}: LCG" if field == "strategyCode" else "batchId: B-1", f"{field}: {raw}")
@@ -133,7 +147,9 @@ def test_unquoted_cusip_with_leading_zero_is_caught(cli, write):
 
 
 def test_leading_zero_id_is_caught(cli, write):
-    err = one_error(cli, write("b.yaml", BATCH.format(extra=GOOD_INSTR.replace("tradeTicketId: 1,", "tradeTicketId: 0100,"))))
+    err = one_error(
+        cli, write("b.yaml", BATCH.format(extra=GOOD_INSTR.replace("tradeTicketId: 1,", "tradeTicketId: 0100,")))
+    )
     assert ":8:" in err and "'0100' is read by YAML 1.1 as the number 64" in err
 
 
@@ -144,31 +160,43 @@ def test_yes_as_flag_is_caught(cli, write):
 
 # --- schema --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("extra,line,message", [
-    ("  isActiv: true\n", 6, "unknown field 'isActiv'"),
-    ("  clientId: 29685\n", 6, "'clientId' is owned by the server"),
-    ("  tolerancePercent: 120\n", 6, "tolerancePercent: 120 is greater than the maximum of 100"),
-    ("  autoRebalFrequency: Weekly\n", 6, "autoRebalFrequency: \"Weekly\" is not allowed"),
-    ("  accountSleeves:\n    - {sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 100, currentValue: 5}\n",
-     7, "'currentValue' is owned by the server"),
-])
+
+@pytest.mark.parametrize(
+    "extra,line,message",
+    [
+        ("  isActiv: true\n", 6, "unknown field 'isActiv'"),
+        ("  clientId: 29685\n", 6, "'clientId' is owned by the server"),
+        ("  tolerancePercent: 120\n", 6, "tolerancePercent: 120 is greater than the maximum of 100"),
+        ("  autoRebalFrequency: Weekly\n", 6, 'autoRebalFrequency: "Weekly" is not allowed'),
+        (
+            "  accountSleeves:\n    - {sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 100, currentValue: 5}\n",
+            7,
+            "'currentValue' is owned by the server",
+        ),
+    ],
+)
 def test_registration_schema_errors(cli, write, extra, line, message):
     err = one_error(cli, write("r.yaml", REG.format(extra=extra)))
     assert f"r.yaml:{line}:" in err and message in err, err
 
 
 def test_missing_registration_id(cli, write):
-    err = one_error(cli, write("r.yaml", REG.format(extra="").replace("  registrationId: 31547\n", "  isActive: true\n")))
+    err = one_error(
+        cli, write("r.yaml", REG.format(extra="").replace("  registrationId: 31547\n", "  isActive: true\n"))
+    )
     assert "r.yaml:4:1: missing required field 'registrationId'" in err
 
 
-@pytest.mark.parametrize("edit,message", [
-    (("tradeTicketId: 1,", "tradeTicketId: 123456789,"), "123456789 is greater than the maximum of 99999999"),
-    (("side: Buy", "side: Hold"), 'side: "Hold" is not allowed (use one of: Buy, Sell)'),
-    (("target: 10", "target: 10, comments: " + "x" * 256), "comments: "),
-    (("target: 10", "target: 10, batchSize: 4"), "batchSize is derived"),
-    (('"037833100"', '"03783310"'), "is not 9 letters or digits"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (("tradeTicketId: 1,", "tradeTicketId: 123456789,"), "123456789 is greater than the maximum of 99999999"),
+        (("side: Buy", "side: Hold"), 'side: "Hold" is not allowed (use one of: Buy, Sell)'),
+        (("target: 10", "target: 10, comments: " + "x" * 256), "comments: "),
+        (("target: 10", "target: 10, batchSize: 4"), "batchSize is derived"),
+        (('"037833100"', '"03783310"'), "is not 9 letters or digits"),
+    ],
+)
 def test_instruction_schema_errors(cli, write, edit, message):
     err = one_error(cli, write("b.yaml", BATCH.format(extra=GOOD_INSTR.replace(*edit))))
     assert "b.yaml:8:" in err and message in err, err
@@ -178,41 +206,85 @@ def test_unknown_kind_and_api_version(cli, write):
     write("k/a.yaml", "apiVersion: reconciler/v1\nkind: Sleeve\nmetadata: {name: a}\nspec: {}\n")
     write("k/b.yaml", "apiVersion: v2\nkind: TradeBatch\n")
     lines = errors_of(cli, write("k/a.yaml", "apiVersion: reconciler/v1\nkind: Sleeve\n").parent)
-    assert lines[0].endswith("a.yaml:2:1: unknown kind 'Sleeve' (use one of: SleeveRegistration, SleeveTemplate, TradeBatch, Policy)")
+    assert lines[0].endswith(
+        "a.yaml:2:1: unknown kind 'Sleeve' (use one of: SleeveRegistration, SleeveTemplate, TradeBatch, Policy)"
+    )
     assert "b.yaml:1:1: apiVersion must be reconciler/v1, got 'v2'" in lines[1]
 
 
 # --- business rules ------------------------------------------------------------------------------
 
+
 def sleeves(*rows: str) -> str:
     return "  accountSleeves:\n" + "".join(f"    - {{{r}}}\n" for r in rows)
 
 
-@pytest.mark.parametrize("extra,line,message", [
-    (sleeves("sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 60",
-             "sleeveType: Unmanaged sleeve, targetAllocation: 30"),
-     6, "targetAllocation sums over Normal and Unmanaged sleeves (targetBalanceType Percent) to 90, not 100"),
-    ("  contributionAllocationMethod: Assigned\n" + sleeves(
-        "sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 50, contributionAllocation: 50",
-        "sleeveType: Normal sleeve, modelAggId: 2, targetAllocation: 50, contributionAllocation: 40"),
-     7, "contributionAllocation sums over Normal and Unmanaged sleeves to 90"),
-    ("  distributionAllocationMethod: Assigned\n" + sleeves(
-        "sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 100, distributionAllocation: 99"),
-     7, "distributionAllocation sums over Normal and Unmanaged sleeves to 99"),
-    (sleeves("sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 100",
-             "sleeveType: Contribution sleeve", "sleeveType: Contribution sleeve"),
-     9, "a second 'Contribution sleeve' (first is sleeve #2)"),
-    (sleeves("sleeveType: Normal sleeve, targetAllocation: 100"), 7, "a Normal sleeve must name a model"),
-    (sleeves("sleeveType: Normal sleeve, modelAggId: 1, model: {id: 2}, targetAllocation: 100"),
-     7, "modelAggId 1 and model.id 2 differ"),
-    (sleeves("sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 100, toleranceLower: 3, toleranceUpper: 2"),
-     7, "toleranceLower 3 is above toleranceUpper 2"),
-    (sleeves("sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 50",
-             "sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 50"),
-     8, "this sleeve matches the same live sleeve as sleeve #1"),
-    (sleeves("sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 50.004",
-             "sleeveType: Normal sleeve, modelAggId: 2, targetAllocation: 49.999"), 6, ""),
-])
+@pytest.mark.parametrize(
+    "extra,line,message",
+    [
+        (
+            sleeves(
+                "sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 60",
+                "sleeveType: Unmanaged sleeve, targetAllocation: 30",
+            ),
+            6,
+            "targetAllocation sums over Normal and Unmanaged sleeves (targetBalanceType Percent) to 90, not 100",
+        ),
+        (
+            "  contributionAllocationMethod: Assigned\n"
+            + sleeves(
+                "sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 50, contributionAllocation: 50",
+                "sleeveType: Normal sleeve, modelAggId: 2, targetAllocation: 50, contributionAllocation: 40",
+            ),
+            7,
+            "contributionAllocation sums over Normal and Unmanaged sleeves to 90",
+        ),
+        (
+            "  distributionAllocationMethod: Assigned\n"
+            + sleeves("sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 100, distributionAllocation: 99"),
+            7,
+            "distributionAllocation sums over Normal and Unmanaged sleeves to 99",
+        ),
+        (
+            sleeves(
+                "sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 100",
+                "sleeveType: Contribution sleeve",
+                "sleeveType: Contribution sleeve",
+            ),
+            9,
+            "a second 'Contribution sleeve' (first is sleeve #2)",
+        ),
+        (sleeves("sleeveType: Normal sleeve, targetAllocation: 100"), 7, "a Normal sleeve must name a model"),
+        (
+            sleeves("sleeveType: Normal sleeve, modelAggId: 1, model: {id: 2}, targetAllocation: 100"),
+            7,
+            "modelAggId 1 and model.id 2 differ",
+        ),
+        (
+            sleeves(
+                "sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 100, toleranceLower: 3, toleranceUpper: 2"
+            ),
+            7,
+            "toleranceLower 3 is above toleranceUpper 2",
+        ),
+        (
+            sleeves(
+                "sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 50",
+                "sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 50",
+            ),
+            8,
+            "this sleeve matches the same live sleeve as sleeve #1",
+        ),
+        (
+            sleeves(
+                "sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 50.004",
+                "sleeveType: Normal sleeve, modelAggId: 2, targetAllocation: 49.999",
+            ),
+            6,
+            "",
+        ),
+    ],
+)
 def test_sleeve_rules(cli, write, extra, line, message):
     path = write("r.yaml", REG.format(extra=extra))
     if not message:  # within the epsilon: valid
@@ -223,8 +295,17 @@ def test_sleeve_rules(cli, write, extra, line, message):
 
 
 def test_sum_points_at_the_list_key_and_thirds_are_fine(cli, write):
-    ok = write("ok.yaml", REG.format(extra=sleeves(*(f"sleeveType: Normal sleeve, modelAggId: {i}, targetAllocation: {v}"
-                                                     for i, v in ((1, 33.33), (2, 33.33), (3, 33.34))))))
+    ok = write(
+        "ok.yaml",
+        REG.format(
+            extra=sleeves(
+                *(
+                    f"sleeveType: Normal sleeve, modelAggId: {i}, targetAllocation: {v}"
+                    for i, v in ((1, 33.33), (2, 33.33), (3, 33.34))
+                )
+            )
+        ),
+    )
     assert cli("validate", str(ok)).code == 0
 
 
@@ -234,9 +315,13 @@ def test_duplicates_point_at_second_and_name_first(cli, write):
     write("d/c.yaml", BATCH.format(extra=GOOD_INSTR))
     path = write("d/e.yaml", BATCH.format(extra=GOOD_INSTR).replace("b1", "b2"))
     lines = errors_of(cli, path.parent)
-    assert any("b.yaml:5:3: duplicate registrationId 31547 (first at" in ln and "a.yaml:5)" in ln for ln in lines), lines
+    assert any("b.yaml:5:3: duplicate registrationId 31547 (first at" in ln and "a.yaml:5)" in ln for ln in lines), (
+        lines
+    )
     assert any("e.yaml:5:3: duplicate batchId B-1 (first at" in ln for ln in lines), lines
-    assert any("e.yaml:8:" in ln and "duplicate tradeTicketId 1 (first at" in ln and "c.yaml:8)" in ln for ln in lines), lines
+    assert any(
+        "e.yaml:8:" in ln and "duplicate tradeTicketId 1 (first at" in ln and "c.yaml:8)" in ln for ln in lines
+    ), lines
 
 
 def test_duplicate_name_in_one_file(cli, write):
@@ -252,7 +337,9 @@ def test_missing_template(cli, write):
 
 def test_template_merge_registration_fields_win(write):
     """Own fields override the template; own accountSleeves replace the template's list."""
-    write("t.yaml", """
+    write(
+        "t.yaml",
+        """
         apiVersion: reconciler/v1
         kind: SleeveTemplate
         metadata: {name: t}
@@ -261,9 +348,15 @@ def test_template_merge_registration_fields_win(write):
           autoRebalFrequency: Monthly
           accountSleeves:
             - {sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 100}
-        """)
-    p = write("r.yaml", REG.format(extra="  template: t\n  isDoNotTrade: true\n" + sleeves(
-        "sleeveType: Normal sleeve, modelAggId: 2, targetAllocation: 100")))
+        """,
+    )
+    p = write(
+        "r.yaml",
+        REG.format(
+            extra="  template: t\n  isDoNotTrade: true\n"
+            + sleeves("sleeveType: Normal sleeve, modelAggId: 2, targetAllocation: 100")
+        ),
+    )
     m = load_manifests([str(p.parent)])
     (reg,) = m.registrations
     assert reg.fields == {"isDoNotTrade": True, "autoRebalFrequency": "Monthly"}
@@ -272,7 +365,12 @@ def test_template_merge_registration_fields_win(write):
 
 
 def test_batch_defaults_are_inherited_and_size_derived(write):
-    extra = "  affectsModel: true\n" + GOOD_INSTR + GOOD_INSTR.splitlines()[1].replace("tradeTicketId: 1", "tradeTicketId: 2").replace("side: Buy", "side: Sell") + "\n"
+    extra = (
+        "  affectsModel: true\n"
+        + GOOD_INSTR
+        + GOOD_INSTR.splitlines()[1].replace("tradeTicketId: 1", "tradeTicketId: 2").replace("side: Buy", "side: Sell")
+        + "\n"
+    )
     m = load_manifests([str(write("b.yaml", BATCH.format(extra=extra)))])
     (batch,) = m.batches
     assert batch.batch_size == 2
@@ -311,8 +409,9 @@ def test_debug_shows_no_traceback_for_user_errors_but_cli_never_crashes(write):
 
 # --- property: nothing escapes -------------------------------------------------------------------
 
-yaml_ish = st.text(alphabet=st.sampled_from(list("ab:- \n\t[]{}&*!<>'\"#|%@`,?0123456789.\\") + ["\x00", "é", "\ufeff"]),
-                   max_size=200)
+yaml_ish = st.text(
+    alphabet=st.sampled_from(list("ab:- \n\t[]{}&*!<>'\"#|%@`,?0123456789.\\") + ["\x00", "é", "\ufeff"]), max_size=200
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -328,10 +427,14 @@ def test_no_input_escapes_as_anything_but_our_error(tmp_path, body):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(spec=st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
-                         lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
-                         max_leaves=12),
-       kind=st.sampled_from(["SleeveRegistration", "SleeveTemplate", "TradeBatch"]))
+@given(
+    spec=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+        max_leaves=12,
+    ),
+    kind=st.sampled_from(["SleeveRegistration", "SleeveTemplate", "TradeBatch"]),
+)
 def test_structurally_odd_specs_give_manifest_errors(tmp_path, spec, kind):
     """Well-formed YAML of any shape under a real kind: a ManifestError, never a crash."""
     import json

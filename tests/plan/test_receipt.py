@@ -9,17 +9,26 @@ from reconciler.plan.builder import fingerprint_registration
 from reconciler.plan.receipt import endpoint_problems, receipt_problems, stale_reasons
 from reconciler.vendors.reads import LiveState
 
-LIVE = {"registrationId": 31547, "isDoNotTrade": False, "editedBy": "ops", "editedDate": "2026-12-01T10:00:00Z",
-        "accountSleeves": [{"accountId": 1, "targetAllocation": 100, "currentValue": 5}]}
+LIVE = {
+    "registrationId": 31547,
+    "isDoNotTrade": False,
+    "editedBy": "ops",
+    "editedDate": "2026-12-01T10:00:00Z",
+    "accountSleeves": [{"accountId": 1, "targetAllocation": 100, "currentValue": 5}],
+}
 
 
 def plan_of(target: int, fingerprint: str) -> Plan:
     payload = {**LIVE, "isDoNotTrade": True}
-    change = Change("SleeveRegistration/a", Action.UPDATE, Source("a.yaml", 1), payload=payload, fingerprint=fingerprint)
+    change = Change(
+        "SleeveRegistration/a", Action.UPDATE, Source("a.yaml", 1), payload=payload, fingerprint=fingerprint
+    )
     ticket = {"data": {"tradeTicketId": 7, "target": target}}
     create = Change("TradeInstruction/7", Action.CREATE, Source("t.yaml", 3), payload=ticket, fingerprint="absent")
-    subs = (Submission("orion", "POST", "/batch", ("SleeveRegistration/a",), 1, [payload]),
-            Submission("sei", "POST", "/tickets", ("TradeInstruction/7",), 2, ticket))
+    subs = (
+        Submission("orion", "POST", "/batch", ("SleeveRegistration/a",), 1, [payload]),
+        Submission("sei", "POST", "/tickets", ("TradeInstruction/7",), 2, ticket),
+    )
     return Plan((change, create), subs, 0)
 
 
@@ -38,7 +47,9 @@ def test_server_owned_churn_is_not_staleness_but_an_edit_outside_git_is_named_wi
     fp = fingerprint_registration(LIVE)
     later = dt.datetime(2026, 12, 6, tzinfo=dt.timezone.utc)
     churned = LiveState({31547: {**LIVE, "accountSleeves": [{**LIVE["accountSleeves"][0], "currentValue": 9}]}}, {})
-    assert stale_reasons(plan_of(55, fp), churned, expected_digest="d", digest="d", expired=False, expires_at=later) == []
+    assert (
+        stale_reasons(plan_of(55, fp), churned, expected_digest="d", digest="d", expired=False, expires_at=later) == []
+    )
     edited = LiveState({31547: {**LIVE, "isDoNotTrade": True, "editedBy": "jdoe"}}, {7: []})
     reasons = stale_reasons(plan_of(55, fp), edited, expected_digest="d", digest="e", expired=True, expires_at=later)
     assert reasons[0].startswith("the plan expired at 2026-12-06")
@@ -49,4 +60,5 @@ def test_server_owned_churn_is_not_staleness_but_an_edit_outside_git_is_named_wi
 def test_a_plan_for_other_endpoints_is_named_by_api():
     saved = {"orion": "https://a/api", "sei": "https://s"}
     assert endpoint_problems(saved, {"orion": "https://b/api", "sei": "https://s"}) == [
-        "the plan was made against orion https://a/api, not https://b/api"]
+        "the plan was made against orion https://a/api, not https://b/api"
+    ]

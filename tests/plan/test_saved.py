@@ -19,7 +19,6 @@ from ..helpers.sandbox import writes
 pytestmark = pytest.mark.integration
 
 
-
 @pytest.fixture
 def keys(tmp_path):
     recipient, identity = generate_identity()
@@ -39,11 +38,20 @@ def test_an_encrypted_plan_holds_no_client_data_and_applies_with_the_identity(sa
     data = plan.read_bytes()
     assert data.startswith(AGE_MAGIC)
     live = sandbox.state.get(31547)
-    for clear in ("31547", "31548", "MSFT", "NVDA", "10000002", "037833100", str(live["custodialAccountNumber"]),
-                  "registrationId", "deletedSleeveTargets"):
+    for clear in (
+        "31547",
+        "31548",
+        "MSFT",
+        "NVDA",
+        "10000002",
+        "037833100",
+        str(live["custodialAccountNumber"]),
+        "registrationId",
+        "deletedSleeveTargets",
+    ):
         assert clear.encode() not in data, clear
     assert oct(plan.stat().st_mode & 0o777) == "0o600"
-    shown = reconciler(env, "show", str(plan))                     # no identity: one clear error, nothing else
+    shown = reconciler(env, "show", str(plan))  # no identity: one clear error, nothing else
     assert shown.returncode == 1 and "set RECONCILER_PLAN_IDENTITY" in shown.stderr
     with_key = {**env, "RECONCILER_PLAN_IDENTITY": keys["identity"]}
     shown = reconciler(with_key, "show", str(plan))
@@ -52,20 +60,40 @@ def test_an_encrypted_plan_holds_no_client_data_and_applies_with_the_identity(sa
     report = tmp_path / "report.json"
     r = reconciler(with_key, "apply", str(plan), "--report", str(report))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert report.read_bytes().startswith(AGE_MAGIC)              # the report is encrypted too
-    doc = json.loads(subprocess.run([sys.executable, "-c", "import sys, pyrage; from pyrage import x25519; "
-                                     "sys.stdout.buffer.write(pyrage.decrypt(open(sys.argv[1], 'rb').read(), "
-                                     "[x25519.Identity.from_str(sys.argv[2])]))", str(report), keys["identity"]],
-                                    capture_output=True, check=True).stdout)
+    assert report.read_bytes().startswith(AGE_MAGIC)  # the report is encrypted too
+    doc = json.loads(
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, pyrage; from pyrage import x25519; "
+                "sys.stdout.buffer.write(pyrage.decrypt(open(sys.argv[1], 'rb').read(), "
+                "[x25519.Identity.from_str(sys.argv[2])]))",
+                str(report),
+                keys["identity"],
+            ],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
     assert doc["converged"] is True
 
 
-@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "other recipients", "another commit",
-                                    "another environment", "plaintext in CI"])
+@pytest.mark.parametrize(
+    "damage",
+    ["flipped byte", "truncated", "other recipients", "another commit", "another environment", "plaintext in CI"],
+)
 def test_damaged_replayed_or_plaintext_plans_are_refused_with_zero_writes(sandbox, tmp_path, keys, damage):
     plan = tmp_path / "plan.age"
-    env = sealed_env(sandbox, tmp_path, keys, RECONCILER_COMMIT="a" * 40, RECONCILER_ENVIRONMENT="test",
-                  ORION_BASE_URL=sandbox.orion_url, SEI_BASE_URL=sandbox.sei_url)
+    env = sealed_env(
+        sandbox,
+        tmp_path,
+        keys,
+        RECONCILER_COMMIT="a" * 40,
+        RECONCILER_ENVIRONMENT="test",
+        ORION_BASE_URL=sandbox.orion_url,
+        SEI_BASE_URL=sandbox.sei_url,
+    )
     args = ["plan", "--out", str(plan)]
     if damage == "other recipients":
         env["RECONCILER_PLAN_RECIPIENTS"] = keys["other_recipient"]
@@ -84,11 +112,14 @@ def test_damaged_replayed_or_plaintext_plans_are_refused_with_zero_writes(sandbo
         apply_env["RECONCILER_ENVIRONMENT"] = "production"
     r = reconciler(apply_env, "apply", str(plan), "--auto-approve")
     assert r.returncode == 1, r.stdout[-2000:]
-    expected = {"flipped byte": "is damaged or truncated", "truncated": "is damaged or truncated",
-                "other recipients": "is encrypted to other recipients: RECONCILER_PLAN_IDENTITY is not one of them",
-                "another commit": f"made for commit {'a' * 40}, not {'b' * 40} (RECONCILER_COMMIT)",
-                "another environment": "made for the environment 'test', not 'production'",
-                "plaintext in CI": "the saved plan is not encrypted"}[damage]
+    expected = {
+        "flipped byte": "is damaged or truncated",
+        "truncated": "is damaged or truncated",
+        "other recipients": "is encrypted to other recipients: RECONCILER_PLAN_IDENTITY is not one of them",
+        "another commit": f"made for commit {'a' * 40}, not {'b' * 40} (RECONCILER_COMMIT)",
+        "another environment": "made for the environment 'test', not 'production'",
+        "plaintext in CI": "the saved plan is not encrypted",
+    }[damage]
     assert expected in r.stderr, r.stderr
     assert writes(sandbox) == 0
     assert keys["identity"] not in r.stdout + r.stderr
@@ -100,9 +131,13 @@ def test_the_identity_appears_in_no_output_log_report_or_journal(sandbox, tmp_pa
     env = {**sealed_env(sandbox, tmp_path, keys), "RECONCILER_PLAN_IDENTITY": keys["identity"]}
     plan, report = tmp_path / "plan.age", tmp_path / "r.json"
     texts = []
-    for args in (["plan", "--out", str(plan), "--debug"], ["show", str(plan), "--debug"],
-                 ["apply", str(plan), "--debug", "--report", str(report), "--no-encrypt"],
-                 ["drift", "--debug", "--format", "json"], ["journal", "--json"]):
+    for args in (
+        ["plan", "--out", str(plan), "--debug"],
+        ["show", str(plan), "--debug"],
+        ["apply", str(plan), "--debug", "--report", str(report), "--no-encrypt"],
+        ["drift", "--debug", "--format", "json"],
+        ["journal", "--json"],
+    ):
         p = reconciler(env, *args)
         texts += [p.stdout, p.stderr]
     bad = {**env, "RECONCILER_PLAN_IDENTITY": "AGE-SECRET-KEY-1NOTAKEY" + keys["identity"][-20:]}
@@ -111,7 +146,7 @@ def test_the_identity_appears_in_no_output_log_report_or_journal(sandbox, tmp_pa
     texts += [p.stdout, p.stderr, report.read_text()]
     texts += [f.read_bytes().decode("latin-1") for f in (tmp_path / "ws").rglob("*") if f.is_file()]
     blob = "\n".join(texts)
-    assert "reconciler.http" in blob or "POST /v1/Trading" in blob   # debug logs were on
+    assert "reconciler.http" in blob or "POST /v1/Trading" in blob  # debug logs were on
     assert keys["identity"] not in blob and keys["identity"][-20:] not in blob
 
 
@@ -136,9 +171,15 @@ def test_a_file_reconciler_encrypts_decrypts_with_the_age_command(sandbox, tmp_p
     assert oct(key.stat().st_mode & 0o777) == "0o600"
     recipient = made.stdout.strip()
     plan = tmp_path / "plan.age"
-    assert reconciler(sealed_env(sandbox, tmp_path, {**keys, "recipient": recipient}), "plan", "--out",
-                      str(plan)).returncode == 0
+    assert (
+        reconciler(
+            sealed_env(sandbox, tmp_path, {**keys, "recipient": recipient}), "plan", "--out", str(plan)
+        ).returncode
+        == 0
+    )
     clear = subprocess.run([age, "-d", "-i", str(key), str(plan)], capture_output=True, check=True).stdout
     doc = json.loads(clear)
     assert doc["kind"] == "reconciler-plan" and doc["saved"]["binding"]["environment"] == "custom"
-    assert reconciler(sealed_env(sandbox, tmp_path, keys), "keygen", "--output", str(key)).returncode == 1  # no overwrite
+    assert (
+        reconciler(sealed_env(sandbox, tmp_path, keys), "keygen", "--output", str(key)).returncode == 1
+    )  # no overwrite

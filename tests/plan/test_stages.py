@@ -24,5 +24,5 @@ def test_an_unknown_stage_raises_in_the_explainer_and_the_evaluator_never_skippe
     evaluator = Evaluator(None, None, Settings(), ManifestSet((), (), ""), claims=claims_for(tmp_path))
     with pytest.raises(AssertionError):
         evaluator._run_stage(_NewStage(), RunContext(1))
-    with pytest.raises(AssertionError):   # the run's first pass over the stages (what it will report) too
+    with pytest.raises(AssertionError):  # the run's first pass over the stages (what it will report) too
         evaluator.run((Recover(), _NewStage()), 1)

@@ -24,8 +24,10 @@ def test_plan_at_500_uses_bulk_reads_and_deepdiff_only_on_drift(sandbox, cli, tm
     assert r.code == 2, r
     before = int(re.search(r"deepdiff calls (\d+)", r.err).group(1))
     counts = httpx.get(f"{sandbox.url}/_sandbox/counters").json()["requests"]
-    assert counts == {"POST /api/v1/Trading/Sleeve/Registrations/ListWithAccountSleeves": 1,  # ⌈500 / 500⌉
-                      "GET /v1/order/tradetickets": 1}                                        # 990 rows, 1,000 a page
+    assert counts == {
+        "POST /api/v1/Trading/Sleeve/Registrations/ListWithAccountSleeves": 1,  # ⌈500 / 500⌉
+        "GET /v1/order/tradetickets": 1,
+    }  # 990 rows, 1,000 a page
     assert "Plan: 10 to create, 5 to update, 0 to remove, 0 conflicts" in r.out
     # a second plan in the same process adds exactly one deepdiff call per drifted registration
     r2 = cli("plan", str(tmp_path / "m"))
@@ -95,7 +97,7 @@ def test_slow_reads_hold_back_parsing_instead_of_piling_up_registrations(sandbox
         read = vendors.orion.list_with_sleeves
 
         def slow_read(*args, **kwargs):
-            time.sleep(0.4)   # Orion slower than parsing
+            time.sleep(0.4)  # Orion slower than parsing
             return read(*args, **kwargs)
 
         add = PlanBuilder.add_registration
@@ -106,7 +108,7 @@ def test_slow_reads_hold_back_parsing_instead_of_piling_up_registrations(sandbox
 
         monkeypatch.setattr(vendors.orion, "list_with_sleeves", slow_read)
         monkeypatch.setattr(PlanBuilder, "add_registration", counted_add)
-        stream = ManifestStream(paths, workers=2).start()   # hands out its first chunks
+        stream = ManifestStream(paths, workers=2).start()  # hands out its first chunks
         submit = stream._pool.submit
 
         def counted_submit(*args):
@@ -119,7 +121,7 @@ def test_slow_reads_hold_back_parsing_instead_of_piling_up_registrations(sandbox
         def counted_files():
             for result in files():
                 if first_seen[0] is None:
-                    first_seen[0] = 2 * CHUNKS_AHEAD + submitted[0]   # chunks handed out when the first is read
+                    first_seen[0] = 2 * CHUNKS_AHEAD + submitted[0]  # chunks handed out when the first is read
                 parsed[0] += 1
                 waiting[0] = max(waiting[0], parsed[0] - diffed[0])
                 yield result
@@ -127,5 +129,5 @@ def test_slow_reads_hold_back_parsing_instead_of_piling_up_registrations(sandbox
         stream._checked_files = counted_files
         streamed = pipeline.plan_stream(paths, vendors, settings, stream=stream)
     assert streamed.plan.unchanged == 3000 and diffed[0] == 3000
-    assert first_seen[0] <= 2 * CHUNKS_AHEAD + 1 and submitted[0] == 60 - 2 * CHUNKS_AHEAD   # 60 chunks in all
+    assert first_seen[0] <= 2 * CHUNKS_AHEAD + 1 and submitted[0] == 60 - 2 * CHUNKS_AHEAD  # 60 chunks in all
     assert 0 < waiting[0] <= (pipeline.READS_AHEAD * settings.read_workers + 2) * settings.read_chunk

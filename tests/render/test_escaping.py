@@ -15,19 +15,23 @@ from ..helpers.escaping import HOSTILE, html_tags, mentions, raw_controls
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_markdown_escapes_never_produce_live_html_ormentions(value):
-    doc = (f"| a | b |\n|---|---|\n| {md_code(value)} | {md_text(value)} |\n\n"
-           f"<details><summary>{html_text(value)}</summary>\n\n{md_fence(value + chr(10) + value)}\n</details>\n")
+    doc = (
+        f"| a | b |\n|---|---|\n| {md_code(value)} | {md_text(value)} |\n\n"
+        f"<details><summary>{html_text(value)}</summary>\n\n{md_fence(value + chr(10) + value)}\n</details>\n"
+    )
     assert [t for t in html_tags(doc) if t not in ("details", "/details", "summary", "/summary", "!--")] == []
     assert html_tags(doc).count("details") == 1 == html_tags(doc).count("/details")
     assert mentions(doc) == []
     assert raw_controls(doc.replace("\n", "")) == []
 
 
-
-_NASTY = st.lists(st.sampled_from(list("ab<>&@`|*_[]()#\n\t\x1b\x07\x00\u202e\u200b\u2066 /\\\"'")
-                                  + ["</details>", "<img src=x>", "@org", "```", "<!--", "-->"]),
-                  max_size=12).map("".join)
-
+_NASTY = st.lists(
+    st.sampled_from(
+        list("ab<>&@`|*_[]()#\n\t\x1b\x07\x00\u202e\u200b\u2066 /\\\"'")
+        + ["</details>", "<img src=x>", "@org", "```", "<!--", "-->"]
+    ),
+    max_size=12,
+).map("".join)
 
 
 def _renderings(value: str):
@@ -39,16 +43,36 @@ def _renderings(value: str):
 
     src = Source(f"m/{value}.yaml", 3)
     change = Change("SleeveRegistration/x", Action.UPDATE, src, (FieldChange(f"accountSleeves[{value}].t", value, 1),))
-    ticket = Change("TradeInstruction/1", Action.CREATE, src, payload={"data": {"side": "Buy", "target": 1, "ticker": value,
-                                                                              "batchId": value, "batchSize": 1}})
+    ticket = Change(
+        "TradeInstruction/1",
+        Action.CREATE,
+        src,
+        payload={"data": {"side": "Buy", "target": 1, "ticker": value, "batchId": value, "batchSize": 1}},
+    )
     plan = Plan((change, ticket), (), 0)
-    finding = Finding("SleeveRegistration/x", "registration", "drifted", src, (FieldChange(value, value, 2),), value,
-                      value, [{"editedBy": value, "editedDate": value, "changeType": "Update",
-                               "changes": [{"field": value, "before": value, "after": 1}]}])
+    finding = Finding(
+        "SleeveRegistration/x",
+        "registration",
+        "drifted",
+        src,
+        (FieldChange(value, value, 2),),
+        value,
+        value,
+        [
+            {
+                "editedBy": value,
+                "editedDate": value,
+                "changeType": "Update",
+                "changes": [{"field": value, "before": value, "after": 1}],
+            }
+        ],
+    )
     report = DriftReport("2026-12-01T00:00:00+00:00", "0", "d", [finding], [], [], 1)
-    return ((render_plan_text(plan), render_drift_text(report)),
-            (*render_plan_markdown(plan), render_drift_markdown(report)), render_drift_html(report))
-
+    return (
+        (render_plan_text(plan), render_drift_text(report)),
+        (*render_plan_markdown(plan), render_drift_markdown(report)),
+        render_drift_html(report),
+    )
 
 
 @pytest.mark.slow
@@ -59,11 +83,12 @@ def test_random_strings_keep_the_escaping_invariant_in_every_format(value):
     plain_texts, plain_mds, _ = _renderings("a")
     for text, plain in zip(texts, plain_texts):
         assert raw_controls(text) == []
-        assert len(text.splitlines()) == len(plain.splitlines())   # no value can add a line of its own
+        assert len(text.splitlines()) == len(plain.splitlines())  # no value can add a line of its own
     for md, plain in zip(mds, plain_mds):
         assert raw_controls(md.replace("\n", "")) == []
-        assert [t for t in html_tags(md) if t not in ("details", "/details", "summary", "/summary", "code", "/code",
-                                                       "!--")] == [], (value, md)
+        assert [
+            t for t in html_tags(md) if t not in ("details", "/details", "summary", "/summary", "code", "/code", "!--")
+        ] == [], (value, md)
         assert html_tags(md).count("details") == html_tags(plain).count("details")
         assert mentions(md) == []
     assert raw_controls(html.replace("\n", "")) == []

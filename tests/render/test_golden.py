@@ -34,4 +34,4 @@ def test_plan_text_matches_golden_and_writes_nothing(env, cli):
 def test_plan_markdown_matches_golden(env, cli):
     r = cli("plan", "--format", "markdown")
     assert r.code == 0 and r.out.startswith(MARKER)
-    check_golden("plan.md", re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", r.out))   # the sandbox's port is random
+    check_golden("plan.md", re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", r.out))  # the sandbox's port is random

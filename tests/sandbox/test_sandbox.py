@@ -10,7 +10,14 @@ import time
 import httpx
 import pytest
 
-from reconciler.errors import AmbiguousWriteError, ApiAuthError, ApiError, NotFoundError, TicketExistsError, TlsConfigError
+from reconciler.errors import (
+    AmbiguousWriteError,
+    ApiAuthError,
+    ApiError,
+    NotFoundError,
+    TicketExistsError,
+    TlsConfigError,
+)
 from reconciler.vendors import open_vendors
 from reconciler.sandbox.demo import make_registration
 from reconciler.sandbox.server import TlsFiles, start_sandbox
@@ -23,9 +30,20 @@ from ..helpers.sandbox import control, raw_batch_status
 
 pytestmark = pytest.mark.integration
 
-TICKET = {"batchId": "T-1", "batchSize": 1, "tradeTicketId": 77000001, "masterOrderId": 1, "strategyCode": "LCG",
-          "side": "Buy", "ticker": "AAPL", "cusip": "037833100", "securityName": "Apple Inc.", "target": 10,
-          "orderGenerationPrice": 189.5, "affectsModel": True}
+TICKET = {
+    "batchId": "T-1",
+    "batchSize": 1,
+    "tradeTicketId": 77000001,
+    "masterOrderId": 1,
+    "strategyCode": "LCG",
+    "side": "Buy",
+    "ticker": "AAPL",
+    "cusip": "037833100",
+    "securityName": "Apple Inc.",
+    "target": 10,
+    "orderGenerationPrice": 189.5,
+    "affectsModel": True,
+}
 
 
 def wait_done(vendors, batch_id, timeout=5.0):
@@ -84,7 +102,9 @@ def test_batch_steps_new_processing_complete_and_records_history(slow_vendors):
     new = [s for s in live["accountSleeves"] if s["sleeveType"] == "Unmanaged sleeve"]
     assert len(new) == 1 and new[0]["accountId"] > 30620  # the server assigned an account id
     history = vendors.orion.histories(31547)[0]
-    assert history["editedBy"] == "demo-user" and any(c["field"].endswith(".targetAllocation") for c in history["changes"])
+    assert history["editedBy"] == "demo-user" and any(
+        c["field"].endswith(".targetAllocation") for c in history["changes"]
+    )
 
 
 def test_partially_complete_and_failed_batches_report_errors(vendors):
@@ -103,11 +123,17 @@ def test_partially_complete_and_failed_batches_report_errors(vendors):
 
 def test_batch_limits_are_enforced_by_the_server(sandbox, vendors):
     reg = vendors.orion.get_registration(31548)
-    r = httpx.post(f"{sandbox.orion_url}/v1/Trading/Sleeve/Registrations/Action/process/batch",
-                   json=[reg] * 101, headers={"Authorization": f"Session {sandbox.creds.orion_token}"})
+    r = httpx.post(
+        f"{sandbox.orion_url}/v1/Trading/Sleeve/Registrations/Action/process/batch",
+        json=[reg] * 101,
+        headers={"Authorization": f"Session {sandbox.creds.orion_token}"},
+    )
     assert r.status_code == 400 and "at most 100" in r.text
-    r = httpx.post(f"{sandbox.orion_url}/v1/Trading/Sleeve/Registrations/ListWithAccountSleeves",
-                   json=list(range(501)), headers={"Authorization": f"Session {sandbox.creds.orion_token}"})
+    r = httpx.post(
+        f"{sandbox.orion_url}/v1/Trading/Sleeve/Registrations/ListWithAccountSleeves",
+        json=list(range(501)),
+        headers={"Authorization": f"Session {sandbox.creds.orion_token}"},
+    )
     assert r.status_code == 400
 
 
@@ -127,8 +153,10 @@ def test_sei_paging_post_and_409(vendors):
 
 def test_tokens_are_minted_from_credentials(sandbox):
     s = settings_for(sandbox)
-    s = s.with_overrides(orion=type(s.orion)(s.orion.base_url, None, "demo-user", s.orion.password),
-                         sei=type(s.sei)(s.sei.base_url, None, s.sei.app_key, s.sei.app_secret, "demo-user", s.sei.password))
+    s = s.with_overrides(
+        orion=type(s.orion)(s.orion.base_url, None, "demo-user", s.orion.password),
+        sei=type(s.sei)(s.sei.base_url, None, s.sei.app_key, s.sei.app_secret, "demo-user", s.sei.password),
+    )
     with open_vendors(s) as v:
         assert v.orion.get_registration(31547)["registrationId"] == 31547
         assert v.sei.get_ticket(10000001)
@@ -142,6 +170,7 @@ def test_wrong_credentials_fail_clearly(sandbox):
 
 
 # --- faults ------------------------------------------------------------------------------------
+
 
 def test_429_storm_pause_is_honoured_and_shared_by_concurrent_workers(sandbox):
     """One 429 with Retry-After: 1 holds back every worker, not just the one that saw it."""
@@ -193,7 +222,12 @@ def test_accepted_then_dropped_ticket_is_never_blindly_resent(sandbox, vendors):
 
 
 def test_slow_answers_time_out_reads_retry_writes_are_ambiguous(sandbox):
-    control(sandbox, "PUT", "/faults", content="slow=1.5@GET:/v1/order/tradetickets#1,slow=1.5@POST:/v1/order/tradetickets#1")
+    control(
+        sandbox,
+        "PUT",
+        "/faults",
+        content="slow=1.5@GET:/v1/order/tradetickets#1,slow=1.5@POST:/v1/order/tradetickets#1",
+    )
     with open_vendors(settings_for(sandbox, read_timeout=0.5)) as v:
         assert v.sei.get_ticket(10000001)
         with pytest.raises(AmbiguousWriteError):
@@ -233,6 +267,7 @@ def test_outside_git_edit_is_recorded_with_editor(sandbox, vendors):
 
 # --- TLS ---------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     return issue_tls_files(tmp_path_factory.mktemp("tls"))
@@ -242,8 +277,16 @@ def test_mtls_with_a_client_certificate_works_and_without_fails_fast(certs):
     tls = TlsFiles(certs["server_cert"], certs["server_key"], client_ca=certs["ca"])
     with start_sandbox(tls=tls) as sb:
         base = settings_for(sb)
-        with_cert = base.with_overrides(sei=type(base.sei)(**{**base.sei.__dict__, "client_cert": certs["client_cert"],
-                                                              "client_key": certs["client_key"], "ca_bundle": certs["ca"]}))
+        with_cert = base.with_overrides(
+            sei=type(base.sei)(
+                **{
+                    **base.sei.__dict__,
+                    "client_cert": certs["client_cert"],
+                    "client_key": certs["client_key"],
+                    "ca_bundle": certs["ca"],
+                }
+            )
+        )
         with open_vendors(with_cert) as v:
             assert v.sei.get_ticket(10000001)
         without = base.with_overrides(sei=type(base.sei)(**{**base.sei.__dict__, "ca_bundle": certs["ca"]}))
@@ -256,11 +299,17 @@ def test_mtls_with_a_client_certificate_works_and_without_fails_fast(certs):
 
 # --- scale and the documented command ----------------------------------------------------------
 
+
 def test_reading_2250_registrations_uses_one_request_per_chunk(sandbox, vendors):
     """Size is not the point (tests/benchmarks/ measures 100,000): several full chunks and a partial one are."""
-    regs = [make_registration(100000 + i, [(36, 50, 50, 50), (34, 20, 20, 20), (30, 10, 10, 10), (41, 10, 10, 10),
-                                           (45, 5, 5, 5), (52, 5, 5, 5)], first_account=1_000_000 + i * 10)
-            for i in range(2_250)]
+    regs = [
+        make_registration(
+            100000 + i,
+            [(36, 50, 50, 50), (34, 20, 20, 20), (30, 10, 10, 10), (41, 10, 10, 10), (45, 5, 5, 5), (52, 5, 5, 5)],
+            first_account=1_000_000 + i * 10,
+        )
+        for i in range(2_250)
+    ]
     control(sandbox, "PUT", "/state", json={"registrations": regs, "tickets": []}, timeout=120)
     control(sandbox, "POST", "/counters/reset")
     start = time.monotonic()
@@ -281,8 +330,13 @@ def test_reconciler_sandbox_command_serves_both_apis(tmp_path):
         port = s.getsockname()[1]
     state = tmp_path / "state.json"
     env = {"PATH": "/usr/bin:/bin"}
-    proc = subprocess.Popen([sys.executable, "-m", "reconciler", "sandbox", "--port", str(port), "--state", str(state)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "sandbox", "--port", str(port), "--state", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(100):
@@ -291,9 +345,14 @@ def test_reconciler_sandbox_command_serves_both_apis(tmp_path):
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        r = httpx.get(f"{base}/api/v1/Trading/Sleeve/Registrations/31547", headers={"Authorization": "Session demo-orion-token"})
+        r = httpx.get(
+            f"{base}/api/v1/Trading/Sleeve/Registrations/31547", headers={"Authorization": "Session demo-orion-token"}
+        )
         assert r.status_code == 200 and r.json()["registrationId"] == 31547
-        r = httpx.get(f"{base}/v1/order/tradetickets", headers={"Authorization": "Bearer demo-sei-token", "AppKey": "demo-app-key"})
+        r = httpx.get(
+            f"{base}/v1/order/tradetickets",
+            headers={"Authorization": "Bearer demo-sei-token", "AppKey": "demo-app-key"},
+        )
         assert r.status_code == 200 and r.json()["paging"]["totalCount"] == 4
         assert httpx.get(f"{base}/api/v1/Trading/Sleeve/Registrations").status_code == 401
         assert state.exists()

@@ -20,7 +20,7 @@ def _workspace(tmp_path, monkeypatch):
     (repo / "manifests").mkdir()
     old = tmp_path / "old"
     old.mkdir()
-    monkeypatch.chdir(old)           # an older release kept state here, under the current folder
+    monkeypatch.chdir(old)  # an older release kept state here, under the current folder
     ws = workspace_for((str(repo / "manifests"),), ORION, SEI)
     assert ws.legacy_directory == old / ".reconciler" / ws.key
     return ws
@@ -37,7 +37,9 @@ def test_readers_use_the_old_journal_in_place_and_the_first_writer_moves_it(tmp_
     _in_doubt(ws.legacy_directory / "journal.db")
     backend = open_backend(Settings(), ws)
     reader = backend.journal(readonly=True)
-    assert [d.key for d in reader.in_doubt()] == ["7"] and "reading the journal an older reconciler" in backend.notices[0]
+    assert [d.key for d in reader.in_doubt()] == ["7"] and "reading the journal an older reconciler" in backend.notices[
+        0
+    ]
     reader.close()
     writer = open_backend(Settings(), ws)
     journal = writer.journal()

@@ -24,7 +24,7 @@ def test_a_stale_claim_is_taken_over_and_a_stored_ticket_never_is(sandbox, tmp_p
     their_journal.close()
     theirs.close()
     ours = claims_for(tmp_path, "ours")
-    assert ours.claim(sandbox.orion_url, "registration", "our-batch", ["31549"]) == {}   # taken over
+    assert ours.claim(sandbox.orion_url, "registration", "our-batch", ["31549"]) == {}  # taken over
     (held,) = ours.claim(sandbox.sei_url, "ticket", "ticket:10000002", ["10000002"]).values()
     assert "was already sent to SEI by workspace their-tree" in held.why("ticket", "10000002")
     ours.close()

@@ -24,8 +24,9 @@ TICKETS = (10000002, 10000003, 10000102)
 
 
 def shared_env(sb, where: Path, url: str, **extra) -> dict[str, str]:
-    return sandbox_env(sb, workspace=where / ".reconciler", RECONCILER_BACKEND_URL=url, RECONCILER_POLL_TIMEOUT="60",
-                       **extra)
+    return sandbox_env(
+        sb, workspace=where / ".reconciler", RECONCILER_BACKEND_URL=url, RECONCILER_POLL_TIMEOUT="60", **extra
+    )
 
 
 def run(where: Path, env, *args, timeout=120):
@@ -53,11 +54,11 @@ def test_an_apply_killed_on_one_runner_is_recovered_from_another(slow, tmp_path,
     wait_for(lambda: batch_state(pg_fresh, "submitted") or proc.poll() is not None)
     proc.kill()
     proc.wait(timeout=10)
-    assert not any(bt.finished for bt in slow.state.batches.values())   # still processing
+    assert not any(bt.finished for bt in slow.state.batches.values())  # still processing
     assert not (b / ".reconciler").exists()
     r = run(b, shared_env(slow, b, pg_fresh), "apply", "--auto-approve")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    assert "from an earlier run is still" in r.stderr                   # B tracked A's batch
+    assert "from an earlier run is still" in r.stderr  # B tracked A's batch
     assert sum(1 for w in slow.state.writes if w["api"] == "orion") == 1
     assert all(slow.state.ticket_count(t) == 1 and slow.state.ticket_posts[t] == 1 for t in TICKETS)
     check = run(b, shared_env(slow, b, pg_fresh), "plan", "--detailed-exitcode")
@@ -65,8 +66,9 @@ def test_an_apply_killed_on_one_runner_is_recovered_from_another(slow, tmp_path,
 
 
 @pytest.mark.slow
-def test_a_second_apply_waits_then_refuses_naming_the_holder_and_a_killed_holder_frees_it_fast(slow, tmp_path,
-                                                                                             pg_fresh):
+def test_a_second_apply_waits_then_refuses_naming_the_holder_and_a_killed_holder_frees_it_fast(
+    slow, tmp_path, pg_fresh
+):
     a, b = repository(tmp_path / "laptop"), repository(tmp_path / "ci")
     holder = start(a, shared_env(slow, a, pg_fresh), "apply", "--auto-approve")
     wait_for(lambda: batch_state(pg_fresh, "submitted"))
@@ -86,21 +88,23 @@ def test_a_second_apply_waits_then_refuses_naming_the_holder_and_a_killed_holder
     killed = time.monotonic()
     holder.wait(timeout=10)
     with psycopg.connect(pg_fresh, autocommit=True) as conn:
-        key = conn.execute("SELECT 1").fetchone()   # a connection of our own to poll the lock with
+        key = conn.execute("SELECT 1").fetchone()  # a connection of our own to poll the lock with
         assert key
         from reconciler.state.postgres import _lock_key
 
-        wait_for(lambda: conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(lease["workspace"]),)).fetchone()[0],
-                 timeout=15)
+        wait_for(
+            lambda: conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(lease["workspace"]),)).fetchone()[0],
+            timeout=15,
+        )
         freed = time.monotonic() - killed
         conn.execute("SELECT pg_advisory_unlock_all()")
     print(f"\nkilled holder's lease free after {freed * 1000:.0f} ms")
     assert freed < 5
     after = json.loads(run(b, shared_env(slow, b, pg_fresh), "lock", "status", "--json").stdout)
-    assert after["leases"] and not after["leases"][0]["alive"]           # the record stays, marked dead
+    assert after["leases"] and not after["leases"][0]["alive"]  # the record stays, marked dead
     assert run(b, shared_env(slow, b, pg_fresh), "lock", "release").returncode == 0
     assert json.loads(run(b, shared_env(slow, b, pg_fresh), "lock", "status", "--json").stdout)["leases"] == []
-    r = run(b, shared_env(slow, b, pg_fresh), "apply", "--auto-approve")   # no flag, from the other directory
+    r = run(b, shared_env(slow, b, pg_fresh), "apply", "--auto-approve")  # no flag, from the other directory
     assert r.returncode == 0, r.stderr[-2000:]
 
 
@@ -112,7 +116,7 @@ def test_plan_warns_while_an_apply_runs(slow, tmp_path, pg_fresh):
         wait_for(lambda: batch_state(pg_fresh, "submitted"))
         r = run(b, shared_env(slow, b, pg_fresh), "plan", "--detailed-exitcode")
         assert "an apply of this workspace is running" in r.stderr
-        assert "left out of this plan" in r.stderr and r.returncode == 2   # its batch is in flight: kept out
+        assert "left out of this plan" in r.stderr and r.returncode == 2  # its batch is in flight: kept out
     finally:
         holder.wait(timeout=60)
 
@@ -128,7 +132,7 @@ def test_unrelated_workspaces_never_block_each_other(slow, tmp_path, pg_fresh):
     still_running = holder.poll() is None
     holder.wait(timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert still_running   # the second apply finished while the first still held its own lease
+    assert still_running  # the second apply finished while the first still held its own lease
     assert holder.returncode == 0
 
 
@@ -137,8 +141,14 @@ def test_the_backend_password_appears_in_no_output_log_report_or_journal(sandbox
     env = shared_env(sandbox, a, pg_fresh)
     report = tmp_path / "report.json"
     texts = []
-    for args in (["plan", "--debug"], ["apply", "--auto-approve", "--debug", "--report", str(report)],
-                 ["journal", "--json"], ["lock", "status", "--json"], ["lock", "status"], ["drift", "--debug"]):
+    for args in (
+        ["plan", "--debug"],
+        ["apply", "--auto-approve", "--debug", "--report", str(report)],
+        ["journal", "--json"],
+        ["lock", "status", "--json"],
+        ["lock", "status"],
+        ["drift", "--debug"],
+    ):
         p = run(a, env, *args)
         texts += [p.stdout, p.stderr]
     bad = {**env, "RECONCILER_BACKEND_URL": pg_fresh.replace(PG_PASSWORD, PG_PASSWORD + "-wrong")}
@@ -149,7 +159,7 @@ def test_the_backend_password_appears_in_no_output_log_report_or_journal(sandbox
         for table in ("runs", "batches", "tickets", "leases", "resolutions", "meta"):
             texts.append(json.dumps(conn.execute(f"SELECT * FROM reconciler.{table}").fetchall(), default=str))
     blob = "\n".join(texts)
-    assert "reconciler.http" in blob or "POST /v1/Trading" in blob        # the debug logs were on
+    assert "reconciler.http" in blob or "POST /v1/Trading" in blob  # the debug logs were on
     assert PG_PASSWORD not in blob
 
 
@@ -158,7 +168,7 @@ def test_a_schema_from_a_newer_reconciler_is_refused_before_any_write(sandbox, t
     from reconciler.config import Secret
     from reconciler.state.postgres import connect
 
-    connect(Secret(pg_fresh)).close()   # creates the schema
+    connect(Secret(pg_fresh)).close()  # creates the schema
     with psycopg.connect(pg_fresh, autocommit=True) as conn:
         conn.execute("UPDATE reconciler.meta SET value = '99' WHERE key = 'schema_version'")
     r = run(a, shared_env(sandbox, a, pg_fresh), "apply", "--auto-approve")
@@ -173,7 +183,7 @@ def test_a_read_only_role_can_plan_and_read_lock_status(sandbox, tmp_path, pg_fr
         conn.execute("DROP ROLE IF EXISTS planner")
         conn.execute("CREATE ROLE planner LOGIN PASSWORD 'planner-pw-77'")
     reader = pg_fresh.replace(f"reconciler:{PG_PASSWORD}", "planner:planner-pw-77")
-    r = run(a, shared_env(sandbox, a, reader), "plan")                   # before any apply created the schema
+    r = run(a, shared_env(sandbox, a, reader), "plan")  # before any apply created the schema
     assert r.returncode == 0, r.stderr[-2000:]
     assert run(a, shared_env(sandbox, a, pg_fresh), "apply", "--auto-approve").returncode == 0
     with psycopg.connect(pg_fresh, autocommit=True) as conn:

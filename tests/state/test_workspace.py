@@ -15,17 +15,22 @@ def test_state_is_found_from_the_manifests_never_the_current_folder(tmp_path, mo
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     seen = set()
-    for cwd, path in ((repo, "desk/manifests"), (elsewhere, str(repo / "desk" / "manifests")),
-                      (elsewhere, "../link/desk/manifests"), (repo / "desk", "manifests")):
+    for cwd, path in (
+        (repo, "desk/manifests"),
+        (elsewhere, str(repo / "desk" / "manifests")),
+        (elsewhere, "../link/desk/manifests"),
+        (repo / "desk", "manifests"),
+    ):
         monkeypatch.chdir(cwd)
         ws = workspace_for((path,), "https://o.example/api", "https://s.example", None)
         seen.add((ws.key, ws.directory))
         assert workspace_root((path,)) == repo
-    (key, directory), = seen
+    ((key, directory),) = seen
     assert directory == repo / ".reconciler" / key
     monkeypatch.chdir(elsewhere)
-    relative = workspace_for((str(repo / "desk" / "manifests"),), "https://o.example/api", "https://s.example",
-                             Path("state"))
-    assert relative.directory == repo / "state" / key        # a relative RECONCILER_WORKSPACE: from the root
+    relative = workspace_for(
+        (str(repo / "desk" / "manifests"),), "https://o.example/api", "https://s.example", Path("state")
+    )
+    assert relative.directory == repo / "state" / key  # a relative RECONCILER_WORKSPACE: from the root
     other = workspace_for((str(repo / "desk" / "manifests"),), "https://o.example/api", "https://test.example", None)
-    assert other.key != key                                   # another endpoint: another workspace
+    assert other.key != key  # another endpoint: another workspace

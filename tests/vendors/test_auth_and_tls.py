@@ -17,8 +17,11 @@ def test_a_refused_given_token_names_its_variable_and_how_to_mint_one():
         client.list_registrations()
     assert "ORION_USERNAME and ORION_PASSWORD" in str(info.value) and info.value.refused
     with pytest.raises(ApiAuthError, match="SEI refused the token in SEI_TOKEN"):
-        sei(lambda req: httpx.Response(401, json={"code": "gateway.authentication.failure",
-                                                  "message": "Access Token invalid"})).get_ticket(1)
+        sei(
+            lambda req: httpx.Response(
+                401, json={"code": "gateway.authentication.failure", "message": "Access Token invalid"}
+            )
+        ).get_ticket(1)
 
 
 def test_a_minted_token_is_renewed_once_on_a_401_and_the_second_401_stands():
@@ -45,8 +48,9 @@ def test_tls_hints_name_the_vendors_own_variables():
 
 def test_a_ca_bundle_that_cannot_be_read_is_a_configuration_error_naming_the_variable(tmp_path):
     with pytest.raises(ConfigError, match="Orion CA bundle .*ORION_CA_BUNDLE"):
-        vendor_tls("Orion", "https://orion.example/api", ca_bundle=str(tmp_path / "missing.pem"),
-                   variables="ORION_CA_BUNDLE")
+        vendor_tls(
+            "Orion", "https://orion.example/api", ca_bundle=str(tmp_path / "missing.pem"), variables="ORION_CA_BUNDLE"
+        )
     with pytest.raises(ConfigError, match="SEI requires two-way TLS"):
         vendor_tls("SEI", "https://sei.example", require_client_cert=True, variables="SEI_CLIENT_CERT, SEI_CLIENT_KEY")
-    assert vendor_tls("SEI", "http://127.0.0.1:8000", require_client_cert=True).context is True   # loopback http
+    assert vendor_tls("SEI", "http://127.0.0.1:8000", require_client_cert=True).context is True  # loopback http

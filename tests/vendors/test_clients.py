@@ -21,17 +21,32 @@ from reconciler.errors import (
     TicketExistsError,
     TlsConfigError,
 )
-from reconciler.vendors import HttpPolicy, OrionClient, PauseGate, Redactor, SeiClient, parse_batch_id, parse_retry_after
+from reconciler.vendors import (
+    HttpPolicy,
+    OrionClient,
+    PauseGate,
+    Redactor,
+    SeiClient,
+    parse_batch_id,
+    parse_retry_after,
+)
 
 from ..helpers.vendors import FAST, orion, sei
 
-CANARIES = {"ORION_TOKEN": "canary-orion-tok-9f3a", "ORION_PASSWORD": "canary-orion-pw-77b1",
-            "SEI_TOKEN": "canary-sei-tok-c0de", "SEI_APP_KEY": "canary-appkey-5e5e",
-            "SEI_APP_SECRET": "canary-appsecret-1d1d", "SEI_PASSWORD": "canary-sei-pw-2b2b"}
+CANARIES = {
+    "ORION_TOKEN": "canary-orion-tok-9f3a",
+    "ORION_PASSWORD": "canary-orion-pw-77b1",
+    "SEI_TOKEN": "canary-sei-tok-c0de",
+    "SEI_APP_KEY": "canary-appkey-5e5e",
+    "SEI_APP_SECRET": "canary-appsecret-1d1d",
+    "SEI_PASSWORD": "canary-sei-pw-2b2b",
+}
 
 
-@pytest.mark.parametrize("text,expected", [("26140410", 26140410), (" 26140410\n", 26140410), ('"26140410"', 26140410),
-                                           ('  " 7 "  ', 7), ('{"id": 12}', 12)])
+@pytest.mark.parametrize(
+    "text,expected",
+    [("26140410", 26140410), (" 26140410\n", 26140410), ('"26140410"', 26140410), ('  " 7 "  ', 7), ('{"id": 12}', 12)],
+)
 def test_parse_batch_id_accepts_every_form(text, expected):
     assert parse_batch_id(text) == expected
 
@@ -66,8 +81,12 @@ def test_orion_mints_token_with_basic_and_client_headers_then_reminted_once_on_4
     assert client.list_registrations() == [{"registrationId": 1}]
     assert seen[0][:2] == ("GET", "/api/v1/Security/Token") and seen[0][2].startswith("Basic ") and seen[0][3] == "cid"
     assert [s[2] for s in seen] == [seen[0][2], "Session t1", seen[0][2], "Session t2"]
-    assert [s[1] for s in seen] == ["/api/v1/Security/Token", "/api/v1/Trading/Sleeve/Registrations",
-                                    "/api/v1/Security/Token", "/api/v1/Trading/Sleeve/Registrations"]
+    assert [s[1] for s in seen] == [
+        "/api/v1/Security/Token",
+        "/api/v1/Trading/Sleeve/Registrations",
+        "/api/v1/Security/Token",
+        "/api/v1/Trading/Sleeve/Registrations",
+    ]
 
 
 def test_orion_second_401_is_an_auth_error():
@@ -98,8 +117,9 @@ def test_sei_mints_token_renews_before_expiry_and_sends_app_key():
             mints.append(form)
             return httpx.Response(200, json={"access_token": f"t{len(mints)}", "expires_in": 3600})
         assert req.headers["appkey"] == "key-1234"
-        return httpx.Response(200, json={"data": [{"tradeTicketId": 1, "auth": req.headers["authorization"]}],
-                                         "paging": {"next": None}})
+        return httpx.Response(
+            200, json={"data": [{"tradeTicketId": 1, "auth": req.headers["authorization"]}], "paging": {"next": None}}
+        )
 
     client = sei(handler, token=None, clock=lambda: now[0], app_secret="s", username="u", password="pw")
     assert client.get_ticket(1)[0]["auth"] == "Bearer t1"
@@ -107,9 +127,9 @@ def test_sei_mints_token_renews_before_expiry_and_sends_app_key():
     assert client.get_ticket(1)[0]["auth"] == "Bearer t1"
     now[0] += 1400  # 800 s of life left: still fine
     assert client.get_ticket(1)[0]["auth"] == "Bearer t1"
-    now[0] += 600   # under the 5-minute margin: mint anew before the call
+    now[0] += 600  # under the 5-minute margin: mint anew before the call
     assert client.get_ticket(1)[0]["auth"] == "Bearer t2"
-    now[0] += 25 * 60   # 25 minutes without use: SEI kills it at 30, so mint anew [docs]
+    now[0] += 25 * 60  # 25 minutes without use: SEI kills it at 30, so mint anew [docs]
     assert client.get_ticket(1)[0]["auth"] == "Bearer t3"
     assert mints[0]["grant_type"] == "client_credentials" and mints[0]["username"] == "u"
     client.revoke()
@@ -123,8 +143,14 @@ def test_sei_invalid_api_key_is_fatal_names_the_variable_and_never_mints_again()
         if req.url.path == "/v2/oauthtoken":
             mints.append(req)
             return httpx.Response(200, json={"access_token": f"t{len(mints)}", "expires_in": 3600})
-        return httpx.Response(401, json={"code": "gateway.authentication.failure",
-                                         "message": "Invalid ApiKey for given resource", "trackingId": "tr-9"})
+        return httpx.Response(
+            401,
+            json={
+                "code": "gateway.authentication.failure",
+                "message": "Invalid ApiKey for given resource",
+                "trackingId": "tr-9",
+            },
+        )
 
     client = sei(handler, token=None, app_secret="s", username="u", password="pw")
     with pytest.raises(ApiAuthError) as info:
@@ -141,7 +167,9 @@ def test_sei_renews_once_on_401_access_token_expired():
         if req.url.path == "/v2/oauthtoken":
             return httpx.Response(200, json={"access_token": "fresh", "expires_in": 3600})
         if req.headers["authorization"] != "Bearer fresh":
-            return httpx.Response(401, json={"code": "gateway.authentication.failure", "message": "Access Token expired"})
+            return httpx.Response(
+                401, json={"code": "gateway.authentication.failure", "message": "Access Token expired"}
+            )
         return httpx.Response(200, json={"data": [], "paging": {"next": None}})
 
     client = sei(handler, token="old", app_secret="s", username="u", password="pw")
@@ -245,14 +273,28 @@ def test_tls_refusal_is_a_config_error_never_retried():
 
 def test_vendor_errors_carry_status_tracking_id_and_transient_flag():
     def handler(req):
-        return httpx.Response(400, json={"code": "request.invalid", "message": "bad cusip", "trackingId": "trk-1",
-                                         "transient": "false", "errors": [{"field": "cusip"}], "pad": "x" * 5000})
+        return httpx.Response(
+            400,
+            json={
+                "code": "request.invalid",
+                "message": "bad cusip",
+                "trackingId": "trk-1",
+                "transient": "false",
+                "errors": [{"field": "cusip"}],
+                "pad": "x" * 5000,
+            },
+        )
 
     with pytest.raises(ApiError) as e:
         sei(handler).submit_ticket({"tradeTicketId": 1})
     err = e.value
     assert (err.method, err.path, err.status, err.tracking_id, err.transient) == (
-        "POST", "/v1/order/tradetickets", 400, "trk-1", False)
+        "POST",
+        "/v1/order/tradetickets",
+        400,
+        "trk-1",
+        False,
+    )
     assert "request.invalid: bad cusip" in str(err) and len(err.body_excerpt) == BODY_EXCERPT_LIMIT
     transient = sei(lambda req: httpx.Response(400, json={"code": "x", "transient": True}))
     with pytest.raises(ApiError) as e2:
@@ -280,8 +322,20 @@ def test_canary_secrets_never_appear_in_errors_reprs_or_logs(caplog, monkeypatch
         return httpx.Response(400, text=f"bad request {dict(req.headers)} {req.content.decode(errors='replace')}")
 
     texts = [repr(settings), str(settings)]
-    for make in (lambda: OrionClient(settings.orion, httpx.Client(base_url="http://127.0.0.1/api", transport=httpx.MockTransport(echo)), redact=Redactor(), policy=FAST).list_registrations(),
-                 lambda: SeiClient(settings.sei, httpx.Client(base_url="http://127.0.0.1", transport=httpx.MockTransport(echo)), redact=Redactor(), policy=FAST).submit_ticket({"note": CANARIES["SEI_APP_KEY"]})):
+    for make in (
+        lambda: OrionClient(
+            settings.orion,
+            httpx.Client(base_url="http://127.0.0.1/api", transport=httpx.MockTransport(echo)),
+            redact=Redactor(),
+            policy=FAST,
+        ).list_registrations(),
+        lambda: SeiClient(
+            settings.sei,
+            httpx.Client(base_url="http://127.0.0.1", transport=httpx.MockTransport(echo)),
+            redact=Redactor(),
+            policy=FAST,
+        ).submit_ticket({"note": CANARIES["SEI_APP_KEY"]}),
+    ):
         with pytest.raises(ApiError) as e:
             make()
         texts += [str(e.value), repr(e.value), e.value.body_excerpt]
@@ -290,5 +344,3 @@ def test_canary_secrets_never_appear_in_errors_reprs_or_logs(caplog, monkeypatch
     assert "bad request" in blob
     for v in CANARIES.values():
         assert v not in blob
-
-

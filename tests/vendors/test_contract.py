@@ -39,8 +39,10 @@ class Contract:
         self.doc = yaml.safe_load((ROOT / "schemas" / name).read_text())
         self.prefix = prefix
         self.uri = f"urn:{name}"
-        self.registry = referencing.Registry().with_resource(self.uri, referencing.Resource.from_contents(
-            self.doc, default_specification=referencing.jsonschema.DRAFT202012))
+        self.registry = referencing.Registry().with_resource(
+            self.uri,
+            referencing.Resource.from_contents(self.doc, default_specification=referencing.jsonschema.DRAFT202012),
+        )
         self.routes = [(re.compile("^" + re.sub(r"\{[^}]+\}", r"[^/]+", p) + "$"), p) for p in self.doc["paths"]]
         self.used: set[tuple[str, str]] = set()
 
@@ -48,7 +50,7 @@ class Contract:
         return {"$ref": f"{self.uri}#{pointer}"}
 
     def check(self, request: httpx.Request, response: httpx.Response) -> None:
-        path = request.url.path[len(self.prefix):]
+        path = request.url.path[len(self.prefix) :]
         matches = [t for rx, t in self.routes if rx.match(path)]
         # a literal path wins over a template (ListWithAccountSleeves vs {registrationId})
         template = min(matches, key=lambda t: t.count("{"), default=None)
@@ -60,8 +62,11 @@ class Contract:
         base = f"/paths/{template.replace('/', '~1')}/{method}"
         if request.content:
             ctype = request.headers.get("content-type", "").split(";")[0]
-            body = json.loads(request.content) if ctype == "application/json" else {
-                k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+            body = (
+                json.loads(request.content)
+                if ctype == "application/json"
+                else {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+            )
             self._validate(f"{base}/requestBody/content/{ctype.replace('/', '~1')}/schema", body, "request", request)
         status = str(response.status_code)
         assert status in op["responses"], f"{request.method} {template} answered {status}, not in the contract"
@@ -86,11 +91,18 @@ class Contract:
 def test_sandbox_and_clients_follow_the_openapi_contracts(sandbox):
     settings = settings_for(sandbox)
     orion_rec, sei_rec = Recording(), Recording()
-    orion = OrionClient(settings.orion.__class__(sandbox.orion_url, None, "demo-user", settings.orion.password),
-                        httpx.Client(base_url=sandbox.orion_url, transport=orion_rec), redact=Redactor())
-    sei = SeiClient(settings.sei.__class__(sandbox.sei_url, None, settings.sei.app_key, settings.sei.app_secret,
-                                           "demo-user", settings.sei.password),
-                    httpx.Client(base_url=sandbox.sei_url, transport=sei_rec), redact=Redactor())
+    orion = OrionClient(
+        settings.orion.__class__(sandbox.orion_url, None, "demo-user", settings.orion.password),
+        httpx.Client(base_url=sandbox.orion_url, transport=orion_rec),
+        redact=Redactor(),
+    )
+    sei = SeiClient(
+        settings.sei.__class__(
+            sandbox.sei_url, None, settings.sei.app_key, settings.sei.app_secret, "demo-user", settings.sei.password
+        ),
+        httpx.Client(base_url=sandbox.sei_url, transport=sei_rec),
+        redact=Redactor(),
+    )
     # every Orion route, success and failure
     orion.list_registrations()
     reg = orion.get_registration(31547)
@@ -107,15 +119,28 @@ def test_sandbox_and_clients_follow_the_openapi_contracts(sandbox):
     assert batch_id in [b.id for b in listed]
     # every SEI route
     rows = list(sei.iter_tickets(limit=2))
-    instruction = {k: v for k, v in rows[0].items() if k in (
-        "batchId", "masterOrderId", "strategyCode", "ticker", "cusip", "securityName", "target",
-        "orderGenerationPrice", "affectsModel")} | {"tradeTicketId": 88000001, "side": "Buy", "batchSize": 1}
+    instruction = {
+        k: v
+        for k, v in rows[0].items()
+        if k
+        in (
+            "batchId",
+            "masterOrderId",
+            "strategyCode",
+            "ticker",
+            "cusip",
+            "securityName",
+            "target",
+            "orderGenerationPrice",
+            "affectsModel",
+        )
+    } | {"tradeTicketId": 88000001, "side": "Buy", "batchSize": 1}
     sei.submit_ticket(instruction)
     with pytest.raises(ApiError):
         sei.submit_ticket(instruction)  # 409
     with pytest.raises(ApiError):
         sei.submit_ticket({**instruction, "tradeTicketId": 88000002, "cusip": "000000001"})  # 400
-    sei.revoke()   # grant_type=invalidate_token
+    sei.revoke()  # grant_type=invalidate_token
 
     orion_contract = Contract("orion.openapi.yaml", "/api")
     sei_contract = Contract("sei.openapi.yaml", "")
@@ -123,8 +148,13 @@ def test_sandbox_and_clients_follow_the_openapi_contracts(sandbox):
         orion_contract.check(req, resp)
     for req, resp in sei_rec.exchanges:
         sei_contract.check(req, resp)
-    documented = {(m, p) for c in (orion_contract, sei_contract) for p, ops in c.doc["paths"].items() for m in ops
-                  if m in ("get", "post", "put")}
+    documented = {
+        (m, p)
+        for c in (orion_contract, sei_contract)
+        for p, ops in c.doc["paths"].items()
+        for m in ops
+        if m in ("get", "post", "put")
+    }
     assert orion_contract.used | sei_contract.used == documented
 
 
