@@ -110,7 +110,7 @@ class Output:
         self.stderr.flush()
         return sys.stdin.readline().strip() == "yes"
 
-    def progress(self, title: str, total: int) -> "ProgressReporter":
+    def progress(self, title: str, total: int) -> ProgressReporter:
         return ProgressReporter(self, title, total)
 
 
@@ -136,7 +136,7 @@ class ProgressReporter:
             )
             self.task = self.bar.add_task(title, total=total, status="")
 
-    def __enter__(self) -> "ProgressReporter":
+    def __enter__(self) -> ProgressReporter:
         if self.bar:
             self.bar.start()
         return self

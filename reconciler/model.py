@@ -189,6 +189,17 @@ class Change:
     payload: dict[str, Any] | None = None  # what apply sends: whole registration or SEI body
     fingerprint: str = ""  # of the live state this change was computed from
 
+    @property
+    def ticket(self) -> dict[str, Any]:
+        """The instruction a create sends (its SEI body's `data`); {} for any other change."""
+        return (self.payload or {}).get("data") or {} if self.action is Action.CREATE else {}
+
+    @property
+    def notional(self) -> float:
+        """target × orderGenerationPrice of the instruction a create sends; 0 for any other change."""
+        t = self.ticket
+        return float(t.get("target") or 0) * float(t.get("orderGenerationPrice") or 0)
+
 
 @dataclass(frozen=True)
 class Submission:

@@ -10,7 +10,7 @@ standard age: `age -d -i key.txt plan.age` reads what this module writes.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import pyrage
 from pyrage import x25519

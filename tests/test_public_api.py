@@ -70,7 +70,8 @@ def test_an_unknown_name_is_an_attribute_error():
 
 
 def test_importing_the_package_loads_no_vendor_library():
-    code = "import reconciler, sys; print(sorted(m for m in ('httpx', 'jsonschema', 'deepdiff', 'rich') if m in sys.modules))"
+    libraries = "('httpx', 'jsonschema', 'deepdiff', 'rich')"
+    code = f"import reconciler, sys; print(sorted(m for m in {libraries} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
 

@@ -11,16 +11,16 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from reconciler.plan.diff import diff_registration
-from reconciler.errors import ApiError
-from reconciler.escaping import bounded
-from reconciler.state.journal import BatchState
-from reconciler.model import Submission
+from reconciler.apply.context import Kit, RunContext
 from reconciler.apply.outcomes import ItemStatus, batch_item_outcome, is_refusal
 from reconciler.apply.recovery import EvidenceKind, PollEnd
-from reconciler.vendors.orion import BatchError
-from reconciler.apply.context import Kit, RunContext
+from reconciler.errors import ApiError
+from reconciler.escaping import bounded
+from reconciler.model import DesiredRegistration, Submission
+from reconciler.plan.diff import diff_registration
 from reconciler.plan.stages import OrionWave, PendingBatch
+from reconciler.state.journal import BatchState
+from reconciler.vendors.orion import BatchError
 
 __all__ = ["BatchWave"]
 
@@ -141,7 +141,9 @@ class BatchWave:
         items = [r for r, _ in kept]
         return replace(sub, items=tuple(r.address for r in items), body=[p for _, p in kept]), items
 
-    def _finish_batch(self, items, local_id: str, batch_id: int, deadline: float, ctx: RunContext) -> None:
+    def _finish_batch(
+        self, items: list[DesiredRegistration], local_id: str, batch_id: int, deadline: float, ctx: RunContext
+    ) -> None:
         ref = f"batch {batch_id}"
         polled = self.evidence.poll(batch_id, deadline)
         if polled.end is PollEnd.TIMEOUT:
@@ -182,10 +184,13 @@ class BatchWave:
         self.progress("batch", f"batch {batch_id} {bounded(status.status, 40)}")
         self._classify(items, batch_id, status.status, status.message, errors, ref, ctx, unreadable)
 
-    def _batch_in_doubt(self, sub: Submission, items, local_id: str, e: Exception, ctx: RunContext) -> None:
+    def _batch_in_doubt(
+        self, sub: Submission, items: list[DesiredRegistration], local_id: str, e: Exception, ctx: RunContext
+    ) -> None:
         """The POST's answer was lost: look for the batch; track it if found; never send it again."""
         self.progress("batch", f"a batch of {len(items)} was sent but its answer was lost; looking for it")
         entry = self.journal.batch(local_id)
+        assert entry is not None  # journaled before it was sent
         ev = self.evidence.await_batch_evidence(entry)
         lost = f"the batch was sent but its answer was lost ({bounded(e, 160)})"
         if ev.kind != EvidenceKind.NONE:
@@ -215,12 +220,12 @@ class BatchWave:
 
     def _classify(
         self,
-        items,
+        items: list[DesiredRegistration],
         batch_id: int,
         status: str,
-        message,
+        message: str | None,
         errors: list[BatchError],
-        ref,
+        ref: str | None,
         ctx: RunContext,
         errors_unreadable: str | None = None,
     ) -> None:

@@ -9,16 +9,19 @@ window guard, clock). Both are private to apply; the evaluator builds them (eval
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
-from reconciler.state.claims import Claims
-from reconciler.escaping import bounded
-from reconciler.state.journal import BatchState, Journal
-from reconciler.model import Action, DesiredInstruction, DesiredRegistration, Source, Submission
 from reconciler.apply.outcomes import ItemResult, ItemStatus
 from reconciler.apply.recovery import Evidence
+from reconciler.config import Settings
+from reconciler.escaping import bounded
+from reconciler.model import Action, DesiredInstruction, DesiredRegistration, Source, Submission
 from reconciler.plan.stages import PendingBatch
+from reconciler.state.claims import Claims
+from reconciler.state.journal import BatchState, Journal
+from reconciler.vendors import Vendors
 
 __all__ = ["Kit", "RunContext"]
 
@@ -44,9 +47,9 @@ class RunContext:
 class Kit:
     """The tools and hooks every wave of a run shares, fixed when the evaluator is built."""
 
-    vendors: object
+    vendors: Vendors
     journal: Journal
-    settings: object
+    settings: Settings
     claims: Claims
     evidence: Evidence
     regs: dict[str, DesiredRegistration]
@@ -90,7 +93,7 @@ class Kit:
                 if a not in ctx.results:
                     self.end_unfinished(a, ctx, why)
 
-    def batch_state(self, local_id: str, state: str, **kw) -> None:
+    def batch_state(self, local_id: str, state: str, **kw: Any) -> None:
         """Journal a batch's new state; once it is no longer open, its registrations' claims end."""
         self.journal.batch_state(local_id, state, **kw)
         if state not in BatchState.OPEN:

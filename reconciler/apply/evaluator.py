@@ -17,28 +17,31 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from typing import Callable, assert_never
+from collections.abc import Callable
+from typing import assert_never
 
 from reconciler.apply.batches import BatchWave
-from reconciler.state.claims import Claims
-from reconciler.plan.diff import diff_instruction, diff_registration
-from reconciler.errors import ApiError, LiveStateError
-from reconciler.escaping import bounded
-from reconciler.state.journal import Journal
-from reconciler.vendors.reads import read_live_state
-from reconciler.model import ManifestSet
+from reconciler.apply.context import Kit, RunContext
 from reconciler.apply.outcomes import ApplyResult, ItemStatus
 from reconciler.apply.recovery import Evidence
-from reconciler.apply.context import Kit, RunContext
-from reconciler.plan.stages import Confirm, Gate, OrionWave, Recover, SeiWave, Stage
 from reconciler.apply.tickets import MAX_TICKET_SENDS, TicketWave
+from reconciler.config import Settings
 from reconciler.config.urls import endpoint_label
+from reconciler.errors import ApiError, LiveStateError
+from reconciler.escaping import bounded
+from reconciler.model import ManifestSet
+from reconciler.plan.diff import diff_instruction, diff_registration
+from reconciler.plan.stages import Confirm, Gate, OrionWave, Recover, SeiWave, Stage
+from reconciler.state.claims import Claims
+from reconciler.state.journal import Journal
+from reconciler.vendors import Vendors
+from reconciler.vendors.reads import read_live_state
 
 __all__ = ["Evaluator", "MAX_TICKET_SENDS"]
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 class Evaluator:
@@ -50,9 +53,9 @@ class Evaluator:
 
     def __init__(
         self,
-        vendors,
+        vendors: Vendors,
         journal: Journal,
-        settings,
+        settings: Settings,
         manifests: ManifestSet,
         *,
         claims: Claims,
@@ -61,7 +64,7 @@ class Evaluator:
         stop: threading.Event | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
-    ):
+    ) -> None:
         stop = stop or threading.Event()
         progress = progress or (lambda kind, text: None)
         instrs = {i.address: i for i in manifests.instructions}

@@ -14,10 +14,10 @@ import enum
 from dataclasses import dataclass
 
 from reconciler.config.ignore import IgnoreRule
-from reconciler.plan.diff import diff_instruction
 from reconciler.errors import AmbiguousWriteError, ApiError, TicketExistsError
 from reconciler.escaping import bounded
 from reconciler.model import DesiredInstruction, Source
+from reconciler.plan.diff import diff_instruction
 
 __all__ = [
     "ApplyResult",

@@ -17,16 +17,19 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
+from reconciler.apply.outcomes import Verdict, VerdictKind, ticket_verdict
+from reconciler.config import Settings
 from reconciler.errors import ApiAuthError, ApiError, NotFoundError
 from reconciler.escaping import bounded
 from reconciler.fields import BATCH_LIST_SKEW_SECONDS, parse_vendor_time
-from reconciler.vendors.orion import BatchStatus
-from reconciler.state.journal import BatchEntry, BatchState, Journal, TicketEvent
-from reconciler.apply.outcomes import Verdict, VerdictKind, ticket_verdict
+from reconciler.model import DesiredInstruction
 from reconciler.plan.stages import PendingBatch, Recover
+from reconciler.state.journal import BatchEntry, BatchState, Journal, TicketEvent
+from reconciler.vendors import Vendors
+from reconciler.vendors.orion import BatchStatus
 
 __all__ = ["BatchEvidence", "BatchPoll", "Evidence", "EvidenceKind", "PollEnd", "in_doubt_view"]
 
@@ -69,7 +72,7 @@ class BatchEvidence:
 
 
 def _iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
 
 
 def in_doubt_view(journal: Journal | None) -> Recover:
@@ -89,10 +92,10 @@ class Evidence:
 
     def __init__(
         self,
-        vendors,
+        vendors: Vendors,
         journal: Journal,
-        settings,
-        instructions: dict,
+        settings: Settings,
+        instructions: dict[str, DesiredInstruction],
         *,
         progress: Callable[[str, str], None],
         sleep: Callable[[float], None] = time.sleep,
@@ -240,7 +243,7 @@ class Evidence:
         pending: list[PendingBatch] = []
         for entry in self.journal.open_batches():
             if entry.batch_id is not None:
-                self._recover_known(entry, notes, busy, pending)
+                self._recover_known(entry, entry.batch_id, notes, busy, pending)
                 continue
             ev = self.await_batch_evidence(entry)
             n = len(entry.addresses)
@@ -297,37 +300,45 @@ class Evidence:
         busy += [(a, p.evidence + "; tracked until it ends, never resubmitted") for p in pending for a in p.addresses]
         return Recover(tuple(notes), tuple(busy), tuple(pending))
 
-    def _recover_known(self, entry: BatchEntry, notes, busy, pending) -> None:
+    def _recover_known(
+        self,
+        entry: BatchEntry,
+        batch_id: int,
+        notes: list[str],
+        busy: list[tuple[str, str]],
+        pending: list[PendingBatch],
+    ) -> None:
         try:
-            status = self.vendors.orion.batch_status(entry.batch_id)
+            status = self.vendors.orion.batch_status(batch_id)
         except NotFoundError:
             self.journal.batch_state(
                 entry.local_id,
                 BatchState.RESOLVED,
-                batch_id=entry.batch_id,
+                batch_id=batch_id,
                 detail="Orion does not know this batch id (404)",
             )
             notes.append(
-                f"batch {entry.batch_id} from an earlier run is unknown to Orion (404); its "
+                f"batch {batch_id} from an earlier run is unknown to Orion (404); its "
                 f"{len(entry.addresses)} registration(s) are read and planned again"
             )
             return
         except ApiAuthError:
             raise
         except ApiError as e:
-            why = f"batch {entry.batch_id} from an earlier run: its status cannot be read ({bounded(e, 120)})"
+            why = f"batch {batch_id} from an earlier run: its status cannot be read ({bounded(e, 120)})"
             busy += [(a, why) for a in entry.addresses]
             return
         if status.is_done:
-            self.journal.batch_state(entry.local_id, BatchState.ENDED, batch_id=entry.batch_id, detail=status.status)
-            notes.append(f"resumed tracking batch {entry.batch_id} from an earlier run: {bounded(status.status, 40)}")
+            self.journal.batch_state(entry.local_id, BatchState.ENDED, batch_id=batch_id, detail=status.status)
+            notes.append(f"resumed tracking batch {batch_id} from an earlier run: {bounded(status.status, 40)}")
         else:
+            assert batch_id is not None  # _recover_known is for batches whose id we know
             pending.append(
                 PendingBatch(
                     entry.local_id,
                     entry.addresses,
-                    (entry.batch_id,),
+                    (batch_id,),
                     entry.submitted_epoch,
-                    f"batch {entry.batch_id} from an earlier run is still {bounded(status.status, 40)}",
+                    f"batch {batch_id} from an earlier run is still {bounded(status.status, 40)}",
                 )
             )

@@ -16,29 +16,33 @@ import json
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Any
 
-from reconciler.state.backend import open_backend
-from reconciler.state.workspace import run_workspace
-from reconciler.state.claims import Claims
+from reconciler.apply.evaluator import Evaluator
+from reconciler.apply.recovery import Evidence
 from reconciler.config import Settings
 from reconciler.config.environment import RunFacts, run_facts
+from reconciler.console import Output
 from reconciler.errors import PlanBlockedError, PlanFileError
-from reconciler.apply.evaluator import Evaluator
 from reconciler.files import check_writable, write_private
-from reconciler.state.journal import Journal
+from reconciler.manifests.policy import enforce_policies, evaluate_policies, window_guard
 from reconciler.model import ManifestSet, Plan
+from reconciler.plan.receipt import endpoint_problems, receipt_problems, stale_reasons
+from reconciler.plan.saved import SavedPlan, binding_problems, current_binding
+from reconciler.plan.stages import Recover, build_stages
 from reconciler.plan.stream import plan_in_memory
 from reconciler.plan.targeting import Targeting, select
-from reconciler.plan.saved import SavedPlan, binding_problems, current_binding
-from reconciler.manifests.policy import enforce_policies, evaluate_policies, window_guard
-from reconciler.apply.recovery import Evidence
-from reconciler.plan.receipt import endpoint_problems, receipt_problems, stale_reasons
 from reconciler.render import render_plan_text
 from reconciler.render.apply_report import apply_report, render_apply_text
-from reconciler.vendors.session import open_session
-from reconciler.plan.stages import Recover, build_stages
+from reconciler.state.backend import open_backend
+from reconciler.state.claims import Claims
+from reconciler.state.journal import Journal
+from reconciler.state.lock import Lease
+from reconciler.state.workspace import run_workspace
+from reconciler.vendors import Vendors
+from reconciler.vendors.session import Session, open_session
 
 __all__ = ["ApplyRequest", "run_apply"]
 
@@ -66,8 +70,8 @@ def run_apply(
     request: ApplyRequest,
     manifests: ManifestSet,
     settings: Settings,
-    out,
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+    out: Output,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> int:
     """Apply `request`. Change windows are judged by `clock`, the machine's real clock: a unit test may
     pass another, a user never can (`--now` / RECONCILER_NOW are refused for apply by the CLI)."""
@@ -82,7 +86,7 @@ def run_apply(
     with open_session(settings, sandbox=request.sandbox) as session:
         settings = session.settings
         if request.saved is not None:
-            _refuse_replay_or_plaintext(request, settings, session)
+            _refuse_replay_or_plaintext(request, request.saved, settings, session)
             wrong = endpoint_problems(request.saved.endpoints, session.endpoints)
             if wrong:
                 raise PlanFileError(
@@ -113,11 +117,11 @@ def run_apply(
                 lock.release()
 
 
-def _refuse_replay_or_plaintext(request: ApplyRequest, settings: Settings, session) -> None:
+def _refuse_replay_or_plaintext(request: ApplyRequest, saved: SavedPlan, settings: Settings, session: Session) -> None:
     """Before anything else: a plaintext plan where plans must be encrypted, or a plan replayed from
     another commit or environment, is refused with zero writes."""
     ci = request.facts.ci
-    if ci and settings.plan_recipients and not request.saved.sealed and not request.allow_plaintext_plan:
+    if ci and settings.plan_recipients and not saved.sealed and not request.allow_plaintext_plan:
         raise PlanFileError(
             "the saved plan is not encrypted, although plan_recipients are configured: in CI only "
             "encrypted plans are applied (pass --allow-plaintext-plan to accept this one)"
@@ -126,7 +130,7 @@ def _refuse_replay_or_plaintext(request: ApplyRequest, settings: Settings, sessi
         **current_binding(session.endpoints.get("environment"), request.facts),
         "expected_commit": request.facts.expected_commit,
     }
-    replay = binding_problems(request.saved.binding, current, ci=ci)
+    replay = binding_problems(saved.binding, current, ci=ci)
     if replay:
         raise PlanFileError(
             "the saved plan was made for something else, so nothing was written:\n"
@@ -137,12 +141,12 @@ def _refuse_replay_or_plaintext(request: ApplyRequest, settings: Settings, sessi
 def _run_locked(
     request: ApplyRequest,
     manifests: ManifestSet,
-    session,
+    session: Session,
     journal: Journal,
     claims: Claims,
-    lock,
+    lock: Lease,
     stop: threading.Event,
-    out,
+    out: Output,
     clock: Callable[[], dt.datetime],
 ) -> int:
     settings = session.settings
@@ -193,7 +197,8 @@ def _run_locked(
             progress=lambda kind, text: bar.advance(status=text) if kind == "item" else bar.note(text),
         )
         result = evaluator.run(stages, run_id)
-    result = replace(result, **_scope(manifests, request))
+    selected, unchecked = _scope(manifests, request)
+    result = replace(result, selected=selected, unchecked=unchecked)
     journal.finish_run(run_id, "converged" if result.exit_code == 0 else "incomplete", result.error)
     out.result(render_apply_text(result))
     if request.report_file:
@@ -213,7 +218,12 @@ def _run_locked(
 
 
 def _plan_to_apply(
-    request: ApplyRequest, manifests: ManifestSet, settings: Settings, vendors, recovered: Recover, out
+    request: ApplyRequest,
+    manifests: ManifestSet,
+    settings: Settings,
+    vendors: Vendors,
+    recovered: Recover,
+    out: Output,
 ) -> tuple[Plan, str, bool]:
     """(the plan to run, its id, whether a human reviewed exactly it). A saved plan is a receipt:
     the plan is computed afresh and must send what the receipt shows."""
@@ -251,7 +261,7 @@ def _plan_to_apply(
 
 
 def _record_overrides(
-    names: list[str], request: ApplyRequest, journal: Journal, out, clock: Callable[[], dt.datetime]
+    names: list[str], request: ApplyRequest, journal: Journal, out: Output, clock: Callable[[], dt.datetime]
 ) -> list[dict]:
     """Who overrode which soft policy, when and why: into the journal, and back for the apply report."""
     overridden = {n: why for n, why in request.overrides}
@@ -276,11 +286,11 @@ def _targeting(request: ApplyRequest) -> Targeting:
     )
 
 
-def _scope(manifests: ManifestSet, request: ApplyRequest) -> dict[str, int]:
+def _scope(manifests: ManifestSet, request: ApplyRequest) -> tuple[int, int]:
     """How many declared resources the user's selection kept, and how many it left unchecked."""
     regs, instrs = select(manifests, _targeting(request))
     selected = len(regs) + len(instrs)
-    return {"selected": selected, "unchecked": len(manifests.registrations) + len(manifests.instructions) - selected}
+    return selected, len(manifests.registrations) + len(manifests.instructions) - selected
 
 
 def _refuse_if_blocked(plan: Plan, max_changes: int | None) -> None:
@@ -300,10 +310,11 @@ def _refuse_if_blocked(plan: Plan, max_changes: int | None) -> None:
 class _signals:
     """First SIGINT or SIGTERM: no new submissions, drain those in flight. Second: exit now."""
 
-    def __init__(self, stop: threading.Event, out):
-        self.stop, self.out, self.previous = stop, out, {}
+    def __init__(self, stop: threading.Event, out: Output) -> None:
+        self.stop, self.out = stop, out
+        self.previous: dict[int, Any] = {}
 
-    def _handle(self, signum, frame) -> None:
+    def _handle(self, signum: int, frame: object) -> None:
         name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
         if self.stop.is_set():
             self.out.error(f"Second {name}: exiting now. The journal is consistent; rerun apply to resume.")
@@ -311,12 +322,12 @@ class _signals:
         self.stop.set()
         self.out.error(f"{name}: no new submissions; waiting for those in flight ({name} again to exit now).")
 
-    def __enter__(self):
+    def __enter__(self) -> _signals:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from reconciler.apply.context import Kit, RunContext
+from reconciler.apply.outcomes import ItemStatus, VerdictKind, is_refusal
 from reconciler.errors import TicketExistsError
 from reconciler.escaping import bounded
-from reconciler.state.journal import TicketEvent
 from reconciler.model import Submission
-from reconciler.apply.outcomes import ItemStatus, VerdictKind, is_refusal
-from reconciler.apply.context import Kit, RunContext
 from reconciler.plan.stages import Gate, SeiWave
+from reconciler.state.journal import TicketEvent
 
 __all__ = ["MAX_TICKET_SENDS", "TicketWave"]
 
@@ -94,7 +94,9 @@ class TicketWave:
                     return done(ItemStatus.FAILED, f"SEI refused the instruction: {bounded(e)}")
                 event = TicketEvent.EXISTS if exists else TicketEvent.IN_DOUBT
                 self.journal.ticket_event(ctx.run_id, tid, address, event, bounded(e))
-                verdict = self.evidence.settle_ticket(tid, self.journal.ticket(tid).last_send_epoch)
+                sent = self.journal.ticket(tid)
+                assert sent is not None  # its `sending` event was journaled just above
+                verdict = self.evidence.settle_ticket(tid, sent.last_send_epoch)
                 if verdict is None:
                     return done(
                         ItemStatus.UNKNOWN,

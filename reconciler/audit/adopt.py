@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.config.ignore import IgnoreRule
-from reconciler.plan.diff import diff_registration, match_sleeves
-from reconciler.escaping import terminal
 from reconciler.audit.importer import registration_manifest
+from reconciler.config.ignore import IgnoreRule
+from reconciler.escaping import terminal
+from reconciler.manifests.rules import iter_registration_problems
 from reconciler.manifests.tree import iter_manifest_files
 from reconciler.model import ManifestSet
-from reconciler.manifests.rules import iter_registration_problems
+from reconciler.plan.diff import diff_registration, match_sleeves
 from reconciler.yamldoc import Document, load_documents
 
 __all__ = ["Adoption", "plan_adoption", "write_adoption"]
@@ -49,7 +49,7 @@ class Adoption:
     left: list[str] = field(default_factory=list)
 
     def diff(self) -> str:
-        out = []
+        out: list[str] = []
         for name, (old, new) in sorted(self.texts.items()):
             if old != new:
                 out += difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{name}", f"b/{name}")
@@ -128,6 +128,9 @@ def plan_adoption(
             out.paths[name] = real[name]
             parsed[name] = load_documents(text.encode("utf-8"), name, spans=True)[0]
         doc = _find(parsed[name], "SleeveRegistration", desired.name)
+        if doc is None:  # the tree changed since it was loaded
+            out.left.append(f"{desired.address}: not adopted: its document is no longer in {name}  # {desired.source}")
+            continue
         text = out.texts[name][0]
         result = _adopt_one(desired, current, d, doc, text)
         if isinstance(result, str):
@@ -160,8 +163,8 @@ def _adopt_one(desired, current: dict, d, doc: Document, text: str):
     for f in d.changed_fields:
         fields[f] = current.get(f)
     sleeves: list[dict] = []
-    kept_index: list[int | None] = []
-    for i, (label, declared, ls) in enumerate(pairs):
+    kept_index: list[int] = []  # the declared sleeves still live, by their index in the manifest
+    for i, (_, _, ls) in enumerate(pairs):
         if ls is None:  # declared, gone from live: adopting drops it
             continue
         s = dict(desired.sleeves[i].fields)
@@ -194,8 +197,8 @@ def _adopt_one(desired, current: dict, d, doc: Document, text: str):
         else:  # from the template: an override here, never an edit of the shared template
             appended.append(f"{indent}{f}: {_scalar(value)}\n")
             lines.append(
-                f"{f}: {terminal(_scalar(desired.fields.get(f)))} → {terminal(_scalar(value))} (an override: the template "
-                f"{desired.template} is shared and stays as it is)"
+                f"{f}: {terminal(_scalar(desired.fields.get(f)))} → {terminal(_scalar(value))} (an override: the "
+                f"template {desired.template} is shared and stays as it is)"
             )
     if not own_sleeves and (d.changed_sleeves or d.new_sleeves or d.removed):
         block = [f"{indent}accountSleeves:   # adopted from live state; replaces the template's sleeves\n"]
@@ -206,8 +209,9 @@ def _adopt_one(desired, current: dict, d, doc: Document, text: str):
             "an override (the template stays as it is)"
         )
     elif own_sleeves:
-        for j, i in enumerate(kept_index):
+        for i in kept_index:
             ls = pairs[i][2]
+            assert ls is not None  # kept: still live
             for f in d.changed_sleeves.get(ls.get("accountId"), ()):
                 path = ("spec", "accountSleeves", i, f)
                 if path not in doc.spans:
@@ -218,7 +222,7 @@ def _adopt_one(desired, current: dict, d, doc: Document, text: str):
                     f"accountSleeves[{pairs[i][0]}].{f}: {terminal(_scalar(desired.sleeves[i].fields.get(f)))} "
                     f"→ {terminal(_scalar(ls.get(f)))}"
                 )
-        for i, (label, declared, ls) in enumerate(pairs):
+        for i, (label, _, ls) in enumerate(pairs):
             if ls is not None:
                 continue
             start, end, _ = doc.spans[("spec", "accountSleeves", i)]

@@ -14,10 +14,10 @@ import re
 from dataclasses import dataclass, field
 
 from reconciler.config.ignore import IgnoreRule
-from reconciler.plan.diff import diff_instruction, diff_registration, sleeve_label
 from reconciler.errors import ApiError
 from reconciler.fields import COUNTED_SLEEVE_TYPES
 from reconciler.model import DesiredRegistration, FieldChange, ManifestSet, Source
+from reconciler.plan.diff import diff_instruction, diff_registration, sleeve_label
 from reconciler.version import __version__
 
 __all__ = ["DriftReport", "Finding", "FindingKind", "FindingStatus", "build_drift_report"]
@@ -107,12 +107,12 @@ def build_drift_report(
                 allocation=_allocation(desired, current, {i.path for i in d.ignored}),
             )
         )
-    for desired in sorted(manifests.instructions, key=lambda i: i.ticket_id):
-        rows = live.tickets.get(desired.ticket_id, [])
-        d = diff_instruction(desired, rows, active, today)
-        ignored += [_ignored(i.address, i.path, i.reason, rules) for i in d.ignored]
-        if not d.exists:
-            fields = desired.fields
+    for instruction in sorted(manifests.instructions, key=lambda i: i.ticket_id):
+        rows = live.tickets.get(instruction.ticket_id, [])
+        di = diff_instruction(instruction, rows, active, today)
+        ignored += [_ignored(i.address, i.path, i.reason, rules) for i in di.ignored]
+        if not di.exists:
+            fields = instruction.fields
             price = fields.get("orderGenerationPrice")
             target = fields.get("target")
             trade = {
@@ -124,33 +124,32 @@ def build_drift_report(
                 "batchId": fields.get("batchId"),
             }
             findings.append(
-                Finding(desired.address, FindingKind.INSTRUCTION, FindingStatus.MISSING, desired.source, trade=trade)
+                Finding(
+                    instruction.address, FindingKind.INSTRUCTION, FindingStatus.MISSING, instruction.source, trade=trade
+                )
             )
-        elif d.conflict:
+        elif di.conflict:
             # SEI records no editor; the row's last change date is the best attribution it offers
             findings.append(
                 Finding(
-                    desired.address,
+                    instruction.address,
                     FindingKind.INSTRUCTION,
                     FindingStatus.CONFLICT,
-                    desired.source,
-                    d.fields,
+                    instruction.source,
+                    di.fields,
                     None,
                     rows[0].get("changeDate") or rows[0].get("createDate"),
-                    expired_rules=_expired_hits(desired.address, d.fields, expired),
+                    expired_rules=_expired_hits(instruction.address, di.fields, expired),
                 )
             )
-    now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)  # one time zone: UTC
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)  # one time zone: UTC
     return DriftReport(
         now.isoformat(timespec="seconds"),
         __version__,
         manifests.digest,
         findings,
         ignored,
-        [
-            {"address": r.address, "field": r.field, "reason": r.reason, "expired": r.expires.isoformat()}
-            for r in expired
-        ],
+        [{"address": r.address, "field": r.field, "reason": r.reason, "expired": str(r.expires)} for r in expired],
         len(manifests.registrations) + len(manifests.instructions),
         {"registration": len(manifests.registrations), "instruction": len(manifests.instructions)},
         {**(audit or {}), "tool_version": __version__, "generated_at": now.isoformat(timespec="seconds")},
@@ -169,7 +168,7 @@ def _ignored(address: str, path: str, reason: str, rules: tuple[IgnoreRule, ...]
 
 def _expired_hits(address: str, fields: tuple[FieldChange, ...], expired: tuple[IgnoreRule, ...]) -> list[dict]:
     return [
-        {"path": f.path, "reason": r.reason, "expired": r.expires.isoformat()}
+        {"path": f.path, "reason": r.reason, "expired": str(r.expires)}
         for f in fields
         for r in expired
         if r.matches(address, f.path)

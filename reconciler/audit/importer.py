@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reconciler.errors import LiveStateError, ReconcilerError
-from reconciler.files import write_private
 from reconciler.fields import (
     ASSIGNED,
     COUNTED_SLEEVE_TYPES,
@@ -27,6 +26,7 @@ from reconciler.fields import (
     normalise_method,
     sleeve_model_id,
 )
+from reconciler.files import write_private
 from reconciler.version import __version__
 
 __all__ = [
@@ -184,7 +184,7 @@ def render_imported(docs: list[tuple[dict, str]], vendor: str, origin: str) -> s
     """All documents as one YAML stream, each with its provenance header."""
     from reconciler.manifests.writer import dump_manifests
 
-    when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return "---\n".join(dump_manifests([d], _header(vendor, origin, what, when)) for d, what in docs)
 
 

@@ -166,7 +166,7 @@ def now_for(settings, flag: str | None):
 
     from reconciler.config import parse_now
 
-    return parse_now(flag, "--now") if flag else (settings.now or dt.datetime.now(dt.timezone.utc))
+    return parse_now(flag, "--now") if flag else (settings.now or dt.datetime.now(dt.UTC))
 
 
 def select_or_refuse(ctx: Context, manifests, targeting):
@@ -213,13 +213,13 @@ def state_warnings(ctx: Context, session, paths: tuple[str, ...], sandbox: bool,
     """What the workspace's state says before a read-only command looks at live state: an apply running
     now, and writes in doubt (returned, so a plan keeps them out). Found from the manifests, as apply
     finds it, from whatever folder the command runs in."""
+    from reconciler.apply.recovery import in_doubt_view
     from reconciler.state.backend import open_backend
     from reconciler.state.workspace import run_workspace
-    from reconciler.apply.recovery import in_doubt_view
 
     with run_workspace(paths, session.settings, sandbox=sandbox) as ws:
         backend = open_backend(session.settings, ws, sandbox=sandbox, facts=ctx.facts)
-        journal = backend.journal(readonly=True)
+        journal = backend.read_journal()
         try:
             in_doubt = in_doubt_view(journal)
         finally:

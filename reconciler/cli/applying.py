@@ -7,11 +7,11 @@ import click
 from reconciler.cli.app import (
     ALLOW_EMPTY,
     CONFIG,
-    Context,
     DEFAULT_PATHS,
     DURATION,
     FORMAT,
     SANDBOX,
+    Context,
     cli,
     emit_plan,
     select_or_refuse,
@@ -105,10 +105,10 @@ def apply(
     allow_empty,
 ) -> int:
     """Apply a saved plan (FILE), or plan PATHs and apply after confirmation."""
+    from reconciler.apply.run import ApplyRequest, run_apply
     from reconciler.config import load_settings
     from reconciler.manifests import load_manifests
     from reconciler.plan.targeting import Targeting
-    from reconciler.apply.run import ApplyRequest, run_apply
 
     saved = _saved_plan_arg(args)
     paths = saved.paths if saved else (args or DEFAULT_PATHS)

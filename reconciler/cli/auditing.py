@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import click
 
 from reconciler.cli.app import ALLOW_EMPTY, CONFIG, DEFAULT_PATHS, SANDBOX, Context, cli, selectors, state_warnings
@@ -52,8 +51,8 @@ def drift(
     allow_empty,
 ) -> int:
     """Audit live state against the manifests: what differs, who changed it and when. Exit 2 on drift."""
-    from reconciler.config import load_settings
     from reconciler.audit.drift import build_drift_report
+    from reconciler.config import load_settings
     from reconciler.manifests import load_manifests
     from reconciler.plan.stream import read_selected
     from reconciler.plan.targeting import Targeting

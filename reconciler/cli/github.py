@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from reconciler.cli.app import CONFIG, Context, DEFAULT_PATHS, SANDBOX, cli
+from reconciler.cli.app import CONFIG, DEFAULT_PATHS, SANDBOX, Context, cli
 from reconciler.errors import ReconcilerError
 
 
@@ -85,8 +85,8 @@ def github_comment(ctx: Context, plan_file, markdown_file, errors_file, note, nu
 def github_adopt_pr(ctx: Context, paths, branch, base, report_url, sandbox, config_file) -> int:
     """Adopt drift into the manifests, push it to a branch, and open (or update) one pull request with the evidence."""
     from reconciler.audit.adopt import plan_adoption, write_adoption
-    from reconciler.config import load_settings
     from reconciler.audit.drift import build_drift_report
+    from reconciler.config import load_settings
     from reconciler.github import open_client
     from reconciler.github.drift import adoption_body, commit_and_push, sync_adoption_pull
     from reconciler.manifests import load_manifests

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from reconciler.cli.app import CONFIG, Context, SANDBOX, cli
+from reconciler.cli.app import CONFIG, SANDBOX, Context, cli
 
 
 @cli.group(name="import")
@@ -29,8 +29,8 @@ _FORCE = click.option("--force", is_flag=True, help="Overwrite existing files.")
 @click.pass_obj
 def import_registration(ctx: Context, ids, output, force, sandbox, config_file) -> int:
     """Import registrations by id (one bulk read for all of them)."""
-    from reconciler.config import load_settings
     from reconciler.audit.importer import read_registrations, registration_manifest
+    from reconciler.config import load_settings
     from reconciler.vendors.session import open_session
 
     settings = load_settings((), config_file=config_file)
@@ -57,8 +57,8 @@ def import_registration(ctx: Context, ids, output, force, sandbox, config_file) 
 @click.pass_obj
 def import_tradebatch(ctx: Context, batch_id, output, force, sandbox, config_file) -> int:
     """Import one SEI model change (all its tickets) by batchId."""
-    from reconciler.config import load_settings
     from reconciler.audit.importer import read_tradebatch, tradebatch_manifest
+    from reconciler.config import load_settings
     from reconciler.vendors.session import open_session
 
     settings = load_settings((), config_file=config_file)

@@ -9,10 +9,10 @@ import click
 from reconciler.cli.app import (
     ALLOW_EMPTY,
     CONFIG,
-    Context,
     DEFAULT_PATHS,
     FORMAT,
     SANDBOX,
+    Context,
     cli,
     emit_plan,
     now_for,
@@ -108,11 +108,11 @@ def plan(
     stream = ManifestStream(paths, allow_empty=allow_empty).start()  # raises for a path that does not exist
 
     from reconciler.config import load_settings
+    from reconciler.manifests.policy import evaluate_policies
+    from reconciler.plan.stages import build_stages
     from reconciler.plan.stream import plan_stream
     from reconciler.plan.targeting import Targeting
-    from reconciler.manifests.policy import evaluate_policies
     from reconciler.vendors.session import open_session
-    from reconciler.plan.stages import build_stages
 
     try:
         settings = load_settings(paths, config_file=config_file)

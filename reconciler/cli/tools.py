@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from reconciler.cli.app import CONFIG, Context, DEFAULT_PATHS, SANDBOX, cli
+from reconciler.cli.app import CONFIG, DEFAULT_PATHS, SANDBOX, Context, cli
 
 
 @cli.command()
@@ -24,7 +24,7 @@ def keygen(ctx: Context, output) -> int:
     from reconciler.sealing import generate_identity
 
     recipient, identity = generate_identity()
-    when = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     write_private(output, f"# created: {when}\n# public key: {recipient}\n{identity}\n", overwrite=False)
     ctx.out.info(
         f"Identity written to {output} (mode 0600): store it as the apply environment's secret "
@@ -44,8 +44,8 @@ def keygen(ctx: Context, output) -> int:
 def doctor(ctx: Context, paths, sandbox, config_file) -> int:
     """Check configuration, credentials, reachability, TLS, the SEI certificate, logins and reads."""
     from reconciler.config import load_settings
-    from reconciler.vendors.doctor import Check, CheckStatus, run_checks
     from reconciler.errors import ReconcilerError
+    from reconciler.vendors.doctor import Check, CheckStatus, run_checks
 
     try:
         settings = load_settings(paths or DEFAULT_PATHS, config_file=config_file)

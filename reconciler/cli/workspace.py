@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from reconciler.cli.app import CONFIG, Context, DEFAULT_PATHS, cli
+from reconciler.cli.app import CONFIG, DEFAULT_PATHS, Context, cli
 
 
 def _backend_for(ctx: Context, paths: tuple[str, ...], config_file: str | None):
     """The state backend of the workspace for `paths` and the configured endpoints (no network to vendors)."""
-    from reconciler.state.backend import open_backend
     from reconciler.config import load_settings, require_safe_url
+    from reconciler.state.backend import open_backend
     from reconciler.state.workspace import workspace_for
 
     paths = paths or DEFAULT_PATHS
@@ -29,11 +29,11 @@ def _journal_for(ctx: Context, paths: tuple[str, ...], config_file: str | None):
     from it is printed, then the error says which file and what to do."""
     from reconciler.errors import StateBackendError
     from reconciler.escaping import terminal
-    from reconciler.state.journal import salvage
+    from reconciler.state.sqlite import salvage
 
     backend = _backend_for(ctx, paths, config_file)
     try:
-        journal = backend.journal(readonly=True)
+        journal = backend.read_journal()
     except StateBackendError:
         if not backend.shared and backend.workspace.journal_path.exists():
             ctx.out.result(

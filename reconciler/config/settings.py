@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from reconciler.config.durations import parse_duration
@@ -106,12 +107,12 @@ class Settings:
         floor = SETTLE_FLOOR_SECONDS.get(self.environment, SETTLE_FLOOR_SECONDS[None])
         return max(self.read_timeout + self.write_timeout, floor)
 
-    def with_overrides(self, **kw: Any) -> "Settings":
+    def with_overrides(self, **kw: Any) -> Settings:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
 
 # reconciler.yaml key → (Settings attribute, type). Credentials are deliberately absent.
-_FILE_KEYS = {
+_FILE_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "batchSize": ("batch_size", int),
     "parallelism": ("parallelism", int),
     "readChunk": ("read_chunk", int),
@@ -124,7 +125,7 @@ _FILE_KEYS = {
     "settleWindow": ("settle_window", parse_duration),
 }
 _TIMEOUT_KEYS = {"connect": "connect_timeout", "read": "read_timeout", "write": "write_timeout", "pool": "pool_timeout"}
-_ENV_KEYS = {
+_ENV_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "RECONCILER_BATCH_SIZE": ("batch_size", int),
     "RECONCILER_PARALLELISM": ("parallelism", int),
     "RECONCILER_READ_CHUNK": ("read_chunk", int),
@@ -169,7 +170,7 @@ def load_settings(
             f"environment {environment!r} is not one of {', '.join(ENVIRONMENTS)} "
             "(reconciler.yaml `environment:` or RECONCILER_ENVIRONMENT)"
         )
-    orion_default, sei_default = ENVIRONMENTS.get(environment, ("", ""))
+    orion_default, sei_default = ENVIRONMENTS.get(environment, ("", "")) if environment else ("", "")
     orion = OrionSettings(
         base_url=env.get("ORION_BASE_URL") or _url(orion_file, file, "orion") or orion_default,
         token=_secret(env, "ORION_TOKEN"),
@@ -335,9 +336,8 @@ def _parse_file(file: Path, data: dict[str, Any]) -> dict[str, Any]:
                 raise ConfigError(f"{file}: plan_recipients must be a list of age recipients (age1…)")
             out["plan_recipients"] = parse_recipients([str(v) for v in value], f"{file}: plan_recipients")
         else:
-            raise ConfigError(
-                f"{file}: unknown setting '{key}' (known: {', '.join(sorted([*_FILE_KEYS, 'timeouts', 'ignore', 'orion', 'sei', 'workspace', 'environment', 'plan_recipients']))})"
-            )
+            known = [*_FILE_KEYS, "timeouts", "ignore", "orion", "sei", "workspace", "environment", "plan_recipients"]
+            raise ConfigError(f"{file}: unknown setting '{key}' (known: {', '.join(sorted(known))})")
     return out
 
 

@@ -14,20 +14,20 @@ import os
 import sys
 import threading
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from itertools import islice
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterator
 
 from reconciler.errors import ConfigError, Diagnostic, ManifestError
 from reconciler.escaping import visible
 from reconciler.manifests.resolve import Resolved, TreeResolver, resolve_document, rule_diagnostics
+from reconciler.manifests.schema import KIND_SCHEMAS, validate_document
 from reconciler.manifests.tree import iter_manifest_files
 from reconciler.model import DesiredBatch, DesiredRegistration, ManifestSet
-from reconciler.manifests.schema import KIND_SCHEMAS, validate_document
 from reconciler.yamldoc import Document, load_documents
 
 __all__ = ["ManifestStream", "fewer_gc_passes", "load_manifests"]
@@ -58,9 +58,13 @@ def load_manifests(
     audited green would hide a wrong path, not prove that nothing drifted.
     """
     stream = ManifestStream(paths, workers=workers, allow_empty=allow_empty)
-    registrations, batches = [], []
+    registrations: list[DesiredRegistration] = []
+    batches: list[DesiredBatch] = []
     for resource in stream:
-        (registrations if isinstance(resource, DesiredRegistration) else batches).append(resource)
+        if isinstance(resource, DesiredRegistration):
+            registrations.append(resource)
+        else:
+            batches.append(resource)
     return ManifestSet(tuple(registrations), tuple(batches), stream.digest, stream.files, stream.policies)
 
 
@@ -135,7 +139,7 @@ class ManifestStream:
             self.batches += 1
             self.instructions += len(resource.instructions)
 
-    def start(self) -> "ManifestStream":
+    def start(self) -> ManifestStream:
         """Begin checking a large tree in worker processes now, while the caller sets up (settings,
         session, journal), and before the caller starts any thread (so the workers can be forked).
         Nothing but the files is read. Call `close()` if the stream may not be iterated (an error first)."""
@@ -165,10 +169,12 @@ class ManifestStream:
         done = 0
         self.start()
         if self._pending is not None:
+            pool = self._pool
+            assert pool is not None  # started with workers: the pool exists while there is work pending
             try:
                 while self._pending:
                     results = self._pending.popleft().result()
-                    self._pending.extend(self._pool.submit(_check_files, chunk) for chunk in islice(self._chunks, 1))
+                    self._pending.extend(pool.submit(_check_files, chunk) for chunk in islice(self._chunks, 1))
                     for result in results:
                         done += 1
                         yield result
@@ -229,7 +235,7 @@ def _start_method() -> str | None:
 
 def _check_files(files: list[tuple[Path, str]]) -> list[tuple[str, bytes, list[Resolved], list[Diagnostic]]]:
     """Per file: (display, sha256 of its bytes, its documents resolved as far as one file allows, diagnostics)."""
-    out = []
+    out: list[tuple[str, bytes, list[Resolved], list[Diagnostic]]] = []
     for path, display in files:
         diags: list[Diagnostic] = []
         typed: list[Resolved] = []

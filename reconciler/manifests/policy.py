@@ -11,8 +11,8 @@ Windows are evaluated as of `now`: the real clock for apply, another moment only
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from zoneinfo import ZoneInfo
 
 from reconciler.errors import PlanBlockedError
@@ -97,12 +97,7 @@ def _money(x: float) -> str:
 
 
 def evaluate_policies(plan: Plan, policies: tuple[Policy, ...], now: dt.datetime) -> tuple[PolicyResult, ...]:
-    creates = [c for c in plan.changes if c.action is Action.CREATE and c.payload]
-    notional = {
-        c.address: float(c.payload["data"].get("target") or 0)
-        * float(c.payload["data"].get("orderGenerationPrice") or 0)
-        for c in creates
-    }
+    notional = {c.address: c.notional for c in plan.changes if c.action is Action.CREATE and c.payload}
     updates = [c for c in plan.changes if c.action is Action.UPDATE]
     writes_to = {s.api for s in plan.submissions}
     out: list[PolicyResult] = []

@@ -10,12 +10,13 @@ Two stages, so the per-document work can run in worker processes next to parsing
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import Diagnostic
 from reconciler.fields import INSTRUCTION_FIELDS
-from reconciler.yamldoc import Document
+from reconciler.manifests.rules import cusip_check_digit, iter_registration_problems
 from reconciler.model import (
     DesiredBatch,
     DesiredInstruction,
@@ -25,7 +26,7 @@ from reconciler.model import (
     Source,
     Window,
 )
-from reconciler.manifests.rules import cusip_check_digit, iter_registration_problems
+from reconciler.yamldoc import Document
 
 __all__ = ["Resolved", "TreeResolver", "resolve_document", "rule_diagnostics"]
 
@@ -40,9 +41,17 @@ class Resolved:
     kind: str
     name: str
     name_source: Source
-    resource: DesiredRegistration | DesiredBatch | None = None
+    registration: DesiredRegistration | None = None  # one that names no template
+    batch: DesiredBatch | None = None
+    policy: Policy | None = None
     document: Document | None = None  # templates and their users
     id_source: Source | None = None  # registrationId or batchId key
+
+    @property
+    def key_source(self) -> Source:
+        """Where its identity is declared: registrationId or batchId, else its name."""
+        return self.id_source or self.name_source
+
     ticket_sources: dict[int, Source] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
@@ -105,7 +114,7 @@ def resolve_document(kind: str, doc: Document) -> Resolved:
     spec = doc.data["spec"]
     out = Resolved(kind, meta["name"], _source(doc, ("metadata", "name")))
     if kind == "Policy":
-        out.resource = _policy(doc, out.diagnostics)
+        out.policy = _policy(doc, out.diagnostics)
         return out
     if kind == "SleeveTemplate" or (kind == "SleeveRegistration" and "template" in spec):
         out.document = doc
@@ -114,10 +123,10 @@ def resolve_document(kind: str, doc: Document) -> Resolved:
         return out
     if kind == "SleeveRegistration":
         out.id_source = _source(doc, ("spec", "registrationId"))
-        out.resource = _registration(doc, {}, doc, out.diagnostics)
+        out.registration = _registration(doc, {}, doc, out.diagnostics)
     else:
         out.id_source = _source(doc, ("spec", "batchId"))
-        out.resource = _batch(doc, out.ticket_sources, out.diagnostics)
+        out.batch = _batch(doc, out.ticket_sources, out.diagnostics)
     return out
 
 
@@ -142,22 +151,22 @@ class TreeResolver:
         self._waiting: list[Resolved] = []  # registrations that name a template
         self._policies: list[Policy] = []
 
-    def add(self, items: list[Resolved]):
+    def add(self, items: list[Resolved]) -> Iterator[DesiredRegistration | DesiredBatch]:
         for r in items:
             self.diags.extend(r.diagnostics)
             if _duplicate(self.diags, self._first_name, (r.kind, r.name), r.name_source, f"{r.kind} name {r.name}"):
                 continue
-            if r.kind == "SleeveTemplate":
+            if r.kind == "SleeveTemplate" and r.document is not None:
                 self._templates[r.name] = r.document
-            elif r.kind == "Policy":
-                self._policies.append(r.resource)
+            elif r.policy is not None:
+                self._policies.append(r.policy)
             elif r.kind == "SleeveRegistration":
-                if r.resource is None:
+                if r.registration is None:
                     self._waiting.append(r)
-                elif not self._duplicate_registration(r.resource.registration_id, r.id_source):
-                    yield r.resource
-            elif r.kind == "TradeBatch":
-                batch = r.resource
+                elif not self._duplicate_registration(r.registration.registration_id, r.key_source):
+                    yield r.registration
+            elif r.batch is not None:
+                batch = r.batch
                 unique = tuple(
                     i
                     for i in batch.instructions
@@ -170,7 +179,7 @@ class TreeResolver:
                     )
                 )
                 if not _duplicate(
-                    self.diags, self._first_batch, batch.batch_id, r.id_source, f"batchId {batch.batch_id}"
+                    self.diags, self._first_batch, batch.batch_id, r.key_source, f"batchId {batch.batch_id}"
                 ):
                     yield (
                         DesiredBatch(batch.name, batch.batch_id, unique, batch.source, batch.labels)
@@ -189,20 +198,21 @@ class TreeResolver:
             _check_sleeves(spec, spec.get("accountSleeves") or [], doc, _collector(self.diags, reported))
         late = []
         for r in self._waiting:
+            assert r.document is not None  # a registration that names a template keeps its document
             reg = _with_template(r.document, self._templates, _collector(self.diags, reported))
             if reg is None:
                 continue
             first = self._first_reg.get(reg.registration_id)
-            if first is not None and r.id_source < first:  # the earlier file is the first, as without templates
-                self._first_reg[reg.registration_id] = r.id_source
+            if first is not None and r.key_source < first:  # the earlier file is the first, as without templates
+                self._first_reg[reg.registration_id] = r.key_source
                 _duplicate(
                     self.diags,
-                    {reg.registration_id: r.id_source},
+                    {reg.registration_id: r.key_source},
                     reg.registration_id,
                     first,
                     f"registrationId {reg.registration_id}",
                 )
-            elif not self._duplicate_registration(reg.registration_id, r.id_source):
+            elif not self._duplicate_registration(reg.registration_id, r.key_source):
                 late.append(reg)
         return tuple(late), tuple(self._policies), self.diags
 
@@ -308,7 +318,7 @@ def _well_typed_sleeve(s: Any) -> dict:
     """A sleeve with only the values the rules can compare: wrong types are the schema's to report."""
     if not isinstance(s, dict):
         return {}
-    out = {
+    out: dict[str, Any] = {
         k: v
         for k, v in s.items()
         if k in _NUMERIC_SLEEVE_FIELDS and isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -329,14 +339,14 @@ def _well_typed_sleeve(s: Any) -> dict:
 def rule_diagnostics(kind: str, doc: Document) -> list[Diagnostic]:
     """The business rules of a document that also has schema errors, on its well-typed values only,
     so that every independent error is reported at once."""
-    data = doc.data if isinstance(doc.data, dict) else {}
-    spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+    data: dict[str, Any] = doc.data if isinstance(doc.data, dict) else {}
+    spec: dict[str, Any] = data["spec"] if isinstance(data.get("spec"), dict) else {}
     out: list[Diagnostic] = []
     if kind == "Policy":
         return _window_problems(doc, spec.get("windows"))
     if kind == "TradeBatch":
         defaults = {k: v for k, v in spec.items() if k in INSTRUCTION_FIELDS and k != "batchId"}
-        instructions = spec.get("instructions") if isinstance(spec.get("instructions"), list) else []
+        instructions: list[Any] = spec["instructions"] if isinstance(spec.get("instructions"), list) else []
         for i, own in enumerate(instructions):
             if isinstance(own, dict):
                 out += _cusip_problems(doc, ("spec", "instructions", i), {**defaults, **own}, own)

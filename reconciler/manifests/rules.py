@@ -7,7 +7,8 @@ manifest declares) and `plan` (on the merged payload, where live values fill the
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from reconciler.fields import (
     ASSIGNED,

@@ -12,8 +12,9 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Iterator
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import referencing
@@ -50,10 +51,10 @@ def load_schema(name: str) -> dict:
 @functools.cache
 def _registry() -> referencing.Registry:
     def refuse(uri: str):
-        raise referencing.exceptions.NoSuchResource(ref=uri)
+        raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]  # an attrs class
 
     names = [p.name for p in resources.files("reconciler.schemas").iterdir() if p.name.endswith(".json")]
-    return referencing.Registry(retrieve=refuse).with_resources(
+    return referencing.Registry(retrieve=refuse).with_resources(  # type: ignore[call-arg]  # an attrs class
         (n, referencing.Resource.from_contents(load_schema(n))) for n in names
     )
 
@@ -207,7 +208,7 @@ def _split_validators(name: str):
     return _Validator(schema, registry=_registry()), _Validator(item, registry=_registry())
 
 
-def validate_document(doc: "Document", kind: str) -> list[Diagnostic]:
+def validate_document(doc: Document, kind: str) -> list[Diagnostic]:
     """Every schema error in one document, as Diagnostics pointing at the offending key."""
     out: list[Diagnostic] = []
     name = KIND_SCHEMAS[kind]
@@ -242,7 +243,7 @@ def _iter_leaf_errors(errors) -> Iterator[jsonschema.ValidationError]:
             yield e
 
 
-def _explain(doc: "Document", e: jsonschema.ValidationError, path: tuple) -> list[Diagnostic]:
+def _explain(doc: Document, e: jsonschema.ValidationError, path: tuple) -> list[Diagnostic]:
     field = str(path[-1]) if path else "document"
     v = e.validator
     if v in ("additionalProperties", "unevaluatedProperties"):

@@ -17,8 +17,6 @@ import json
 from typing import Any
 
 from reconciler.config.ignore import IgnoreRule
-from reconciler.plan.targeting import Targeting, select
-from reconciler.plan.diff import diff_instruction, diff_registration
 from reconciler.errors import Diagnostic, LiveStateError
 from reconciler.fields import (
     INSTRUCTION_FIELDS,
@@ -27,7 +25,7 @@ from reconciler.fields import (
     SERVER_OWNED_SLEEVE_FIELDS,
     sleeve_model_id,
 )
-from reconciler.vendors.reads import LiveState, missing_registration
+from reconciler.manifests.rules import iter_registration_problems
 from reconciler.model import (
     Action,
     Change,
@@ -38,7 +36,9 @@ from reconciler.model import (
     Plan,
     Submission,
 )
-from reconciler.manifests.rules import iter_registration_problems
+from reconciler.plan.diff import RegistrationDiff, diff_instruction, diff_registration
+from reconciler.plan.targeting import Targeting, select
+from reconciler.vendors.reads import LiveState, missing_registration
 
 __all__ = [
     "ORION_SUBMIT_PATH",
@@ -101,7 +101,7 @@ def _lay_over(live_value: Any, declared: Any) -> Any:
     return copy.deepcopy(declared)
 
 
-def build_payload(desired: DesiredRegistration, live: dict, d) -> dict:
+def build_payload(desired: DesiredRegistration, live: dict, d: RegistrationDiff) -> dict:
     payload = {k: copy.deepcopy(v) for k, v in live.items() if k not in _BULK_ONLY_FIELDS}
     for f in d.changed_fields:
         payload[f] = _lay_over(live.get(f), desired.fields[f])
@@ -146,8 +146,10 @@ def build_plan(
         builder.add_registration(desired, current)
     builder.check()
     batch_sizes = {b.batch_id: b.batch_size for b in manifests.batches}
-    for desired in instrs:
-        builder.add_instruction(desired, live.tickets.get(desired.ticket_id, []), batch_sizes[desired.batch_id])
+    for instruction in instrs:
+        builder.add_instruction(
+            instruction, live.tickets.get(instruction.ticket_id, []), batch_sizes[instruction.batch_id]
+        )
     return builder.plan(batch_size)
 
 
@@ -250,12 +252,10 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
     buy = sell = 0.0
     for c in plan.changes:
         if c.action is Action.CREATE and c.payload:
-            data = c.payload["data"]
-            notional = float(data.get("target") or 0) * float(data.get("orderGenerationPrice") or 0)
-            if str(data.get("side", "")).lower() == "buy":
-                buy += notional
+            if str(c.ticket.get("side", "")).lower() == "buy":
+                buy += c.notional
             else:
-                sell += notional
+                sell += c.notional
     return {
         "create": counts[Action.CREATE],
         "update": counts[Action.UPDATE],

@@ -9,7 +9,9 @@ only then, to say exactly what (it costs 6–25 ms a registration, the `==` micr
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,12 +64,12 @@ class RegistrationDiff:
 
     fields: tuple[FieldChange, ...] = ()
     changed_fields: tuple[str, ...] = ()  # registration-level fields to lay over live
-    changed_sleeves: dict[int, tuple[str, ...]] = field(default_factory=dict)  # live accountId → fields
+    changed_sleeves: dict[Any, tuple[str, ...]] = field(default_factory=dict)  # live accountId → fields
     new_sleeves: tuple[dict, ...] = ()  # declared sleeves with no live twin
     removed: tuple[dict, ...] = ()  # live Normal/Unmanaged sleeves no longer declared
     ignored: tuple[IgnoredChange, ...] = ()
-    declared: dict[int, dict] = field(default_factory=dict)  # live accountId → the declared sleeve fields
-    labels: dict[str, int] = field(default_factory=dict)  # sleeve label in paths → live accountId
+    declared: dict[Any, dict] = field(default_factory=dict)  # live accountId → the declared sleeve fields
+    labels: dict[str, Any] = field(default_factory=dict)  # sleeve label in paths → live accountId
     problems: tuple[Diagnostic, ...] = ()  # declared accountIds that are not live sleeves
 
     @property
@@ -84,7 +86,7 @@ def _project(live_value: Any, desired_value: Any, name: str) -> Any:
 
 def pair_sleeves(
     desired: DesiredRegistration, live: dict
-) -> tuple[list[tuple[Any, dict | None]], list[dict], list[str]]:
+) -> tuple[list[tuple[Any, dict | None]], list[dict], list[Diagnostic]]:
     """Pair each declared sleeve with its live twin: [(DesiredSleeve, live sleeve or None)] in declared
     order, the unmatched live sleeves, and problems. Pinned sleeves (accountId declared) are matched
     first, so a (sleeveType, model) match never takes them."""
@@ -125,7 +127,7 @@ def pair_sleeves(
 
 def match_sleeves(
     desired: DesiredRegistration, live: dict
-) -> tuple[list[tuple[str, dict, dict | None]], list[dict], list[str]]:
+) -> tuple[list[tuple[str, dict, dict | None]], list[dict], list[Diagnostic]]:
     """pair_sleeves with each pair named as plans show it: [(label, declared fields, live sleeve or None)]."""
     pairs, unmatched, problems = pair_sleeves(desired, live)
     return _labelled(pairs), unmatched, problems
@@ -164,7 +166,7 @@ def _declared_same(declared: dict, live: dict) -> bool:
 
 
 def diff_registration(
-    desired: DesiredRegistration, live: dict, ignore: tuple[IgnoreRule, ...] = (), today=None
+    desired: DesiredRegistration, live: dict, ignore: tuple[IgnoreRule, ...] = (), today: dt.date | None = None
 ) -> RegistrationDiff:
     sleeve_pairs, unmatched, problems = pair_sleeves(desired, live)
     removed = [s for s in unmatched if s.get("sleeveType") in COUNTED_SLEEVE_TYPES]
@@ -193,13 +195,14 @@ def diff_registration(
         return RegistrationDiff(problems=tuple(problems))
     _drop_identical(want, have)
 
-    live_ids = {label: ls.get("accountId") for label, _, ls in pairs if ls is not None}
+    # a live sleeve's accountId as Orion sent it (an int; None only from a malformed answer)
+    live_ids: dict[str, Any] = {label: ls.get("accountId") for label, _, ls in pairs if ls is not None}
     removed_by_label = {f"{sleeve_label(s)} (accountId {s.get('accountId')})": s for s in removed}
     declared_by_label = {label: d for label, d, _ in pairs}
     changes: list[FieldChange] = []
     ignored: list[IgnoredChange] = []
     reg_fields: set[str] = set()
-    sleeve_fields: dict[int, set[str]] = {}
+    sleeve_fields: dict[Any, set[str]] = {}
     new: list[dict] = []
     gone: list[dict] = []
     for level in _iter_levels(_deepdiff(have, want)):
@@ -260,7 +263,7 @@ class InstructionDiff:
 
 
 def diff_instruction(
-    desired: DesiredInstruction, rows: list[dict], ignore: tuple[IgnoreRule, ...] = (), today=None
+    desired: DesiredInstruction, rows: list[dict], ignore: tuple[IgnoreRule, ...] = (), today: dt.date | None = None
 ) -> InstructionDiff:
     """A ticket's declared fields vs what SEI holds; `quantity` is per order and never compared."""
     if not rows:
@@ -292,7 +295,7 @@ def _drop_identical(want: dict, have: dict) -> None:
             del want[scope][key], have[scope][key]
 
 
-def _iter_levels(diff: DeepDiff):
+def _iter_levels(diff: DeepDiff) -> Iterator[Any]:
     for report in diff.values():
         yield from report
 
@@ -318,10 +321,13 @@ def _plain(value: Any) -> Any:
 
 
 def _ignored(
-    address: str, path: str, rules: tuple[IgnoreRule, ...], today, out: list[IgnoredChange], change: FieldChange
+    address: str,
+    path: str,
+    rules: tuple[IgnoreRule, ...],
+    today: dt.date | None,
+    out: list[IgnoredChange],
+    change: FieldChange,
 ) -> bool:
-    import datetime as dt
-
     today = today or dt.date.today()
     for rule in rules:
         if rule.active(today) and rule.matches(address, path):

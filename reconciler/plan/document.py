@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.manifests.policy import PolicyResult
 from reconciler.model import Action, Change, FieldChange, IgnoredChange, Plan, Source, Submission
 from reconciler.plan.builder import plan_summary
-from reconciler.manifests.policy import PolicyResult
 from reconciler.version import __version__
 
 __all__ = ["FORMAT_VERSION", "plan_from_document", "plan_to_document"]

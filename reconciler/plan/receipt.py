@@ -15,9 +15,9 @@ import json
 
 from reconciler.escaping import bounded
 from reconciler.fields import SERVER_OWNED_REGISTRATION_FIELDS, SERVER_OWNED_SLEEVE_FIELDS
-from reconciler.vendors.reads import LiveState
 from reconciler.model import Action, Plan, Submission
 from reconciler.plan.builder import fingerprint_registration, fingerprint_ticket
+from reconciler.vendors.reads import LiveState
 
 __all__ = ["endpoint_problems", "receipt_problems", "stale_reasons"]
 
@@ -42,7 +42,7 @@ def stale_reasons(
     for c in plan.changes:
         if c.action is Action.UPDATE:
             reg_id = (c.payload or {}).get("registrationId")
-            current = live.registrations.get(reg_id)
+            current = live.registrations.get(reg_id) if isinstance(reg_id, int) else None
             if current is None:
                 reasons.append(f"{c.address}: registration {reg_id} is gone from Orion")
             elif fingerprint_registration(current) != c.fingerprint:

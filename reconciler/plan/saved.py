@@ -20,6 +20,7 @@ from reconciler.errors import PlanFileError
 from reconciler.files import write_private
 from reconciler.model import Plan
 from reconciler.plan.document import FORMAT_VERSION, plan_from_document, plan_to_document
+from reconciler.secret import Secret
 
 __all__ = ["SavedPlan", "binding_problems", "current_binding", "load_plan", "save_plan"]
 
@@ -43,7 +44,7 @@ class SavedPlan:
     sealed: bool  # whether the file was encrypted
 
     def expired(self, now: dt.datetime | None = None) -> bool:
-        return (now or dt.datetime.now(dt.timezone.utc)) >= self.expires_at
+        return (now or dt.datetime.now(dt.UTC)) >= self.expires_at
 
 
 def save_plan(
@@ -61,7 +62,7 @@ def save_plan(
     recipients: tuple[str, ...] = (),
 ) -> str:
     """Write the plan, encrypted to `recipients` when there are any; returns its id (of the plaintext)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     doc = plan_to_document(plan, include_payloads=True)
     doc["kind"] = KIND
     doc["saved"] = {
@@ -116,7 +117,7 @@ def binding_problems(bound: dict[str, Any], current: dict[str, Any], *, ci: bool
     return problems
 
 
-def load_plan(path: str | Path, identity=None) -> SavedPlan:
+def load_plan(path: str | Path, identity: Secret | None = None) -> SavedPlan:
     """Read a saved plan, decrypting it with `identity` (RECONCILER_PLAN_IDENTITY) if it is encrypted."""
     from reconciler.sealing import is_sealed, unseal
 

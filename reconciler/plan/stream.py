@@ -24,11 +24,12 @@ from dataclasses import dataclass
 
 from reconciler.config import Settings
 from reconciler.fields import INSTRUCTION_FIELDS
-from reconciler.vendors.reads import LiveState, missing_registrations_error, read_live_state, read_tickets
 from reconciler.manifests import ManifestStream, fewer_gc_passes
 from reconciler.model import DesiredInstruction, DesiredRegistration, ManifestSet, Plan, Policy
 from reconciler.plan.builder import PlanBuilder, build_plan
 from reconciler.plan.targeting import Targeting, TargetingTally, select
+from reconciler.vendors import Vendors
+from reconciler.vendors.reads import LiveState, missing_registrations_error, read_live_state, read_tickets
 
 __all__ = ["StreamedPlan", "plan_in_memory", "plan_stream", "read_selected"]
 
@@ -63,7 +64,7 @@ def _rows(compact: tuple | None) -> list[dict]:
 class _TicketPager:
     """SEI's ticket pages in a thread of their own, keeping each ticket's first row (compacted)."""
 
-    def __init__(self, vendors) -> None:
+    def __init__(self, vendors: Vendors) -> None:
         self.first: dict[int, tuple] = {}
         self.done = threading.Event()
         self.error: BaseException | None = None
@@ -71,7 +72,7 @@ class _TicketPager:
         self._thread = threading.Thread(target=self._run, args=(vendors,), name="sei-pages", daemon=True)
         self._thread.start()
 
-    def _run(self, vendors) -> None:
+    def _run(self, vendors: Vendors) -> None:
         try:
             for row in vendors.sei.iter_tickets():
                 if self._stop:
@@ -89,7 +90,7 @@ class _TicketPager:
 @fewer_gc_passes()  # reads and diffs allocate as much as parsing does
 def plan_stream(
     paths: tuple[str, ...],
-    vendors,
+    vendors: Vendors,
     settings: Settings,
     *,
     targeting: Targeting = Targeting(),
@@ -130,8 +131,9 @@ def plan_stream(
             done = list(wait(reads, return_when=FIRST_COMPLETED).done)
         for f in done:
             ids = reads.pop(f)
-            if f.exception() is not None:  # raised after the stream: a manifest error comes first
-                read_errors.append(f.exception())
+            failure = f.exception()
+            if failure is not None:  # raised after the stream: a manifest error comes first
+                read_errors.append(failure)
                 continue
             live = f.result()
             for rid in ids:
@@ -208,7 +210,12 @@ def plan_stream(
 
 
 def read_selected(
-    manifests: ManifestSet, vendors, settings: Settings, targeting: Targeting = Targeting(), *, missing_ok: bool = False
+    manifests: ManifestSet,
+    vendors: Vendors,
+    settings: Settings,
+    targeting: Targeting = Targeting(),
+    *,
+    missing_ok: bool = False,
 ) -> tuple[list[DesiredRegistration], list[DesiredInstruction], LiveState]:
     """select → read, with everything in memory: what drift, --adopt and apply share."""
     regs, instrs = select(manifests, targeting)
@@ -217,7 +224,7 @@ def read_selected(
 
 def plan_in_memory(
     manifests: ManifestSet,
-    vendors,
+    vendors: Vendors,
     settings: Settings,
     targeting: Targeting = Targeting(),
     *,

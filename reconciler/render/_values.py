@@ -25,11 +25,11 @@ def money(x: float) -> str:
 
 
 def describe_instruction(c: Change) -> str:
-    d = (c.payload or {}).get("data", {})
+    d = c.ticket
     price = d.get("orderGenerationPrice")
     text = f"{terminal(d.get('side'), 10)} {terminal(d.get('target'), 20)} {terminal(d.get('ticker'), 20)}"
     if price is not None:
-        text += f" @ {price:g} = {money(float(d.get('target') or 0) * float(price))}"
+        text += f" @ {price:g} = {money(c.notional)}"
     return f"{text}  (batch {terminal(d.get('batchId'), 80)}, batchSize {d.get('batchSize')})"
 
 

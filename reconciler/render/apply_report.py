@@ -42,9 +42,8 @@ def render_apply_text(result) -> str:
     if result.error:
         verdict += f"; stopped early: {terminal(result.error, 300)}"
     lines.append("")
-    lines.append(
-        f"Apply: {c['applied']} applied, {c['failed']} failed, {c['unknown']} unknown, {c['skipped']} skipped; {verdict}."
-    )
+    counts = f"{c['applied']} applied, {c['failed']} failed, {c['unknown']} unknown, {c['skipped']} skipped"
+    lines.append(f"Apply: {counts}; {verdict}.")
     return "\n".join(lines) + "\n"
 
 

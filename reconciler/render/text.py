@@ -5,9 +5,9 @@ from __future__ import annotations
 from reconciler.escaping import terminal
 from reconciler.model import Action, Change, Plan
 from reconciler.plan.builder import plan_summary
-from reconciler.render._values import describe_instruction, show, summary_line, totals_line
 from reconciler.plan.explain import explain_stages
 from reconciler.plan.stages import Recover, Stage, build_stages
+from reconciler.render._values import describe_instruction, show, summary_line, totals_line
 
 __all__ = ["field_lines", "render_plan_text"]
 
@@ -29,7 +29,7 @@ def field_lines(c: Change) -> list[str]:
     return lines
 
 
-_POLICY_MARK = {True: "✓", False: {"hard": "✗", "soft": "✗", "advisory": "!"}}
+_FAILED_MARK = {"hard": "✗", "soft": "✗", "advisory": "!"}
 
 
 def policy_lines(plan: Plan) -> list[str]:
@@ -42,7 +42,7 @@ def policy_lines(plan: Plan) -> list[str]:
         else f"Policies (change windows as of {plan.windows_as_of}, --now: what-if only; apply uses the real clock):"
     ]
     for r in plan.policy_results:
-        mark = "✓" if r.passed else _POLICY_MARK[False][r.enforcement]
+        mark = "✓" if r.passed else _FAILED_MARK[r.enforcement]
         verdict = (
             "passed"
             if r.passed

@@ -61,10 +61,10 @@ def _epoch(value: str | None) -> float | None:
     import datetime as dt
 
     when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
 
 
-def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook | None = None) -> Starlette:
+def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook | None = None) -> FaultMiddleware:
     faults = faults or FaultBook()
 
     # --- auth -------------------------------------------------------------------------------------
@@ -261,7 +261,7 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         body = await body_json(request)
         data = body.get("data") if isinstance(body, dict) else None
         problems = state.ticket_problems(data)
-        if problems:
+        if problems or not isinstance(data, dict):
             return sei_error(
                 400, "request.invalid", "The trade instruction is invalid", transient="false", errors=problems
             )

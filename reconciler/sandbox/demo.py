@@ -127,7 +127,7 @@ def make_registration(
         sleeves.append(_sleeve(reg_id, next(aid), "Unmanaged sleeve", unmanaged))
     for i, s in enumerate(sleeves, 1):
         s["rowId"] = i
-    reg = {
+    reg: dict[str, Any] = {
         "accountSleeves": sleeves,
         "custodialBilling": {
             "billFeeScheduleId": 4,

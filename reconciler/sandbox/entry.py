@@ -7,10 +7,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from reconciler.sandbox.app import DEMO_CREDENTIALS, SandboxCredentials
 from reconciler.sandbox.demo import demo_state
@@ -65,7 +65,7 @@ def run_server(opts: ServerOptions, announce: Callable[[str], None]) -> None:
     state = load_state(
         Path(opts.state_file) if opts.state_file else None, SandboxTiming(batch_latency=opts.batch_latency)
     )
-    tls = TlsFiles(opts.tls_cert, opts.tls_key, opts.client_ca) if opts.tls_cert else None
+    tls = TlsFiles(opts.tls_cert, opts.tls_key, opts.client_ca) if opts.tls_cert and opts.tls_key else None
     base = f"{'https' if tls else 'http'}://{opts.host}:{opts.port}"
     lines = [
         f"reconciler sandbox: Orion at {base}/api, SEI at {base}",

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -63,7 +64,7 @@ class RunningSandbox:
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
-    def __enter__(self) -> "RunningSandbox":
+    def __enter__(self) -> RunningSandbox:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -80,7 +81,7 @@ def load_state(path: Path | None, timing: SandboxTiming | None = None) -> Sandbo
 
 
 def _config(app, tls: TlsFiles | None) -> uvicorn.Config:
-    kw = {}
+    kw: dict[str, Any] = {}
     if tls is not None:
         kw = {"ssl_certfile": tls.cert, "ssl_keyfile": tls.key}
         if tls.client_ca:

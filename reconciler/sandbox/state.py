@@ -16,37 +16,15 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from reconciler.sandbox.batches import Batch, SandboxTiming, status_view
 from reconciler.sandbox.contract import INSTRUCTION_FIELDS, registration_problems, sleeve_model, ticket_problems
 from reconciler.sandbox.writes import field_changes, merge, now_iso, recompute_totals
 
-__all__ = ["Batch", "SandboxState", "SandboxTiming"]
-
-
-@dataclass
-class SandboxTiming:
-    batch_latency: float = 1.0  # seconds from submit to done, per batch, batches run concurrently
-    new_fraction: float = 0.2  # first part of the latency shows as New, the rest as Processing
-
-
-@dataclass
-class Batch:
-    id: int
-    items: list[dict]
-    created: float
-    created_iso: str
-    created_by: str
-    created_epoch: float = 0.0  # wall clock, for the BatchProcessing list's date filter
-    stuck: bool = False
-    rejected: frozenset = frozenset()  # registrationIds a fault makes Orion refuse
-    finished: bool = False
-    finished_at: float = 0.0
-    status: str = "New"
-    errors: list[dict] = field(default_factory=list)
-    items_completed: int = 0
+__all__ = ["Batch", "SandboxState", "SandboxTiming"]  # Batch and SandboxTiming live in batches.py
 
 
 class SandboxState:
@@ -93,7 +71,7 @@ class SandboxState:
             }
 
     @classmethod
-    def from_json(cls, data: dict, **kw) -> "SandboxState":
+    def from_json(cls, data: dict, **kw) -> SandboxState:
         regs = {int(r["registrationId"]): r for r in data.get("registrations", [])}
         hist = {int(k): v for k, v in (data.get("histories") or {}).items()}
         return cls(regs, list(data.get("tickets", [])), hist, **kw)
@@ -237,36 +215,7 @@ class SandboxState:
     def batch_status(self, batch_id: int) -> dict | None:
         with self.lock:
             b = self.batches.get(batch_id)
-            if b is None:
-                return None
-            elapsed = max(0.0, self.clock() - b.created)
-            if b.finished:
-                status, completed = b.status, len(b.items)
-            elif elapsed < self.timing.batch_latency * self.timing.new_fraction and not b.stuck:
-                status, completed = "New", 0
-            else:
-                status = "Processing"
-                share = 0.5 if b.stuck else min(0.99, elapsed / max(self.timing.batch_latency, 1e-9))
-                completed = int(len(b.items) * share)
-            return {
-                "id": b.id,
-                "correlationId": f"sandbox-{b.id}",
-                "alClientName": "Sandbox Advisors",
-                "status": status,
-                "message": None,
-                "createdBy": b.created_by,
-                "createdDate": b.created_iso,
-                "editedDate": now_iso(),
-                "elapsed": f"{elapsed:.1f}s",
-                "parentId": None,
-                "isDone": b.finished,
-                "totalItems": len(b.items),
-                "itemsCompleted": completed,
-                "processingType": "SleeveRegistrationBatch",
-                "errorCount": sum(1 for e in b.errors if e["severity"] == "Error"),
-                "warningCount": sum(1 for e in b.errors if e["severity"] == "Warning"),
-                "details": None,
-            }
+            return None if b is None else status_view(b, self.clock(), self.timing)
 
     def list_batches(self, start: float | None, end: float | None, status: str | None) -> list[dict]:
         """Batches created in [start, end] (epoch seconds, inclusive), as status objects."""
@@ -276,7 +225,7 @@ class SandboxState:
                 for b in self.batches.values()
                 if (start is None or b.created_epoch >= start) and (end is None or b.created_epoch <= end)
             ]
-            rows = [self.batch_status(i) for i in ids]
+            rows = [status_view(self.batches[i], self.clock(), self.timing) for i in ids]
             return [r for r in rows if status is None or r["status"] == status]
 
     def batch_errors(self, batch_id: int) -> list[dict] | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from typing import Callable
+from collections.abc import Callable
 
 from reconciler.sandbox.contract import REGISTRATION_FIELDS, SLEEVE_FIELDS, sleeve_model
 
@@ -17,7 +17,7 @@ NOT_REMOVABLE = ("Custodial account",)
 
 def now_iso() -> str:
     """Orion's example dates carry an offset; the sandbox's are UTC, with it."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def merge(reg: dict, posted: dict, new_account_id: Callable[[], int]) -> tuple[dict, list[str]]:

@@ -16,16 +16,18 @@ two journals for one workspace is exactly how two applies sent the same registra
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from reconciler.config import Settings
+from reconciler.config import Secret, Settings
 from reconciler.config.environment import RunFacts, run_facts
-from reconciler.state.claims import Claims, SqliteClaims
 from reconciler.errors import LockError, StateBackendError
-from reconciler.state.journal import Journal, SqliteJournal
-from reconciler.state.lock import WorkspaceLock, flock_held
+from reconciler.state.claims import Claims, SqliteClaims
+from reconciler.state.journal import Journal
+from reconciler.state.lock import Lease, WorkspaceLock, flock_held
+from reconciler.state.sqlite import SqliteJournal
 from reconciler.state.workspace import Workspace, ensure_state_dir
 
 __all__ = ["Backend", "open_backend"]
@@ -51,28 +53,41 @@ class Backend:
 
     # --- the journal ------------------------------------------------------------------------------
 
-    def journal(self, *, readonly: bool = False) -> Journal | None:
-        """The workspace's journal; with `readonly`, None where none exists yet (and nothing is created)."""
+    @property
+    def url(self) -> Secret:
+        """RECONCILER_BACKEND_URL, for the shared backend."""
+        assert self.settings.backend_url is not None, "only the shared backend has a URL"
+        return self.settings.backend_url
+
+    def journal(self) -> Journal:
+        """The workspace's journal for an apply: created where there is none (an older one moved in first)."""
         if self.shared:
             from reconciler.state.postgres import PostgresJournal
 
-            return PostgresJournal(self.settings.backend_url, self.workspace.key, readonly=readonly)
+            return PostgresJournal(self.url, self.workspace.key)
         # one SQLite file is one workspace, so its rows carry the constant "local"
         legacy = self._legacy_journal()
-        if readonly:
-            if legacy is not None and not self.workspace.journal_path.exists():
-                self.notices.append(
-                    f"reading the journal an older reconciler kept at {legacy} (the next apply moves "
-                    f"it to {self.workspace.journal_path})"
-                )
-                return SqliteJournal.open_readonly(legacy)
-            if legacy is not None:
-                self._refuse_two_journals(legacy, readonly=True)
-            return SqliteJournal.open_readonly(self.workspace.journal_path)
         ensure_state_dir(self.workspace)
         if legacy is not None:
             self._adopt_legacy(legacy)
         return SqliteJournal(self.workspace.journal_path)
+
+    def read_journal(self) -> Journal | None:
+        """The journal for a reader (plan, journal, lock status): None where none exists yet; nothing is created."""
+        if self.shared:
+            from reconciler.state.postgres import PostgresJournal
+
+            return PostgresJournal(self.url, self.workspace.key, readonly=True)
+        legacy = self._legacy_journal()
+        if legacy is not None and not self.workspace.journal_path.exists():
+            self.notices.append(
+                f"reading the journal an older reconciler kept at {legacy} (the next apply moves "
+                f"it to {self.workspace.journal_path})"
+            )
+            return SqliteJournal.open_readonly(legacy)
+        if legacy is not None:
+            self._refuse_two_journals(legacy, readonly=True)
+        return SqliteJournal.open_readonly(self.workspace.journal_path)
 
     def _legacy_journal(self) -> Path | None:
         old = self.workspace.legacy_directory
@@ -125,13 +140,11 @@ class Backend:
 
     # --- lock and claims --------------------------------------------------------------------------
 
-    def lock(self, command: str, waiting: Callable[[str], None] = lambda text: None):
+    def lock(self, command: str, waiting: Callable[[str], None] = lambda text: None) -> Lease:
         if self.shared:
             from reconciler.state.postgres import PostgresLease
 
-            return PostgresLease(
-                self.settings.backend_url, self.workspace.key, self.workspace.label, command, self.facts, waiting
-            )
+            return PostgresLease(self.url, self.workspace.key, self.workspace.label, command, self.facts, waiting)
         ensure_state_dir(self.workspace)
         return WorkspaceLock(self.workspace.lock_path, command, self.facts.operator)
 
@@ -140,7 +153,7 @@ class Backend:
         if self.shared:
             from reconciler.state.postgres import PostgresClaims
 
-            return PostgresClaims(self.settings.backend_url, self.workspace.key, self.workspace.label)
+            return PostgresClaims(self.url, self.workspace.key, self.workspace.label)
         if self.sandbox:  # the in-process sandbox's endpoints live for one command: so do its claims
             where = self.workspace.directory.parent / "claims.db"
         else:
@@ -152,7 +165,7 @@ class Backend:
         if self.shared:
             from reconciler.state.postgres import connect, lease_rows
 
-            with connect(self.settings.backend_url, migrate=False) as conn:
+            with connect(self.url, migrate=False) as conn:
                 return lease_rows(conn)
         lock = WorkspaceLock(self.workspace.lock_path, "", "")
         holder = lock.holder()
@@ -172,7 +185,7 @@ class Backend:
         if self.shared:
             from reconciler.state.postgres import connect, release_dead_leases
 
-            with connect(self.settings.backend_url) as conn:
+            with connect(self.url) as conn:
                 return release_dead_leases(conn, self.workspace.key)
         dead = [r for r in self.leases() if not r["alive"]]
         if dead:

@@ -33,13 +33,21 @@ import os
 import socket
 import sqlite3
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from reconciler.errors import StateBackendError
 
-__all__ = ["STORED", "Claims", "Held", "Holder", "SqliteClaims", "claims_ddl"]
+if TYPE_CHECKING:
+    from reconciler.state.journal import Journal
+
+__all__ = ["STORED", "Claims", "Execute", "Held", "Holder", "SqliteClaims", "claims_ddl"]
+
+# runs one SQL statement (`?` placeholders) inside a claim's transaction; returns its rows
+Execute = Callable[[str, tuple], list[tuple]]
+T = TypeVar("T")
 
 STORED = "stored:"  # the entry of a ticket SEI stored: never released
 
@@ -90,7 +98,7 @@ class Held:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 class Claims:
@@ -105,11 +113,11 @@ class Claims:
 
     # --- what a backend provides --------------------------------------------------------------------
 
-    def _transaction(self, work):
+    def _transaction(self, work: Callable[[Execute], T]) -> T:
         """Run `work(execute)` in one serialised transaction; `execute(sql, args) -> rows`."""
         raise NotImplementedError
 
-    def _alive(self, execute, holder: Holder, entry: str) -> bool:
+    def _alive(self, execute: Execute, holder: Holder, entry: str) -> bool:
         """Whether `holder`'s write `entry` may still be in flight (journal open, or lock held)."""
         raise NotImplementedError
 
@@ -127,7 +135,7 @@ class Claims:
         mine = json.dumps(asdict(self.holder()))
         p = self.prefix
 
-        def work(execute) -> dict[str, Held]:
+        def work(execute: Execute) -> dict[str, Held]:
             held: dict[str, Held] = {}
             for resource in resources:
                 rows = execute(
@@ -168,11 +176,11 @@ class Claims:
                 )
             )
 
-    def settle(self, journal) -> None:
+    def settle(self, journal: Journal) -> None:
         """After recovery and at the end of a run: each of this workspace's claims follows its journal
         entry: kept while open, kept for good once SEI stored the ticket, otherwise released."""
 
-        def work(execute) -> None:
+        def work(execute: Execute) -> None:
             for (entry,) in execute(
                 f"SELECT DISTINCT entry FROM {self.prefix}claims WHERE workspace=?", (self.workspace,)
             ):
@@ -216,7 +224,7 @@ class SqliteClaims(Claims):
                 "(RECONCILER_CLAIMS_DIR names another folder)"
             ) from e
 
-    def _transaction(self, work):
+    def _transaction(self, work: Callable[[Execute], T]) -> T:
         def execute(sql: str, args: tuple) -> list[tuple]:
             return self._db.execute(sql, args).fetchall()
 
@@ -232,9 +240,9 @@ class SqliteClaims(Claims):
         except sqlite3.Error as e:
             raise StateBackendError(f"the claims file {self.path} failed: {e}") from e
 
-    def _alive(self, execute, holder: Holder, entry: str) -> bool:
-        from reconciler.state.journal import SqliteJournal
+    def _alive(self, execute: Execute, holder: Holder, entry: str) -> bool:
         from reconciler.state.lock import flock_held
+        from reconciler.state.sqlite import SqliteJournal
 
         state = Path(holder.state)
         if flock_held(state / "lock"):

@@ -17,11 +17,21 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.errors import LockError
 
-__all__ = ["WorkspaceLock", "flock_held"]
+__all__ = ["Lease", "WorkspaceLock", "flock_held"]
+
+
+class Lease(Protocol):
+    """What apply needs of a workspace lock, local (WorkspaceLock) or shared (postgres.PostgresLease)."""
+
+    def acquire(self, *, timeout: float = 0.0) -> None: ...
+
+    def annotate(self, **fields: Any) -> None: ...
+
+    def release(self) -> None: ...
 
 
 class WorkspaceLock:
@@ -64,7 +74,7 @@ class WorkspaceLock:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "user": self.user,
-            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "command": self.command,
         }
         os.ftruncate(fd, 0)
@@ -88,10 +98,10 @@ class WorkspaceLock:
                 os.close(self._fd)  # closing the descriptor releases the flock
                 self._fd = None
 
-    def __enter__(self) -> "WorkspaceLock":
+    def __enter__(self) -> WorkspaceLock:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 

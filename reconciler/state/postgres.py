@@ -24,15 +24,16 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
 
-from reconciler.config.environment import RunFacts
-from reconciler.state.claims import Claims, Holder, claims_ddl
 from reconciler.config import Secret, mask_url
+from reconciler.config.environment import RunFacts
 from reconciler.errors import LockError, StateBackendError
+from reconciler.state.claims import Claims, Execute, Holder, T, claims_ddl
 from reconciler.state.journal import SCHEMA_VERSION, Journal, journal_ddl
 
 __all__ = ["PostgresClaims", "PostgresJournal", "PostgresLease", "connect", "lease_rows", "release_dead_leases"]
@@ -158,7 +159,7 @@ class PostgresClaims(Claims):
         self._url = url
         self._conn = connect(url)
 
-    def _transaction(self, work):
+    def _transaction(self, work: Callable[[Execute], T]) -> T:
         def execute(sql: str, args: tuple) -> list[tuple]:
             cur = self._conn.execute(sql.replace("?", "%s"), args)
             return cur.fetchall() if cur.description else []
@@ -170,7 +171,7 @@ class PostgresClaims(Claims):
         except psycopg.Error as e:
             raise StateBackendError(f"the state backend failed on claims: {_redact(self._url, str(e).strip())}") from e
 
-    def _alive(self, execute, holder: Holder, entry: str) -> bool:
+    def _alive(self, execute: Execute, holder: Holder, entry: str) -> bool:
         lease = execute(
             f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.leases l JOIN pg_locks k ON k.pid = l.backend_pid AND "
             "k.locktype = 'advisory' AND k.granted WHERE l.workspace = ?)",
@@ -200,7 +201,7 @@ def _holder(command: str, facts: RunFacts) -> dict[str, Any]:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 class PostgresLease:
@@ -232,7 +233,7 @@ class PostgresLease:
         key = _lock_key(self.workspace)
         deadline = time.monotonic() + timeout
         told = False
-        while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+        while not _one(conn, "SELECT pg_try_advisory_lock(%s)", (key,)):
             holder = _describe(lease_rows(conn, self.workspace))
             if time.monotonic() >= deadline:
                 conn.close()
@@ -297,9 +298,16 @@ class PostgresLease:
                 self._conn = None
 
 
+def _one(conn: psycopg.Connection, sql: str, args: tuple) -> Any:
+    """The single value a one-row, one-column query answers."""
+    row = conn.execute(sql, args).fetchone()
+    assert row is not None, sql
+    return row[0]
+
+
 def lease_rows(conn: psycopg.Connection, workspace: str | None = None) -> list[dict[str, Any]]:
     """Every lease (or one workspace's), with `alive`: whether its session still holds the lock."""
-    if conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.leases",)).fetchone()[0] is None:
+    if _one(conn, "SELECT to_regclass(%s)", (f"{SCHEMA}.leases",)) is None:
         return []
     rows = conn.execute(
         f"SELECT l.workspace, l.label, l.holder, l.backend_pid, l.started, l.heartbeat, EXISTS (SELECT 1 FROM pg_locks "

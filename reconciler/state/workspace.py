@@ -24,10 +24,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 from urllib.parse import urlsplit
 
 from reconciler.config import Settings

@@ -8,19 +8,19 @@ through `OrionClient`/`SeiClient` directly.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import httpx
 
 from reconciler.config import Settings, require_safe_url
-from reconciler.vendors.redaction import Redactor
-from reconciler.vendors.retry import HttpPolicy, PauseGate, parse_retry_after
-from reconciler.vendors.tls import VendorTls, vendor_tls
 from reconciler.vendors import orion, sei
 from reconciler.vendors.orion import OrionClient, parse_batch_id
+from reconciler.vendors.redaction import Redactor
+from reconciler.vendors.retry import HttpPolicy, PauseGate, parse_retry_after
 from reconciler.vendors.sei import SeiClient
+from reconciler.vendors.tls import VendorTls, vendor_tls
 from reconciler.version import __version__
 
 __all__ = [

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Callable, Generator
 
 import httpx
 

@@ -193,7 +193,7 @@ def run_checks(settings: Settings, *, sandbox: bool = False, now: dt.datetime | 
     from reconciler.vendors import orion_tls, sei_tls
     from reconciler.vendors.session import open_session
 
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     checks = [
         Check(
             "configuration",
@@ -256,7 +256,7 @@ def _online(settings: Settings, session) -> list[Check]:
             out.append(Check(name, CheckStatus.FAIL, bounded(e, 400), "check the credentials named above"))
     if any(c.status is CheckStatus.FAIL for c in out):
         return out
-    end = dt.datetime.now(dt.timezone.utc)
+    end = dt.datetime.now(dt.UTC)
     try:
         batches = orion.list_batches((end - dt.timedelta(hours=1)).isoformat(), end.isoformat())
         out.append(

@@ -23,13 +23,13 @@ import random
 import ssl
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
 from reconciler.errors import (
-    BODY_EXCERPT_LIMIT,
     AmbiguousWriteError,
     ApiAuthError,
     ApiError,
@@ -37,13 +37,13 @@ from reconciler.errors import (
     TicketExistsError,
     TlsConfigError,
 )
-from reconciler.escaping import bounded
+from reconciler.vendors.answers import ambiguous_answer, error_from_answer, tracking_id, tracking_suffix
 from reconciler.vendors.auth import TokenAuth
 from reconciler.vendors.redaction import Redactor
 from reconciler.vendors.retry import HttpPolicy, PauseGate, backoff, parse_retry_after
 from reconciler.vendors.tls import VendorTls
 
-__all__ = ["VendorHttp", "ambiguous_answer"]
+__all__ = ["VendorHttp"]
 
 log = logging.getLogger("reconciler.http")
 
@@ -140,7 +140,7 @@ class VendorHttp:
                 continue
             if resp.status_code >= 500 or resp.status_code == 408:
                 if not safe:
-                    raise self._error(
+                    raise self._error_of(
                         resp,
                         method,
                         path,
@@ -151,7 +151,7 @@ class VendorHttp:
                 if budget.made < self.policy.max_attempts and time.monotonic() < budget.deadline:
                     self.sleep(backoff(self.policy, budget.made))
                     continue
-                raise self._error(
+                raise self._error_of(
                     resp, method, path, ApiError, f"server error after {budget.made} attempts", quote_body
                 )
             if resp.status_code >= 400:
@@ -232,7 +232,7 @@ class VendorHttp:
             path,
             resp.status_code,
             (time.monotonic() - started) * 1000,
-            _tracking_suffix(resp),
+            tracking_suffix(resp),
         )
         return resp
 
@@ -261,7 +261,7 @@ class VendorHttp:
             return False
         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         if retry_after is None and not safe:
-            raise self._error(
+            raise self._error_of(
                 resp,
                 method,
                 path,
@@ -277,7 +277,7 @@ class VendorHttp:
         budget.throttled += 1
         budget.made -= 1
         if budget.throttled >= self.policy.max_throttled or time.monotonic() + delay > budget.deadline:
-            raise self._error(
+            raise self._error_of(
                 resp,
                 method,
                 path,
@@ -295,9 +295,9 @@ class VendorHttp:
         why = self.auth.refusal(resp) if authenticated and self.auth and status in (401, 403) else None
         if why:  # a refusal no new token cures, said in words that name the variable to fix
             return ApiAuthError(
-                self.redact(why), method=method, path=path, status=status, tracking_id=_tracking_id(resp), refused=True
+                self.redact(why), method=method, path=path, status=status, tracking_id=tracking_id(resp), refused=True
             )
-        return self._error(
+        return self._error_of(
             resp, method, path, _STATUS_ERRORS.get(status, ApiError), "refused", quote_body, refused=status != 409
         )
 
@@ -314,6 +314,18 @@ class VendorHttp:
             ) from e
         log.debug("%s %s %s: %s, retrying in %.2f s", self.vendor, method, path, type(e).__name__, delay)
         self.sleep(delay)
+
+    def _error_of(
+        self,
+        resp: httpx.Response,
+        method: str,
+        path: str,
+        cls: type[ApiError],
+        what: str,
+        quote_body: bool = True,
+        refused: bool = False,
+    ) -> ApiError:
+        return error_from_answer(resp, method, path, cls, what, self.redact, quote_body=quote_body, refused=refused)
 
     def _raise_if_tls(self, e: Exception, method: str, path: str) -> None:
         chain: list[BaseException] = []
@@ -333,76 +345,6 @@ class VendorHttp:
         if reason:
             hint = self.tls.hint(reason) if self.tls is not None else f"the TLS handshake was refused ({reason})"
             raise TlsConfigError(self.redact(hint), method=method, path=path) from e
-
-    def _error(
-        self,
-        resp: httpx.Response,
-        method: str,
-        path: str,
-        cls: type[ApiError],
-        what: str,
-        quote_body: bool = True,
-        refused: bool = False,
-    ) -> ApiError:
-        text = self.redact(resp.text)
-        message, transient = what, False
-        try:
-            body = json.loads(text)
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            vendor_message = body.get("message") or body.get("Message") or body.get("error_description")
-            code = body.get("code")
-            if vendor_message or code:
-                message = f"{what}: {bounded(code, 80) + ': ' if code else ''}{bounded(vendor_message or '')}".rstrip(
-                    ": "
-                )
-            t = body.get("transient")
-            transient = t is True or (isinstance(t, str) and t.strip().lower() == "true")
-        return cls(
-            self.redact(message),
-            method=method,
-            path=path,
-            status=resp.status_code,
-            tracking_id=_tracking_id(resp),
-            body_excerpt=text[:BODY_EXCERPT_LIMIT] if quote_body else "",
-            transient=transient,
-            refused=refused,
-        )
-
-
-def ambiguous_answer(resp: httpx.Response, method: str, path: str, what: str, redact: Redactor) -> AmbiguousWriteError:
-    """A 2xx to a write that cannot be read: the server acted, so the outcome is in doubt."""
-    return AmbiguousWriteError(
-        f"HTTP {resp.status_code} but {what}; the write may have been applied, so its outcome is in doubt",
-        method=method,
-        path=path,
-        status=resp.status_code,
-        body_excerpt=redact(resp.text)[:BODY_EXCERPT_LIMIT],
-    )
-
-
-def _json_object(resp: httpx.Response) -> dict:
-    try:
-        body = json.loads(resp.content)
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _tracking_id(resp: httpx.Response) -> str | None:
-    """The vendor's trackingId (SEI) or correlationId, bounded: what its support asks for."""
-    body = _json_object(resp) if len(resp.content) < 65536 else {}
-    tid = body.get("trackingId") or body.get("correlationId")
-    return bounded(tid, 80) if tid is not None else None
-
-
-def _tracking_suffix(resp: httpx.Response) -> str:
-    """trackingId / correlationId of an answer, for the debug log (SEI asks clients to log every one)."""
-    tid = resp.headers.get("x-tracking-id") or resp.headers.get("trackingid")
-    if tid is None and resp.headers.get("content-type", "").startswith("application/json"):
-        tid = _tracking_id(resp)
-    return f" trackingId {bounded(tid, 80)}" if tid else ""
 
 
 class _TooLarge(Exception):

@@ -10,18 +10,19 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import httpx
 
 from reconciler.config import OrionSettings
 from reconciler.errors import ApiAuthError, ApiError
 from reconciler.fields import ORION_BATCH_LIMIT, ORION_READ_CHUNK
-from reconciler.vendors.answers import expect_int, expect_object, expect_objects
+from reconciler.vendors.answers import ambiguous_answer, expect_int, expect_object, expect_objects
 from reconciler.vendors.auth import Minted, TokenAuth
-from reconciler.vendors.http import VendorHttp, ambiguous_answer
+from reconciler.vendors.http import VendorHttp
 from reconciler.vendors.redaction import Redactor
 from reconciler.vendors.retry import HttpPolicy, PauseGate
 from reconciler.vendors.tls import VendorTls

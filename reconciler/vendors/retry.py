@@ -12,8 +12,8 @@ import email.utils
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 __all__ = ["HttpPolicy", "PauseGate", "backoff", "parse_retry_after"]
 

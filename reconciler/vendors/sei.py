@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 
 from reconciler.config import SeiSettings
 from reconciler.errors import ApiAuthError, ApiError, ConfigError
 from reconciler.fields import SEI_PAGE_LIMIT
-from reconciler.vendors.answers import expect_int, expect_object, expect_objects
+from reconciler.vendors.answers import ambiguous_answer, expect_int, expect_object, expect_objects
 from reconciler.vendors.auth import Minted, TokenAuth
-from reconciler.vendors.http import VendorHttp, ambiguous_answer
+from reconciler.vendors.http import VendorHttp
 from reconciler.vendors.redaction import Redactor
 from reconciler.vendors.retry import HttpPolicy, PauseGate
 from reconciler.vendors.tls import VendorTls

@@ -7,13 +7,13 @@ used (nor sent anywhere) in that mode.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
-from reconciler.config import OrionSettings, SeiSettings, Secret, Settings
-from reconciler.vendors import Vendors, open_vendors
+from reconciler.config import OrionSettings, Secret, SeiSettings, Settings
 from reconciler.config.urls import endpoint_label
+from reconciler.vendors import Vendors, open_vendors
 
 __all__ = ["Session", "open_session"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -34,9 +34,12 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 # parsing: open brackets beyond this, or indentation wider than this, refuse the file.
 PRESCAN_LIMIT = 1000
 _LEADING = re.compile(r"^[ \t]*(?:[-?:][ \t]+)*", re.M)
-_LONG_LEAD = re.compile(r"^[ \t?:-]{%d}" % (PRESCAN_LIMIT + 1), re.M)  # what any _LEADING match that long starts with
+_LONG_LEAD = re.compile(rf"^[ \t?:-]{{{PRESCAN_LIMIT + 1}}}", re.M)  # what any _LEADING match that long starts with
 
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:
+    _BaseLoader = yaml.SafeLoader
+else:  # the C loader where libyaml is there (SPEC.md §1: "the C loader where present")
+    _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLAIN_TAGS: dict[str, str] = {}  # plain scalar → tag
 _PLAIN_TAGS_LIMIT = 100_000
 _DEFAULT_TAGS = {
@@ -208,8 +211,8 @@ def _find_aliases(text: str, display: str) -> list[Diagnostic]:
                 found.append(
                     Diagnostic(
                         display,
-                        m.line + 1,
-                        m.column + 1,
+                        m.line + 1 if m else 1,
+                        m.column + 1 if m else 1,
                         "YAML anchors and aliases are not allowed",
                         "write the value out in full; use a SleeveTemplate or TradeBatch defaults to share fields",
                     )

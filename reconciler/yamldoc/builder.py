@@ -37,7 +37,7 @@ _ALLOWED_CONTROLS = frozenset("\t\n\r")
 _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def build_checked(doc: "Document", node: yaml.Node, diags: list[Diagnostic], spans: bool = False) -> Any:
+def build_checked(doc: Document, node: yaml.Node, diags: list[Diagnostic], spans: bool = False) -> Any:
     """`node`'s value, recording positions (and spans) in `doc` and appending every problem to `diags`."""
     return _Builder(doc, diags, spans).build(node, (), 0)
 
@@ -94,6 +94,7 @@ class _Builder:
                 self.doc.positions[path + (i,)] = (item.start_mark.line + 1, item.start_mark.column + 1)
                 out.append(self.build(item, path + (i,), depth + 1))
             return out
+        assert isinstance(node, yaml.ScalarNode)  # a node is a mapping, a sequence or a scalar
         return self._scalar(node, path)
 
     def _mapping(self, node: yaml.MappingNode, path: tuple, depth: int) -> dict | None:
@@ -161,10 +162,10 @@ class _Builder:
                     return value
                 return int(node.value)
             if tag == "float":
-                value = CONSTRUCT.construct_yaml_float(node)
-                if not math.isfinite(value):  # .nan, .inf, 1e400: no vendor field can hold them
+                number = CONSTRUCT.construct_yaml_float(node)
+                if not math.isfinite(number):  # .nan, .inf, 1e400: no vendor field can hold them
                     self.error(node, f"'{node.value}' is not a finite number", "give a number", broken=False)
-                return value
+                return number
             if tag == "timestamp":
                 return CONSTRUCT.construct_yaml_timestamp(node)
         except (ValueError, TypeError, yaml.YAMLError):

@@ -50,7 +50,7 @@ def build_lean(node: yaml.Node, depth: int) -> Any:
             if value in CANONICAL_BOOL:
                 return value in _TRUE
         elif tag == _FLOAT:
-            number = CONSTRUCT.construct_yaml_float(node)
+            number = CONSTRUCT.construct_yaml_float(node)  # type: ignore[arg-type]  # a ScalarNode: cls is, above
             if math.isfinite(number):
                 return number
         raise Unusual

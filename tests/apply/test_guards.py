@@ -12,21 +12,22 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.state.claims import SqliteClaims
 from reconciler.apply.evaluator import Evaluator
-from reconciler.state.journal import BatchState, SqliteJournal
-from reconciler.vendors.reads import read_live_state
 from reconciler.manifests import load_manifests
 from reconciler.plan.builder import build_plan
-from reconciler.plan.targeting import Targeting
-from reconciler.vendors import open_vendors
-from reconciler.sandbox.faults import parse_faults
 from reconciler.plan.stages import build_stages
+from reconciler.plan.targeting import Targeting
+from reconciler.sandbox.faults import parse_faults
+from reconciler.state.claims import SqliteClaims
+from reconciler.state.journal import BatchState
+from reconciler.state.sqlite import SqliteJournal
+from reconciler.vendors import open_vendors
+from reconciler.vendors.reads import read_live_state
 
 from ..helpers.processes import ROOT
+from ..helpers.sandbox import orion_batches, quiet
 from ..helpers.state import claims_for
 from ..helpers.vendors import settings_for
-from ..helpers.sandbox import orion_batches, quiet
 
 pytestmark = pytest.mark.integration
 

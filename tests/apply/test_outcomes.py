@@ -7,11 +7,12 @@ import math
 import httpx
 import pytest
 
-from reconciler.errors import AmbiguousWriteError, ApiError, TicketExistsError
-from reconciler.state.journal import SqliteJournal, TicketEvent
-from reconciler.model import DesiredInstruction, Source
 from reconciler.apply.outcomes import ItemStatus, batch_item_outcome, is_refusal, ticket_verdict
+from reconciler.errors import AmbiguousWriteError, ApiError, TicketExistsError
+from reconciler.model import DesiredInstruction, Source
 from reconciler.plan.stages import Confirm, Gate, OrionWave, PendingBatch, Recover, SeiWave, build_stages
+from reconciler.state.journal import TicketEvent
+from reconciler.state.sqlite import SqliteJournal
 
 from ..helpers.vendors import FAST, orion, sei
 

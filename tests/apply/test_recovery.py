@@ -7,11 +7,11 @@ import types
 
 import httpx
 
-from reconciler.apply.recovery import Evidence, EvidenceKind, PollEnd
 from reconciler.apply.outcomes import VerdictKind
+from reconciler.apply.recovery import Evidence, EvidenceKind, PollEnd
 from reconciler.config import Settings
 from reconciler.model import DesiredInstruction, Source
-from reconciler.state.journal import SqliteJournal
+from reconciler.state.sqlite import SqliteJournal
 
 from ..helpers.vendors import orion, sei
 

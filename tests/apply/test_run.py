@@ -35,10 +35,10 @@ def test_an_unwritable_report_path_is_refused_before_any_connection(no_network, 
 
 def test_a_selection_says_how_many_resources_it_left_unchecked():
     manifests = load_manifests([str(ROOT / "manifests")])
-    scope = _scope(manifests, ApplyRequest(None, Targeting(targets=("TradeInstruction/*",))))
-    assert scope == {"selected": 5, "unchecked": 4}
+    selected, unchecked = _scope(manifests, ApplyRequest(None, Targeting(targets=("TradeInstruction/*",))))
+    assert (selected, unchecked) == (5, 4)
     item = ItemResult("TradeInstruction/1", "create", ItemStatus.APPLIED, "accepted", Source("t.yaml", 1))
-    text = render_apply_text(ApplyResult((item,), (), True, False, "s", "f", None, **scope))
+    text = render_apply_text(ApplyResult((item,), (), True, False, "s", "f", None, unchecked, selected))
     assert "converged for the 5 selected resources; 4 others left out" in text.splitlines()[-1]
     whole = render_apply_text(ApplyResult((item,), (), True, False, "s", "f", None))
     assert whole.splitlines()[-1].endswith("converged: live state matches the manifests.")

@@ -22,7 +22,7 @@ from reconciler.plan.targeting import Targeting, select
 from reconciler.sandbox.faults import parse_faults
 from reconciler.sandbox.server import start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
-from reconciler.state.journal import SqliteJournal
+from reconciler.state.sqlite import SqliteJournal
 from reconciler.vendors import open_vendors
 from reconciler.vendors.reads import read_live_state
 

@@ -122,7 +122,7 @@ def _git(cwd, *args) -> str:
 def test_adopt_pr_pushes_a_branch_and_opens_one_pull_request_with_the_evidence_then_updates_it(
     env, cli, tmp_path, monkeypatch
 ):
-    from ..helpers.fake_github import FakeGitHub, TOKEN
+    from ..helpers.fake_github import TOKEN, FakeGitHub
 
     repo, origin = tmp_path / "repo", tmp_path / "origin.git"
     _git(tmp_path, "init", "-q", "--bare", str(origin))

@@ -12,8 +12,8 @@ import subprocess
 import httpx
 import pytest
 
-from reconciler.render.html import BAR_PX_PER_PERCENT
 from reconciler.manifests.schema import validate_instance
+from reconciler.render.html import BAR_PX_PER_PERCENT
 
 from ..helpers.external import chromium_or_skip
 from ..helpers.processes import ROOT
@@ -345,9 +345,9 @@ def test_histories_without_field_changes_fall_back_to_the_latest_entry():
     """`changes` in Histories is [assumed]: without it, the newest entry attributes the finding."""
     from types import SimpleNamespace
 
-    from reconciler.plan.diff import diff_registration
     from reconciler.audit.drift import _history
     from reconciler.manifests import load_manifests
+    from reconciler.plan.diff import diff_registration
 
     manifests = load_manifests([str(ROOT / "manifests")])
     reg = next(r for r in manifests.registrations if r.name == "chen-ira")

@@ -15,16 +15,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from reconciler.state.claims import SqliteClaims
 from reconciler.apply.evaluator import Evaluator
-from reconciler.state.journal import SqliteJournal
-from reconciler.vendors.reads import read_live_state
 from reconciler.manifests import load_manifests
 from reconciler.plan.builder import build_plan
-from reconciler.vendors import open_vendors
+from reconciler.plan.stages import build_stages
 from reconciler.sandbox.server import start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
-from reconciler.plan.stages import build_stages
+from reconciler.state.claims import SqliteClaims
+from reconciler.state.sqlite import SqliteJournal
+from reconciler.vendors import open_vendors
+from reconciler.vendors.reads import read_live_state
 from tests.benchmarks.estate import write_estate
 from tests.helpers.vendors import settings_for
 

@@ -3,7 +3,6 @@ durations as people type them; the settle window's floor; environments by name; 
 
 from __future__ import annotations
 
-
 import pytest
 
 from reconciler.config import OrionSettings, Secret, Settings, load_settings, require_safe_url
@@ -12,8 +11,8 @@ from reconciler.errors import ConfigError
 from reconciler.fields import SETTLE_FLOOR_SECONDS
 
 from ..helpers.cli import run_cli
-from ..helpers.processes import ROOT
 from ..helpers.docs import SIMPLE_REGISTRATION
+from ..helpers.processes import ROOT
 
 REG = SIMPLE_REGISTRATION
 

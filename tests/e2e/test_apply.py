@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from reconciler.state.journal import SqliteJournal
-from reconciler.state.lock import WorkspaceLock
 from reconciler.manifests.schema import validate_instance
+from reconciler.state.lock import WorkspaceLock
+from reconciler.state.sqlite import SqliteJournal
 
 from ..helpers.processes import ROOT
-from ..helpers.state import journal_file
 from ..helpers.sandbox import batch_posts, control, ticket_posts
+from ..helpers.state import journal_file
 from ..helpers.trees import estate
 
 pytestmark = pytest.mark.integration
@@ -222,13 +222,13 @@ def test_stuck_batch_is_unknown_and_a_rerun_tracks_the_same_batch(env, cli, monk
 def test_ticket_409_for_our_own_values_counts_as_applied_and_other_values_fail(sandbox, tmp_path):
     """Tickets that reach SEI between plan and send: ours (same values) is applied on 409, theirs fails."""
     from reconciler.apply.evaluator import Evaluator
-    from reconciler.vendors.reads import read_live_state
     from reconciler.manifests import load_manifests
     from reconciler.plan.builder import build_plan
-    from reconciler.plan.targeting import Targeting
-    from reconciler.vendors import open_vendors
-    from reconciler.sandbox.demo import make_ticket_rows
     from reconciler.plan.stages import build_stages
+    from reconciler.plan.targeting import Targeting
+    from reconciler.sandbox.demo import make_ticket_rows
+    from reconciler.vendors import open_vendors
+    from reconciler.vendors.reads import read_live_state
 
     from ..helpers.state import claims_for
     from ..helpers.vendors import settings_for

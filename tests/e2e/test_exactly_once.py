@@ -19,7 +19,8 @@ from reconciler.sandbox.demo import demo_state
 from reconciler.sandbox.faults import parse_faults
 from reconciler.sandbox.server import start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
-from reconciler.state.journal import BatchState, SqliteJournal, TicketEvent
+from reconciler.state.journal import BatchState, TicketEvent
+from reconciler.state.sqlite import SqliteJournal
 from reconciler.state.workspace import workspace_for
 
 from ..helpers.invariants import assert_converged_now, assert_tickets_after_batches
@@ -203,11 +204,11 @@ class _FailingJournal(SqliteJournal):
 @pytest.mark.parametrize("what", ["database error after a send", "bug while re-reading a batch"])
 def test_whatever_escapes_inside_apply_ends_every_item_reported(sandbox, tmp_path, what):
     from reconciler.apply.evaluator import Evaluator
-    from reconciler.vendors.reads import read_live_state
     from reconciler.manifests import load_manifests
     from reconciler.plan.builder import build_plan
-    from reconciler.vendors import open_vendors
     from reconciler.plan.stages import build_stages
+    from reconciler.vendors import open_vendors
+    from reconciler.vendors.reads import read_live_state
 
     from ..helpers.state import claims_for
     from ..helpers.vendors import settings_for

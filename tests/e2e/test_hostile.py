@@ -22,11 +22,11 @@ import pytest
 from reconciler.errors import ApiAuthError, ApiError
 from reconciler.vendors import Redactor
 
-from ..helpers.processes import ROOT, quick_env
-from ..helpers.vendors import orion, sei
-from ..helpers.escaping import html_tags, mentions, raw_controls
-from ..helpers.sandbox import control
 from ..helpers.docs import SIMPLE_REGISTRATION
+from ..helpers.escaping import html_tags, mentions, raw_controls
+from ..helpers.processes import ROOT, quick_env
+from ..helpers.sandbox import control
+from ..helpers.vendors import orion, sei
 
 # --- output that cannot be hijacked ----------------------------------------------------------------
 
@@ -84,10 +84,9 @@ def test_file_names_with_escapes_are_shown_escaped(cli, write, tmp_path):
 def test_apply_text_escapes_item_messages_at_the_console(sandbox):
     import io
 
+    from reconciler.apply.outcomes import ApplyResult, ItemResult, ItemStatus
     from reconciler.console import Output
-    from reconciler.apply.outcomes import ApplyResult, ItemResult
     from reconciler.model import Source
-    from reconciler.apply.outcomes import ItemStatus
     from reconciler.render.apply_report import render_apply_text
 
     result = ApplyResult(
@@ -148,7 +147,8 @@ metadata: {name: b1}
 spec:
   batchId: "B-1"
   instructions:
-    - {tradeTicketId: 1, masterOrderId: 2, side: Buy, ticker: AAPL, cusip: "037833100", target: 5, orderGenerationPrice: 10}
+    - {tradeTicketId: 1, masterOrderId: 2, side: Buy, ticker: AAPL, cusip: "037833100", target: 5,
+       orderGenerationPrice: 10}
 """
 
 
@@ -158,9 +158,9 @@ spec:
         ("r.yaml", "targetAllocation: 50, toleranceUpper", "targetAllocation: .nan, toleranceUpper", 7),
         ("r.yaml", "toleranceUpper: 5", "toleranceUpper: .NaN", 7),
         ("r.yaml", "minimumCash: 0", "minimumCash: .nan", 8),
-        ("b.yaml", "orderGenerationPrice: 10", "orderGenerationPrice: .nan", 7),
-        ("b.yaml", "orderGenerationPrice: 10", "orderGenerationPrice: .inf", 7),
-        ("b.yaml", "orderGenerationPrice: 10", "orderGenerationPrice: 1.0e+400", 7),
+        ("b.yaml", "orderGenerationPrice: 10", "orderGenerationPrice: .nan", 8),
+        ("b.yaml", "orderGenerationPrice: 10", "orderGenerationPrice: .inf", 8),
+        ("b.yaml", "orderGenerationPrice: 10", "orderGenerationPrice: 1.0e+400", 8),
     ],
 )
 def test_non_finite_numbers_are_refused_with_their_line(cli, write, tmp_path, file, old, new, line):

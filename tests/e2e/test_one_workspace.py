@@ -12,7 +12,8 @@ import shutil
 import pytest
 
 from reconciler.sandbox.faults import parse_faults
-from reconciler.state.journal import SqliteJournal, TicketEvent
+from reconciler.state.journal import TicketEvent
+from reconciler.state.sqlite import SqliteJournal
 from reconciler.state.workspace import workspace_for
 
 from ..helpers.invariants import assert_never_in_two_open_batches

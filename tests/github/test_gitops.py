@@ -13,8 +13,8 @@ import yaml
 
 from reconciler.render.markdown import MARKER
 
+from ..helpers.fake_github import TOKEN, FakeGitHub
 from ..helpers.processes import ROOT
-from ..helpers.fake_github import FakeGitHub, TOKEN
 
 pytestmark = pytest.mark.integration
 WORKFLOW = ROOT / ".github" / "workflows" / "reconciler.yml"

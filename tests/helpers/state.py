@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from reconciler.state.claims import SqliteClaims
-from reconciler.state.journal import SqliteJournal
+from reconciler.state.sqlite import SqliteJournal
 
 __all__ = ["claims_for", "journal_file", "journal_has", "journal_holds", "state_journal"]
 

@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from reconciler.config import OrionSettings, SeiSettings, Secret, Settings
+from reconciler.config import OrionSettings, Secret, SeiSettings, Settings
 from reconciler.vendors import HttpPolicy, OrionClient, Redactor, SeiClient
 
 __all__ = ["FAST", "orion", "sei", "settings_for"]

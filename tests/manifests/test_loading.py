@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 
-
 import reconciler.manifests as manifests_pkg
 from reconciler.manifests import ManifestStream, load_manifests
 

@@ -9,8 +9,8 @@ import sqlite3
 import pytest
 
 from ..helpers.processes import ROOT
-from ..helpers.state import journal_file
 from ..helpers.sandbox import writes
+from ..helpers.state import journal_file
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,7 @@ def test_outside_a_window_apply_refuses_naming_the_next_opening_and_inside_it_ap
     """The window is the day after tomorrow (UTC): shut now by the real clock, whatever the date."""
     import datetime as dt
 
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     later = today + dt.timedelta(days=2)
     m = tree(tmp_path, "hard", limit=1_000_000, windows=_window([later.strftime("%a")]))
     r = cli("apply", m, "--auto-approve")
@@ -129,7 +129,7 @@ def test_a_faked_clock_never_opens_a_window_for_apply(env, cli, tmp_path, monkey
     zero writes, naming the variable; plan still shows the windows as of that moment."""
     import datetime as dt
 
-    later = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=2)
+    later = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2)
     m = tree(tmp_path, "hard", limit=1_000_000, windows=_window([later.strftime("%a")]))
     inside = f"{later.isoformat()}T10:00:00+00:00"
     monkeypatch.setenv("RECONCILER_NOW", inside)

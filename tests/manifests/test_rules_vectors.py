@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import time
+
 import pytest
 
-from reconciler.manifests import rules
 from reconciler.config import Settings
 from reconciler.errors import ManifestError
-from reconciler.vendors.reads import read_live_state
-from reconciler.manifests import load_manifests
+from reconciler.manifests import load_manifests, rules
 from reconciler.plan.builder import build_plan
 from reconciler.sandbox import contract
+from reconciler.vendors.reads import read_live_state
 
 from ..helpers.processes import ROOT
 

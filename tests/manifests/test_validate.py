@@ -169,7 +169,8 @@ def test_yes_as_flag_is_caught(cli, write):
         ("  tolerancePercent: 120\n", 6, "tolerancePercent: 120 is greater than the maximum of 100"),
         ("  autoRebalFrequency: Weekly\n", 6, 'autoRebalFrequency: "Weekly" is not allowed'),
         (
-            "  accountSleeves:\n    - {sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 100, currentValue: 5}\n",
+            "  accountSleeves:\n"
+            "    - {sleeveType: Normal sleeve, modelAggId: 1, targetAllocation: 100, currentValue: 5}\n",
             7,
             "'currentValue' is owned by the server",
         ),

@@ -13,14 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.config.ignore import IgnoreRule
-from reconciler.plan.diff import deepdiff_calls, diff_registration
 from reconciler.errors import LiveStateError
-from reconciler.vendors.reads import LiveState
 from reconciler.manifests import load_manifests
 from reconciler.model import Action
 from reconciler.plan.builder import balanced_sizes, build_plan, fingerprint_registration
+from reconciler.plan.diff import deepdiff_calls, diff_registration
 from reconciler.plan.targeting import Targeting
 from reconciler.sandbox.demo import make_registration, make_ticket_rows
+from reconciler.vendors.reads import LiveState
 
 REG = """\
 apiVersion: reconciler/v1
@@ -237,9 +237,12 @@ spec:
   strategyCode: LCG
   affectsModel: true
   instructions:
-    - {tradeTicketId: 1, masterOrderId: 9, side: Buy, ticker: AAPL, cusip: "037833100", securityName: Apple Inc., target: 10, orderGenerationPrice: 100}
-    - {tradeTicketId: 2, masterOrderId: 9, side: Sell, ticker: MSFT, cusip: "594918104", securityName: Microsoft Corp., target: 5, orderGenerationPrice: 400}
-    - {tradeTicketId: 3, masterOrderId: 9, side: Buy, ticker: NVDA, cusip: "67066G104", securityName: NVIDIA Corp., target: 7, orderGenerationPrice: 140}
+    - {tradeTicketId: 1, masterOrderId: 9, side: Buy, ticker: AAPL, cusip: "037833100", securityName: Apple Inc.,
+       target: 10, orderGenerationPrice: 100}
+    - {tradeTicketId: 2, masterOrderId: 9, side: Sell, ticker: MSFT, cusip: "594918104", securityName: Microsoft Corp.,
+       target: 5, orderGenerationPrice: 400}
+    - {tradeTicketId: 3, masterOrderId: 9, side: Buy, ticker: NVDA, cusip: "67066G104", securityName: NVIDIA Corp.,
+       target: 7, orderGenerationPrice: 140}
 """
 
 
@@ -462,4 +465,4 @@ def _resolved_registration(doc: str):
 
     (document,), diags = load_documents(doc.encode(), "r1.yaml")
     assert not diags
-    return resolve_document("SleeveRegistration", document).resource
+    return resolve_document("SleeveRegistration", document).registration

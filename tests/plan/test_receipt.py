@@ -45,7 +45,7 @@ def test_an_edited_request_body_is_named():
 
 def test_server_owned_churn_is_not_staleness_but_an_edit_outside_git_is_named_with_its_editor():
     fp = fingerprint_registration(LIVE)
-    later = dt.datetime(2026, 12, 6, tzinfo=dt.timezone.utc)
+    later = dt.datetime(2026, 12, 6, tzinfo=dt.UTC)
     churned = LiveState({31547: {**LIVE, "accountSleeves": [{**LIVE["accountSleeves"][0], "currentValue": 9}]}}, {})
     assert (
         stale_reasons(plan_of(55, fp), churned, expected_digest="d", digest="d", expired=False, expires_at=later) == []

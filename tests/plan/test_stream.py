@@ -51,11 +51,11 @@ def test_the_streamed_plan_equals_the_plan_built_from_everything_at_once(sandbox
     """Resource for resource, on an estate that fills several read chunks, with the tree checked in
     worker processes and SEI's pages read alongside (as for a large tree), drift in both vendors."""
     from reconciler.config import load_settings
-    from reconciler.vendors.reads import read_live_state
     from reconciler.manifests import ManifestStream, load_manifests
-    from reconciler.plan.stream import plan_stream
     from reconciler.plan.builder import build_plan
+    from reconciler.plan.stream import plan_stream
     from reconciler.vendors import open_vendors
+    from reconciler.vendors.reads import read_live_state
 
     paths = _large_tree(sandbox, tmp_path, monkeypatch, 1200, 1000, drift=0.05)
     settings = load_settings(paths)

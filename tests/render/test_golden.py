@@ -9,6 +9,7 @@ import re
 import pytest
 
 from reconciler.render.markdown import MARKER
+
 from ..helpers.processes import ROOT
 from ..helpers.sandbox import writes
 

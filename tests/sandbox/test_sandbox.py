@@ -18,15 +18,15 @@ from reconciler.errors import (
     TicketExistsError,
     TlsConfigError,
 )
-from reconciler.vendors import open_vendors
 from reconciler.sandbox.demo import make_registration
 from reconciler.sandbox.server import TlsFiles, start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
+from reconciler.vendors import open_vendors
 
 from ..conftest import FAST_BATCHES
 from ..helpers.external import issue_tls_files
-from ..helpers.vendors import settings_for
 from ..helpers.sandbox import control, raw_batch_status
+from ..helpers.vendors import settings_for
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,8 @@ import pytest
 from reconciler.config import Settings
 from reconciler.errors import StateBackendError
 from reconciler.state.backend import open_backend
-from reconciler.state.journal import SqliteJournal, TicketEvent
+from reconciler.state.journal import TicketEvent
+from reconciler.state.sqlite import SqliteJournal
 from reconciler.state.workspace import workspace_for
 
 ORION, SEI = "https://orion.example/api", "https://sei.example"
@@ -36,7 +37,7 @@ def test_readers_use_the_old_journal_in_place_and_the_first_writer_moves_it(tmp_
     ws = _workspace(tmp_path, monkeypatch)
     _in_doubt(ws.legacy_directory / "journal.db")
     backend = open_backend(Settings(), ws)
-    reader = backend.journal(readonly=True)
+    reader = backend.read_journal()
     assert [d.key for d in reader.in_doubt()] == ["7"] and "reading the journal an older reconciler" in backend.notices[
         0
     ]

@@ -4,7 +4,8 @@ stored ticket's for good."""
 from __future__ import annotations
 
 from reconciler.state.claims import SqliteClaims
-from reconciler.state.journal import BatchState, SqliteJournal, TicketEvent
+from reconciler.state.journal import BatchState, TicketEvent
+from reconciler.state.sqlite import SqliteJournal
 
 from ..helpers.state import claims_for
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-
 from ..conftest import PG_PASSWORD
 from ..helpers.processes import reconciler, sandbox_env
 from ..helpers.processes import start as start_process

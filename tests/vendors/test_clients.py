@@ -206,7 +206,7 @@ def test_write_is_never_retried_after_a_5xx_or_a_lost_answer():
     for failure in (httpx.Response(500, text="boom"), httpx.ReadTimeout("t"), httpx.RemoteProtocolError("dropped")):
         posts = []
 
-        def handler(req, failure=failure):
+        def handler(req, failure=failure, posts=posts):
             posts.append(req)
             if isinstance(failure, Exception):
                 raise failure

@@ -205,7 +205,7 @@ def test_doctor_passes_on_the_sandbox(cli):
 def expiring(tmp_path_factory):
     return issue_tls_files(
         tmp_path_factory.mktemp("doctor-tls"),
-        client_not_after=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=10, hours=1),
+        client_not_after=dt.datetime.now(dt.UTC) + dt.timedelta(days=10, hours=1),
     )
 
 
