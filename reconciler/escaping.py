@@ -7,7 +7,7 @@ it: `terminal()` for text (control and invisible characters shown as visible esc
 `md_code()` for markdown (no live HTML, no @-mentions, code spans that backticks cannot break), and
 `visible()` under HTML's autoescaping. `bounded()` caps any vendor string at a named limit.
 
-Pure and dependency-free, at the bottom of the layers, so providers and renderers alike can use it.
+Pure and dependency-free, at the bottom of the layers, so vendor clients and renderers alike can use it.
 """
 
 from __future__ import annotations

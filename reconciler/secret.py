@@ -1,5 +1,5 @@
 """Secret: a credential that never shows its value (repr, str, pickles), in the bottom layer so that
-config, sealing and the providers share one type without importing one another."""
+config, sealing and the vendor clients share one type without importing one another."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The Orion wave: this plan's batches, `parallelism` at a time, and earlier runs' batches tracked beside them.
 
-Each batch is claimed (claims.py), journaled before it is sent, polled with backoff until `isDone`,
+Each batch is claimed (state/claims.py), journaled before it is sent, polled with backoff until `isDone`,
 its /Errors read, and its registrations re-read to decide per item. A batch whose answer was lost is
 never resubmitted: it is looked for (recovery.Evidence) and tracked if found.
 """

@@ -1,15 +1,15 @@
-"""Apply: one evaluator over the plan's stages (stages.py), with the journal as the authority.
+"""Apply: one evaluator over the plan's stages (plan/stages.py), with the journal as the authority.
 
-- OrionWave (batch_wave.py): batches claimed, journaled, sent, polled, classified per item; lost
+- OrionWave (batches.py): batches claimed, journaled, sent, polled, classified per item; lost
   answers looked for, never resubmitted; earlier runs' batches tracked beside this run's.
-- Gate and SeiWave (ticket_wave.py): SEI requests start only once every batch has ended; one POST
+- Gate and SeiWave (tickets.py): SEI requests start only once every batch has ended; one POST
   per ticket, only if the journal and the claims allow it.
 - Confirm: a fresh read of everything touched or in doubt; converged only if all of it matches.
 
 Whatever escapes (a malformed vendor answer, a database error, a bug) ends every item as applied,
 failed, unknown (it may have been sent) or skipped (it was not), and the run still returns a result.
 Classification rules live in outcomes.py as pure functions. Dispatch over stages is a `match` that
-ends in `assert_never`, as the explainer's is (render/stages.py): a new stage cannot be skipped.
+ends in `assert_never`, as the explainer's is (plan/explain.py): a new stage cannot be skipped.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _now() -> str:
 class Evaluator:
     """Runs the stages of one apply. Every hook is given here, at construction, never patched in later.
 
-    `claims`: per-resource claims shared with other workspaces (claims.py); a registration or ticket
+    `claims`: per-resource claims shared with other workspaces (state/claims.py); a registration or ticket
     another workspace holds is never sent. `window_guard(api)`: why a wave to `api` may not start now
     (an enforced change window is closed, by the real clock), or None."""
 

@@ -1,6 +1,6 @@
 """What a write's result means, decided by pure code: item statuses, refusals, ticket verdicts.
 
-Kept apart from the evaluator so each rule is a row in a table test (tests/test_outcomes.py):
+Kept apart from the evaluator so each rule is a row in a table test (tests/apply/test_outcomes.py):
 - A failed write is *refused* only when the HTTP layer proved the server did not act
   (`ApiError.refused`); every other exception, a bug included, leaves the write *in doubt*.
 - A batch item is `applied` only when the registration re-read after the batch ended matches its

@@ -68,7 +68,7 @@ class TicketWave:
             last = self.journal.ticket(tid)
             if last is not None and last.event in TicketEvent.STORED:  # for good: never sent again, by anyone
                 self.claims.keep_stored(entry)
-            elif last is None or last.event not in TicketEvent.OPEN:  # settled: others may send it (claims.py)
+            elif last is None or last.event not in TicketEvent.OPEN:  # settled: others may send it (state/claims.py)
                 self.claims.release(entry)
 
         if self.stop.is_set():

@@ -99,7 +99,7 @@ def _configure_logging(debug: bool) -> None:
         force=True,
     )
     # httpx logs every request URL at INFO and httpcore logs raw headers at DEBUG: keep them quiet,
-    # our providers log requests themselves with secrets masked.
+    # our vendor clients log requests themselves with secrets masked.
     for name in ("httpx", "httpcore", "uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

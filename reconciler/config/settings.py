@@ -94,10 +94,10 @@ class Settings:
     plan_expiry_hours: float = 24.0
     ignore: tuple[IgnoreRule, ...] = ()
     # RECONCILER_WORKSPACE: the folder that holds workspaces' state; None is `.reconciler` beside the
-    # manifests' repository root (workspace.py). A relative one is taken from that root, never the cwd.
+    # manifests' repository root (state/workspace.py). A relative one is taken from that root, never the cwd.
     workspace: Path | None = None
     # RECONCILER_CLAIMS_DIR: where the local backend keeps the claims that stop two workspaces from
-    # sending one registration or ticket at once; None: the user's state folder (claims.py).
+    # sending one registration or ticket at once; None: the user's state folder (state/claims.py).
     claims_dir: Path | None = None
 
     @property

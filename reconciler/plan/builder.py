@@ -135,7 +135,7 @@ def build_plan(
     today: dt.date | None = None,
 ) -> Plan:
     """The plan from everything in memory at once: apply's path, and the reference the streamed
-    plan (pipeline.py) is tested against, resource for resource."""
+    plan (stream.py) is tested against, resource for resource."""
     regs, instrs = select(manifests, targeting)
     builder = PlanBuilder(ignore=ignore, today=today)
     for desired in regs:

@@ -9,7 +9,7 @@
     SeiWave   one request per missing trade instruction
     Confirm   a fresh read of everything touched or in doubt; exit 0 only if it all matches
 
-`build_stages` is pure. The evaluator (evaluator.py) walks the tuple; render/stages.py explains it.
+`build_stages` is pure. The evaluator (apply/evaluator.py) walks the tuple; explain.py says it in words.
 """
 
 from __future__ import annotations

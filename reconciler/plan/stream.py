@@ -12,7 +12,7 @@ the network idle while parsing and the CPU idle while reading. Here:
 Reads carry only registration ids from documents that passed their own checks; nothing is written
 here, and when the tree turns out to have errors everything read is discarded and ManifestError
 (every problem) is raised, never a read error.
-The result equals `plan.build_plan` on the same inputs, resource for resource (tests/test_scale_smoke.py).
+The result equals `plan.build_plan` on the same inputs, resource for resource (tests/plan/test_stream.py).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ __all__ = ["StreamedPlan", "plan_in_memory", "plan_stream", "read_selected"]
 # Bulk reads sent and not yet diffed, per read worker, before the stream waits: one running and one
 # queued keeps every read worker busy. Unbounded, an Orion slower than parsing left the desired
 # registrations of every chunk sent waiting for their reads: the whole tree, at worst
-# (tests/test_scale_smoke.py: 2,500 of 3,000 waited; 900 with this bound and 100-id chunks).
+# (tests/plan/test_stream.py: 2,500 of 3,000 waited; 900 with this bound and 100-id chunks).
 READS_AHEAD = 2
 
 
@@ -231,7 +231,7 @@ def plan_in_memory(
     batch_size: int | None = None,
 ) -> tuple[Plan, LiveState]:
     """select → read → plan from an already loaded ManifestSet: apply's path (and a saved plan's receipt).
-    `plan_stream` gives the same plan for a tree on disk without holding it (tests/test_scale_smoke.py)."""
+    `plan_stream` gives the same plan for a tree on disk without holding it (tests/plan/test_stream.py)."""
     _, _, live = read_selected(manifests, vendors, settings, targeting)
     plan = build_plan(
         manifests, live, targeting=targeting, batch_size=batch_size or settings.batch_size, ignore=settings.ignore

@@ -2,7 +2,7 @@
 
 Embedded default: SQLite in the workspace's state folder (workspace.py: beside the manifests'
 repository root, found the same way from any folder), an flock beside it (lock.py), and claims in
-the user's state folder (claims.py). Shared: PostgreSQL (pgstate.py), chosen by
+the user's state folder (claims.py). Shared: PostgreSQL (postgres.py), chosen by
 RECONCILER_BACKEND_URL, so that recovery, "one apply at a time" and claims hold across CI runners
 and laptops. `open_backend` returns one object with the same small interface for both:
 `journal()`, `lock()`, `claims()`, `leases()`, `release_dead()`.

@@ -21,7 +21,7 @@ sent it) is refused instead of POSTing it again.
 
 `Claims` holds the logic over portable SQL; `SqliteClaims` keeps claims in one SQLite file in the
 user's state folder (shared by every workspace of this OS account on this machine), and
-`pgstate.PostgresClaims` in the shared database, where every runner sees them. Claims are per
+`postgres.PostgresClaims` in the shared database, where every runner sees them. Claims are per
 backend: every apply against one endpoint set must use the same one (README, "One apply per workspace").
 """
 

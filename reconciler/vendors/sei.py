@@ -3,7 +3,7 @@
 Every call sends `Authorization: Bearer <token>` and `AppKey`. The token is given (SEI_TOKEN) or
 minted from /v2/oauthtoken; minted tokens live 60 minutes and cannot be refreshed, so a new one is
 minted shortly before expiry, and once more on a 401. Real SEI needs two-way TLS: the client
-certificate is loaded into an ssl.SSLContext by `providers.build_sei_ssl_context`.
+certificate is loaded into an ssl.SSLContext by `vendors.sei_tls` (tls.py).
 """
 
 from __future__ import annotations
