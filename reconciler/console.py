@@ -7,13 +7,15 @@ escape each interpolated value too (escaping.terminal), which also turns an embe
 "\n", so a vendor string cannot forge a line of output. On a terminal, plan
 lines are coloured by their marker (+ green, ~ yellow, - red, ! magenta) and long work shows a
 progress bar. In CI (no terminal, or CI=true) the same text goes out plain, and progress becomes
-one log line per event, because a bar redrawn in a log file is noise.
+a log line per event worth reading (a state change, a failure) plus a heartbeat every 30 s, because a
+bar redrawn in a log file is noise and a line per poll drowns the log.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import TextIO
 
 from rich.console import Console
@@ -110,20 +112,29 @@ class Output:
         self.stderr.flush()
         return sys.stdin.readline().strip() == "yes"
 
-    def progress(self, title: str, total: int) -> ProgressReporter:
-        return ProgressReporter(self, title, total)
+    def progress(self, title: str, total: int, *, heartbeat: float | None = None) -> ProgressReporter:
+        return ProgressReporter(self, title, total, heartbeat=heartbeat)
 
 
 class ProgressReporter:
-    """A bar on a terminal; plain `title: n/total what` lines otherwise. Thread-safe."""
+    """A bar on a terminal. In a log (CI), lines that grow with what happened, never with time or polls:
+    one per noteworthy event (`note`), one per item that did not succeed (`advance(..., ok=False)`), and a
+    heartbeat every `HEARTBEAT` seconds with done / total, rate and ETA. `hint` is for the bar alone.
+    Thread-safe."""
 
-    def __init__(self, output: Output, title: str, total: int):
+    HEARTBEAT = 30.0
+
+    def __init__(self, output: Output, title: str, total: int, *, heartbeat: float | None = None):
         self.output = output
         self.title = title
         self.total = total
         self.done = 0
         self.lock = threading.Lock()
         self.bar: Progress | None = None
+        self.heartbeat = self.HEARTBEAT if heartbeat is None else heartbeat
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
         if output.color and _isatty(output.stderr):
             self.bar = Progress(
                 TextColumn("{task.description}"),
@@ -139,26 +150,58 @@ class ProgressReporter:
     def __enter__(self) -> ProgressReporter:
         if self.bar:
             self.bar.start()
+        elif self.total and self.heartbeat > 0:
+            self._ticker = threading.Thread(target=self._beat, name="progress-heartbeat", daemon=True)
+            self._ticker.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
         if self.bar:
             self.bar.stop()
 
-    def advance(self, n: int = 1, status: str = "") -> None:
+    def advance(self, n: int = 1, status: str = "", *, ok: bool = True) -> None:
+        """`n` items done; in a log, an item that did not succeed gets its own line (`ok=False`)."""
         with self.lock:
             self.done += n
             if self.bar:
                 self.bar.update(self.task, advance=n, status=status)
-            else:
+            elif not ok:
                 self.output.info(f"{self.title}: {self.done}/{self.total} {status}".rstrip())
 
     def note(self, message: str) -> None:
+        """Something a log should show: a batch's state changed, a write in doubt, a finding."""
         with self.lock:
             if self.bar:
                 self.bar.update(self.task, status=message)
             else:
                 self.output.info(f"{self.title}: {message}")
+
+    def hint(self, message: str) -> None:
+        """Transient status (a poll, a read-back): on the bar; never a log line."""
+        with self.lock:
+            if self.bar:
+                self.bar.update(self.task, status=message)
+
+    def line(self) -> str:
+        """done / total, rate and ETA, as the heartbeat prints it."""
+        elapsed = max(1e-9, time.monotonic() - self._started)
+        rate = self.done / elapsed
+        eta = f"ETA {_duration((self.total - self.done) / rate)}" if rate > 0 and self.done < self.total else "ETA ?"
+        return f"{self.title}: {self.done}/{self.total} done, {rate:.1f}/s, {_duration(elapsed)} elapsed, {eta}"
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat):
+            with self.lock:
+                text = self.line()
+            self.output.info(text)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def _isatty(stream) -> bool:

@@ -13,13 +13,14 @@ from dataclasses import replace
 
 from reconciler.apply.context import Kit, RunContext
 from reconciler.apply.outcomes import ItemStatus, batch_item_outcome, is_refusal
-from reconciler.apply.recovery import EvidenceKind, PollEnd
+from reconciler.apply.parking import drive
+from reconciler.apply.recovery import BatchEvidence, BatchPoll, EvidenceKind, PollEnd
 from reconciler.errors import ApiError
 from reconciler.escaping import bounded
 from reconciler.model import DesiredRegistration, Submission
 from reconciler.plan.diff import diff_registration
 from reconciler.plan.stages import OrionWave, PendingBatch
-from reconciler.state.journal import BatchState
+from reconciler.state.journal import BatchEntry, BatchState
 from reconciler.vendors.orion import BatchError
 
 __all__ = ["BatchWave"]
@@ -50,6 +51,7 @@ class BatchWave:
             own = [pool.submit(self.kit.guarded, self._run_batch, s, ctx) for s in stage.batches]
             for f in own + tracked:
                 f.result()
+        self.kit.parking.join()  # lost answers, looked for beside the wave: the gate waits for them
 
     def _track(self, pending: PendingBatch, ctx: RunContext) -> None:
         """An earlier run's batch: poll it to its end like one of ours (never resubmit it)."""
@@ -57,7 +59,7 @@ class BatchWave:
         try:
             ends = [self.evidence.poll(b, deadline, interruptible=True) for b in pending.batch_ids]
         except ApiError as e:
-            self.progress("batch", f"tracking {pending.evidence}: {bounded(e, 120)}")
+            self.progress("state", f"tracking {pending.evidence}: {bounded(e, 120)}")
             return
         if any(e.end is PollEnd.TIMEOUT for e in ends):
             self.kit.batch_state(
@@ -72,7 +74,7 @@ class BatchWave:
         self.kit.batch_state(pending.local_id, state, detail=how)
         with ctx.lock:
             ctx.tracked_ended[pending.local_id] = how
-        self.progress("batch", f"{how} (from an earlier run)")
+        self.progress("state", f"{how} (from an earlier run)")
 
     def _run_batch(self, sub: Submission, ctx: RunContext) -> None:
         items = [self.regs[a] for a in sub.items]
@@ -113,7 +115,7 @@ class BatchWave:
             self._batch_in_doubt(sub, items, local_id, e, ctx)
             return
         self.kit.batch_state(local_id, BatchState.SUBMITTED, batch_id=batch_id)
-        self.progress("batch", f"submitted batch {batch_id} ({len(items)} registrations)")
+        self.progress("state", f"submitted batch {batch_id} ({len(items)} registrations)")
         self._finish_batch(items, local_id, batch_id, self.clock() + self.settings.poll_timeout, ctx)
 
     def _claim_batch(self, sub: Submission, items: list, local_id: str, ctx: RunContext) -> tuple[Submission, list]:
@@ -144,8 +146,15 @@ class BatchWave:
     def _finish_batch(
         self, items: list[DesiredRegistration], local_id: str, batch_id: int, deadline: float, ctx: RunContext
     ) -> None:
+        """Poll the batch to its end in this worker (the worker is one of the `parallelism` slots)."""
+        self._batch_polled(
+            items, local_id, batch_id, drive(self.evidence.poll_steps(batch_id, deadline), self.evidence.sleep), ctx
+        )
+
+    def _batch_polled(
+        self, items: list[DesiredRegistration], local_id: str, batch_id: int, polled: BatchPoll, ctx: RunContext
+    ) -> None:
         ref = f"batch {batch_id}"
-        polled = self.evidence.poll(batch_id, deadline)
         if polled.end is PollEnd.TIMEOUT:
             self.kit.batch_state(local_id, BatchState.TIMED_OUT, batch_id=batch_id, detail="poll timeout")
             for r in items:
@@ -181,24 +190,44 @@ class BatchWave:
             ref = f"batch {batch_id}, correlationId {bounded(status.correlation_id, 80)}"
         with ctx.lock:
             ctx.open_batches.discard(local_id)
-        self.progress("batch", f"batch {batch_id} {bounded(status.status, 40)}")
         self._classify(items, batch_id, status.status, status.message, errors, ref, ctx, unreadable)
 
     def _batch_in_doubt(
         self, sub: Submission, items: list[DesiredRegistration], local_id: str, e: Exception, ctx: RunContext
     ) -> None:
-        """The POST's answer was lost: look for the batch; track it if found; never send it again."""
-        self.progress("batch", f"a batch of {len(items)} was sent but its answer was lost; looking for it")
+        """The POST's answer was lost: look for the batch beside the wave (apply/parking.py), and track it if
+        found; never send it again. This worker goes on to the next batch."""
+        self.progress("state", f"a batch of {len(items)} was sent but its answer was lost; looking for it")
         entry = self.journal.batch(local_id)
         assert entry is not None  # journaled before it was sent
-        ev = self.evidence.await_batch_evidence(entry)
         lost = f"the batch was sent but its answer was lost ({bounded(e, 160)})"
+        self.kit.park(
+            self.evidence.batch_evidence_steps(entry),
+            lambda ev: self._lost_batch_evidence(sub, items, entry, lost, ev, ctx),
+            sub,
+            ctx,
+        )
+
+    def _lost_batch_evidence(
+        self,
+        sub: Submission,
+        items: list[DesiredRegistration],
+        entry: BatchEntry,
+        lost: str,
+        ev: BatchEvidence,
+        ctx: RunContext,
+    ) -> None:
+        local_id = entry.local_id
         if ev.kind != EvidenceKind.NONE:
-            self.progress("batch", f"the batch whose answer was lost was {ev.detail}")
+            self.progress("state", f"the batch whose answer was lost was {ev.detail}")
         if ev.kind == EvidenceKind.FOUND and len(ev.batch_ids) == 1:
-            self.kit.batch_state(local_id, BatchState.SUBMITTED, batch_id=ev.batch_ids[0], detail=ev.detail)
-            self._finish_batch(
-                items, local_id, ev.batch_ids[0], entry.submitted_epoch + self.settings.poll_timeout, ctx
+            batch_id = ev.batch_ids[0]
+            self.kit.batch_state(local_id, BatchState.SUBMITTED, batch_id=batch_id, detail=ev.detail)
+            self.kit.park(
+                self.evidence.poll_steps(batch_id, entry.submitted_epoch + self.settings.poll_timeout),
+                lambda polled: self._batch_polled(items, local_id, batch_id, polled, ctx),
+                sub,
+                ctx,
             )
             return
         if ev.kind == EvidenceKind.EDITED:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.apply.outcomes import ItemResult, ItemStatus
+from reconciler.apply.parking import Parking, Steps
 from reconciler.apply.recovery import Evidence
 from reconciler.config import Settings
 from reconciler.escaping import bounded
@@ -60,6 +61,7 @@ class Kit:
     clock: Callable[[], float]
     orion_endpoint: str
     sei_endpoint: str
+    parking: Parking  # writes in doubt, settled beside the waves
 
     def source(self, address: str) -> Source:
         res = self.regs.get(address) or self.instrs.get(address)
@@ -92,6 +94,17 @@ class Kit:
             for a in sub.items:
                 if a not in ctx.results:
                     self.end_unfinished(a, ctx, why)
+
+    def park(self, steps: Steps[Any], then: Callable[[Any], None], sub: Submission, ctx: RunContext) -> None:
+        """Settle a write in doubt beside the wave; whatever escapes ends its items, reported (as `guarded`)."""
+
+        def failed(e: BaseException) -> None:
+            why = f"{type(e).__name__}: {bounded(e)}"
+            for a in sub.items:
+                if a not in ctx.results:
+                    self.end_unfinished(a, ctx, why)
+
+        self.parking.park(steps, then, failed)
 
     def batch_state(self, local_id: str, state: str, **kw: Any) -> None:
         """Journal a batch's new state; once it is no longer open, its registrations' claims end."""

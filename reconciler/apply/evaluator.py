@@ -86,6 +86,7 @@ class Evaluator:
             clock,
             endpoint_label(settings.orion.base_url),
             endpoint_label(settings.sei.base_url),
+            evidence.parking("doubt"),
         )
         self.batches, self.tickets = BatchWave(self.kit), TicketWave(self.kit)
 
@@ -125,6 +126,9 @@ class Evaluator:
                 self._run_stage(stage, ctx)
         except Exception as e:  # nothing half-applied goes unreported: see the loop below
             error = f"{type(e).__name__}: {bounded(e)}"
+        finally:
+            kit.parking.join()  # a stage that raised may leave writes in doubt being settled: they end first
+            kit.parking.close()
         for a in planned:
             if a not in ctx.results:
                 kit.end_unfinished(a, ctx, error or "the run ended before this item was handled")

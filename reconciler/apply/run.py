@@ -21,10 +21,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.apply.evaluator import Evaluator
+from reconciler.apply.outcomes import ItemStatus
 from reconciler.apply.recovery import Evidence
 from reconciler.config import Settings
 from reconciler.config.environment import RunFacts, run_facts
-from reconciler.console import Output
+from reconciler.console import Output, ProgressReporter
 from reconciler.errors import PlanBlockedError, PlanFileError
 from reconciler.files import check_writable, write_private
 from reconciler.manifests.policy import enforce_policies, evaluate_policies, window_guard
@@ -155,7 +156,7 @@ def _run_locked(
         journal,
         settings,
         {i.address: i for i in manifests.instructions},
-        progress=lambda kind, text: out.info(f"recovering: {text}"),
+        progress=lambda kind, text: out.info(f"recovering: {text}") if kind == "state" else None,
         interrupted=stop.is_set,
     )
     recovered = evidence.recover()
@@ -194,7 +195,7 @@ def _run_locked(
             claims=claims,
             stop=stop,
             window_guard=window_guard(manifests.policies, set(overridden), clock),
-            progress=lambda kind, text: bar.advance(status=text) if kind == "item" else bar.note(text),
+            progress=_reporter(bar),
         )
         result = evaluator.run(stages, run_id)
     selected, unchecked = _scope(manifests, request)
@@ -258,6 +259,21 @@ def _plan_to_apply(
         return fresh, "inline-" + manifests.digest[:12], False
     plan, _ = plan_in_memory(manifests, vendors, settings, targeting)
     return plan, "inline-" + manifests.digest[:12], False
+
+
+def _reporter(bar: ProgressReporter) -> Callable[[str, str], None]:
+    """The evaluator's progress events onto the bar, or onto a CI log: items that did not apply and state
+    changes get a line; polls and read-backs never do (console.ProgressReporter)."""
+
+    def report(kind: str, text: str) -> None:
+        if kind == "item":
+            bar.advance(status=text, ok=text.startswith(ItemStatus.APPLIED.value + " "))
+        elif kind == "state":
+            bar.note(text)
+        else:
+            bar.hint(text)
+
+    return report
 
 
 def _record_overrides(

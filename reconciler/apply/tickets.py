@@ -2,8 +2,9 @@
 
 The gate holds every ticket until each Orion batch (this run's, and earlier runs' tracked beside
 them) has ended. A ticket is POSTed only if the journal allows it (`why_not_send`) and its claim is
-ours. After an ambiguous outcome it is read back over a settle window; it is sent again only if
-every read-back, the last past the window, showed it absent, and at most once more.
+ours. After an ambiguous outcome it is read back over a settle window, parked beside the wave
+(apply/parking.py) so the other tickets go on; it is sent again only if every read-back, the last past
+the window, showed it absent, and at most once more.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from reconciler.apply.context import Kit, RunContext
-from reconciler.apply.outcomes import ItemStatus, VerdictKind, is_refusal
+from reconciler.apply.outcomes import ItemStatus, Verdict, VerdictKind, is_refusal
 from reconciler.errors import TicketExistsError
 from reconciler.escaping import bounded
 from reconciler.model import Submission
@@ -53,83 +54,111 @@ class TicketWave:
                 self.kit.record(ctx, s.items[0], ItemStatus.SKIPPED, ctx.gate)
             return
         with ThreadPoolExecutor(max(1, self.settings.parallelism), thread_name_prefix="sei-ticket") as pool:
-            for f in [pool.submit(self.kit.guarded, self._send_ticket, s, ctx) for s in stage.tickets]:
+            for f in [pool.submit(self.kit.guarded, self._send, s, ctx) for s in stage.tickets]:
                 f.result()
+        self.kit.parking.join()  # tickets in doubt, read back beside the wave: the run ends when they are settled
 
-    def _send_ticket(self, sub: Submission, ctx: RunContext) -> None:
+    def _send(self, sub: Submission, ctx: RunContext) -> None:
+        self._attempt(sub, ctx, 1)
+
+    def _done(self, sub: Submission, ctx: RunContext, status: ItemStatus, message: str) -> None:
+        """Record the ticket's outcome; its claim is kept for good once SEI stored it, else released."""
         address = sub.items[0]
         tid = self.instrs[address].ticket_id
-        ref = f"ticket {tid}"
-
         entry = self.journal.ticket_entry(tid)
+        self.kit.record(ctx, address, status, message, f"ticket {tid}")
+        last = self.journal.ticket(tid)
+        if last is not None and last.event in TicketEvent.STORED:  # for good: never sent again, by anyone
+            self.claims.keep_stored(entry)
+        elif last is None or last.event not in TicketEvent.OPEN:  # settled: others may send it (state/claims.py)
+            self.claims.release(entry)
 
-        def done(status: ItemStatus, message: str) -> None:
-            self.kit.record(ctx, address, status, message, ref)
-            last = self.journal.ticket(tid)
-            if last is not None and last.event in TicketEvent.STORED:  # for good: never sent again, by anyone
-                self.claims.keep_stored(entry)
-            elif last is None or last.event not in TicketEvent.OPEN:  # settled: others may send it (state/claims.py)
-                self.claims.release(entry)
-
+    def _attempt(self, sub: Submission, ctx: RunContext, attempt: int) -> None:
+        """One POST of the ticket, if the journal and the claims allow it. An answer in doubt parks the
+        ticket's read-backs (apply/parking.py); the worker moves on to the next ticket."""
+        address = sub.items[0]
+        tid = self.instrs[address].ticket_id
         if self.stop.is_set():
-            return done(ItemStatus.SKIPPED, "not sent: apply was interrupted")
-        for attempt in range(1, MAX_TICKET_SENDS + 1):
-            why = self.journal.why_not_send(tid)
-            if why:
-                return done(ItemStatus.UNKNOWN if address in ctx.sent else ItemStatus.SKIPPED, f"not sent: {why}")
-            held = self.claims.claim(self.kit.sei_endpoint, "ticket", entry, [str(tid)]).get(str(tid))
-            if held is not None:
-                return self.kit.record(
-                    ctx, address, ItemStatus.SKIPPED, f"not sent: {held.why('ticket', str(tid))}", ref
-                )
-            self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.SENDING)
-            with ctx.lock:
-                ctx.sent.add(address)
-            try:
-                self.vendors.sei.submit_ticket(sub.body["data"])
-            except Exception as e:
-                exists = isinstance(e, TicketExistsError)
-                if is_refusal(e):
-                    self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.REFUSED, bounded(e))
-                    return done(ItemStatus.FAILED, f"SEI refused the instruction: {bounded(e)}")
-                event = TicketEvent.EXISTS if exists else TicketEvent.IN_DOUBT
-                self.journal.ticket_event(ctx.run_id, tid, address, event, bounded(e))
-                sent = self.journal.ticket(tid)
-                assert sent is not None  # its `sending` event was journaled just above
-                verdict = self.evidence.settle_ticket(tid, sent.last_send_epoch)
-                if verdict is None:
-                    return done(
-                        ItemStatus.UNKNOWN,
-                        f"the answer was lost ({bounded(getattr(e, 'status', None) or 'no answer')}) "
-                        "and reading the ticket back failed; a rerun reads it back before "
-                        "any re-send",
-                    )
-                if verdict.kind == VerdictKind.MATCH:
-                    self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.CONFIRMED, "read back")
-                    return done(
-                        ItemStatus.APPLIED,
-                        "already at SEI with the same values (409 on send)"
-                        if exists
-                        else "the answer was lost, but the read-back shows SEI has it",
-                    )
-                if verdict.kind == VerdictKind.DIFFERS:
-                    self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.CONFLICT, verdict.detail)
-                    return done(
-                        ItemStatus.FAILED,
-                        f"SEI holds this tradeTicketId with other values ({verdict.detail}); a ticket cannot change",
-                    )
-                if exists:
-                    return done(
-                        ItemStatus.UNKNOWN, "SEI answered 409 but does not show the ticket; it is not sent again"
-                    )
-                self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.ABSENT_SETTLED, verdict.detail)
-                if attempt == MAX_TICKET_SENDS:
-                    return done(
-                        ItemStatus.UNKNOWN,
-                        f"sent {attempt} times without an answer, and SEI does not show it "
-                        f"({verdict.detail}); a rerun plans it again",
-                    )
-                self.progress("poll", f"{address}: {verdict.detail}; sending it again")
-                continue
-            self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.SENT)
-            return done(ItemStatus.APPLIED, "accepted by SEI")
+            return self._done(sub, ctx, ItemStatus.SKIPPED, "not sent: apply was interrupted")
+        why = self.journal.why_not_send(tid)
+        if why:
+            status = ItemStatus.UNKNOWN if address in ctx.sent else ItemStatus.SKIPPED
+            return self._done(sub, ctx, status, f"not sent: {why}")
+        held = self.claims.claim(self.kit.sei_endpoint, "ticket", self.journal.ticket_entry(tid), [str(tid)])
+        if str(tid) in held:
+            return self.kit.record(
+                ctx, address, ItemStatus.SKIPPED, f"not sent: {held[str(tid)].why('ticket', str(tid))}", f"ticket {tid}"
+            )
+        self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.SENDING)
+        with ctx.lock:
+            ctx.sent.add(address)
+        try:
+            self.vendors.sei.submit_ticket(sub.body["data"])
+        except Exception as e:
+            if is_refusal(e):
+                self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.REFUSED, bounded(e))
+                return self._done(sub, ctx, ItemStatus.FAILED, f"SEI refused the instruction: {bounded(e)}")
+            exists = isinstance(e, TicketExistsError)
+            event = TicketEvent.EXISTS if exists else TicketEvent.IN_DOUBT
+            self.journal.ticket_event(ctx.run_id, tid, address, event, bounded(e))
+            sent = self.journal.ticket(tid)
+            assert sent is not None  # its `sending` event was journaled just above
+            lost = bounded(getattr(e, "status", None) or "no answer")
+            self.progress("state", f"{address}: the answer was lost ({lost}); reading it back beside the wave")
+            self.kit.park(
+                self.evidence.settle_ticket_steps(tid, sent.last_send_epoch),
+                lambda verdict: self._settled(sub, ctx, attempt, exists, lost, verdict),
+                sub,
+                ctx,
+            )
+            return None
+        self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.SENT)
+        return self._done(sub, ctx, ItemStatus.APPLIED, "accepted by SEI")
+
+    def _settled(
+        self, sub: Submission, ctx: RunContext, attempt: int, exists: bool, lost: str, verdict: Verdict | None
+    ) -> None:
+        """What the read-backs of a ticket in doubt found; the journal's rules decide, as they would inline."""
+        address = sub.items[0]
+        tid = self.instrs[address].ticket_id
+        if verdict is None:
+            return self._done(
+                sub,
+                ctx,
+                ItemStatus.UNKNOWN,
+                f"the answer was lost ({lost}) and reading the ticket back failed; a rerun reads it back before "
+                "any re-send",
+            )
+        if verdict.kind == VerdictKind.MATCH:
+            self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.CONFIRMED, "read back")
+            return self._done(
+                sub,
+                ctx,
+                ItemStatus.APPLIED,
+                "already at SEI with the same values (409 on send)"
+                if exists
+                else "the answer was lost, but the read-back shows SEI has it",
+            )
+        if verdict.kind == VerdictKind.DIFFERS:
+            self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.CONFLICT, verdict.detail)
+            return self._done(
+                sub,
+                ctx,
+                ItemStatus.FAILED,
+                f"SEI holds this tradeTicketId with other values ({verdict.detail}); a ticket cannot change",
+            )
+        if exists:
+            return self._done(
+                sub, ctx, ItemStatus.UNKNOWN, "SEI answered 409 but does not show the ticket; it is not sent again"
+            )
+        self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.ABSENT_SETTLED, verdict.detail)
+        if attempt == MAX_TICKET_SENDS:
+            return self._done(
+                sub,
+                ctx,
+                ItemStatus.UNKNOWN,
+                f"sent {attempt} times without an answer, and SEI does not show it ({verdict.detail}); "
+                "a rerun plans it again",
+            )
+        self.progress("state", f"{address}: {verdict.detail}; sending it again")
+        return self._attempt(sub, ctx, attempt + 1)

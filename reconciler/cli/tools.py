@@ -75,8 +75,12 @@ def doctor(ctx: Context, paths, sandbox, config_file) -> int:
 )
 @click.option("--faults", help="Fault spec, e.g. '429=2@POST:/api/*#3,drop@POST:/v1/order/tradetickets#1'.")
 @click.option(
-    "--batch-latency", default=2.0, show_default=True, type=float, help="Seconds a batch takes from submit to done."
+    "--batch-latency",
+    default="2",
+    show_default=True,
+    help="Seconds a batch takes from submit to done, or a range each batch draws from (e.g. 1-2).",
 )
+@click.option("--fault-seed", type=int, help="Seed the draws of chance faults (%PERCENT) and latency ranges.")
 @click.option("--orion-token", envvar="ORION_TOKEN", help="Orion session token to accept [env ORION_TOKEN].")
 @click.option("--sei-token", envvar="SEI_TOKEN", help="SEI bearer token to accept [env SEI_TOKEN].")
 @click.option("--sei-app-key", envvar="SEI_APP_KEY", help="SEI AppKey to accept [env SEI_APP_KEY].")
@@ -97,6 +101,7 @@ def sandbox(
     state_file,
     faults,
     batch_latency,
+    fault_seed,
     orion_token,
     sei_token,
     sei_app_key,
@@ -108,7 +113,18 @@ def sandbox(
     from reconciler.sandbox.entry import OptionError, ServerOptions, run_server
 
     opts = ServerOptions(
-        host, port, state_file, faults, batch_latency, orion_token, sei_token, sei_app_key, tls_cert, tls_key, client_ca
+        host,
+        port,
+        state_file,
+        faults,
+        batch_latency,
+        orion_token,
+        sei_token,
+        sei_app_key,
+        tls_cert,
+        tls_key,
+        client_ca,
+        fault_seed,
     )
     try:
         run_server(opts, ctx.out.info)

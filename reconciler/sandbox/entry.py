@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.sandbox.app import DEMO_CREDENTIALS, SandboxCredentials
+from reconciler.sandbox.batches import parse_latency
 from reconciler.sandbox.demo import demo_state
 from reconciler.sandbox.faults import parse_faults
 from reconciler.sandbox.server import RunningSandbox, TlsFiles, load_state, serve, start_sandbox
@@ -39,13 +40,14 @@ class ServerOptions:
     port: int
     state_file: str | None = None
     faults: str | None = None
-    batch_latency: float = 2.0
+    batch_latency: str = "2"  # seconds, or a range "1-2"
     orion_token: str | None = None
     sei_token: str | None = None
     sei_app_key: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
     client_ca: str | None = None
+    seed: int | None = None  # for chance faults and latency ranges
 
 
 def run_server(opts: ServerOptions, announce: Callable[[str], None]) -> None:
@@ -54,6 +56,10 @@ def run_server(opts: ServerOptions, announce: Callable[[str], None]) -> None:
         parse_faults(opts.faults)
     except ValueError as e:
         raise OptionError(f"--faults: {e}") from e
+    try:
+        low, high = parse_latency(str(opts.batch_latency))
+    except ValueError as e:
+        raise OptionError(str(e)) from e
     if bool(opts.tls_cert) != bool(opts.tls_key):
         raise OptionError("--tls-cert and --tls-key go together")
     given = any((opts.orion_token, opts.sei_token, opts.sei_app_key))
@@ -63,7 +69,8 @@ def run_server(opts: ServerOptions, announce: Callable[[str], None]) -> None:
         sei_app_key=opts.sei_app_key or DEMO_CREDENTIALS["SEI_APP_KEY"],
     )
     state = load_state(
-        Path(opts.state_file) if opts.state_file else None, SandboxTiming(batch_latency=opts.batch_latency)
+        Path(opts.state_file) if opts.state_file else None,
+        SandboxTiming(batch_latency=low, batch_latency_max=high, seed=opts.seed),
     )
     tls = TlsFiles(opts.tls_cert, opts.tls_key, opts.client_ca) if opts.tls_cert and opts.tls_key else None
     base = f"{'https' if tls else 'http'}://{opts.host}:{opts.port}"
@@ -81,4 +88,4 @@ def run_server(opts: ServerOptions, announce: Callable[[str], None]) -> None:
     else:
         lines.append("  (credentials: the ORION_TOKEN / SEI_TOKEN / SEI_APP_KEY values it was started with)")
     announce("\n".join(lines))
-    serve(state, creds, host=opts.host, port=opts.port, faults=opts.faults, tls=tls)
+    serve(state, creds, host=opts.host, port=opts.port, faults=opts.faults, tls=tls, seed=opts.seed)

@@ -97,13 +97,14 @@ def start_sandbox(
     port: int = 0,
     faults: str | None = None,
     tls: TlsFiles | None = None,
+    seed: int | None = None,
 ) -> RunningSandbox:
     """Start the sandbox in a daemon thread and return once it accepts connections."""
     state = state or SandboxState.from_json(demo_state())
     creds = creds or SandboxCredentials(
         orion_token=_random_token(), sei_token=_random_token(), sei_app_key=_random_token()
     )
-    book = FaultBook(parse_faults(faults))
+    book = FaultBook(parse_faults(faults), seed=seed)
     url, server, thread = serve_in_thread(create_app(state, creds, book), host=host, port=port, tls=tls)
     return RunningSandbox(url, state, book, creds, server, thread)
 
@@ -125,10 +126,17 @@ def serve_in_thread(app, *, host: str = "127.0.0.1", port: int = 0, tls: TlsFile
 
 
 def serve(
-    state: SandboxState, creds: SandboxCredentials, *, host: str, port: int, faults: str | None, tls: TlsFiles | None
+    state: SandboxState,
+    creds: SandboxCredentials,
+    *,
+    host: str,
+    port: int,
+    faults: str | None,
+    tls: TlsFiles | None,
+    seed: int | None = None,
 ) -> None:
     """Serve in the foreground until Ctrl-C (uvicorn handles the signal and shuts down cleanly)."""
-    book = FaultBook(parse_faults(faults))
+    book = FaultBook(parse_faults(faults), seed=seed)
     config = _config(create_app(state, creds, book), tls)
     config.host, config.port = host, port
     uvicorn.Server(config).run()

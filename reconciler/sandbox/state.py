@@ -180,6 +180,7 @@ class SandboxState:
                 created_epoch=time.time(),
                 stuck=stuck,
                 rejected=rejected,
+                latency=self.timing.draw(),
             )
             self.log_write(
                 "orion",
@@ -206,7 +207,7 @@ class SandboxState:
             for b in self.batches.values():
                 if b.finished or b.stuck:
                     continue
-                if now - b.created >= self.timing.batch_latency:
+                if now - b.created >= b.latency:
                     self._finish(b)
                     changed = True
             if changed:

@@ -360,3 +360,32 @@ def test_reconciler_sandbox_command_serves_both_apis(tmp_path):
         proc.terminate()
         out, err = proc.communicate(timeout=10)
     assert "export ORION_TOKEN=demo-orion-token SEI_TOKEN=demo-sei-token SEI_APP_KEY=demo-app-key" in err
+
+
+def test_chance_faults_hit_about_their_share_and_repeat_under_one_seed():
+    from reconciler.sandbox.faults import FaultBook, parse_faults
+
+    def hits(seed: int) -> list[bool]:
+        book = FaultBook(parse_faults("429=1@*%5,503@POST:/v1/order/tradetickets%3"), seed=seed)
+        return [book.take("GET", "/api/v1/x") is not None for _ in range(4000)]
+
+    first = hits(7)
+    assert 140 <= sum(first) <= 260  # 5% of 4,000 is 200
+    assert first == hits(7) and first != hits(8)
+    book = FaultBook(parse_faults("503@POST:/v1/order/tradetickets%3"), seed=1)
+    assert book.take("GET", "/v1/order/tradetickets") is None  # only the matching requests draw
+    with pytest.raises(ValueError, match="bad percentage"):
+        parse_faults("429@*%lots")
+
+
+def test_a_latency_range_gives_each_batch_its_own_time_within_it():
+    from reconciler.sandbox.batches import parse_latency
+
+    assert parse_latency("2") == (2.0, None)
+    assert parse_latency("1-2") == (1.0, 2.0)
+    with pytest.raises(ValueError, match="range like 1-2"):
+        parse_latency("fast")
+    timing = SandboxTiming(batch_latency=1.0, batch_latency_max=2.0, seed=3)
+    drawn = [timing.draw() for _ in range(200)]
+    assert all(1.0 <= d <= 2.0 for d in drawn) and max(drawn) - min(drawn) > 0.8
+    assert SandboxTiming(batch_latency=0.5).draw() == 0.5
