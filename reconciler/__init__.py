@@ -9,8 +9,8 @@ The public API, for a Python user who wants the CLI's steps without the CLI:
         result = reconciler.plan_stream(("manifests",), session.vendors, session.settings)
     print(reconciler.render_plan_text(result.plan))
 
-    manifests = reconciler.load_manifests(["manifests"])
-    code = reconciler.run_apply(reconciler.ApplyRequest(...), manifests, settings, out)
+    stream = reconciler.ManifestStream(("manifests",)).start()     # apply streams the tree as plan does
+    code = reconciler.run_apply(reconciler.ApplyRequest(...), stream, settings, out)
 
 Names load on first use (PEP 562), so `import reconciler` stays as cheap as the CLI's start-up.
 Everything else is internal and may change; tests/test_public_api.py guards this list.
@@ -27,6 +27,7 @@ from reconciler.version import __version__
 _EXPORTS = {
     # load and check
     "load_manifests": "reconciler.manifests",
+    "ManifestStream": "reconciler.manifests",
     "ManifestSet": "reconciler.model",
     "load_settings": "reconciler.config",
     "Settings": "reconciler.config",

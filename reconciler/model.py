@@ -186,8 +186,11 @@ class Change:
     fields: tuple[FieldChange, ...] = ()
     removed_sleeves: tuple[int, ...] = ()  # accountIds sent in deletedSleeveTargets
     added_sleeves: int = 0
-    payload: dict[str, Any] | None = None  # what apply sends: whole registration or SEI body
+    # what apply sends: the SEI body of a create; for a registration, the merged object in a plan made
+    # for review or --server-validate, and None in apply's plan (built just before its batch, from fresh)
+    payload: dict[str, Any] | None = None
     fingerprint: str = ""  # of the live state this change was computed from
+    registration_id: int | None = None  # of an update: what its batch reads fresh before it is sent
 
     @property
     def ticket(self) -> dict[str, Any]:
@@ -211,6 +214,9 @@ class Submission:
     items: tuple[str, ...]  # addresses
     wave: int
     body: Any = None
+    # an Orion batch: each item's live-state fingerprint at plan time; the batch reads its registrations
+    # fresh just before it is sent and leaves out (stale) any whose fingerprint changed since
+    fingerprints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

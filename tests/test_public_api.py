@@ -11,6 +11,7 @@ import reconciler
 EXPECTED = {
     "__version__",
     "load_manifests",
+    "ManifestStream",
     "ManifestSet",
     "load_settings",
     "Settings",

@@ -11,6 +11,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from reconciler.apply.bodies import fresh_bodies
 from reconciler.apply.context import Kit, RunContext
 from reconciler.apply.outcomes import ItemStatus, batch_item_outcome, is_refusal
 from reconciler.apply.parking import drive
@@ -30,7 +31,7 @@ class BatchWave:
     def __init__(self, kit: Kit):
         self.kit = kit
         self.vendors, self.journal, self.settings, self.claims = kit.vendors, kit.journal, kit.settings, kit.claims
-        self.evidence, self.regs, self.stop = kit.evidence, kit.regs, kit.stop
+        self.evidence, self.stop = kit.evidence, kit.stop
         self.progress, self.clock = kit.progress, kit.clock
 
     def run(self, stage: OrionWave, ctx: RunContext) -> None:
@@ -77,7 +78,6 @@ class BatchWave:
         self.progress("state", f"{how} (from an earlier run)")
 
     def _run_batch(self, sub: Submission, ctx: RunContext) -> None:
-        items = [self.regs[a] for a in sub.items]
         if self.stop.is_set():
             for a in sub.items:
                 self.kit.record(ctx, a, ItemStatus.SKIPPED, "not sent: apply was interrupted")
@@ -93,10 +93,15 @@ class BatchWave:
                     f"{', '.join(sorted(held))}; a registration is never in two batches",
                 )
             return
-        local_id = uuid.uuid4().hex
-        sub, items = self._claim_batch(sub, items, local_id, ctx)
-        if not items:
+        ready = self._fresh(sub, ctx)
+        if not ready:
             return
+        local_id = uuid.uuid4().hex
+        ready = self._claim_batch(ready, local_id, ctx)
+        if not ready:
+            return
+        items = [d for d, _ in ready]
+        sub = replace(sub, items=tuple(d.address for d in items), body=[p for _, p in ready])
         self.journal.batch_submitting(ctx.run_id, local_id, sub.items, [r.registration_id for r in items])
         with ctx.lock:
             ctx.sent.update(sub.items)
@@ -118,15 +123,47 @@ class BatchWave:
         self.progress("state", f"submitted batch {batch_id} ({len(items)} registrations)")
         self._finish_batch(items, local_id, batch_id, self.clock() + self.settings.poll_timeout, ctx)
 
-    def _claim_batch(self, sub: Submission, items: list, local_id: str, ctx: RunContext) -> tuple[Submission, list]:
+    def _fresh(self, sub: Submission, ctx: RunContext) -> list[tuple[DesiredRegistration, dict]]:
+        """The batch's registrations read fresh (apply/bodies.py): bodies for those unchanged since the
+        plan; the stale ones end `failed`, named, and are not sent."""
+        found = self.kit.declarations(sub.items)
+        items = []
+        for address, planned in zip(sub.items, sub.fingerprints or ("",) * len(sub.items)):
+            desired = found.get(address)
+            if isinstance(desired, DesiredRegistration):
+                items.append((desired, planned))
+            else:
+                self.kit.record(ctx, address, ItemStatus.SKIPPED, "not sent: its declaration is no longer at hand")
+        try:
+            fresh = fresh_bodies(self.vendors.orion, items, self.settings.ignore)
+        except ApiError as e:
+            for desired, _ in items:
+                self.kit.record(
+                    ctx,
+                    desired.address,
+                    ItemStatus.SKIPPED,
+                    f"not sent: reading it fresh just before its batch failed ({bounded(e)}); a rerun plans it again",
+                )
+            return []
+        for address, why in fresh.stale:
+            self.kit.record(ctx, address, ItemStatus.FAILED, why)
+        for address in fresh.settled:
+            self.kit.record(ctx, address, ItemStatus.APPLIED, "already as declared when read before its batch")
+        if fresh.stale:
+            self.progress("state", f"{len(fresh.stale)} registration(s) changed in Orion since the plan: not sent")
+        return fresh.ready
+
+    def _claim_batch(
+        self, ready: list[tuple[DesiredRegistration, dict]], local_id: str, ctx: RunContext
+    ) -> list[tuple[DesiredRegistration, dict]]:
         """Claim the batch's registrations; those another workspace has in flight are skipped, the rest go."""
         others = self.claims.claim(
-            self.kit.orion_endpoint, "registration", local_id, [str(r.registration_id) for r in items]
+            self.kit.orion_endpoint, "registration", local_id, [str(r.registration_id) for r, _ in ready]
         )
         if not others:
-            return sub, items
+            return ready
         kept = []
-        for r, payload in zip(items, sub.body):
+        for r, payload in ready:
             held = others.get(str(r.registration_id))
             if held is None:
                 kept.append((r, payload))
@@ -139,9 +176,7 @@ class BatchWave:
             )
         if not kept:
             self.claims.release(local_id)
-            return sub, []
-        items = [r for r, _ in kept]
-        return replace(sub, items=tuple(r.address for r in items), body=[p for _, p in kept]), items
+        return kept
 
     def _finish_batch(
         self, items: list[DesiredRegistration], local_id: str, batch_id: int, deadline: float, ctx: RunContext

@@ -3,13 +3,14 @@
 `RunContext` is what one run has learned (results, what may have left, batches still open), shared
 by the waves' worker threads under its lock. `Kit` is what every wave is handed at construction:
 the vendors, the journal, claims, evidence, the manifests' resources and the hooks (progress, stop,
-window guard, clock). Both are private to apply; the evaluator builds them (evaluator.py).
+window guard, clock). Declarations are looked up per batch, not held (plan/desired.py). Both are
+private to apply; the evaluator builds them (evaluator.py).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,8 @@ from reconciler.apply.parking import Parking, Steps
 from reconciler.apply.recovery import Evidence
 from reconciler.config import Settings
 from reconciler.escaping import bounded
-from reconciler.model import Action, DesiredInstruction, DesiredRegistration, Source, Submission
+from reconciler.model import Action, Source, Submission
+from reconciler.plan.desired import Declarations, Desired
 from reconciler.plan.stages import PendingBatch
 from reconciler.state.claims import Claims
 from reconciler.state.journal import BatchState, Journal
@@ -53,8 +55,7 @@ class Kit:
     settings: Settings
     claims: Claims
     evidence: Evidence
-    regs: dict[str, DesiredRegistration]
-    instrs: dict[str, DesiredInstruction]
+    desired: Declarations  # what the manifests declare, looked up per batch (plan/desired.py)
     stop: threading.Event
     progress: Callable[[str, str], None]
     window_guard: Callable[[str], str | None]
@@ -62,10 +63,21 @@ class Kit:
     orion_endpoint: str
     sei_endpoint: str
     parking: Parking  # writes in doubt, settled beside the waves
+    sources: dict[str, Source] = field(default_factory=dict)  # address → file and line, as looked up
+
+    def declarations(self, addresses: Iterable[str]) -> dict[str, Desired]:
+        """The declarations of `addresses`, in one lookup; their sources are kept for the results."""
+        found = self.desired.get_many(addresses)
+        for address, d in found.items():
+            self.sources[address] = d.source
+        return found
 
     def source(self, address: str) -> Source:
-        res = self.regs.get(address) or self.instrs.get(address)
-        return res.source if res is not None else _UNKNOWN_SOURCE
+        known = self.sources.get(address)
+        if known is None:
+            res = self.desired.get(address)
+            known = self.sources[address] = res.source if res is not None else _UNKNOWN_SOURCE
+        return known
 
     def record(self, ctx: RunContext, address: str, status: ItemStatus, message: str, ref: str | None = None) -> None:
         action = (Action.UPDATE if address.startswith("SleeveRegistration/") else Action.CREATE).value

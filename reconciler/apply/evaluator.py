@@ -29,7 +29,8 @@ from reconciler.config import Settings
 from reconciler.config.urls import endpoint_label
 from reconciler.errors import ApiError, LiveStateError
 from reconciler.escaping import bounded
-from reconciler.model import ManifestSet
+from reconciler.model import DesiredInstruction, DesiredRegistration, ManifestSet
+from reconciler.plan.desired import Declarations, DesiredIndex
 from reconciler.plan.diff import diff_instruction, diff_registration
 from reconciler.plan.stages import Confirm, Gate, OrionWave, Recover, SeiWave, Stage
 from reconciler.state.claims import Claims
@@ -56,7 +57,7 @@ class Evaluator:
         vendors: Vendors,
         journal: Journal,
         settings: Settings,
-        manifests: ManifestSet,
+        desired: Declarations | ManifestSet,
         *,
         claims: Claims,
         window_guard: Callable[[str], str | None] = lambda api: None,
@@ -67,10 +68,11 @@ class Evaluator:
     ) -> None:
         stop = stop or threading.Event()
         progress = progress or (lambda kind, text: None)
-        instrs = {i.address: i for i in manifests.instructions}
+        if isinstance(desired, ManifestSet):  # tests and tools: everything already in memory
+            desired = DesiredIndex.of(desired)
         # waits for evidence end early on Ctrl-C: nothing is sent
         evidence = Evidence(
-            vendors, journal, settings, instrs, progress=progress, sleep=sleep, clock=clock, interrupted=stop.is_set
+            vendors, journal, settings, desired, progress=progress, sleep=sleep, clock=clock, interrupted=stop.is_set
         )
         self.kit = Kit(
             vendors,
@@ -78,8 +80,7 @@ class Evaluator:
             settings,
             claims,
             evidence,
-            {r.address: r for r in manifests.registrations},
-            instrs,
+            desired,
             stop,
             progress,
             window_guard,
@@ -161,39 +162,46 @@ class Evaluator:
     # --- confirm ----------------------------------------------------------------------------------
 
     def _confirm(self, stage: Confirm, ctx: RunContext) -> None:
-        """A fresh read: every applied item, and everything earlier runs left in doubt, must match."""
+        """A fresh read of what no read has confirmed yet: every ticket this run sent, and everything earlier
+        runs left in doubt; converged only if it all matches. A registration this run sent was confirmed
+        by the read after its batch ended (batches.py `_classify`): nothing of ours writes it after that."""
         kit = self.kit
-        addresses = list(dict.fromkeys(list(stage.addresses) + [a for a, _ in stage.busy]))
-        regs = [kit.regs[a] for a in addresses if a in kit.regs]
-        instrs = [kit.instrs[a] for a in addresses if a in kit.instrs]
+        sent_tickets = [
+            a
+            for a in stage.addresses
+            if a.startswith("TradeInstruction/")
+            and (i := ctx.results.get(a)) is not None
+            and i.status is ItemStatus.APPLIED
+        ]
+        addresses = list(dict.fromkeys(sent_tickets + [a for a, _ in stage.busy]))
+        desired = kit.declarations(addresses)
+        regs = {a: d for a, d in desired.items() if isinstance(d, DesiredRegistration)}
+        instrs = {a: d for a, d in desired.items() if isinstance(d, DesiredInstruction)}
         try:
-            live = read_live_state(kit.vendors, regs, instrs, kit.settings, missing_ok=True)
+            live = read_live_state(
+                kit.vendors, list(regs.values()), list(instrs.values()), kit.settings, missing_ok=True
+            )
         except (ApiError, LiveStateError) as e:
-            for a in stage.addresses:
-                i = ctx.results.get(a)
-                if i is not None and i.status is ItemStatus.APPLIED:
-                    kit.record(
-                        ctx,
-                        a,
-                        ItemStatus.UNKNOWN,
-                        f"{i.message}; the confirming read failed: {bounded(e)}",
-                        i.reference,
-                    )
+            for a in sent_tickets:
+                i = ctx.results[a]
+                kit.record(
+                    ctx, a, ItemStatus.UNKNOWN, f"{i.message}; the confirming read failed: {bounded(e)}", i.reference
+                )
             ctx.converged = False
             return
 
         def matches(a: str) -> bool:
-            if a in kit.regs:
-                current = live.registrations.get(kit.regs[a].registration_id)
-                return current is not None and not diff_registration(kit.regs[a], current, kit.settings.ignore).changed
-            if a in kit.instrs:
-                rows = live.tickets.get(kit.instrs[a].ticket_id, [])
-                return bool(rows) and not diff_instruction(kit.instrs[a], rows, kit.settings.ignore).conflict
+            if a in regs:
+                current = live.registrations.get(regs[a].registration_id)
+                return current is not None and not diff_registration(regs[a], current, kit.settings.ignore).changed
+            if a in instrs:
+                rows = live.tickets.get(instrs[a].ticket_id, [])
+                return bool(rows) and not diff_instruction(instrs[a], rows, kit.settings.ignore).conflict
             return False
 
-        for a in stage.addresses:
-            i = ctx.results.get(a)
-            if i is not None and i.status is ItemStatus.APPLIED and not matches(a):
+        for a in sent_tickets:
+            i = ctx.results[a]
+            if not matches(a):
                 kit.record(
                     ctx,
                     a,
@@ -214,7 +222,7 @@ class Evaluator:
                     f"an earlier run's batch ended ({ended}) but the registration "
                     "does not match its manifest; rerun apply to plan it again",
                 )
-            elif a in kit.instrs and why.startswith("sent by an earlier run") and matches(a):
+            elif a in instrs and why.startswith("sent by an earlier run") and matches(a):
                 kit.record(ctx, a, ItemStatus.APPLIED, "sent by an earlier run; SEI has it")
             else:
                 kit.record(ctx, a, ItemStatus.UNKNOWN, why)

@@ -93,11 +93,12 @@ class Verdict:
 def ticket_verdict(
     desired: DesiredInstruction | None, rows: list[dict], ignore: tuple[IgnoreRule, ...] = ()
 ) -> Verdict:
-    """What SEI holds for a ticket, compared with the manifest (if it still declares it)."""
+    """What SEI holds for a ticket, compared with the manifest; with no declaration at hand (recovery,
+    before the manifests are read), presence alone: stored is stored, and the plan compares the values."""
     if not rows:
         return Verdict(VerdictKind.ABSENT)
     if desired is None:
-        return Verdict(VerdictKind.MATCH, "at SEI (no longer in the manifests)")
+        return Verdict(VerdictKind.MATCH, "at SEI")
     d = diff_instruction(desired, rows, ignore)
     if not d.conflict:
         return Verdict(VerdictKind.MATCH)

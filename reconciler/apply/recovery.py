@@ -28,6 +28,7 @@ from reconciler.errors import ApiAuthError, ApiError, NotFoundError
 from reconciler.escaping import bounded
 from reconciler.fields import BATCH_LIST_SKEW_SECONDS, parse_vendor_time
 from reconciler.model import DesiredInstruction
+from reconciler.plan.desired import Declarations
 from reconciler.plan.stages import PendingBatch, Recover
 from reconciler.state.journal import BatchEntry, BatchState, Journal, TicketEvent
 from reconciler.vendors import Vendors
@@ -99,7 +100,7 @@ class Evidence:
         vendors: Vendors,
         journal: Journal,
         settings: Settings,
-        instructions: dict[str, DesiredInstruction],
+        instructions: Declarations | dict[str, DesiredInstruction],
         *,
         progress: Callable[[str, str], None],
         sleep: Callable[[float], None] = time.sleep,
@@ -232,7 +233,8 @@ class Evidence:
         None when SEI cannot be read: the ticket stays in doubt. `absent` only if every read-back,
         the last at or after the end of the window, showed it absent.
         """
-        desired = self.instructions.get(f"TradeInstruction/{ticket_id}")
+        found = self.instructions.get(f"TradeInstruction/{ticket_id}")
+        desired = found if isinstance(found, DesiredInstruction) else None  # None: presence decides
         deadline = last_send_epoch + self.settings.settle
         step = self.settings.settle / READ_BACKS
         while True:
@@ -335,7 +337,9 @@ class Evidence:
                 )
             elif verdict.kind == VerdictKind.MATCH:
                 self.journal.ticket_event(0, t.ticket_id, t.address, TicketEvent.CONFIRMED, "read back by recovery")
-                notes.append(f"{t.address}: sent by an earlier run without an answer; SEI has it")
+                notes.append(
+                    f"{t.address}: sent by an earlier run without an answer; SEI has it (the plan compares its values)"
+                )
             elif verdict.kind == VerdictKind.DIFFERS:
                 self.journal.ticket_event(0, t.ticket_id, t.address, TicketEvent.CONFLICT, verdict.detail)
                 notes.append(

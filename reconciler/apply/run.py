@@ -28,13 +28,15 @@ from reconciler.config.environment import RunFacts, run_facts
 from reconciler.console import Output, ProgressReporter
 from reconciler.errors import PlanBlockedError, PlanFileError
 from reconciler.files import check_writable, write_private
+from reconciler.manifests import ManifestStream
 from reconciler.manifests.policy import enforce_policies, evaluate_policies, window_guard
-from reconciler.model import ManifestSet, Plan
+from reconciler.model import Plan
+from reconciler.plan.desired import DesiredStore
 from reconciler.plan.receipt import endpoint_problems, receipt_problems, stale_reasons
 from reconciler.plan.saved import SavedPlan, binding_problems, current_binding
 from reconciler.plan.stages import Recover, build_stages
-from reconciler.plan.stream import plan_in_memory
-from reconciler.plan.targeting import Targeting, select
+from reconciler.plan.stream import StreamedPlan, plan_stream
+from reconciler.plan.targeting import Targeting, selection_line
 from reconciler.render import render_plan_text
 from reconciler.render.apply_report import apply_report, render_apply_text
 from reconciler.state.backend import open_backend
@@ -42,7 +44,6 @@ from reconciler.state.claims import Claims
 from reconciler.state.journal import Journal
 from reconciler.state.lock import Lease
 from reconciler.state.workspace import run_workspace
-from reconciler.vendors import Vendors
 from reconciler.vendors.session import Session, open_session
 
 __all__ = ["ApplyRequest", "run_apply"]
@@ -69,13 +70,14 @@ class ApplyRequest:
 
 def run_apply(
     request: ApplyRequest,
-    manifests: ManifestSet,
+    stream: ManifestStream,
     settings: Settings,
     out: Output,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> int:
-    """Apply `request`. Change windows are judged by `clock`, the machine's real clock: a unit test may
-    pass another, a user never can (`--now` / RECONCILER_NOW are refused for apply by the CLI)."""
+    """Apply `request` to the manifests `stream` checks (started by the caller, before any thread: its
+    parsing workers fork). Change windows are judged by `clock`, the machine's real clock: a unit test
+    may pass another, a user never can (`--now` / RECONCILER_NOW are refused for apply by the CLI)."""
     if not request.saved and not request.auto_approve and not out.interactive:
         raise PlanBlockedError(
             "no terminal to confirm on: pass --auto-approve, or apply a reviewed saved plan "
@@ -110,7 +112,7 @@ def run_apply(
                     out.info(notice)
                 claims = backend.claims()
                 try:
-                    return _run_locked(request, manifests, session, journal, claims, lock, stop, out, clock)
+                    return _run_locked(request, stream, session, journal, claims, lock, stop, out, clock)
                 finally:
                     claims.close()
                     journal.close()
@@ -141,7 +143,7 @@ def _refuse_replay_or_plaintext(request: ApplyRequest, saved: SavedPlan, setting
 
 def _run_locked(
     request: ApplyRequest,
-    manifests: ManifestSet,
+    stream: ManifestStream,
     session: Session,
     journal: Journal,
     claims: Claims,
@@ -151,11 +153,11 @@ def _run_locked(
     clock: Callable[[], dt.datetime],
 ) -> int:
     settings = session.settings
-    evidence = Evidence(
+    evidence = Evidence(  # before the manifests are read: a ticket in doubt is settled by presence alone
         session.vendors,
         journal,
         settings,
-        {i.address: i for i in manifests.instructions},
+        {},
         progress=lambda kind, text: out.info(f"recovering: {text}") if kind == "state" else None,
         interrupted=stop.is_set,
     )
@@ -165,45 +167,48 @@ def _run_locked(
         out.info(f"recovered: {note}")
     for address, why in recovered.busy:
         out.info(f"in doubt: {address}: {why}")
-    plan, plan_id, reviewed = _plan_to_apply(request, manifests, settings, session.vendors, recovered, out)
-    _refuse_if_blocked(plan, request.max_changes)
-    plan = replace(plan, policy_results=evaluate_policies(plan, manifests.policies, clock()))
-    enforcement = enforce_policies(plan.policy_results, manifests.policies, dict(request.overrides))
-    for warning in enforcement.warnings:
-        out.error(f"Warning: {warning}")
-    overridden = enforcement.overridden
-    stages = build_stages(plan, recovered, parallelism=settings.parallelism)
-    if not plan.submissions and not recovered.busy:
-        out.info("No changes to apply.")
-        return 0
-    if not reviewed:
-        out.result(render_plan_text(plan, stages))
-        if not request.auto_approve and not out.confirm(
-            f"Apply {len(plan.submissions)} submissions ({len(plan.actionable())} changes)?"
-        ):
-            raise PlanBlockedError("not approved; nothing was written")
-    overrides = _record_overrides(overridden, request, journal, out, clock)  # only once the run is approved
-    lock.annotate(plan_digest=plan_id)
-    run_id = journal.begin_run(plan_id)
-    total = sum(len(s.items) for s in plan.submissions) + len(recovered.busy)
-    with out.progress("apply", total) as bar:
-        evaluator = Evaluator(
-            session.vendors,
-            journal,
-            settings,
-            manifests,
-            claims=claims,
-            stop=stop,
-            window_guard=window_guard(manifests.policies, set(overridden), clock),
-            progress=_reporter(bar),
-        )
-        result = evaluator.run(stages, run_id)
-    selected, unchecked = _scope(manifests, request)
-    result = replace(result, selected=selected, unchecked=unchecked)
+    with DesiredStore() as desired:
+        streamed, plan_id, reviewed = _plan_to_apply(request, stream, session, recovered, desired, out)
+        plan = streamed.plan
+        _refuse_if_blocked(plan, request.max_changes)
+        plan = replace(plan, policy_results=evaluate_policies(plan, streamed.policies, clock()))
+        enforcement = enforce_policies(plan.policy_results, streamed.policies, dict(request.overrides))
+        for warning in enforcement.warnings:
+            out.error(f"Warning: {warning}")
+        overridden = enforcement.overridden
+        stages = build_stages(plan, recovered, parallelism=settings.parallelism)
+        if not plan.submissions and not recovered.busy:
+            out.info("No changes to apply.")
+            return 0
+        if not reviewed:
+            out.result(render_plan_text(plan, stages))
+            if not request.auto_approve and not out.confirm(
+                f"Apply {len(plan.submissions)} submissions ({len(plan.actionable())} changes)?"
+            ):
+                raise PlanBlockedError("not approved; nothing was written")
+        overrides = _record_overrides(overridden, request, journal, out, clock)  # only once the run is approved
+        lock.annotate(plan_digest=plan_id)
+        run_id = journal.begin_run(plan_id)
+        total = sum(len(s.items) for s in plan.submissions) + len(recovered.busy)
+        with out.progress("apply", total) as bar:
+            evaluator = Evaluator(
+                session.vendors,
+                journal,
+                settings,
+                desired,
+                claims=claims,
+                stop=stop,
+                window_guard=window_guard(streamed.policies, set(overridden), clock),
+                progress=_reporter(bar),
+            )
+            result = evaluator.run(stages, run_id)
+    if _targeting(request) != Targeting():
+        declared = streamed.registrations + streamed.instructions
+        result = replace(result, selected=streamed.selected, unchecked=declared - streamed.selected)
     journal.finish_run(run_id, "converged" if result.exit_code == 0 else "incomplete", result.error)
-    out.result(render_apply_text(result))
+    out.result(render_apply_text(result, each_applied=not out.ci))
     if request.report_file:
-        report = apply_report(result, plan_id=plan_id, manifests_digest=manifests.digest, endpoints=session.endpoints)
+        report = apply_report(result, plan_id=plan_id, manifests_digest=streamed.digest, endpoints=session.endpoints)
         report["policy"] = {"results": [r.as_dict() for r in plan.policy_results], "overrides": overrides}
         from reconciler.sealing import for_upload
 
@@ -220,45 +225,60 @@ def _run_locked(
 
 def _plan_to_apply(
     request: ApplyRequest,
-    manifests: ManifestSet,
-    settings: Settings,
-    vendors: Vendors,
+    stream: ManifestStream,
+    session: Session,
     recovered: Recover,
+    desired: DesiredStore,
     out: Output,
-) -> tuple[Plan, str, bool]:
-    """(the plan to run, its id, whether a human reviewed exactly it). A saved plan is a receipt:
-    the plan is computed afresh and must send what the receipt shows."""
-    t = _targeting(request)
-    targeting = Targeting(t.targets, t.excludes + recovered.busy_addresses, t.selectors)  # in doubt: kept out
-    busy = recovered.busy_addresses
+) -> tuple[StreamedPlan, str, bool]:
+    """(the plan to run, its id, whether a human reviewed exactly it). The plan is streamed as `plan`
+    streams it, keeping no registration bodies; what apply needs later goes to `desired`. A saved plan is
+    a receipt: the plan is computed afresh and must send what the receipt shows."""
+    targeting = _targeting(request)
+    busy = frozenset(recovered.busy_addresses)  # in doubt: kept out, and confirmed at the end
     saved = request.saved
-    if saved is not None:
-        fresh, live = plan_in_memory(manifests, vendors, settings, targeting, batch_size=saved.batch_size)
-        touched = {c.address for c in saved.plan.changes}
-        reasons = stale_reasons(
-            saved.plan,
-            live,
-            expected_digest=saved.manifests_digest,
-            digest=manifests.digest,
-            expired=saved.expired(),
-            expires_at=saved.expires_at,
+    streamed = plan_stream(
+        request.paths,
+        session.vendors,
+        session.settings,
+        targeting=targeting,
+        leave_out=busy,
+        stream=stream,
+        payloads=False,
+        store=desired,
+        batch_size=saved.batch_size if saved is not None else None,
+    )
+    for w in streamed.warnings:
+        out.error(f"Warning: {w}")
+    line = selection_line(targeting, streamed.selected, streamed.registrations + streamed.instructions)
+    if line:
+        out.info(line)
+    inline = "inline-" + streamed.digest[:12]
+    if saved is None:
+        return streamed, inline, False
+    reasons = stale_reasons(
+        saved.plan,
+        streamed.plan,
+        expected_digest=saved.manifests_digest,
+        digest=streamed.digest,
+        expired=saved.expired(),
+        expires_at=saved.expires_at,
+        in_doubt=busy,
+        read=lambda ids: session.vendors.orion.list_with_sleeves(ids),
+    )
+    if not reasons:
+        reasons += receipt_problems(saved.plan, streamed.plan)
+    if not reasons:
+        return streamed, saved.plan_id, True
+    listed = "\n".join(f"  {r}" for r in reasons)
+    if request.on_stale != "replan":
+        raise PlanFileError(
+            f"the saved plan is stale, so nothing was written:\n{listed}\nMake a new plan and review it."
         )
-        reasons += [f"{a}: a write from an earlier run is still in doubt" for a in busy if a in touched]
-        if not reasons:
-            reasons += receipt_problems(saved.plan, fresh)
-        if not reasons:
-            return fresh, saved.plan_id, True
-        listed = "\n".join(f"  {r}" for r in reasons)
-        if request.on_stale != "replan":
-            raise PlanFileError(
-                f"the saved plan is stale, so nothing was written:\n{listed}\nMake a new plan and review it."
-            )
-        out.info(f"The saved plan is stale, so it is not applied; planning afresh (--on-stale replan):\n{listed}")
-        if not request.auto_approve and not out.interactive:
-            raise PlanBlockedError("a fresh plan needs approval: pass --auto-approve, or run on a terminal")
-        return fresh, "inline-" + manifests.digest[:12], False
-    plan, _ = plan_in_memory(manifests, vendors, settings, targeting)
-    return plan, "inline-" + manifests.digest[:12], False
+    out.info(f"The saved plan is stale, so it is not applied; planning afresh (--on-stale replan):\n{listed}")
+    if not request.auto_approve and not out.interactive:
+        raise PlanBlockedError("a fresh plan needs approval: pass --auto-approve, or run on a terminal")
+    return streamed, inline, False
 
 
 def _reporter(bar: ProgressReporter) -> Callable[[str, str], None]:
@@ -300,13 +320,6 @@ def _targeting(request: ApplyRequest) -> Targeting:
     return Targeting(
         tuple(t.get("targets", ())), tuple(t.get("excludes", ())), tuple(tuple(kv) for kv in t.get("selectors", ()))
     )
-
-
-def _scope(manifests: ManifestSet, request: ApplyRequest) -> tuple[int, int]:
-    """How many declared resources the user's selection kept, and how many it left unchecked."""
-    regs, instrs = select(manifests, _targeting(request))
-    selected = len(regs) + len(instrs)
-    return selected, len(manifests.registrations) + len(manifests.instructions) - selected
 
 
 def _refuse_if_blocked(plan: Plan, max_changes: int | None) -> None:

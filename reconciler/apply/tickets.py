@@ -26,11 +26,15 @@ __all__ = ["MAX_TICKET_SENDS", "TicketWave"]
 MAX_TICKET_SENDS = 2
 
 
+def _ticket_id(address: str) -> int:
+    return int(address.split("/", 1)[1])  # TradeInstruction/<tradeTicketId>
+
+
 class TicketWave:
     def __init__(self, kit: Kit):
         self.kit = kit
         self.vendors, self.journal, self.settings, self.claims = kit.vendors, kit.journal, kit.settings, kit.claims
-        self.evidence, self.instrs, self.stop, self.progress = kit.evidence, kit.instrs, kit.stop, kit.progress
+        self.evidence, self.stop, self.progress = kit.evidence, kit.stop, kit.progress
 
     def gate(self, stage: Gate, ctx: RunContext) -> None:
         tracked_open = {p.local_id for p in ctx.tracked.values()} - set(ctx.tracked_ended)
@@ -64,7 +68,7 @@ class TicketWave:
     def _done(self, sub: Submission, ctx: RunContext, status: ItemStatus, message: str) -> None:
         """Record the ticket's outcome; its claim is kept for good once SEI stored it, else released."""
         address = sub.items[0]
-        tid = self.instrs[address].ticket_id
+        tid = _ticket_id(address)
         entry = self.journal.ticket_entry(tid)
         self.kit.record(ctx, address, status, message, f"ticket {tid}")
         last = self.journal.ticket(tid)
@@ -77,7 +81,7 @@ class TicketWave:
         """One POST of the ticket, if the journal and the claims allow it. An answer in doubt parks the
         ticket's read-backs (apply/parking.py); the worker moves on to the next ticket."""
         address = sub.items[0]
-        tid = self.instrs[address].ticket_id
+        tid = _ticket_id(address)
         if self.stop.is_set():
             return self._done(sub, ctx, ItemStatus.SKIPPED, "not sent: apply was interrupted")
         why = self.journal.why_not_send(tid)
@@ -120,7 +124,7 @@ class TicketWave:
     ) -> None:
         """What the read-backs of a ticket in doubt found; the journal's rules decide, as they would inline."""
         address = sub.items[0]
-        tid = self.instrs[address].ticket_id
+        tid = _ticket_id(address)
         if verdict is None:
             return self._done(
                 sub,

@@ -33,7 +33,6 @@ __all__ = [
     "now_for",
     "report_targeting",
     "run",
-    "select_or_refuse",
     "selectors",
     "state_warnings",
 ]
@@ -169,30 +168,14 @@ def now_for(settings, flag: str | None):
     return parse_now(flag, "--now") if flag else (settings.now or dt.datetime.now(dt.UTC))
 
 
-def select_or_refuse(ctx: Context, manifests, targeting):
-    """The targeted resources; every pattern that matches nothing is named, and an empty selection refused."""
-    from reconciler.plan.targeting import select, targeting_warnings
-
-    regs, instrs = select(manifests, targeting)
-    report_targeting(
-        ctx,
-        targeting,
-        targeting_warnings(manifests, targeting),
-        len(regs) + len(instrs),
-        len(manifests.registrations) + len(manifests.instructions),
-    )
-    return regs, instrs
-
-
 def report_targeting(ctx: Context, targeting, warnings, selected: int, total: int) -> None:
-    from reconciler.errors import ConfigError
+    from reconciler.plan.targeting import selection_line
 
     for w in warnings:
         ctx.out.error(f"Warning: {w}")
-    if targeting.targets or targeting.excludes or targeting.selectors:
-        if not selected and total:
-            raise ConfigError("--target/--exclude/--selector leave no resource to check; nothing was planned")
-        ctx.out.info(f"Targeting: {selected} of {total} resources are checked; the rest are not.")
+    line = selection_line(targeting, selected, total)
+    if line:
+        ctx.out.info(line)
 
 
 def emit_plan(ctx: Context, plan, fmt: str, stages=None, environment: dict | None = None) -> None:

@@ -14,7 +14,6 @@ from reconciler.cli.app import (
     Context,
     cli,
     emit_plan,
-    select_or_refuse,
     selectors,
 )
 
@@ -105,47 +104,50 @@ def apply(
     allow_empty,
 ) -> int:
     """Apply a saved plan (FILE), or plan PATHs and apply after confirmation."""
-    from reconciler.apply.run import ApplyRequest, run_apply
-    from reconciler.config import load_settings
-    from reconciler.manifests import load_manifests
-    from reconciler.plan.targeting import Targeting
+    from reconciler.manifests import ManifestStream
 
-    saved = _saved_plan_arg(args)
-    paths = saved.paths if saved else (args or DEFAULT_PATHS)
-    manifests = load_manifests(paths, allow_empty=allow_empty)
-    if not saved:
-        select_or_refuse(ctx, manifests, Targeting(tuple(target), tuple(exclude), selectors(selector)))
-    settings = load_settings(paths, config_file=config_file).with_overrides(
-        parallelism=parallelism, poll_timeout=poll_timeout
-    )
-    if now or settings.now:
-        from reconciler.errors import ConfigError
-
-        raise ConfigError(
-            f"{'--now' if now else 'RECONCILER_NOW'} sets the moment change windows are judged at; "
-            "that is for `reconciler plan` (what-if) only. Apply judges windows by this machine's "
-            f"clock, so nothing was written: {'drop --now' if now else 'unset RECONCILER_NOW'} and run "
-            "apply inside a window"
-        )
-    request = ApplyRequest(
-        saved,
-        Targeting(tuple(target), tuple(exclude), selectors(selector)),
-        tuple(paths),
-        auto_approve,
-        max_changes,
-        on_stale,
-        report_file,
-        break_lock,
-        sandbox,
-        " ".join(["reconciler apply", *args]),
-        lock_timeout,
-        allow_plaintext_plan,
-        no_encrypt,
-        tuple((name, reason) for name in overrides),
-    )
     if overrides and not reason:
         raise click.UsageError("--override-policy needs --reason TEXT (it is recorded in the journal and the report)")
-    return run_apply(request, manifests, settings, ctx.out)
+    saved = _saved_plan_arg(args)
+    paths = saved.paths if saved else (args or DEFAULT_PATHS)
+    # first, while this process has one thread: the parsing workers fork from it (as `plan` does)
+    stream = ManifestStream(paths, allow_empty=allow_empty).start()
+    try:
+        from reconciler.apply.run import ApplyRequest, run_apply
+        from reconciler.config import load_settings
+        from reconciler.plan.targeting import Targeting
+
+        settings = load_settings(paths, config_file=config_file).with_overrides(
+            parallelism=parallelism, poll_timeout=poll_timeout
+        )
+        if now or settings.now:
+            from reconciler.errors import ConfigError
+
+            raise ConfigError(
+                f"{'--now' if now else 'RECONCILER_NOW'} sets the moment change windows are judged at; "
+                "that is for `reconciler plan` (what-if) only. Apply judges windows by this machine's "
+                f"clock, so nothing was written: {'drop --now' if now else 'unset RECONCILER_NOW'} and run "
+                "apply inside a window"
+            )
+        request = ApplyRequest(
+            saved,
+            Targeting(tuple(target), tuple(exclude), selectors(selector)),
+            tuple(paths),
+            auto_approve,
+            max_changes,
+            on_stale,
+            report_file,
+            break_lock,
+            sandbox,
+            " ".join(["reconciler apply", *args]),
+            lock_timeout,
+            allow_plaintext_plan,
+            no_encrypt,
+            tuple((name, reason) for name in overrides),
+        )
+        return run_apply(request, stream, settings, ctx.out)
+    finally:  # workers still parsing after an early error are stopped, not waited for
+        stream.close()
 
 
 @cli.command()

@@ -158,21 +158,26 @@ class PlanBuilder:
     (registrations by address, then instructions by ticket id), so a streamed plan and one built
     from everything at once are the same plan. Unchanged registrations leave only a count."""
 
-    def __init__(self, *, ignore: tuple[IgnoreRule, ...] = (), today: dt.date | None = None) -> None:
-        self.ignore, self.today = ignore, today
+    def __init__(
+        self, *, ignore: tuple[IgnoreRule, ...] = (), today: dt.date | None = None, payloads: bool = True
+    ) -> None:
+        """`payloads=False`: registrations keep what a reviewer and the journal need (declared changes,
+        fingerprint, id), not the merged live object: apply builds each body fresh before its batch."""
+        self.ignore, self.today, self.payloads = ignore, today, payloads
         self.unchanged = 0
         self.problems: list[Diagnostic] = []
         self._regs: list[tuple[str, Change | None, tuple[IgnoredChange, ...]]] = []
         self._instrs: list[tuple[int, Change, tuple[IgnoredChange, ...]]] = []
 
-    def add_registration(self, desired: DesiredRegistration, current: dict) -> None:
+    def add_registration(self, desired: DesiredRegistration, current: dict) -> bool:
+        """Diff one registration against live; True if it changes."""
         d = diff_registration(desired, current, self.ignore, self.today)
         self.problems.extend(d.problems)
         if not d.changed:
             self.unchanged += 1
             if d.ignored:
                 self._regs.append((desired.address, None, d.ignored))
-            return
+            return False
         payload = build_payload(desired, current, d)
         deleted = {t["accountId"] for t in payload["deletedSleeveTargets"] or []}
         remaining = [s for s in payload["accountSleeves"] if s.get("accountId") not in deleted]
@@ -190,19 +195,21 @@ class PlanBuilder:
                     d.fields,
                     removed_sleeves=tuple(s["accountId"] for s in d.removed),
                     added_sleeves=len(d.new_sleeves),
-                    payload=payload,
+                    payload=payload if self.payloads else None,
                     fingerprint=fingerprint_registration(current),
+                    registration_id=desired.registration_id,
                 ),
                 d.ignored,
             )
         )
+        return True
 
     def check(self) -> None:
         """Raise LiveStateError naming every registration that cannot be applied to live state."""
         if self.problems:
             raise LiveStateError("the manifests cannot be applied to live state as it stands:", self.problems)
 
-    def add_instruction(self, desired: DesiredInstruction, rows: list[dict], batch_size: int) -> None:
+    def add_instruction(self, desired: DesiredInstruction, rows: list[dict], batch_size: int) -> Change:
         d = diff_instruction(desired, rows, self.ignore, self.today)
         fp = fingerprint_ticket(rows)
         if not d.exists:
@@ -214,6 +221,7 @@ class PlanBuilder:
             self.unchanged += 1
             change = Change(desired.address, Action.NO_OP, desired.source, fingerprint=fp)
         self._instrs.append((desired.ticket_id, change, d.ignored))
+        return change
 
     def plan(self, batch_size: int = ORION_BATCH_LIMIT) -> Plan:
         self._regs.sort(key=lambda t: t[0])
@@ -237,7 +245,8 @@ def _submissions(changes: list[Change], batch_size: int) -> list[Submission]:
                 ORION_SUBMIT_PATH,
                 tuple(c.address for c in part),
                 wave=1,
-                body=[c.payload for c in part],
+                body=[c.payload for c in part] if all(c.payload is not None for c in part) else None,
+                fingerprints=tuple(c.fingerprint for c in part),
             )
         )
     for c in changes:

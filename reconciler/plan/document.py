@@ -19,7 +19,8 @@ FORMAT_VERSION = "1"
 
 
 def plan_to_document(plan: Plan, *, include_payloads: bool = False) -> dict[str, Any]:
-    """The JSON shape of a plan. Payloads (whole registrations) only when saving for apply."""
+    """The JSON shape of a plan. `include_payloads` (a saved plan): fingerprints, registration ids and
+    ticket bodies too; never whole registrations, which apply reads fresh before each batch."""
     doc: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "tool_version": __version__,
@@ -46,9 +47,11 @@ def _change(c: Change, include_payloads: bool) -> dict[str, Any]:
         out["removed_sleeves"] = list(c.removed_sleeves)
     if c.added_sleeves:
         out["added_sleeves"] = c.added_sleeves
-    if include_payloads:
+    if include_payloads:  # a saved plan: what the receipt check and apply need, no registration bodies
         out["fingerprint"] = c.fingerprint
-        if c.payload is not None:
+        if c.registration_id is not None:
+            out["registration_id"] = c.registration_id
+        if c.payload is not None and c.action is Action.CREATE:
             out["payload"] = c.payload
     return out
 
@@ -70,8 +73,10 @@ def plan_from_document(doc: dict[str, Any]) -> Plan:
             fields=tuple(FieldChange(f["path"], f.get("before"), f.get("after")) for f in c.get("fields", [])),
             removed_sleeves=tuple(c.get("removed_sleeves", [])),
             added_sleeves=int(c.get("added_sleeves", 0)),
-            payload=c.get("payload"),
+            payload=c.get("payload") if c["action"] == Action.CREATE.value else None,
             fingerprint=c.get("fingerprint", ""),
+            # older saved plans carried the whole registration instead of its id
+            registration_id=c.get("registration_id", (c.get("payload") or {}).get("registrationId")),
         )
         for c in doc["changes"]
     )
@@ -83,7 +88,8 @@ def plan_from_document(doc: dict[str, Any]) -> Plan:
             s["path"],
             tuple(s["items"]),
             int(s["wave"]),
-            body=s.get("body") if s["api"] == "sei" else [by_address[a].payload for a in s["items"]],
+            body=s.get("body") if s["api"] == "sei" else None,
+            fingerprints=() if s["api"] == "sei" else tuple(by_address[a].fingerprint for a in s["items"]),
         )
         for s in doc["submissions"]
     )

@@ -1,6 +1,6 @@
 """Saved plans: everything apply needs, written atomically with mode 0600, known by their content.
 
-A saved plan holds the plan document with payloads, a fingerprint of each touched resource's live
+A saved plan holds the plan document with ticket bodies, a fingerprint of each touched resource's live
 state, the manifests' digest, the tool version, an expiry, the vendor endpoints it was made against
 (never their credentials or userinfo) and the targeting it was made with, so `apply FILE` can
 recompute it and treat the file as a receipt (receipt.py). Its id is the SHA-256 of its bytes.

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from reconciler.config import Settings
 from reconciler.fields import INSTRUCTION_FIELDS
 from reconciler.manifests import ManifestStream, fewer_gc_passes
-from reconciler.model import DesiredInstruction, DesiredRegistration, ManifestSet, Plan, Policy
-from reconciler.plan.builder import PlanBuilder, build_plan
+from reconciler.model import Action, DesiredInstruction, DesiredRegistration, ManifestSet, Plan, Policy
+from reconciler.plan.builder import PlanBuilder
+from reconciler.plan.desired import DesiredStore
 from reconciler.plan.targeting import Targeting, TargetingTally, select
 from reconciler.vendors import Vendors
 from reconciler.vendors.reads import LiveState, missing_registrations_error, read_live_state, read_tickets
 
-__all__ = ["StreamedPlan", "plan_in_memory", "plan_stream", "read_selected"]
+__all__ = ["StreamedPlan", "plan_stream", "read_selected"]
 
 
 # Bulk reads sent and not yet diffed, per read worker, before the stream waits: one running and one
@@ -98,16 +99,23 @@ def plan_stream(
     allow_empty: bool = False,
     today: dt.date | None = None,
     stream: ManifestStream | None = None,
+    payloads: bool = True,
+    store: DesiredStore | None = None,
+    batch_size: int | None = None,
 ) -> StreamedPlan:
     """Check the manifests under `paths`, read what they declare and plan it, overlapping the three.
 
     `leave_out`: addresses not checked at all (writes in doubt from an earlier apply), apart from the
     user's targeting, whose patterns are reported when they match nothing.
 
+    Apply's plan (`payloads=False`, `store`): registrations keep no merged live object, and the
+    declarations apply will need later (changed registrations, tickets to create, and whatever is left
+    out as in doubt) go to `store`, on disk, instead of staying in memory.
+
     Raises ManifestError / ConfigError for the tree first, then ApiError from a read, then
     LiveStateError for declared resources live state cannot take (as `build_plan` would)."""
     stream = stream or ManifestStream(paths, allow_empty=allow_empty)
-    builder = PlanBuilder(ignore=settings.ignore, today=today)
+    builder = PlanBuilder(ignore=settings.ignore, today=today, payloads=payloads)
     tally = TargetingTally(targeting)
     chunk_size = settings.read_chunk
     pending: dict[int, DesiredRegistration] = {}  # waiting for their chunk's read
@@ -141,8 +149,13 @@ def plan_stream(
                 current = live.get(rid)
                 if current is None:
                     missing.append(desired)
-                else:
-                    builder.add_registration(desired, current)
+                elif builder.add_registration(desired, current) and store is not None:
+                    store.put(desired)
+
+    def plan_instruction(desired: DesiredInstruction, row: tuple | None) -> None:
+        change = builder.add_instruction(desired, _rows(row), batch_sizes[desired.batch_id])
+        if store is not None and change.action is Action.CREATE:
+            store.put(desired)
 
     def add_instruction(desired: DesiredInstruction) -> None:
         if pager is None:
@@ -152,7 +165,7 @@ def plan_stream(
         if row is None and not pager.done.is_set():
             waiting[desired.ticket_id] = desired
             return
-        builder.add_instruction(desired, _rows(row), batch_sizes[desired.batch_id])
+        plan_instruction(desired, row)
 
     try:
         for resource in stream:
@@ -160,7 +173,9 @@ def plan_stream(
                 tally.see(resource.address, resource.labels)
                 chosen = targeting.wants(resource.address, resource.labels)
                 selected += chosen
-                if chosen and resource.address not in leave_out:
+                if store is not None and resource.address in leave_out:
+                    store.put(resource)  # in doubt: not planned, but confirmed at the end of the run
+                elif chosen and resource.address not in leave_out:
                     pending[resource.registration_id] = resource
                     chunk.append(resource.registration_id)
                     if len(chunk) >= chunk_size:
@@ -173,7 +188,9 @@ def plan_stream(
                     tally.see(i.address, i.labels)
                     chosen = targeting.wants(i.address, i.labels)
                     selected += chosen
-                    if chosen and i.address not in leave_out:
+                    if store is not None and i.address in leave_out:
+                        store.put(i)
+                    elif chosen and i.address not in leave_out:
                         add_instruction(i)
             diff_done()
         if chunk:
@@ -197,9 +214,9 @@ def plan_stream(
         raise missing_registrations_error(missing)
     builder.check()
     for tid, desired in waiting.items():
-        builder.add_instruction(desired, _rows(first.get(tid)), batch_sizes[desired.batch_id])
+        plan_instruction(desired, first.get(tid))
     return StreamedPlan(
-        builder.plan(settings.batch_size),
+        builder.plan(batch_size or settings.batch_size),
         stream.digest,
         stream.policies,
         stream.registrations,
@@ -220,20 +237,3 @@ def read_selected(
     """select → read, with everything in memory: what drift, --adopt and apply share."""
     regs, instrs = select(manifests, targeting)
     return regs, instrs, read_live_state(vendors, regs, instrs, settings, missing_ok=missing_ok)
-
-
-def plan_in_memory(
-    manifests: ManifestSet,
-    vendors: Vendors,
-    settings: Settings,
-    targeting: Targeting = Targeting(),
-    *,
-    batch_size: int | None = None,
-) -> tuple[Plan, LiveState]:
-    """select → read → plan from an already loaded ManifestSet: apply's path (and a saved plan's receipt).
-    `plan_stream` gives the same plan for a tree on disk without holding it (tests/plan/test_stream.py)."""
-    _, _, live = read_selected(manifests, vendors, settings, targeting)
-    plan = build_plan(
-        manifests, live, targeting=targeting, batch_size=batch_size or settings.batch_size, ignore=settings.ignore
-    )
-    return plan, live

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.config.ignore import glob_match
+from reconciler.errors import ConfigError
 from reconciler.model import DesiredInstruction, DesiredRegistration, ManifestSet
 
-__all__ = ["Targeting", "TargetingTally", "select", "targeting_warnings"]
+__all__ = ["Targeting", "TargetingTally", "select", "selection_line", "targeting_warnings"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,13 @@ def select(manifests: ManifestSet, targeting: Targeting) -> tuple[list[DesiredRe
     regs = [r for r in manifests.registrations if targeting.wants(r.address, r.labels)]
     instrs = [i for i in manifests.instructions if targeting.wants(i.address, i.labels)]
     return regs, instrs
+
+
+def selection_line(targeting: Targeting, selected: int, total: int) -> str | None:
+    """What a --target/--exclude/--selector selection covers, for the output (None without one).
+    Raises ConfigError when it leaves nothing to check: nothing is planned or applied then."""
+    if not (targeting.targets or targeting.excludes or targeting.selectors):
+        return None
+    if not selected and total:
+        raise ConfigError("--target/--exclude/--selector leave no resource to check; nothing was planned")
+    return f"Targeting: {selected} of {total} resources are checked; the rest are not."

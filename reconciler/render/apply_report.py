@@ -13,7 +13,9 @@ REPORT_FORMAT_VERSION = "2"
 _MARK = {"applied": "✓", "failed": "✗", "unknown": "?", "skipped": "·"}
 
 
-def render_apply_text(result) -> str:
+def render_apply_text(result, *, each_applied: bool = True) -> str:
+    """Every item with its outcome, then the verdict. `each_applied=False` (a CI log) lists only the items
+    that did not apply: the log grows with failures, not with the estate (the report has every item)."""
     c = result.counts()
     lines = []
     if result.recovered:
@@ -21,6 +23,8 @@ def render_apply_text(result) -> str:
         lines.extend(f"  {terminal(n, 400)}" for n in result.recovered)
         lines.append("")
     for i in result.items:
+        if not each_applied and i.status.value == "applied":
+            continue
         ref = f" [{terminal(i.reference)}]" if i.reference else ""
         lines.append(
             f"{_MARK[i.status.value]} {i.status.value:<8} {terminal(i.address)}{ref}: {terminal(i.message, 600)}"
@@ -41,6 +45,8 @@ def render_apply_text(result) -> str:
         verdict += "; interrupted (Ctrl-C or SIGTERM)"
     if result.error:
         verdict += f"; stopped early: {terminal(result.error, 300)}"
+    if not each_applied and c["applied"]:
+        lines.append(f"✓ {c['applied']} item(s) applied, not listed one by one here (every item is in --report)")
     lines.append("")
     counts = f"{c['applied']} applied, {c['failed']} failed, {c['unknown']} unknown, {c['skipped']} skipped"
     lines.append(f"Apply: {counts}; {verdict}.")

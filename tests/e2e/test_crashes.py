@@ -6,6 +6,7 @@ tradeTicketId is stored once), and a batch left in flight is tracked by id, neve
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -115,7 +116,9 @@ def test_sigint_drains_in_flight_and_a_second_sigint_exits_at_once(tmp_path):
     with start_sandbox(state, faults="slow=1.5@POST:/v1/order/tradetickets") as sb:
         env = sandbox_env(sb, workspace=tmp_path / "ws", RECONCILER_PARALLELISM="1")
         cmd = [sys.executable, "-m", "reconciler", "apply", "--auto-approve"]
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        report = tmp_path / "report.json"
+        first = [*cmd, "--report", str(report)]
+        proc = subprocess.Popen(first, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for(lambda: bool(sb.state.ticket_posts) or proc.poll() is not None)  # a ticket POST is in flight
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -123,7 +126,8 @@ def test_sigint_drains_in_flight_and_a_second_sigint_exits_at_once(tmp_path):
         assert "Ctrl-C: no new submissions; waiting for those in flight" in err
         assert "interrupted (Ctrl-C or SIGTERM)" in out and "skipped" in out
         assert sum(sb.state.ticket_posts.values()) == 1  # the one in flight finished; no new one started
-        applied = [ln for ln in out.splitlines() if ln.startswith("✓ applied  TradeInstruction/")]
+        items = json.loads(report.read_text())["items"]
+        applied = [i for i in items if i["address"].startswith("TradeInstruction/") and i["status"] == "applied"]
         assert len(applied) == 1
 
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

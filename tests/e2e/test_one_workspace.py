@@ -17,7 +17,7 @@ from reconciler.state.sqlite import SqliteJournal
 from reconciler.state.workspace import workspace_for
 
 from ..helpers.invariants import assert_never_in_two_open_batches
-from ..helpers.processes import ROOT, reconciler, sandbox_env, start
+from ..helpers.processes import ROOT, apply_reported, reconciler, sandbox_env, start
 from ..helpers.sandbox import orion_batches, quiet, wait_for
 from ..helpers.state import journal_holds, state_journal
 from ..helpers.trees import repository
@@ -199,10 +199,10 @@ def test_short_client_time_outs_never_shrink_the_settle_window(sandbox, tmp_path
     env = sandbox_env(sandbox)
     del env["RECONCILER_SETTLE_WINDOW"], env["RECONCILER_READ_TIMEOUT"]
     sandbox.faults.add(parse_faults("late=5@POST:/v1/order/tradetickets#1"))
-    r = reconciler(env, "apply", "--auto-approve", cwd=repo)
+    r, items = apply_reported(env, tmp_path / "report.json", cwd=repo)
     quiet(sandbox)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "the answer was lost, but the read-back shows SEI has it" in r.stdout
+    assert "the answer was lost, but the read-back shows SEI has it" in [i["message"] for i in items.values()]
     assert sandbox.state.ticket_posts == {10000002: 1, 10000003: 1, 10000102: 1}
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["ROOT", "quick_env", "reconciler", "sandbox_env", "start"]
+__all__ = ["ROOT", "apply_reported", "quick_env", "reconciler", "sandbox_env", "start"]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -36,6 +37,16 @@ def reconciler(env: dict[str, str], *args: str, cwd: Path = ROOT, timeout: float
     return subprocess.run(
         [sys.executable, "-m", "reconciler", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def apply_reported(
+    env: dict[str, str], report: Path, *args: str, cwd: Path = ROOT
+) -> tuple[subprocess.CompletedProcess, dict[str, dict]]:
+    """`reconciler apply --auto-approve --report REPORT ARGS`, and its report's items by address. In CI the
+    log lists only the items that did not apply; the report has every item with its message."""
+    r = reconciler(env, "apply", "--auto-approve", "--report", str(report), *args, cwd=cwd)
+    items = {i["address"]: i for i in json.loads(report.read_text())["items"]} if report.exists() else {}
+    return r, items
 
 
 def start(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.Popen:

@@ -1,0 +1,105 @@
+"""Apply as it behaves at estate scale, tried on the demo tree with the worst realistic timing (#29):
+bodies read fresh just before each batch, writes in doubt settled beside the wave, logs that fit CI."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from reconciler.sandbox.demo import demo_state
+from reconciler.sandbox.faults import parse_faults
+from reconciler.sandbox.server import start_sandbox
+from reconciler.sandbox.state import SandboxState, SandboxTiming
+
+from ..helpers.invariants import assert_converged_now
+from ..helpers.processes import apply_reported, reconciler, sandbox_env, start
+from ..helpers.sandbox import edit_outside_git, orion_batches, quiet, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.slow
+def test_a_registration_edited_after_the_plan_and_before_its_batch_is_not_overwritten(tmp_path):
+    """plan --out; apply it one batch of one at a time; while the first batch processes, someone edits the
+    registration of the last batch in Orion's UI. Its batch reads it fresh, finds it changed, and leaves it
+    out: reported stale by name, the others apply, exit 3, and the next plan shows it."""
+    state = SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=2.0))
+    with start_sandbox(state) as sb:
+        env = sandbox_env(sb, workspace=tmp_path / "ws", RECONCILER_PARALLELISM="1", RECONCILER_BATCH_SIZE="1")
+        saved = tmp_path / "plan.json"
+        assert reconciler(env, "plan", "--out", str(saved)).returncode == 0
+        doc = json.loads(saved.read_text())
+        batches = [s["items"][0] for s in doc["submissions"] if s["api"] == "orion"]
+        assert len(batches) >= 3
+        last = next(c for c in doc["changes"] if c["address"] == batches[-1])
+        rid = last["registration_id"]
+
+        report = tmp_path / "report.json"
+        proc = start(env, "apply", str(saved), "--report", str(report))
+        wait_for(lambda: len(orion_batches(sb)) >= 1 or proc.poll() is not None)  # the first batch is in
+        assert proc.poll() is None and len(orion_batches(sb)) == 1  # the last batch is still ahead
+        edited = edit_outside_git(sb, rid, "jdoe", set={"isDoNotTrade": True})
+        out, err = proc.communicate(timeout=120)
+        quiet(sb)
+
+        assert proc.returncode == 3, out[-2000:] + err[-2000:]
+        items = {i["address"]: i for i in json.loads(report.read_text())["items"]}
+        stale = items[batches[-1]]
+        assert stale["status"] == "failed"
+        assert stale["message"].startswith("stale: changed in Orion since the plan (edited by jdoe at")
+        assert f"✗ failed   {batches[-1]}" in out  # named in the log too
+        assert all(items[a]["status"] == "applied" for a in batches[:-1])
+        assert all(i["status"] == "applied" for a, i in items.items() if a.startswith("TradeInstruction/"))
+        sent = [w["registrationIds"] for w in orion_batches(sb)]
+        assert [rid] not in sent and len(sent) == len(batches) - 1  # never sent: the edit stands
+        assert sb.state.registrations[rid]["isDoNotTrade"] is True and sb.state.registrations[rid] == edited
+
+        again = reconciler(env, "plan", "--format", "json")
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert [c["address"] for c in json.loads(again.stdout)["changes"] if c["action"] != "no-op"] == [batches[-1]]
+
+
+@pytest.mark.slow
+def test_a_batch_held_in_processing_for_60_s_adds_at_most_3_lines_to_a_ci_log(tmp_path):
+    """The same apply twice in CI: once as usual, once with a batch stuck in Processing for 60 s. Polls
+    print nothing in a log; a heartbeat every 30 s says the run is alive."""
+
+    def run(stuck_for: float) -> list[str]:
+        state = SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=0.3))
+        with start_sandbox(state, faults="stuck@POST:*/process/batch#1" if stuck_for else None) as sb:
+            env = sandbox_env(sb, ci=True, workspace=tmp_path / f"ws-{stuck_for:g}")
+            proc = start(env, "apply", "--auto-approve")
+            if stuck_for:
+                wait_for(lambda: bool(orion_batches(sb)) or proc.poll() is not None)
+                time.sleep(stuck_for)
+                sb.state.release_stuck()
+            out, err = proc.communicate(timeout=180)
+            assert proc.returncode == 0, out[-2000:] + err[-2000:]
+            return (out + err).splitlines()
+
+    usual, held = run(0), run(60)
+    added = len(held) - len(usual)
+    assert added <= 3, "\n".join(held)
+    assert sum("apply: " in ln and " done, " in ln and "ETA" in ln for ln in held) >= 1  # the heartbeat
+
+
+@pytest.mark.slow
+def test_one_ticket_in_doubt_does_not_hold_up_the_others(tmp_path):
+    """Parallelism 1, a 20 s settle window: SEI holds the first ticket POST 5 s, past the client's time-out,
+    then commits it. The other two go out while it is read back beside the wave, so SEI stores them before
+    the held one; inside the worker, as before, they waited for its read-back and came after it."""
+    state = SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=0.2))
+    with start_sandbox(state) as sb:
+        env = sandbox_env(sb, workspace=tmp_path / "ws", RECONCILER_PARALLELISM="1", RECONCILER_SETTLE_WINDOW="20")
+        sb.faults.add(parse_faults("late=5@POST:/v1/order/tradetickets#1"))
+        r, items = apply_reported(env, tmp_path / "report.json")
+        quiet(sb)  # the held request has landed before anything is counted
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        stored = [w["tradeTicketId"] for w in sb.state.writes if w["api"] == "sei"]
+        assert len(stored) == 3 and set(sb.state.ticket_posts.values()) == {1}  # each once; none re-sent
+        held = f"TradeInstruction/{stored[-1]}"  # stored last: the one in doubt, though it was sent first
+        assert items[held]["message"] == "the answer was lost, but the read-back shows SEI has it"
+        assert all(i["message"] == "accepted by SEI" for a, i in items.items() if a.startswith("Trade") and a != held)
+        assert_converged_now(env)
