@@ -1,12 +1,15 @@
 """The Orion wave: this plan's batches, `parallelism` at a time, and earlier runs' batches tracked beside them.
 
-Each batch is claimed (state/claims.py), journaled before it is sent, polled with backoff until `isDone`,
-its /Errors read, and its registrations re-read to decide per item. A batch whose answer was lost is
-never resubmitted: it is looked for (recovery.Evidence) and tracked if found.
+Each batch's registrations are read fresh (bodies.py), claimed (state/claims.py), journaled before the
+batch is sent, polled with backoff until `isDone`, its /Errors read, and its registrations re-read to
+decide per item. `parallelism` is the number of batches at Orion at once (a slot from the fresh read
+to the batch's end); the re-reads of ended batches run beside them, on workers of their own. A batch
+whose answer was lost is never resubmitted: it is looked for (recovery.Evidence) and tracked if found.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -44,9 +47,12 @@ class BatchWave:
                 for a in s.items:
                     self.kit.record(ctx, a, ItemStatus.SKIPPED, closed)
             stage = OrionWave((), stage.track, stage.parallelism)
+        # twice the workers of the slots: while `parallelism` batches are at Orion, others read back the
+        # registrations of the batches that just ended (that work is the client's, not the vendor's)
+        self._slots = threading.BoundedSemaphore(max(1, stage.parallelism))
         with (
             ThreadPoolExecutor(max(1, len(stage.track)), thread_name_prefix="orion-track") as trackers,
-            ThreadPoolExecutor(max(1, stage.parallelism), thread_name_prefix="orion-batch") as pool,
+            ThreadPoolExecutor(2 * max(1, stage.parallelism), thread_name_prefix="orion-batch") as pool,
         ):
             tracked = [trackers.submit(self._track, p, ctx) for p in stage.track]
             own = [pool.submit(self.kit.guarded, self._run_batch, s, ctx) for s in stage.batches]
@@ -93,13 +99,26 @@ class BatchWave:
                     f"{', '.join(sorted(held))}; a registration is never in two batches",
                 )
             return
+        with self._slots:  # at Orion: from the fresh read to the batch's end, `parallelism` at a time
+            sent = self._send_batch(sub, ctx)
+            if sent is None:
+                return
+            items, local_id, batch_id = sent
+            polled = drive(
+                self.evidence.poll_steps(batch_id, self.clock() + self.settings.poll_timeout), self.evidence.sleep
+            )
+        self._batch_polled(items, local_id, batch_id, polled, ctx)  # its errors and re-read: out of the slot
+
+    def _send_batch(self, sub: Submission, ctx: RunContext) -> tuple[list[DesiredRegistration], str, int] | None:
+        """Read fresh, claim, journal, POST: (its registrations, local id, batch id) once Orion accepted it;
+        None when nothing went, it was refused, or its answer was lost (then it is looked for, parked)."""
         ready = self._fresh(sub, ctx)
         if not ready:
-            return
+            return None
         local_id = uuid.uuid4().hex
         ready = self._claim_batch(ready, local_id, ctx)
         if not ready:
-            return
+            return None
         items = [d for d, _ in ready]
         sub = replace(sub, items=tuple(d.address for d in items), body=[p for _, p in ready])
         self.journal.batch_submitting(ctx.run_id, local_id, sub.items, [r.registration_id for r in items])
@@ -115,29 +134,29 @@ class BatchWave:
                     ctx.open_batches.discard(local_id)
                 for a in sub.items:
                     self.kit.record(ctx, a, ItemStatus.FAILED, f"Orion refused the batch: {bounded(e)}")
-                return
+                return None
             self.kit.batch_state(local_id, BatchState.IN_DOUBT, detail=bounded(e))
             self._batch_in_doubt(sub, items, local_id, e, ctx)
-            return
+            return None
         self.kit.batch_state(local_id, BatchState.SUBMITTED, batch_id=batch_id)
         self.progress("state", f"submitted batch {batch_id} ({len(items)} registrations)")
-        self._finish_batch(items, local_id, batch_id, self.clock() + self.settings.poll_timeout, ctx)
+        return items, local_id, batch_id
 
     def _fresh(self, sub: Submission, ctx: RunContext) -> list[tuple[DesiredRegistration, dict]]:
         """The batch's registrations read fresh (apply/bodies.py): bodies for those unchanged since the
         plan; the stale ones end `failed`, named, and are not sent."""
-        found = self.kit.declarations(sub.items)
+        found = self.kit.planned(sub.items)
         items = []
         for address, planned in zip(sub.items, sub.fingerprints or ("",) * len(sub.items)):
-            desired = found.get(address)
+            desired, plan_diff = found.get(address, (None, None))
             if isinstance(desired, DesiredRegistration):
-                items.append((desired, planned))
+                items.append((desired, planned, plan_diff))
             else:
                 self.kit.record(ctx, address, ItemStatus.SKIPPED, "not sent: its declaration is no longer at hand")
         try:
             fresh = fresh_bodies(self.vendors.orion, items, self.settings.ignore)
         except ApiError as e:
-            for desired, _ in items:
+            for desired, _, _ in items:
                 self.kit.record(
                     ctx,
                     desired.address,
@@ -177,14 +196,6 @@ class BatchWave:
         if not kept:
             self.claims.release(local_id)
         return kept
-
-    def _finish_batch(
-        self, items: list[DesiredRegistration], local_id: str, batch_id: int, deadline: float, ctx: RunContext
-    ) -> None:
-        """Poll the batch to its end in this worker (the worker is one of the `parallelism` slots)."""
-        self._batch_polled(
-            items, local_id, batch_id, drive(self.evidence.poll_steps(batch_id, deadline), self.evidence.sleep), ctx
-        )
 
     def _batch_polled(
         self, items: list[DesiredRegistration], local_id: str, batch_id: int, polled: BatchPoll, ctx: RunContext

@@ -20,7 +20,7 @@ from reconciler.config.ignore import IgnoreRule
 from reconciler.escaping import bounded
 from reconciler.model import DesiredRegistration
 from reconciler.plan.builder import build_payload, fingerprint_registration
-from reconciler.plan.diff import diff_registration
+from reconciler.plan.diff import RegistrationDiff, diff_registration
 from reconciler.vendors.orion import OrionClient
 
 __all__ = ["FreshBatch", "fresh_bodies"]
@@ -35,14 +35,16 @@ class FreshBatch:
 
 def fresh_bodies(
     orion: OrionClient,
-    items: list[tuple[DesiredRegistration, str]],
+    items: list[tuple[DesiredRegistration, str, RegistrationDiff | None]],
     ignore: tuple[IgnoreRule, ...] = (),
 ) -> FreshBatch:
-    """Read `items` (declaration, plan fingerprint) fresh in one bulk call; sort them into bodies to send
-    and stale ones. Raises ApiError when the read fails: then nothing of the batch is sent."""
-    live = orion.list_with_sleeves([d.registration_id for d, _ in items])
+    """Read `items` (declaration, plan fingerprint, the plan's diff if kept) fresh in one bulk call; sort
+    them into bodies to send and stale ones. Raises ApiError when the read fails: then nothing of the batch
+    is sent. A registration whose fingerprint is the plan's differs from its manifest exactly as the plan
+    found, so the plan's diff lays the declared fields over the fresh object without diffing again."""
+    live = orion.list_with_sleeves([d.registration_id for d, _, _ in items])
     out = FreshBatch()
-    for desired, planned in items:
+    for desired, planned, plan_diff in items:
         current = live.get(desired.registration_id)
         if current is None:
             out.stale.append(
@@ -62,9 +64,9 @@ def fresh_bodies(
                 )
             )
             continue
-        d = diff_registration(desired, current, ignore)
+        d = plan_diff if plan_diff is not None else diff_registration(desired, current, ignore)
         if not d.changed:  # an ignore rule began to apply since the plan (they carry dates)
             out.settled.append(desired.address)
             continue
-        out.ready.append((desired, build_payload(desired, current, d)))
+        out.ready.append((desired, build_payload(desired, current, d, owned=True)))  # fingerprinted above
     return out

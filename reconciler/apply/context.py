@@ -21,6 +21,7 @@ from reconciler.config import Settings
 from reconciler.escaping import bounded
 from reconciler.model import Action, Source, Submission
 from reconciler.plan.desired import Declarations, Desired
+from reconciler.plan.diff import RegistrationDiff
 from reconciler.plan.stages import PendingBatch
 from reconciler.state.claims import Claims
 from reconciler.state.journal import BatchState, Journal
@@ -67,8 +68,12 @@ class Kit:
 
     def declarations(self, addresses: Iterable[str]) -> dict[str, Desired]:
         """The declarations of `addresses`, in one lookup; their sources are kept for the results."""
-        found = self.desired.get_many(addresses)
-        for address, d in found.items():
+        return {a: d for a, (d, _) in self.planned(addresses).items()}
+
+    def planned(self, addresses: Iterable[str]) -> dict[str, tuple[Desired, RegistrationDiff | None]]:
+        """Declarations with the plan's diffs (for a batch's bodies), in one lookup."""
+        found = self.desired.planned(addresses)
+        for address, (d, _) in found.items():
             self.sources[address] = d.source
         return found
 

@@ -90,6 +90,7 @@ class Evaluator:
             evidence.parking("doubt"),
         )
         self.batches, self.tickets = BatchWave(self.kit), TicketWave(self.kit)
+        self.timings: dict[str, float] = {}  # seconds per stage, for RECONCILER_STATS
 
     # --- the Recover stage (before the plan) ------------------------------------------------------
 
@@ -124,7 +125,10 @@ class Evaluator:
         error = None
         try:
             for stage in stages:
+                began = time.perf_counter()
                 self._run_stage(stage, ctx)
+                name = type(stage).__name__
+                self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - began
         except Exception as e:  # nothing half-applied goes unreported: see the loop below
             error = f"{type(e).__name__}: {bounded(e)}"
         finally:

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -153,6 +154,7 @@ def _run_locked(
     clock: Callable[[], dt.datetime],
 ) -> int:
     settings = session.settings
+    clocked = _Phases()
     evidence = Evidence(  # before the manifests are read: a ticket in doubt is settled by presence alone
         session.vendors,
         journal,
@@ -163,12 +165,14 @@ def _run_locked(
     )
     recovered = evidence.recover()
     claims.settle(journal)  # what recovery settled, other workspaces may send
+    clocked.lap("recover")
     for note in recovered.notes:
         out.info(f"recovered: {note}")
     for address, why in recovered.busy:
         out.info(f"in doubt: {address}: {why}")
     with DesiredStore() as desired:
         streamed, plan_id, reviewed = _plan_to_apply(request, stream, session, recovered, desired, out)
+        clocked.lap("plan")
         plan = streamed.plan
         _refuse_if_blocked(plan, request.max_changes)
         plan = replace(plan, policy_results=evaluate_policies(plan, streamed.policies, clock()))
@@ -181,7 +185,7 @@ def _run_locked(
             out.info("No changes to apply.")
             return 0
         if not reviewed:
-            out.result(render_plan_text(plan, stages))
+            out.result(render_plan_text(plan, stages, each=not out.ci))
             if not request.auto_approve and not out.confirm(
                 f"Apply {len(plan.submissions)} submissions ({len(plan.actionable())} changes)?"
             ):
@@ -201,7 +205,9 @@ def _run_locked(
                 window_guard=window_guard(streamed.policies, set(overridden), clock),
                 progress=_reporter(bar),
             )
+            clocked.lap("approval")
             result = evaluator.run(stages, run_id)
+            clocked.lap("waves", evaluator.timings)
     if _targeting(request) != Targeting():
         declared = streamed.registrations + streamed.instructions
         result = replace(result, selected=streamed.selected, unchecked=declared - streamed.selected)
@@ -218,9 +224,37 @@ def _run_locked(
         )
         write_private(request.report_file, data)
         out.info(f"Apply report written to {request.report_file}{' (encrypted)' if sealed else ''}.")
+    if request.facts.stats:
+        out.info(clocked.line(journal))
     if result.error:
         out.error(f"Error: apply stopped early ({result.error}); every item is listed above with what is known of it")
     return result.exit_code
+
+
+class _Phases:
+    """Where an apply's time goes, for RECONCILER_STATS=1 (the README's breakdown is measured with it)."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.spent: dict[str, float] = {}
+
+    def lap(self, name: str, parts: dict[str, float] | None = None) -> None:
+        now = time.perf_counter()
+        if parts:
+            self.spent.update({k.lower(): v for k, v in parts.items()})
+        else:
+            self.spent[name] = now - self.last
+        self.last = now
+
+    def line(self, journal: Journal) -> str:
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        phases = ", ".join(f"{k} {v:.2f}s" for k, v in self.spent.items())
+        return (
+            f"stats: {phases}; journal {journal.commits} commits in {journal.commit_seconds:.2f}s; "
+            f"peak RSS of this process {rss:.0f} MiB"
+        )
 
 
 def _plan_to_apply(

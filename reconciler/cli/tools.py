@@ -73,6 +73,12 @@ def doctor(ctx: Context, paths, sandbox, config_file) -> int:
     type=click.Path(dir_okay=False),
     help="JSON state file: seeded from the demo if missing, kept after every write.",
 )
+@click.option(
+    "--seed-state",
+    "seed_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Start from this JSON state file and keep the state in memory (never written back; for large estates).",
+)
 @click.option("--faults", help="Fault spec, e.g. '429=2@POST:/api/*#3,drop@POST:/v1/order/tradetickets#1'.")
 @click.option(
     "--batch-latency",
@@ -99,6 +105,7 @@ def sandbox(
     host,
     port,
     state_file,
+    seed_file,
     faults,
     batch_latency,
     fault_seed,
@@ -125,6 +132,7 @@ def sandbox(
         tls_key,
         client_ca,
         fault_seed,
+        seed_file,
     )
     try:
         run_server(opts, ctx.out.info)

@@ -101,8 +101,10 @@ def _lay_over(live_value: Any, declared: Any) -> Any:
     return copy.deepcopy(declared)
 
 
-def build_payload(desired: DesiredRegistration, live: dict, d: RegistrationDiff) -> dict:
-    payload = {k: copy.deepcopy(v) for k, v in live.items() if k not in _BULK_ONLY_FIELDS}
+def build_payload(desired: DesiredRegistration, live: dict, d: RegistrationDiff, *, owned: bool = False) -> dict:
+    """The live object with the declared fields laid over it. `owned`: `live` was read for this body alone
+    and may be used up (apply's fresh read, apply/bodies.py), which saves copying 100 registrations a batch."""
+    payload = {k: v if owned else copy.deepcopy(v) for k, v in live.items() if k not in _BULK_ONLY_FIELDS}
     for f in d.changed_fields:
         payload[f] = _lay_over(live.get(f), desired.fields[f])
     sleeves = payload.get("accountSleeves") or []
@@ -169,15 +171,15 @@ class PlanBuilder:
         self._regs: list[tuple[str, Change | None, tuple[IgnoredChange, ...]]] = []
         self._instrs: list[tuple[int, Change, tuple[IgnoredChange, ...]]] = []
 
-    def add_registration(self, desired: DesiredRegistration, current: dict) -> bool:
-        """Diff one registration against live; True if it changes."""
+    def add_registration(self, desired: DesiredRegistration, current: dict) -> RegistrationDiff | None:
+        """Diff one registration against live; its diff if it changes, else None."""
         d = diff_registration(desired, current, self.ignore, self.today)
         self.problems.extend(d.problems)
         if not d.changed:
             self.unchanged += 1
             if d.ignored:
                 self._regs.append((desired.address, None, d.ignored))
-            return False
+            return None
         payload = build_payload(desired, current, d)
         deleted = {t["accountId"] for t in payload["deletedSleeveTargets"] or []}
         remaining = [s for s in payload["accountSleeves"] if s.get("accountId") not in deleted]
@@ -202,7 +204,7 @@ class PlanBuilder:
                 d.ignored,
             )
         )
-        return True
+        return d
 
     def check(self) -> None:
         """Raise LiveStateError naming every registration that cannot be applied to live state."""

@@ -19,10 +19,12 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 from reconciler.model import DesiredInstruction, DesiredRegistration, ManifestSet
+from reconciler.plan.diff import RegistrationDiff
 
 __all__ = ["Declarations", "DesiredIndex", "DesiredStore"]
 
@@ -35,6 +37,8 @@ class Declarations(Protocol):
     def get(self, address: str) -> Desired | None: ...
 
     def get_many(self, addresses: Iterable[str]) -> dict[str, Desired]: ...
+
+    def planned(self, addresses: Iterable[str]) -> dict[str, tuple[Desired, RegistrationDiff | None]]: ...
 
 
 class DesiredIndex:
@@ -52,6 +56,9 @@ class DesiredIndex:
 
     def get_many(self, addresses: Iterable[str]) -> dict[str, Desired]:
         return {a: self._by[a] for a in addresses if a in self._by}
+
+    def planned(self, addresses: Iterable[str]) -> dict[str, tuple[Desired, RegistrationDiff | None]]:
+        return {a: (d, None) for a, d in self.get_many(addresses).items()}  # no plan's diffs: bodies diff anew
 
 
 class DesiredStore:
@@ -71,9 +78,13 @@ class DesiredStore:
         self._pending: list[tuple[str, bytes]] = []
         self.count = 0
 
-    def put(self, desired: Desired) -> None:
+    def put(self, desired: Desired, diff: RegistrationDiff | None = None) -> None:
+        """Keep `desired`, and for a changed registration the plan's diff of it (only what a body needs):
+        the batch that finds the registration unchanged since the plan builds the body from it, without
+        diffing again (deepdiff costs milliseconds a registration)."""
+        recipe = None if diff is None else replace(diff, fields=(), ignored=(), labels={}, problems=())
         with self._lock:
-            self._pending.append((desired.address, pickle.dumps(desired, pickle.HIGHEST_PROTOCOL)))
+            self._pending.append((desired.address, pickle.dumps((desired, recipe), pickle.HIGHEST_PROTOCOL)))
             self.count += 1
             if len(self._pending) >= self.FLUSH:
                 self._flush()
@@ -82,8 +93,16 @@ class DesiredStore:
         return self.get_many([address]).get(address)
 
     def get_many(self, addresses: Iterable[str]) -> dict[str, Desired]:
+        return {a: d for a, (d, _) in self.planned(addresses).items()}
+
+    def diff(self, address: str) -> RegistrationDiff | None:
+        found = self.planned([address]).get(address)
+        return found[1] if found else None
+
+    def planned(self, addresses: Iterable[str]) -> dict[str, tuple[Desired, RegistrationDiff | None]]:
+        """Each address's declaration and, for a changed registration, the plan's diff of it."""
         wanted = list(addresses)
-        found: dict[str, Desired] = {}
+        found: dict[str, tuple[Desired, RegistrationDiff | None]] = {}
         with self._lock:
             self._flush()
             for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit, well inside

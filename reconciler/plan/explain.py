@@ -18,7 +18,9 @@ def _s(n: int, word: str, plural: str | None = None) -> str:
     return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
-def explain_stages(stages: tuple[Stage, ...]) -> list[str]:
+def explain_stages(stages: tuple[Stage, ...], *, each: bool = True) -> list[str]:
+    """The stages in words; `each=False` leaves out the line per submission (an apply log in CI, where
+    100,000 registrations would otherwise be 1,000 lines before the first write)."""
     lines = ["Apply runs these stages, in order:"]
     n = 0
     step = 0
@@ -44,10 +46,10 @@ def explain_stages(stages: tuple[Stage, ...]) -> list[str]:
                 )
                 lines.append(
                     f"  {step}. Orion    {_s(len(stage.batches), 'batch', 'batches')}, up to "
-                    f"{stage.parallelism} at once{extra}; each polled until it ends, then its registrations "
-                    "re-read"
+                    f"{stage.parallelism} at once{extra}; each read fresh just before it is sent (what changed "
+                    "since this plan stays unsent), polled to its end, then re-read"
                 )
-                for sub in stage.batches:
+                for sub in stage.batches if each else ():
                     n += 1
                     lines.append(f"     {n:>4}. {sub.method} {sub.path}  {_s(len(sub.items), 'registration')}")
             case Gate():
@@ -56,12 +58,13 @@ def explain_stages(stages: tuple[Stage, ...]) -> list[str]:
                 lines.append(
                     f"  {step}. SEI      {_s(len(stage.tickets), 'request')}, one per missing trade instruction"
                 )
-                for sub in stage.tickets:
+                for sub in stage.tickets if each else ():
                     n += 1
                     lines.append(f"     {n:>4}. {sub.method} {sub.path}  {terminal(sub.items[0])}")
             case Confirm():
                 lines.append(
-                    f"  {step}. confirm  read live state again; exit 0 only if everything matches the manifests"
+                    f"  {step}. confirm  read the tickets sent, and whatever was in doubt, again; exit 0 only if "
+                    "everything matches the manifests"
                 )
             case _:
                 assert_never(stage)

@@ -149,8 +149,8 @@ def plan_stream(
                 current = live.get(rid)
                 if current is None:
                     missing.append(desired)
-                elif builder.add_registration(desired, current) and store is not None:
-                    store.put(desired)
+                elif (d := builder.add_registration(desired, current)) is not None and store is not None:
+                    store.put(desired, d)  # the diff too: a batch whose registrations did not change reuses it
 
     def plan_instruction(desired: DesiredInstruction, row: tuple | None) -> None:
         change = builder.add_instruction(desired, _rows(row), batch_sizes[desired.batch_id])

@@ -57,8 +57,9 @@ def policy_lines(plan: Plan) -> list[str]:
     return out
 
 
-def render_plan_text(plan: Plan, stages: tuple[Stage, ...] | None = None) -> str:
-    """The plan, and the stages apply will run for it (given, or built with nothing in doubt)."""
+def render_plan_text(plan: Plan, stages: tuple[Stage, ...] | None = None, *, each: bool = True) -> str:
+    """The plan, and the stages apply will run for it (given, or built with nothing in doubt).
+    `each=False` (apply's log in CI): the counts and totals, not a line per change and submission."""
     stages = stages if stages is not None else build_stages(plan)
     s = plan_summary(plan)
     in_doubt = stages[0] if stages and isinstance(stages[0], Recover) and stages[0].busy else None
@@ -66,6 +67,12 @@ def render_plan_text(plan: Plan, stages: tuple[Stage, ...] | None = None) -> str
     actionable = plan.actionable()
     if not actionable:
         out.append("No changes. Live state matches the manifests.")
+    elif not each:
+        out.append(
+            f"reconciler will make {len(actionable)} change(s): `reconciler plan` lists each one; this log keeps to "
+            "the summary, and the apply report has every item."
+        )
+        out.append("")
     else:
         out.append("reconciler will perform these actions (+ create, ~ update, - remove, ! conflict):")
         out.append("")
@@ -88,7 +95,7 @@ def render_plan_text(plan: Plan, stages: tuple[Stage, ...] | None = None) -> str
     if actionable or in_doubt:
         if not actionable:
             out.append("")
-        out.extend(explain_stages(stages))
+        out.extend(explain_stages(stages, each=each))
         out.append("")
     out.extend(policy_lines(plan))
     out.append(summary_line(s))

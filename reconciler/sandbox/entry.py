@@ -48,6 +48,7 @@ class ServerOptions:
     tls_key: str | None = None
     client_ca: str | None = None
     seed: int | None = None  # for chance faults and latency ranges
+    seed_file: str | None = None  # start from this state file, keep state in memory (large estates)
 
 
 def run_server(opts: ServerOptions, announce: Callable[[str], None]) -> None:
@@ -68,16 +69,28 @@ def run_server(opts: ServerOptions, announce: Callable[[str], None]) -> None:
         sei_token=opts.sei_token or DEMO_CREDENTIALS["SEI_TOKEN"],
         sei_app_key=opts.sei_app_key or DEMO_CREDENTIALS["SEI_APP_KEY"],
     )
-    state = load_state(
-        Path(opts.state_file) if opts.state_file else None,
-        SandboxTiming(batch_latency=low, batch_latency_max=high, seed=opts.seed),
+    if opts.state_file and opts.seed_file:
+        raise OptionError("--state and --seed-state go separately: one keeps the file current, the other only reads it")
+    timing = SandboxTiming(batch_latency=low, batch_latency_max=high, seed=opts.seed)
+    if opts.seed_file:
+        try:
+            state = load_state(Path(opts.seed_file), timing, keep=False)
+        except (OSError, ValueError) as e:
+            raise OptionError(f"--seed-state {opts.seed_file}: {e}") from e
+    else:
+        state = load_state(Path(opts.state_file) if opts.state_file else None, timing)
+    kept = (
+        f"{opts.state_file} (kept after every write)"
+        if opts.state_file
+        else f"seeded from {opts.seed_file}, kept in memory"
+        if opts.seed_file
+        else "in memory (demo)"
     )
     tls = TlsFiles(opts.tls_cert, opts.tls_key, opts.client_ca) if opts.tls_cert and opts.tls_key else None
     base = f"{'https' if tls else 'http'}://{opts.host}:{opts.port}"
     lines = [
         f"reconciler sandbox: Orion at {base}/api, SEI at {base}",
-        f"state: {opts.state_file + ' (kept after every write)' if opts.state_file else 'in memory (demo)'}; "
-        f"{len(state.registrations)} registrations, {len(state.tickets)} ticket rows",
+        f"state: {kept}; {len(state.registrations)} registrations, {len(state.tickets)} ticket rows",
         f"controls: {base}/_sandbox/counters, /_sandbox/writes, /_sandbox/state, /_sandbox/faults",
         "",
         "To point reconciler at it:",

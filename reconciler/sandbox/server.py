@@ -71,8 +71,13 @@ class RunningSandbox:
         self.stop()
 
 
-def load_state(path: Path | None, timing: SandboxTiming | None = None) -> SandboxState:
-    """The state file's contents if it exists, else the demo state (written to the file if named)."""
+def load_state(path: Path | None, timing: SandboxTiming | None = None, *, keep: bool = True) -> SandboxState:
+    """The state file's contents if it exists, else the demo state (written to the file if named).
+    `keep=False`: only read the file (it must exist); the state lives in memory, never written back
+    (rewriting 100,000 registrations after every batch would be the sandbox's whole day)."""
+    if not keep:
+        assert path is not None
+        return SandboxState.from_json(json.loads(path.read_text(encoding="utf-8")), timing=timing)
     if path is not None and path.exists():
         return SandboxState.from_json(json.loads(path.read_text(encoding="utf-8")), timing=timing, path=path)
     state = SandboxState.from_json(demo_state(), timing=timing, path=path)

@@ -4,15 +4,22 @@ the Histories entries a change leaves behind."""
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
+import pickle
 from collections.abc import Callable
+from typing import Any
 
 from reconciler.sandbox.contract import REGISTRATION_FIELDS, SLEEVE_FIELDS, sleeve_model
 
-__all__ = ["NOT_REMOVABLE", "field_changes", "merge", "now_iso", "recompute_totals"]
+__all__ = ["NOT_REMOVABLE", "clone", "field_changes", "merge", "now_iso", "recompute_totals"]
 
 NOT_REMOVABLE = ("Custodial account",)
+
+
+def clone(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars), at C speed: copy.deepcopy's bookkeeping made
+    a batch of 100 registrations cost a fifth of a second of the emulator's one lock."""
+    return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
 
 
 def now_iso() -> str:
@@ -25,13 +32,13 @@ def merge(reg: dict, posted: dict, new_account_id: Callable[[], int]) -> tuple[d
     problems: list[str] = []
     for f in REGISTRATION_FIELDS:
         if f in posted:
-            reg[f] = copy.deepcopy(posted[f])
+            reg[f] = clone(posted[f])
     sleeves = reg.setdefault("accountSleeves", [])
     by_id = {s.get("accountId"): s for s in sleeves}
     for s in posted.get("accountSleeves") or []:
         aid = s.get("accountId") or 0
         if aid == 0:
-            new = {f: copy.deepcopy(s.get(f)) for f in SLEEVE_FIELDS if f in s}
+            new = {f: clone(s.get(f)) for f in SLEEVE_FIELDS if f in s}
             new.update(
                 accountId=new_account_id(),
                 registrationId=reg["registrationId"],
@@ -54,7 +61,7 @@ def merge(reg: dict, posted: dict, new_account_id: Callable[[], int]) -> tuple[d
         elif aid in by_id:
             for f in SLEEVE_FIELDS:
                 if f in s:
-                    by_id[aid][f] = copy.deepcopy(s[f])
+                    by_id[aid][f] = clone(s[f])
         else:
             problems.append(f"accountId {aid} is not a sleeve of registration {reg['registrationId']}")
     for item in posted.get("deletedSleeveTargets") or []:

@@ -52,13 +52,16 @@ T = TypeVar("T")
 STORED = "stored:"  # the entry of a ticket SEI stored: never released
 
 
-def claims_ddl(prefix: str) -> str:
-    """One row per claimed resource per vendor endpoint; `entry` is the holder's journal entry."""
-    return (
+def claims_ddl(prefix: str) -> list[str]:
+    """One row per claimed resource per vendor endpoint; `entry` is the holder's journal entry. Releases
+    and settlements go by (workspace, entry): indexed, since stored tickets' rows stay for good (without
+    it each release scanned them all, and 2,000 tickets spent 5 s in the claims file)."""
+    return [
         f"CREATE TABLE IF NOT EXISTS {prefix}claims (endpoint TEXT NOT NULL, kind TEXT NOT NULL, resource TEXT "
         "NOT NULL, workspace TEXT NOT NULL, entry TEXT NOT NULL, holder TEXT NOT NULL, at TEXT NOT NULL, "
-        "PRIMARY KEY (endpoint, kind, resource))"
-    )
+        "PRIMARY KEY (endpoint, kind, resource))",
+        f"CREATE INDEX IF NOT EXISTS claims_by_entry ON {prefix}claims (workspace, entry)",
+    ]
 
 
 @dataclass(frozen=True)
@@ -216,7 +219,8 @@ class SqliteClaims(Claims):
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(claims_ddl(""))
+            for ddl in claims_ddl(""):
+                self._db.execute(ddl)
         except (OSError, sqlite3.Error) as e:
             raise StateBackendError(
                 f"the claims file {path} cannot be opened ({e}); nothing was sent. It only "

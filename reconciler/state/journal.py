@@ -155,6 +155,7 @@ class Journal:
     def __init__(self, workspace: str):
         self.workspace = workspace
         self._lock = threading.Lock()
+        self.commits, self.commit_seconds = 0, 0.0
 
     def _execute(self, sql: str, args: tuple, fetch: bool) -> list[tuple]:
         raise NotImplementedError
@@ -167,7 +168,12 @@ class Journal:
 
     def _write(self, sql: str, args: tuple) -> list[tuple]:
         with self._lock:
-            return self._execute(self._t(sql), args, "RETURNING" in sql)
+            started = time.perf_counter()
+            try:
+                return self._execute(self._t(sql), args, "RETURNING" in sql)
+            finally:
+                self.commits += 1  # each write is its own durable commit (RECONCILER_STATS shows the cost)
+                self.commit_seconds += time.perf_counter() - started
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:

@@ -97,7 +97,8 @@ def _ensure_schema(conn: psycopg.Connection) -> None:
             f"CREATE TABLE IF NOT EXISTS {SCHEMA}.leases (workspace TEXT PRIMARY KEY, label TEXT, "
             "holder TEXT, backend_pid INTEGER, started TEXT, heartbeat TEXT)"
         )
-        conn.execute(claims_ddl(f"{SCHEMA}."))
+        for ddl in claims_ddl(f"{SCHEMA}."):
+            conn.execute(ddl)
         row = conn.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = 'schema_version'").fetchone()
         if row and int(row[0]) > SCHEMA_VERSION:
             raise StateBackendError(

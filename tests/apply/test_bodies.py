@@ -38,7 +38,7 @@ def test_one_bulk_read_per_batch_and_bodies_from_the_fresh_object(tmp_path):
     asked: list = []
     out = fresh_bodies(
         orion(serving(fresh, asked)),
-        [(a, fingerprint_registration(planned[1])), (b, fingerprint_registration(planned[2]))],
+        [(a, fingerprint_registration(planned[1]), None), (b, fingerprint_registration(planned[2]), None)],
     )
     assert asked == [[1, 2]]  # one bulk read for the batch, never one per registration
     assert [d.address for d, _ in out.ready] == ["SleeveRegistration/a", "SleeveRegistration/b"]
@@ -59,7 +59,7 @@ def test_an_edit_since_the_plan_is_stale_named_with_its_editor_and_not_sent(tmp_
     edited = {**planned[2], "isDoNotTrade": True, "editedBy": "jdoe", "editedDate": "2026-12-06T09:00:00Z"}
     fresh = {1: planned[1], 2: edited}  # 3 was deleted in Orion
     out = fresh_bodies(
-        orion(serving(fresh, [])), [(r, fingerprint_registration(planned[r.registration_id])) for r in (a, b, c)]
+        orion(serving(fresh, [])), [(r, fingerprint_registration(planned[r.registration_id]), None) for r in (a, b, c)]
     )
     assert [d.address for d, _ in out.ready] == ["SleeveRegistration/a"]
     why = dict(out.stale)

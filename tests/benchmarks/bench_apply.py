@@ -1,86 +1,230 @@
-"""Apply throughput: 1,000 changed registrations, 1 batch at a time vs 4 at a time, in one run; and,
-with --backend-url, the same apply on the local SQLite journal vs the shared PostgreSQL one.
+"""Apply at scale, against plan on the same tree and the vendor's own minimum, in one run (SPEC.md §8).
 
-    .venv/bin/python -m tests.benchmarks.bench_apply [--registrations 1000] [--latency 2.0]
-    .venv/bin/python -m tests.benchmarks.bench_apply --backend-url postgresql://user:pw@127.0.0.1:5432/db
+    .venv/bin/python -m tests.benchmarks.bench_apply                       # the curve and the fault row
+    .venv/bin/python -m tests.benchmarks.bench_apply --registrations 20000 --no-fault-row
+    .venv/bin/python -m tests.benchmarks.bench_apply --no-curve            # the fault row alone
 
-Each run starts from the same drifted sandbox state; the sandbox processes every batch for
-`--latency` seconds (batches run concurrently, as Orion's do). Prints wall times and the ratio.
+The curve, for each size (N changed registrations + N/10 new trade instructions, one file each):
+- plan, apply --auto-approve, and apply of a saved plan (plan --out, then apply FILE, against the sandbox
+  seeded afresh), each the real CLI in a fresh process: wall time and peak RSS;
+- the vendor's minimum: its batches × their mean latency ÷ parallelism (the sandbox's batches take
+  0.2–0.4 s, four at a time); apply's target is ≤ 1.5 × (plan + that);
+- apply's phases (RECONCILER_STATS) and the number of lines it printed (CI=true).
+
+The fault row: 2,000 changed registrations + 300 new instructions, batches of 1–2 s, default time-outs.
+A serial fault-free apply, a parallel one (4), and a parallel one against a vendor that pushes back by
+chance: 5% of all requests 429 with Retry-After, 3% of ticket POSTs answered 503 (not stored), 3% stored
+with the answer lost. After it: every ticket stored once, and a plan with no changes.
+
+The sandbox runs as `reconciler sandbox --seed-state` in its own process, as a vendor would; peak RSS
+is measured by a small launcher process (bench_plan.Launcher).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
-from reconciler.apply.evaluator import Evaluator
-from reconciler.manifests import load_manifests
-from reconciler.plan.builder import build_plan
-from reconciler.plan.stages import build_stages
-from reconciler.sandbox.server import start_sandbox
-from reconciler.sandbox.state import SandboxState, SandboxTiming
-from reconciler.state.claims import SqliteClaims
-from reconciler.state.sqlite import SqliteJournal
-from reconciler.vendors import open_vendors
-from reconciler.vendors.reads import read_live_state
+import httpx
+
+from reconciler.config import Settings
+from tests.benchmarks.bench_plan import TOKENS, Launcher, free_port
 from tests.benchmarks.estate import write_estate
-from tests.helpers.vendors import settings_for
+
+CURVE = (10_000, 20_000, 100_000)
+LATENCY = (0.2, 0.4)  # seconds per batch, drawn per batch
+PARALLELISM = 4
+FAULTS = "429=1@*%5,503@POST:/v1/order/tradetickets%3,drop@POST:/v1/order/tradetickets%3"
+CLI = [sys.executable, "-m", "reconciler"]
 
 
-def run(
-    registrations: int, latency: float, parallelism: int, root: Path, state: dict, backend_url: str | None = None
-) -> tuple[float, int]:
-    sandbox_state = SandboxState.from_json(state, timing=SandboxTiming(batch_latency=latency))
-    with start_sandbox(sandbox_state) as sb:
-        settings = settings_for(sb, parallelism=parallelism, read_timeout=60)
-        manifests = load_manifests([str(root)])
-        with open_vendors(settings) as vendors:
-            live = read_live_state(vendors, manifests.registrations, manifests.instructions, settings)
-            plan = build_plan(manifests, live)
-            start = time.perf_counter()
-            if backend_url:
-                from reconciler.config import Secret
-                from reconciler.state.postgres import PostgresJournal
+class Sandbox:
+    """`reconciler sandbox` in its own process, seeded from a state file, state kept in memory."""
 
-                journal = PostgresJournal(Secret(backend_url), f"bench-{time.time()}")
-            else:
-                journal = SqliteJournal(root.parent / f"journal-{parallelism}-{time.time()}.db")
-            result = Evaluator(
-                vendors,
-                journal,
-                settings,
-                manifests,
-                claims=SqliteClaims(root.parent / "claims.db", "bench", str(root.parent)),
-            ).run(build_stages(plan, parallelism=settings.parallelism), journal.begin_run("bench"))
-            elapsed = time.perf_counter() - start
-        assert result.exit_code == 0, result.counts()
-        batches = sum(1 for w in sb.state.writes if w["api"] == "orion")
-    return elapsed, batches
+    def __init__(self, state: Path, latency: tuple[float, float], faults: str | None = None) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        cmd = CLI + ["sandbox", "--port", str(self.port), "--seed-state", str(state)]
+        cmd += ["--batch-latency", f"{latency[0]}-{latency[1]}", "--fault-seed", "29"]
+        if faults:
+            cmd += ["--faults", faults]
+        self.proc = subprocess.Popen(
+            cmd, env={**os.environ, **TOKENS}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for _ in range(6000):
+            try:
+                httpx.get(f"{self.base}/_sandbox/health", timeout=5)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("the sandbox did not start")
+
+    def env(self, workspace: Path, **extra: str) -> dict[str, str]:
+        env = {
+            **os.environ,
+            **TOKENS,
+            "ORION_BASE_URL": f"{self.base}/api",
+            "SEI_BASE_URL": self.base,
+            "RECONCILER_WORKSPACE": str(workspace),
+            "RECONCILER_STATS": "1",
+            "CI": "true",
+            **extra,
+        }
+        for k in ("RECONCILER_SETTLE_WINDOW", "RECONCILER_READ_TIMEOUT", "RECONCILER_WRITE_TIMEOUT"):
+            env.pop(k, None)  # default time-outs
+        return env
+
+    def writes(self) -> list[dict]:
+        return httpx.get(f"{self.base}/_sandbox/writes", timeout=60).json()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _stats(r: subprocess.CompletedProcess) -> str:
+    return next((ln for ln in r.stderr.splitlines() if ln.startswith("stats:")), "stats: (none)")
+
+
+def _check(r: subprocess.CompletedProcess, rc: int, what: str) -> None:
+    if r.returncode != rc:
+        raise SystemExit(f"{what} exited {r.returncode}, not {rc}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+
+
+def run_size(launcher: Launcher, work: Path, n: int) -> dict:
+    root = work / "manifests"
+    t = time.perf_counter()
+    state = write_estate(root, n, n // 10, drift=1.0)
+    (work / "state.json").write_text(json.dumps(state))
+    del state
+    print(f"data: {n:,} changed registrations + {n // 10:,} new instructions ({time.perf_counter() - t:.0f} s)")
+    with Sandbox(work / "state.json", LATENCY) as sb:
+        p_time, p_rss, p = launcher.run(CLI + ["plan", str(root), "--detailed-exitcode"], sb.env(work / "ws1"), work)
+        _check(p, 2, "plan")
+        a_time, a_rss, a = launcher.run(CLI + ["apply", str(root), "--auto-approve"], sb.env(work / "ws1"), work)
+        _check(a, 0, "apply --auto-approve")
+        batches = sum(1 for w in sb.writes() if w["api"] == "orion")
+    print(f"  plan {p_time:7.1f} s  {p_rss / 1024:6.0f} MiB   {_stats(p)}")
+    print(f"  apply {a_time:6.1f} s  {a_rss / 1024:6.0f} MiB   {_stats(a)}")
+    lines = len((a.stdout + a.stderr).splitlines())
+    with Sandbox(work / "state.json", LATENCY) as sb:  # seeded afresh: the same changes to make
+        saved = work / "plan.json"
+        _, _, ps = launcher.run(CLI + ["plan", str(root), "--out", str(saved)], sb.env(work / "ws2"), work)
+        _check(ps, 0, "plan --out")
+        s_time, s_rss, s = launcher.run(CLI + ["apply", str(saved)], sb.env(work / "ws2"), work)
+        _check(s, 0, "apply FILE")
+    print(f"  apply FILE {s_time:6.1f} s  {s_rss / 1024:6.0f} MiB   {_stats(s)}", flush=True)
+    minimum = batches * (sum(LATENCY) / 2) / PARALLELISM
+    return {
+        "n": n,
+        "tickets": n // 10,
+        "plan": p_time,
+        "plan_rss": p_rss / 1024,
+        "apply": a_time,
+        "apply_rss": a_rss / 1024,
+        "saved": s_time,
+        "saved_rss": s_rss / 1024,
+        "batches": batches,
+        "minimum": minimum,
+        "lines": lines,
+    }
+
+
+def run_fault_row(launcher: Launcher, work: Path, regs: int = 2_000, tickets: int = 300) -> dict:
+    root = work / "manifests"
+    state = write_estate(root, regs, tickets, drift=1.0)
+    (work / "state.json").write_text(json.dumps(state))
+    settle = Settings().settle
+    print(f"fault row: {regs:,} changed registrations + {tickets} new instructions, batches 1–2 s, settle {settle:g} s")
+    times = {}
+    for name, parallelism, faults in (("serial", 1, None), ("parallel", PARALLELISM, None), ("faults", 4, FAULTS)):
+        with Sandbox(work / "state.json", (1.0, 2.0), faults) as sb:
+            env = sb.env(work / f"ws-{name}", RECONCILER_PARALLELISM=str(parallelism))
+            elapsed, _, r = launcher.run(CLI + ["apply", str(root), "--auto-approve"], env, work)
+            _check(r, 0, f"apply ({name})")
+            times[name] = elapsed
+            print(f"  {name:8} {elapsed:6.1f} s   {_stats(r)}", flush=True)
+            if faults:
+                httpx.delete(f"{sb.base}/_sandbox/faults", timeout=30)  # the checks read a calm vendor
+                stored = Counter(w["tradeTicketId"] for w in sb.writes() if w["api"] == "sei")
+                assert len(stored) == tickets and set(stored.values()) == {1}, stored.most_common(3)
+                _, _, after = launcher.run(CLI + ["plan", str(root), "--detailed-exitcode"], env, work)
+                _check(after, 0, "the plan after the faulty apply")
+                posts = httpx.get(f"{sb.base}/_sandbox/counters", timeout=30).json()["requests"]
+                times["ticket_posts"] = posts.get("POST /v1/order/tradetickets", 0)
+    return {**times, "settle": settle, "regs": regs, "tickets": tickets}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--registrations", type=int, default=1000)
-    ap.add_argument("--latency", type=float, default=2.0)
-    ap.add_argument("--backend-url", help="compare the local journal with this PostgreSQL one (parallelism 4)")
+    ap.add_argument("--registrations", type=int, action="append", help="one size (repeatable); default the curve")
+    ap.add_argument("--no-curve", action="store_true")
+    ap.add_argument("--no-fault-row", action="store_true")
+    ap.add_argument("--dir", type=Path, help="work folder (default: a new temporary one, removed after)")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-apply-"))
-    state = write_estate(tmp / "m", args.registrations, 0, drift=1.0)
-    print(f"apply {args.registrations} changed registrations; sandbox batch latency {args.latency:g} s")
-    times = {}
-    for parallelism in (1, 4):
-        elapsed, batches = run(args.registrations, args.latency, parallelism, tmp / "m", state)
-        times[parallelism] = elapsed
-        print(f"  parallelism {parallelism}: {elapsed:6.2f} s  ({batches} batch POSTs)")
-    print(f"  ratio parallel/serial: {times[4] / times[1]:.2f}  (ideal for 10 batches: 3/10 = 0.30)")
-    if args.backend_url:
-        shared, _ = run(args.registrations, args.latency, 4, tmp / "m", state, args.backend_url)
+    launcher = Launcher()  # first, while this process is small
+    base = args.dir or Path(tempfile.mkdtemp(prefix="bench-apply-"))
+    rows, fault = [], None
+    try:
+        for n in [] if args.no_curve else args.registrations or list(CURVE):
+            work = base / f"n{n}"
+            work.mkdir(parents=True, exist_ok=True)
+            rows.append(run_size(launcher, work, n))
+            if not args.dir:
+                shutil.rmtree(work, ignore_errors=True)
+        if not args.no_fault_row:
+            work = base / "faults"
+            work.mkdir(parents=True, exist_ok=True)
+            fault = run_fault_row(launcher, work)
+    finally:
+        launcher.close()
+        if not args.dir:
+            shutil.rmtree(base, ignore_errors=True)
+    print()
+    if rows:
         print(
-            f"  parallelism 4, PostgreSQL journal: {shared:6.2f} s vs SQLite {times[4]:.2f} s: "
-            f"{shared - times[4]:+.2f} s ({(shared / times[4] - 1) * 100:+.1f}%)"
+            "| estate | plan | vendor's minimum | apply | apply ÷ (plan + minimum) | apply FILE | "
+            "peak RSS plan / apply / apply FILE | apply ÷ plan (RSS) | log lines |"
         )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            bound = r["plan"] + r["minimum"]
+            print(
+                f"| {r['n']:,} + {r['tickets']:,} new tickets | {r['plan']:.1f} s | {r['minimum']:.1f} s "
+                f"({r['batches']} batches) | {r['apply']:.1f} s | **{r['apply'] / bound:.2f}** | "
+                f"{r['saved']:.1f} s ({r['saved'] / bound:.2f}) | {r['plan_rss']:,.0f} / {r['apply_rss']:,.0f} / "
+                f"{r['saved_rss']:,.0f} MiB | {max(r['apply_rss'], r['saved_rss']) / r['plan_rss']:.2f} | "
+                f"{r['lines']} |"
+            )
+    if fault:
+        over = fault["faults"] - fault["settle"]
+        print()
+        print(
+            "| fault row | serial, no faults | parallel 4, no faults | parallel 4, faults "
+            "| (faults − settle) ÷ serial |"
+        )
+        print("|---|---|---|---|---|")
+        print(
+            f"| {fault['regs']:,} + {fault['tickets']} tickets, settle {fault['settle']:g} s | "
+            f"{fault['serial']:.1f} s | "
+            f"{fault['parallel']:.1f} s ({fault['parallel'] / fault['serial']:.2f}) | {fault['faults']:.1f} s | "
+            f"**{over / fault['serial']:.2f}** |"
+        )
+        print(f"ticket POSTs under faults: {fault['ticket_posts']} for {fault['tickets']} tickets, each stored once")
 
 
 if __name__ == "__main__":
