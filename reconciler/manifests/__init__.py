@@ -24,9 +24,10 @@ from pathlib import Path
 
 from reconciler.errors import ConfigError, Diagnostic, ManifestError
 from reconciler.escaping import visible
-from reconciler.manifests.resolve import Resolved, TreeResolver, resolve_document, rule_diagnostics
+from reconciler.manifests.resolve import Resolved, resolve_document, rule_diagnostics
 from reconciler.manifests.schema import KIND_SCHEMAS, validate_document
 from reconciler.manifests.tree import iter_manifest_files
+from reconciler.manifests.tree_stage import TreeResolver
 from reconciler.model import DesiredBatch, DesiredRegistration, ManifestSet
 from reconciler.yamldoc import Document, load_documents
 

@@ -3,14 +3,12 @@
 Two stages, so the per-document work can run in worker processes next to parsing:
 - `resolve_document` (per file, parallel): a registration without a template and a trade batch
   resolve on their own, with their business rules; templates and registrations naming one wait.
-- `TreeResolver` (whole tree, fed in file order): template merges, and the cross-document rules (unique names,
-  registrationIds, batchIds, tradeTicketIds, templates that exist). A duplicate points at the
-  second occurrence and names the first.
+- `TreeResolver` (whole tree, fed in file order; manifests/tree_stage.py): template merges, and the
+  cross-document rules (unique names, registrationIds, batchIds, tradeTicketIds, templates that exist).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +26,7 @@ from reconciler.model import (
 )
 from reconciler.yamldoc import Document
 
-__all__ = ["Resolved", "TreeResolver", "resolve_document", "rule_diagnostics"]
+__all__ = ["Resolved", "resolve_document", "rule_diagnostics"]
 
 # Fields an instruction needs once batch defaults are merged; SEI cannot book a ticket without them.
 REQUIRED_INSTRUCTION_FIELDS = ("masterOrderId", "side", "ticker", "cusip", "target")
@@ -130,141 +128,19 @@ def resolve_document(kind: str, doc: Document) -> Resolved:
     return out
 
 
-class TreeResolver:
-    """The whole-tree stage, fed document by document in file order, so a plan can start on the
-    first resources while later files are still being parsed.
-
-    `add` yields each registration (without a template) and trade batch as soon as it is known to be
-    no duplicate of an earlier one; `finish` merges templates into the registrations that name one
-    (a template may come later in the tree) and returns every cross-document problem. It keeps only
-    keys and sources, never the resources it yielded, so memory is the caller's to choose.
-    A caller must discard what was yielded when `finish` returns diagnostics.
-    """
-
-    def __init__(self) -> None:
-        self.diags: list[Diagnostic] = []
-        self._first_name: dict[tuple[str, str], Source] = {}
-        self._first_reg: dict[int, Source] = {}
-        self._first_batch: dict[str, Source] = {}
-        self._first_ticket: dict[int, Source] = {}
-        self._templates: dict[str, Document] = {}
-        self._waiting: list[Resolved] = []  # registrations that name a template
-        self._policies: list[Policy] = []
-
-    def add(self, items: list[Resolved]) -> Iterator[DesiredRegistration | DesiredBatch]:
-        for r in items:
-            self.diags.extend(r.diagnostics)
-            if _duplicate(self.diags, self._first_name, (r.kind, r.name), r.name_source, f"{r.kind} name {r.name}"):
-                continue
-            if r.kind == "SleeveTemplate" and r.document is not None:
-                self._templates[r.name] = r.document
-            elif r.policy is not None:
-                self._policies.append(r.policy)
-            elif r.kind == "SleeveRegistration":
-                if r.registration is None:
-                    self._waiting.append(r)
-                elif not self._duplicate_registration(r.registration.registration_id, r.key_source):
-                    yield r.registration
-            elif r.batch is not None:
-                batch = r.batch
-                unique = tuple(
-                    i
-                    for i in batch.instructions
-                    if not _duplicate(
-                        self.diags,
-                        self._first_ticket,
-                        i.ticket_id,
-                        r.ticket_sources[i.ticket_id],
-                        f"tradeTicketId {i.ticket_id}",
-                    )
-                )
-                if not _duplicate(
-                    self.diags, self._first_batch, batch.batch_id, r.key_source, f"batchId {batch.batch_id}"
-                ):
-                    yield (
-                        DesiredBatch(batch.name, batch.batch_id, unique, batch.source, batch.labels)
-                        if len(unique) != len(batch.instructions)
-                        else batch
-                    )
-
-    def _duplicate_registration(self, registration_id: int, source: Source) -> bool:
-        return _duplicate(self.diags, self._first_reg, registration_id, source, f"registrationId {registration_id}")
-
-    def finish(self) -> tuple[tuple[DesiredRegistration, ...], tuple[Policy, ...], list[Diagnostic]]:
-        """(registrations that name a template, policies, every problem found in the tree)."""
-        reported: set[Diagnostic] = set(self.diags)
-        for doc in self._templates.values():
-            spec = doc.data["spec"]
-            _check_sleeves(spec, spec.get("accountSleeves") or [], doc, _collector(self.diags, reported))
-        late = []
-        for r in self._waiting:
-            assert r.document is not None  # a registration that names a template keeps its document
-            reg = _with_template(r.document, self._templates, _collector(self.diags, reported))
-            if reg is None:
-                continue
-            first = self._first_reg.get(reg.registration_id)
-            if first is not None and r.key_source < first:  # the earlier file is the first, as without templates
-                self._first_reg[reg.registration_id] = r.key_source
-                _duplicate(
-                    self.diags,
-                    {reg.registration_id: r.key_source},
-                    reg.registration_id,
-                    first,
-                    f"registrationId {reg.registration_id}",
-                )
-            elif not self._duplicate_registration(reg.registration_id, r.key_source):
-                late.append(reg)
-        return tuple(late), tuple(self._policies), self.diags
-
-
-def _duplicate(diags: list[Diagnostic], first: dict, key: Any, src: Source, what: str) -> bool:
-    if key in first:
-        f = first[key]
-        diags.append(
-            Diagnostic(
-                src.file,
-                src.line,
-                src.col,
-                f"duplicate {what} (first at {f.file}:{f.line})",
-                "each must be unique across the manifests",
-            )
-        )
-        return True
-    first[key] = src
-    return False
-
-
-def _collector(diags: list[Diagnostic], reported: set[Diagnostic]):
-    def report(d: Diagnostic) -> None:
-        if d not in reported:  # a template's list problem is reported once, not once per user
-            reported.add(d)
-            diags.append(d)
-
-    return report
-
-
 def _check_sleeves(fields: dict, sleeves: list[dict], list_doc: Document, report) -> None:
     for path, message, hint in iter_registration_problems(fields, sleeves, complete=False):
         report(list_doc.diagnostic(("spec",) + path, message, hint))
 
 
-def _with_template(doc: Document, templates: dict[str, Document], report) -> DesiredRegistration | None:
-    spec = doc.data["spec"]
-    name = spec["template"]
-    tdoc = templates.get(name)
-    if tdoc is None:
-        report(
-            doc.diagnostic(
-                ("spec", "template"),
-                f"template '{name}' does not exist",
-                "define a SleeveTemplate with that metadata.name, or fix the name",
-            )
-        )
-        return None
-    return _registration(doc, tdoc.data["spec"], tdoc, report)
-
-
-def _registration(doc: Document, inherited: dict, tdoc: Document, report) -> DesiredRegistration:
+def _registration(
+    doc: Document,
+    inherited: dict,
+    tdoc: Document,
+    report,
+    shared: dict[str, tuple] | None = None,
+    template: str | None = None,
+) -> DesiredRegistration:
     """Merge template fields (`inherited`) under the registration's own; own accountSleeves replace."""
     spec = doc.data["spec"]
     meta = doc.data["metadata"]
@@ -275,13 +151,19 @@ def _registration(doc: Document, inherited: dict, tdoc: Document, report) -> Des
     sleeves = merged.pop("accountSleeves", None) or []
     if sleeves_doc is doc or any(f in spec for f in ("contributionAllocationMethod", "distributionAllocationMethod")):
         _check_sleeves(merged, sleeves, sleeves_doc, report)
+    reuse = shared if sleeves_doc is not doc and template is not None else None  # the template's own sleeves
+    built = reuse.get(template) if reuse is not None and template is not None else None
+    if built is None:
+        built = tuple(
+            DesiredSleeve(dict(s), _source(sleeves_doc, ("spec", "accountSleeves", i))) for i, s in enumerate(sleeves)
+        )
+        if reuse is not None and template is not None:
+            reuse[template] = built
     return DesiredRegistration(
         name=meta["name"],
         registration_id=spec["registrationId"],
         fields=merged,
-        sleeves=tuple(
-            DesiredSleeve(dict(s), _source(sleeves_doc, ("spec", "accountSleeves", i))) for i, s in enumerate(sleeves)
-        ),
+        sleeves=built,
         source=_source(doc, ()),
         labels=dict(meta.get("labels") or {}),
         template=spec.get("template"),

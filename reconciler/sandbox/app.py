@@ -322,11 +322,7 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         rows = body.get("rows") if isinstance(body, dict) else None
         if not isinstance(rows, list):
             return JSONResponse({"error": "expected {rows: [...]}"}, status_code=400)
-        with state.lock:
-            state.tickets.extend(rows)
-            state._ticket_ids.update(int(r["tradeTicketId"]) for r in rows)
-            state.save()
-        return JSONResponse({"tickets": len(state.tickets)})
+        return JSONResponse({"tickets": state.add_rows(rows)})
 
     async def ticket_count(request: Request) -> Response:
         tid = request.path_params["tid"]

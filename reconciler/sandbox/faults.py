@@ -5,6 +5,7 @@ A fault spec is a comma-separated list of `KIND[=ARG]@[METHOD:]PATH_GLOB[#COUNT]
     429=2@POST:/api/v1/Trading/*#3    three 429s with Retry-After: 2 on Orion writes
     429=date@*#1                      one 429 whose Retry-After is an HTTP date 1 s ahead
     503=1@GET:/v1/order/tradetickets  503 with Retry-After 1, forever
+    503=none@POST:/v1/order/tradetickets%3  3% of ticket POSTs answered 503 without Retry-After (not stored)
     500@POST:*/process/batch#1        one 500 on a batch submit (the batch is *not* created)
     drop@POST:/v1/order/tradetickets#1  accept and store, then drop the connection mid-answer
     slow=2.5@*#4                      act, then wait 2.5 s before answering

@@ -65,7 +65,7 @@ class FaultMiddleware:
         fault = self.faults.take(method, path, ("429", "503", "500", "502"))
         if fault is not None:
             headers = {}
-            if fault.kind in ("429", "503"):
+            if fault.kind in ("429", "503") and fault.arg != "none":  # 503=none: no Retry-After, outcome unknown
                 headers["Retry-After"] = _retry_after(fault.arg)
             maker = (
                 orion_error

@@ -61,6 +61,9 @@ class SandboxState:
         self.ticket_posts: dict[int, int] = {}  # POSTs that reached SEI per tradeTicketId, 409s included
         self.ticket_post_times: list[float] = []  # self.clock() of every ticket POST that reached SEI
         self._ticket_ids = {int(t["tradeTicketId"]) for t in self.tickets}
+        self._rows_of: dict[int, list[dict]] = {}  # tradeTicketId → its rows: a lookup, not a scan per GET
+        for t in self.tickets:
+            self._rows_of.setdefault(int(t["tradeTicketId"]), []).append(t)
         self._models: set | None = None  # known_models(), kept up to date by writes
         self._models_of: dict | None = None
 
@@ -84,7 +87,7 @@ class SandboxState:
         other = SandboxState.from_json(data)
         with self.lock:
             self.registrations, self.tickets, self.histories = other.registrations, other.tickets, other.histories
-            self._ticket_ids = other._ticket_ids
+            self._ticket_ids, self._rows_of = other._ticket_ids, other._rows_of
             self.next_history_id = max(self.next_history_id, other.next_history_id)
             self.next_account_id = max(self.next_account_id, other.next_account_id)
             self.save()
@@ -343,13 +346,10 @@ class SandboxState:
         self, ticket_id: int | None, status: str | None, limit: int, cursor: int
     ) -> tuple[list[dict], int, int | None]:
         with self.lock:
-            rows = [
-                t
-                for t in self.tickets
-                if (ticket_id is None or int(t["tradeTicketId"]) == ticket_id)
-                and (status is None or t.get("status") == status)
-            ]
-            page = rows[cursor : cursor + limit]
+            rows = self.tickets if ticket_id is None else self._rows_of.get(ticket_id, [])
+            if status is not None:
+                rows = [t for t in rows if t.get("status") == status]
+            page = rows[cursor : cursor + limit]  # the whole list is never copied to serve one page
             nxt = cursor + limit if cursor + limit < len(rows) else None
             return clone(page), len(rows), nxt
 
@@ -379,10 +379,22 @@ class SandboxState:
             }
             self.tickets.append(row)
             self._ticket_ids.add(tid)
+            self._rows_of.setdefault(tid, []).append(row)
             self.log_write("sei", "POST", "/v1/order/tradetickets", tradeTicketId=tid)
             self.save()
             return clone(row)
 
+    def add_rows(self, rows: list[dict]) -> int:
+        """Ticket rows as SEI would list them (a test's or a benchmark's setup); the number of rows after."""
+        with self.lock:
+            for r in rows:
+                tid = int(r["tradeTicketId"])
+                self.tickets.append(r)
+                self._ticket_ids.add(tid)
+                self._rows_of.setdefault(tid, []).append(r)
+            self.save()
+            return len(self.tickets)
+
     def ticket_count(self, ticket_id: int) -> int:
         with self.lock:
-            return sum(1 for t in self.tickets if int(t["tradeTicketId"]) == ticket_id)
+            return len(self._rows_of.get(ticket_id, []))

@@ -4,7 +4,8 @@
     .venv/bin/python -m tests.benchmarks.bench_apply --registrations 20000 --no-fault-row
     .venv/bin/python -m tests.benchmarks.bench_apply --no-curve            # the fault row alone
 
-The curve, for each size (N changed registrations + N/10 new trade instructions, one file each):
+The curve, for each size (N changed registrations + N/10 new trade instructions, one file each; four
+registrations in five on one of 5 shared templates, as estate.py `varied` writes them):
 - plan, apply --auto-approve, and apply of a saved plan (plan --out, then apply FILE, against the sandbox
   seeded afresh), each the real CLI in a fresh process: wall time and peak RSS;
 - the vendor's minimum: its batches × their mean latency ÷ parallelism (the sandbox's batches take
@@ -13,8 +14,9 @@ The curve, for each size (N changed registrations + N/10 new trade instructions,
 
 The fault row: 2,000 changed registrations + 300 new instructions, batches of 1–2 s, default time-outs.
 A serial fault-free apply, a parallel one (4), and a parallel one against a vendor that pushes back by
-chance: 5% of all requests 429 with Retry-After, 3% of ticket POSTs answered 503 (not stored), 3% stored
-with the answer lost. After it: every ticket stored once, and a plan with no changes.
+chance: 5% of all requests 429 with Retry-After, 3% of ticket POSTs answered 503 without Retry-After (not
+stored, so in doubt until a settle window of read-backs shows it absent, then sent again), 3% stored with
+the answer lost. After it: every ticket stored once, and a plan with no changes.
 
 The sandbox runs as `reconciler sandbox --seed-state` in its own process, as a vendor would; peak RSS
 is measured by a small launcher process (bench_plan.Launcher).
@@ -42,7 +44,7 @@ from tests.benchmarks.estate import write_estate
 CURVE = (10_000, 20_000, 100_000)
 LATENCY = (0.2, 0.4)  # seconds per batch, drawn per batch
 PARALLELISM = 4
-FAULTS = "429=1@*%5,503@POST:/v1/order/tradetickets%3,drop@POST:/v1/order/tradetickets%3"
+FAULTS = "429=1@*%5,503=none@POST:/v1/order/tradetickets%3,drop@POST:/v1/order/tradetickets%3"
 CLI = [sys.executable, "-m", "reconciler"]
 
 
@@ -108,7 +110,7 @@ def _check(r: subprocess.CompletedProcess, rc: int, what: str) -> None:
 def run_size(launcher: Launcher, work: Path, n: int) -> dict:
     root = work / "manifests"
     t = time.perf_counter()
-    state = write_estate(root, n, n // 10, drift=1.0)
+    state = write_estate(root, n, n // 10, drift=1.0, varied=True)
     (work / "state.json").write_text(json.dumps(state))
     del state
     print(f"data: {n:,} changed registrations + {n // 10:,} new instructions ({time.perf_counter() - t:.0f} s)")

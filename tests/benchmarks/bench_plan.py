@@ -3,7 +3,8 @@
     .venv/bin/python -m tests.benchmarks.bench_plan                     # the curve: 10k, 30k, 100k
     .venv/bin/python -m tests.benchmarks.bench_plan --registrations 10000  # one size (instructions 2×)
 
-For each size (N registrations, 2N instructions, 1% drift):
+For each size (N registrations, 2N instructions, 1% drift; four registrations in five on one of 5 shared
+templates, tickets of 0–2 orders: estate.py `varied`, as a desk's data looks; `--uniform` for the old data):
 - floor: parse every manifest with PyYAML's C loader + fetch the same live state from the sandbox as
   raw JSON (the bulk read in 500-id chunks, 4 at a time, then SEI's ticket pages), one after the other;
 - validate and plan: the real CLI in a fresh process each, wall time and peak RSS;
@@ -114,16 +115,26 @@ def floor(root: Path, base: str, ids: list[int]) -> tuple[float, float]:
     return parse, time.perf_counter() - start
 
 
-def run_size(launcher: Launcher, work: Path, registrations: int, instructions: int, drift: float, rounds: int) -> dict:
+def run_size(
+    launcher: Launcher,
+    work: Path,
+    registrations: int,
+    instructions: int,
+    drift: float,
+    rounds: int,
+    varied: bool = True,
+) -> dict:
     root = work / "manifests"
     t = time.perf_counter()
-    state = write_estate(root, registrations, instructions, drift=drift)
+    state = write_estate(root, registrations, instructions, drift=drift, varied=varied)
     (work / "state.json").write_text(json.dumps(state))
     ids = [r["registrationId"] for r in state["registrations"]]
     del state
     files = len(iter_manifest_files([str(root)])[0])
+    shape = "4 in 5 on 5 templates, tickets of 0-2 orders" if varied else "uniform"
     print(
-        f"data: {registrations:,} registrations, {instructions:,} instructions, drift {drift:.0%}, {files:,} files "
+        f"data: {registrations:,} registrations ({shape}), "
+        f"{instructions:,} instructions, drift {drift:.0%}, {files:,} files "
         f"(generated in {time.perf_counter() - t:.1f} s); {os.cpu_count()} cores",
         flush=True,
     )
@@ -225,6 +236,7 @@ def main() -> None:
         help="floor + plan, back to back, this many times (default 2); the table takes the best of each",
     )
     ap.add_argument("--dir", type=Path, help="work folder (default: a new temporary one, removed after)")
+    ap.add_argument("--uniform", action="store_true", help="the old data: no templates, one order per ticket")
     args = ap.parse_args()
     launcher = Launcher()  # first, while this process is small
     sizes = args.registrations or list(CURVE)
@@ -233,7 +245,7 @@ def main() -> None:
         for n in sizes:
             work = (args.dir or Path(tempfile.mkdtemp(prefix="bench-plan-"))) / f"n{n}"
             work.mkdir(parents=True, exist_ok=True)
-            rows.append(run_size(launcher, work, n, 2 * n, args.drift, args.rounds))
+            rows.append(run_size(launcher, work, n, 2 * n, args.drift, args.rounds, not args.uniform))
             if not args.dir:
                 shutil.rmtree(work.parent, ignore_errors=True)
             print()

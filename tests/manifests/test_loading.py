@@ -76,3 +76,34 @@ def test_a_process_with_another_thread_running_never_forks(monkeypatch):
         assert manifests_pkg._start_method() != "fork"
     finally:
         stop.set()
+
+
+def test_template_files_come_first_so_no_registration_waits_for_the_end_of_the_tree(tmp_path):
+    """registrations/ sorts before templates/: without template files first, every registration naming a
+    template was held (its whole document) until the tree ended, and read after the parse."""
+    from reconciler.manifests.tree import iter_manifest_files
+    from reconciler.model import DesiredRegistration
+
+    write_estate(tmp_path / "m", 60, 100, varied=True)
+    (tmp_path / "m" / "registrations" / "zz-also-a-template.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: 'SleeveTemplate'\nmetadata: {name: extra}\nspec:\n"
+        "  accountSleeves:\n    - {sleeveType: Normal sleeve, modelAggId: 36, targetAllocation: 100}\n"
+    )
+    files, _ = iter_manifest_files([str(tmp_path / "m")])
+    names = [str(path.relative_to(tmp_path / "m")) for path, _ in files]
+    assert names[:6] == ["registrations/zz-also-a-template.yaml"] + [f"templates/model-{k}.yaml" for k in range(5)]
+    assert names[6:] == sorted(names[6:])  # the rest keep their order
+    kinds = [
+        "template" if isinstance(r, DesiredRegistration) and r.template else type(r).__name__
+        for r in ManifestStream([str(tmp_path / "m")], workers=1)
+    ]
+    assert kinds.count("template") == 48
+    last_templated = max(i for i, k in enumerate(kinds) if k == "template")
+    first_batch = kinds.index("DesiredBatch")
+    assert last_templated < first_batch  # in file order, not after the whole tree
+
+
+def test_registrations_on_one_template_share_its_sleeves(tmp_path):
+    write_estate(tmp_path / "m", 30, 0, varied=True)
+    regs = [r for r in load_manifests([str(tmp_path / "m")]).registrations if r.template == "model-1"]
+    assert len(regs) >= 5 and len({id(r.sleeves) for r in regs}) == 1  # one tuple, not one per registration
