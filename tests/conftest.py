@@ -26,8 +26,17 @@ from .helpers.processes import ROOT, quick_env
 from .helpers.vendors import settings_for
 
 # Claims live machine-wide (the user's state folder) by default; the suite's, and those of every CLI
-# process it starts, stay in a folder of its own (one per xdist worker).
+# process it starts, stay in a folder of its own.
 os.environ.setdefault("RECONCILER_CLAIMS_DIR", tempfile.mkdtemp(prefix="reconciler-test-claims-"))
+
+
+@pytest.fixture(autouse=True)
+def claims_of_this_test(tmp_path_factory, monkeypatch):
+    """Each test its own claims. A claim is keyed by endpoint, and a sandbox's port can be reused: a killed
+    apply's claim (its journal still open, so rightly held) once met a later test's sandbox on the same
+    port, and that test's registrations were skipped as held by another workspace."""
+    monkeypatch.setenv("RECONCILER_CLAIMS_DIR", str(tmp_path_factory.mktemp("claims")))
+
 
 FAST_BATCHES = 0.2  # seconds a sandbox batch takes in most tests
 SLOW_BATCHES = 5.0  # seconds a batch takes where a second command must meet it still processing

@@ -58,6 +58,7 @@ class Parking:
         self._seq = itertools.count()
         self._outstanding = 0  # parked or running
         self._running = 0  # steps on a thread now
+        self._joining = False  # the owner waits in join(): nothing more will be parked from outside
         self._closed = False
         self._pool: ThreadPoolExecutor | None = None
         self._dispatcher: threading.Thread | None = None
@@ -82,8 +83,13 @@ class Parking:
 
     def join(self) -> None:
         with self._cv:
-            while self._outstanding:
-                self._cv.wait()
+            self._joining = True
+            self._cv.notify_all()
+            try:
+                while self._outstanding:
+                    self._cv.wait()
+            finally:
+                self._joining = False
 
     def close(self) -> None:
         """After `join`: stop the scheduler and its threads."""
@@ -115,9 +121,9 @@ class Parking:
                     if self._due and self._due[0][0] <= self._clock():
                         break
                     wait = None if not self._due else max(0.0, self._due[0][0] - self._clock())
-                    if self._sleep is None or wait is None or self._running:
+                    if self._sleep is None or wait is None or self._running or not self._joining:
                         self._cv.wait(wait if self._sleep is None else None)
-                    else:  # a fake clock, and no step running that could still park something sooner: move it
+                    else:  # a fake clock, its owner waiting in join() and no step running: move the clock
                         self._cv.release()
                         try:
                             self._sleep(wait)

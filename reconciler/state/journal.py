@@ -5,10 +5,10 @@ workspace in its state folder) and `postgres.PostgresJournal` (shared, so it out
 only say how to connect and which column types to use. Every row carries its workspace key, so one
 PostgreSQL database serves many workspaces without them seeing each other's writes.
 
-Every submission is written down *before* it is sent and again when its answer comes back. Each
-entry is its own committed transaction with synchronous=FULL, so it is on disk before the request
-leaves: a process killed at any point leaves a journal that says exactly which writes may have
-reached a vendor. Nothing is sent again while the journal says its earlier send is unresolved.
+Every submission is written down *before* it is sent and again when its answer comes back, each entry its
+own commit. An intent (a batch submitting, its id, a ticket sending) waits for the disk before the request
+leaves; an outcome rides with the next durable commit, and lost in a power cut it leaves its intent open
+for the next run to resolve from live state. Nothing is sent again while an earlier send is unresolved.
 
 Orion batches (one row each):
 
@@ -156,6 +156,7 @@ class Journal:
         self.workspace = workspace
         self._lock = threading.Lock()
         self.commits, self.commit_seconds = 0, 0.0
+        self._durability = True  # what the connection does now (each backend starts durable)
 
     def _execute(self, sql: str, args: tuple, fetch: bool) -> list[tuple]:
         raise NotImplementedError
@@ -166,13 +167,20 @@ class Journal:
     def _t(self, sql: str) -> str:
         return sql.replace("{p}", self.prefix)
 
-    def _write(self, sql: str, args: tuple) -> list[tuple]:
+    def _durable(self, durable: bool) -> None:
+        """Make the following commits wait for the disk (True) or not (False); each backend says how."""
+
+    def _write(self, sql: str, args: tuple, *, durable: bool = True) -> list[tuple]:
+        """One commit. `durable=False`, for outcomes only, rides with the next durable commit (see above)."""
         with self._lock:
             started = time.perf_counter()
             try:
+                if durable is not self._durability:
+                    self._durable(durable)
+                    self._durability = durable
                 return self._execute(self._t(sql), args, "RETURNING" in sql)
             finally:
-                self.commits += 1  # each write is its own durable commit (RECONCILER_STATS shows the cost)
+                self.commits += 1  # RECONCILER_STATS shows what the journal costs a run
                 self.commit_seconds += time.perf_counter() - started
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
@@ -218,15 +226,19 @@ class Journal:
         )
 
     def batch_state(self, local_id: str, state: str, *, batch_id: int | None = None, detail: str | None = None) -> None:
+        # a batch id (`submitted`) and every open state are durable; how a batch ended is an outcome
+        durable = state in BatchState.OPEN
         if batch_id is not None:
             self._write(
                 "UPDATE {p}batches SET state=?, batch_id=?, updated_at=?, detail=? WHERE local_id=?",
                 (state, batch_id, _now(), detail, local_id),
+                durable=durable,
             )
         else:
             self._write(
                 "UPDATE {p}batches SET state=?, updated_at=?, detail=? WHERE local_id=?",
                 (state, _now(), detail, local_id),
+                durable=durable,
             )
 
     def open_batches(self) -> list[BatchEntry]:
@@ -275,6 +287,9 @@ class Journal:
             "INSERT INTO {p}tickets(workspace, run_id, ticket_id, address, event, at, at_epoch, detail) "
             "VALUES (?,?,?,?,?,?,?,?)",
             (self.workspace, run_id, ticket_id, address, event, _now(), time.time(), detail),
+            # `sending` is on disk before the POST leaves. An outcome lost in a power cut leaves `sending`
+            # last: in doubt, read back by the next run, never sent blindly (the safe direction)
+            durable=event == TicketEvent.SENDING,
         )
 
     def ticket_history(self, ticket_id: int) -> list[tuple[str, str | None]]:
@@ -316,8 +331,6 @@ class Journal:
                 "is in doubt; it is read back, never sent again blindly"
             )
         return f"the journal records ticket {ticket_id} as {t.event} at SEI; it is never sent twice"
-
-    # --- what is in doubt, and operators' resolutions -----------------------------------------------
 
     # --- entries as claims name them (claims.py) -------------------------------------------------------
 

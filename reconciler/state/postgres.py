@@ -120,6 +120,10 @@ class PostgresJournal(Journal):
         self._url = url
         self._conn = connect(url, migrate=not readonly)
 
+    def _durable(self, durable: bool) -> None:
+        # an outcome need not wait for the server's WAL flush; an intent does (the server's default)
+        self._execute(f"SET synchronous_commit TO {'on' if durable else 'off'}", (), False)
+
     def _execute(self, sql: str, args: tuple, fetch: bool) -> list[tuple]:
         try:
             cur = self._conn.execute(sql.replace("?", "%s"), args)

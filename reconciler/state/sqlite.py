@@ -1,6 +1,7 @@
 """The embedded journal: one SQLite file per workspace, in the workspace's state folder.
 
-WAL mode and `synchronous=FULL`: every entry is on disk before the request it describes leaves. Files
+WAL mode and `synchronous=FULL`: every entry is on disk before the request it describes leaves; outcomes
+(journal.py `_write(durable=False)`) ride along with the next durable commit. Files
 are 0600 in a 0700 folder (the journal names accounts and tickets). A file that is not a journal, or
 is damaged, is named with what to do (`damaged_journal`), and `salvage` shows what can still be read.
 """
@@ -88,6 +89,10 @@ class SqliteJournal(Journal):
         if not path.exists():
             return None
         return cls(path, workspace=workspace, readonly=True)
+
+    def _durable(self, durable: bool) -> None:
+        # WAL: FULL fsyncs the log at each commit; NORMAL leaves it to the next FULL commit or checkpoint
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
 
     def _execute(self, sql: str, args: tuple, fetch: bool) -> list[tuple]:
         try:
