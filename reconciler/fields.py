@@ -19,6 +19,7 @@ __all__ = [
     "COUNTED_SLEEVE_TYPES",
     "ENVIRONMENTS",
     "SETTLE_FLOOR_SECONDS",
+    "utc_text",
     "INSTRUCTION_FIELDS",
     "NUMERIC_TOLERANCE",
     "ORION_BATCH_LIMIT",
@@ -296,3 +297,12 @@ def parse_vendor_time(value: Any) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return when.timestamp()
+
+
+def utc_text(value: Any) -> str | None:
+    """A vendor timestamp shown in UTC, to the second (`2024-04-25T05:44:06Z`), whatever offset the vendor
+    gave; None if it cannot be read (show the vendor's own string then). Reports keep the original too."""
+    epoch = parse_vendor_time(value)
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from reconciler.apply.evaluator import Evaluator
-from reconciler.apply.outcomes import ItemStatus
 from reconciler.apply.recovery import Evidence
+from reconciler.apply.watch import Phases, Signals, reporter
 from reconciler.config import Settings
 from reconciler.config.environment import RunFacts, run_facts
-from reconciler.console import Output, ProgressReporter
+from reconciler.console import Output
 from reconciler.errors import PlanBlockedError, PlanFileError
 from reconciler.files import check_writable, write_private
 from reconciler.manifests import ManifestStream
@@ -34,7 +30,7 @@ from reconciler.manifests.policy import enforce_policies, evaluate_policies, win
 from reconciler.model import Plan
 from reconciler.plan.desired import DesiredStore
 from reconciler.plan.receipt import endpoint_problems, receipt_problems, stale_reasons
-from reconciler.plan.saved import SavedPlan, binding_problems, current_binding
+from reconciler.plan.saved import SavedPlan, binding_problems, current_binding, destination
 from reconciler.plan.stages import Recover, build_stages
 from reconciler.plan.stream import StreamedPlan, plan_stream
 from reconciler.plan.targeting import Targeting, selection_line
@@ -89,7 +85,12 @@ def run_apply(
     stop = threading.Event()
     with open_session(settings, sandbox=request.sandbox) as session:
         settings = session.settings
+        out.info(session.environment_line)  # where this goes, before anything else
         if request.saved is not None:
+            out.info(
+                f"Saved plan {request.saved.plan_id}, made {request.saved.created_at:%Y-%m-%d %H:%M %Z}: "
+                + destination(request.saved.endpoints)
+            )
             _refuse_replay_or_plaintext(request, request.saved, settings, session)
             wrong = endpoint_problems(request.saved.endpoints, session.endpoints)
             if wrong:
@@ -98,7 +99,7 @@ def run_apply(
                     + "\n".join(f"  {w}" for w in wrong)
                     + "\nMake a plan against these endpoints."
                 )
-        with run_workspace(request.paths, session.settings, sandbox=request.sandbox) as ws, _signals(stop, out):
+        with run_workspace(request.paths, session.settings, sandbox=request.sandbox) as ws, Signals(stop, out):
             backend = open_backend(session.settings, ws, sandbox=request.sandbox, facts=request.facts)
             lock = backend.lock(request.command, waiting=out.info)
             if request.break_lock:
@@ -131,7 +132,7 @@ def _refuse_replay_or_plaintext(request: ApplyRequest, saved: SavedPlan, setting
             "encrypted plans are applied (pass --allow-plaintext-plan to accept this one)"
         )
     current = {
-        **current_binding(session.endpoints.get("environment"), request.facts),
+        **current_binding(session.endpoints.get("environment"), request.facts, request.paths),
         "expected_commit": request.facts.expected_commit,
     }
     replay = binding_problems(saved.binding, current, ci=ci)
@@ -154,7 +155,7 @@ def _run_locked(
     clock: Callable[[], dt.datetime],
 ) -> int:
     settings = session.settings
-    clocked = _Phases()
+    clocked = Phases()
     evidence = Evidence(  # before the manifests are read: a ticket in doubt is settled by presence alone
         session.vendors,
         journal,
@@ -203,7 +204,7 @@ def _run_locked(
                 claims=claims,
                 stop=stop,
                 window_guard=window_guard(streamed.policies, set(overridden), clock),
-                progress=_reporter(bar),
+                progress=reporter(bar),
             )
             clocked.lap("approval")
             result = evaluator.run(stages, run_id)
@@ -229,32 +230,6 @@ def _run_locked(
     if result.error:
         out.error(f"Error: apply stopped early ({result.error}); every item is listed above with what is known of it")
     return result.exit_code
-
-
-class _Phases:
-    """Where an apply's time goes, for RECONCILER_STATS=1 (the README's breakdown is measured with it)."""
-
-    def __init__(self) -> None:
-        self.last = time.perf_counter()
-        self.spent: dict[str, float] = {}
-
-    def lap(self, name: str, parts: dict[str, float] | None = None) -> None:
-        now = time.perf_counter()
-        if parts:
-            self.spent.update({k.lower(): v for k, v in parts.items()})
-        else:
-            self.spent[name] = now - self.last
-        self.last = now
-
-    def line(self, journal: Journal) -> str:
-        import resource
-
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        phases = ", ".join(f"{k} {v:.2f}s" for k, v in self.spent.items())
-        return (
-            f"stats: {phases}; journal {journal.commits} commits in {journal.commit_seconds:.2f}s; "
-            f"peak RSS of this process {rss:.0f} MiB"
-        )
 
 
 def _plan_to_apply(
@@ -315,21 +290,6 @@ def _plan_to_apply(
     return streamed, inline, False
 
 
-def _reporter(bar: ProgressReporter) -> Callable[[str, str], None]:
-    """The evaluator's progress events onto the bar, or onto a CI log: items that did not apply and state
-    changes get a line; polls and read-backs never do (console.ProgressReporter)."""
-
-    def report(kind: str, text: str) -> None:
-        if kind == "item":
-            bar.advance(status=text, ok=text.startswith(ItemStatus.APPLIED.value + " "))
-        elif kind == "state":
-            bar.note(text)
-        else:
-            bar.hint(text)
-
-    return report
-
-
 def _record_overrides(
     names: list[str], request: ApplyRequest, journal: Journal, out: Output, clock: Callable[[], dt.datetime]
 ) -> list[dict]:
@@ -368,29 +328,3 @@ def _refuse_if_blocked(plan: Plan, max_changes: int | None) -> None:
         raise PlanBlockedError(
             f"the plan has {n_changes} changes, more than --max-changes {max_changes}; nothing was written"
         )
-
-
-class _signals:
-    """First SIGINT or SIGTERM: no new submissions, drain those in flight. Second: exit now."""
-
-    def __init__(self, stop: threading.Event, out: Output) -> None:
-        self.stop, self.out = stop, out
-        self.previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-        if self.stop.is_set():
-            self.out.error(f"Second {name}: exiting now. The journal is consistent; rerun apply to resume.")
-            os._exit(128 + signum)
-        self.stop.set()
-        self.out.error(f"{name}: no new submissions; waiting for those in flight ({name} again to exit now).")
-
-    def __enter__(self) -> _signals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from reconciler.config.ignore import IgnoreRule
 from reconciler.errors import ApiError
-from reconciler.fields import COUNTED_SLEEVE_TYPES
+from reconciler.fields import COUNTED_SLEEVE_TYPES, utc_text
 from reconciler.model import DesiredRegistration, FieldChange, ManifestSet, Source
 from reconciler.plan.diff import diff_instruction, diff_registration, sleeve_label
 from reconciler.version import __version__
@@ -46,7 +46,12 @@ class Finding:
     source: Source
     fields: tuple[FieldChange, ...] = ()
     edited_by: str | None = None
-    edited_date: str | None = None
+    edited_date: str | None = None  # as the vendor wrote it; reports show `edited_utc`
+
+    @property
+    def edited_utc(self) -> str | None:
+        return utc_text(self.edited_date) or self.edited_date
+
     history: list[dict] = field(default_factory=list)  # matching Histories entries, newest first
     expired_rules: list[dict] = field(default_factory=list)
     allocation: list[dict] = field(default_factory=list)  # per sleeve: label, declared, live, state (for charts)
@@ -233,6 +238,7 @@ def _history(vendors, desired: DesiredRegistration, d) -> list[dict]:
                 {
                     "editedBy": e.get("editedBy"),
                     "editedDate": e.get("editedDate"),
+                    "editedDateUtc": utc_text(e.get("editedDate")) or e.get("editedDate"),
                     "changeType": e.get("changeType"),
                     "changes": changes,
                 }
@@ -245,10 +251,11 @@ def _history(vendors, desired: DesiredRegistration, d) -> list[dict]:
             {
                 "editedBy": e.get("editedBy"),
                 "editedDate": e.get("editedDate"),
+                "editedDateUtc": utc_text(e.get("editedDate")) or e.get("editedDate"),
                 "changeType": e.get("changeType"),
                 "changes": [],
-                "note": f"the latest change ({e.get('changeType')}) by {e.get('editedBy')} at {e.get('editedDate')}; "
-                "Orion's Histories name no fields",
+                "note": f"the latest change ({e.get('changeType')}) by {e.get('editedBy')} at "
+                f"{utc_text(e.get('editedDate')) or e.get('editedDate')}; Orion's Histories name no fields",
             }
         )
     return out

@@ -8,9 +8,11 @@ because 2 means "changes present" here. Never a traceback unless --debug.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 
@@ -24,6 +26,7 @@ __all__ = [
     "CONFIG",
     "Context",
     "DEFAULT_PATHS",
+    "default_paths",
     "DURATION",
     "FORMAT",
     "SANDBOX",
@@ -38,6 +41,23 @@ __all__ = [
 ]
 
 DEFAULT_PATHS = ("manifests",)
+
+
+def default_paths(ctx: Context) -> tuple[str, ...]:
+    """No PATH given: `manifests/` here, else in the nearest folder above that has one, up to the
+    repository root (as git finds its repository), so `plan` works from `manifests/registrations/`
+    too; the output says which folder was used when it is not here."""
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / "manifests").is_dir():
+            if folder == here:
+                return DEFAULT_PATHS
+            found = os.path.relpath(folder / "manifests")
+            ctx.out.info(f"Using {found} (the manifests/ folder of {folder}).")
+            return (found,)
+        if (folder / ".git").exists():
+            break
+    return DEFAULT_PATHS  # not found: the error names manifests/, as before
 
 
 @dataclass(frozen=True)
@@ -68,8 +88,9 @@ def run(argv: list[str] | None = None, out: Output | None = None) -> int:
         out.error("Aborted.")
         return 1
     except click.ClickException as e:
-        out.error(f"Error: {e.format_message()}  (see `reconciler --help`)")
-        return 1
+        where = getattr(getattr(e, "ctx", None), "command_path", None) or "reconciler"  # the subcommand's help
+        out.error(f"Error: {e.format_message()}  (see `{where} --help`)")
+        return 1  # 2 means "changes present" here, never a usage error
     except ManifestError as e:
         for d in e.diagnostics:
             out.error(str(d).replace("\n", "\\n"))  # one diagnostic, one line, whatever it quotes
@@ -178,14 +199,31 @@ def report_targeting(ctx: Context, targeting, warnings, selected: int, total: in
         ctx.out.info(line)
 
 
-def emit_plan(ctx: Context, plan, fmt: str, stages=None, environment: dict | None = None) -> None:
+def emit_plan(
+    ctx: Context, plan, fmt: str, stages=None, environment: dict | None = None, server_checks: list | None = None
+) -> None:
+    """The plan in `fmt`. JSON names where it goes (`endpoints`) and Orion's own verdicts when asked."""
     from reconciler.plan.document import plan_to_document
     from reconciler.render import render_plan_markdown, render_plan_text
 
     if fmt == "json":
         import json
 
-        ctx.out.result(json.dumps(plan_to_document(plan), indent=2, default=str))
+        doc = plan_to_document(plan)
+        if environment:
+            doc["endpoints"] = dict(environment)
+        if server_checks is not None:
+            doc["server_validate"] = [
+                {
+                    "address": v.address,
+                    "source": v.source,
+                    "is_valid": v.is_valid,
+                    "message": v.message,
+                    "error": v.error,
+                }
+                for v in server_checks
+            ]
+        ctx.out.result(json.dumps(doc, indent=2, default=str))
     elif fmt == "markdown":
         ctx.out.result("\n\n---\n\n".join(render_plan_markdown(plan, environment=environment)))
     else:

@@ -7,12 +7,12 @@ import click
 from reconciler.cli.app import (
     ALLOW_EMPTY,
     CONFIG,
-    DEFAULT_PATHS,
     DURATION,
     FORMAT,
     SANDBOX,
     Context,
     cli,
+    default_paths,
     emit_plan,
     selectors,
 )
@@ -109,7 +109,7 @@ def apply(
     if overrides and not reason:
         raise click.UsageError("--override-policy needs --reason TEXT (it is recorded in the journal and the report)")
     saved = _saved_plan_arg(args)
-    paths = saved.paths if saved else (args or DEFAULT_PATHS)
+    paths = saved.paths if saved else (args or default_paths(ctx))
     # first, while this process has one thread: the parsing workers fork from it (as `plan` does)
     stream = ManifestStream(paths, allow_empty=allow_empty).start()
     try:
@@ -157,12 +157,13 @@ def apply(
 def show(ctx: Context, file, fmt) -> int:
     """Render a saved plan."""
     from reconciler.config import plan_identity
-    from reconciler.plan.saved import load_plan
+    from reconciler.plan.saved import destination, load_plan
 
     saved = load_plan(file, plan_identity())
     ctx.out.info(
         f"Saved plan {saved.plan_id}: made {saved.created_at:%Y-%m-%d %H:%M %Z} by reconciler "
         f"{saved.tool_version}, {'EXPIRED' if saved.expired() else 'valid until'} {saved.expires_at:%Y-%m-%d %H:%M %Z}."
     )
-    emit_plan(ctx, saved.plan, fmt)
+    ctx.out.info(destination(saved.endpoints))
+    emit_plan(ctx, saved.plan, fmt, environment=saved.endpoints)
     return 0

@@ -9,11 +9,11 @@ import click
 from reconciler.cli.app import (
     ALLOW_EMPTY,
     CONFIG,
-    DEFAULT_PATHS,
     FORMAT,
     SANDBOX,
     Context,
     cli,
+    default_paths,
     emit_plan,
     now_for,
     report_targeting,
@@ -30,7 +30,7 @@ def validate(ctx: Context, paths: tuple[str, ...], allow_empty: bool) -> int:
     """Load and check manifests (default: manifests/). No network."""
     from reconciler.manifests import ManifestStream
 
-    stream = ManifestStream(paths or DEFAULT_PATHS, allow_empty=allow_empty)
+    stream = ManifestStream(paths or default_paths(ctx), allow_empty=allow_empty)
     for _ in stream:  # each resource checked, counted and dropped: memory does not grow with the tree
         pass
     ctx.out.info(
@@ -41,7 +41,7 @@ def validate(ctx: Context, paths: tuple[str, ...], allow_empty: bool) -> int:
     return 0
 
 
-def _server_validate(ctx: Context, vendors, plan) -> None:
+def _server_validate(ctx: Context, vendors, plan) -> list:
     """Orion's own dry run for every changed registration: rejections are shown before review."""
     from reconciler.escaping import terminal
     from reconciler.vendors.reads import server_validate
@@ -56,6 +56,7 @@ def _server_validate(ctx: Context, vendors, plan) -> None:
     ctx.out.info(
         f"Server-side validation: {rejected} of {len(verdicts)} changed registration(s) would be rejected by Orion."
     )
+    return verdicts
 
 
 @cli.command()
@@ -103,7 +104,7 @@ def plan(
     from reconciler.manifests import ManifestStream
 
     t_start = time.perf_counter()
-    paths = paths or DEFAULT_PATHS
+    paths = paths or default_paths(ctx)
     # first, while this process has one thread and few modules: the parsing workers fork from it
     stream = ManifestStream(paths, allow_empty=allow_empty).start()  # raises for a path that does not exist
 
@@ -133,6 +134,7 @@ def plan(
                 targeting=targeting,
                 leave_out=frozenset(in_doubt.busy_addresses),
                 stream=stream,
+                payloads=server_validate,  # merged bodies only for Orion's Validate: apply builds its own fresh
             )
             report_targeting(
                 ctx, targeting, streamed.warnings, streamed.selected, streamed.registrations + streamed.instructions
@@ -145,12 +147,11 @@ def plan(
                 policy_results=evaluate_policies(streamed.plan, streamed.policies, moment),
                 windows_as_of=moment.isoformat(timespec="seconds") if (now or settings.now) else None,
             )
-            if server_validate:
-                _server_validate(ctx, session.vendors, result)
+            checks = _server_validate(ctx, session.vendors, result) if server_validate else None
     finally:  # workers still parsing after an early error are stopped, not waited for
         stream.close()
     t_render = time.perf_counter()
-    emit_plan(ctx, result, fmt, build_stages(result, in_doubt, parallelism=settings.parallelism), endpoints)
+    emit_plan(ctx, result, fmt, build_stages(result, in_doubt, parallelism=settings.parallelism), endpoints, checks)
     if ctx.facts.stats:
         import resource
 
@@ -180,7 +181,7 @@ def plan(
                 "excludes": list(exclude),
                 "selectors": [list(kv) for kv in selectors(selector)],
             },
-            binding=current_binding(endpoints.get("environment"), ctx.facts),
+            binding=current_binding(endpoints.get("environment"), ctx.facts, tuple(paths)),
             recipients=recipients,
         )
         how = f"encrypted to {len(recipients)} recipient(s)" if recipients else "plaintext"

@@ -31,6 +31,7 @@ from reconciler.model import (
     Change,
     DesiredInstruction,
     DesiredRegistration,
+    FieldChange,
     IgnoredChange,
     ManifestSet,
     Plan,
@@ -216,7 +217,10 @@ class PlanBuilder:
         fp = fingerprint_ticket(rows)
         if not d.exists:
             body = {"data": {**desired.fields, "batchSize": batch_size}}
-            change = Change(desired.address, Action.CREATE, desired.source, payload=body, fingerprint=fp)
+            # every field the ticket will carry, as a change from nothing: a submitted ticket can never
+            # change, so a reviewer sees all of it (comments, CUSIP, masterOrderId…), not a headline
+            sent = tuple(FieldChange(k, None, v) for k, v in body["data"].items())
+            change = Change(desired.address, Action.CREATE, desired.source, sent, payload=body, fingerprint=fp)
         elif d.conflict:
             change = Change(desired.address, Action.CONFLICT, desired.source, d.fields, fingerprint=fp)
         else:

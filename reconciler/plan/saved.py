@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,15 @@ from reconciler.model import Plan
 from reconciler.plan.document import FORMAT_VERSION, plan_from_document, plan_to_document
 from reconciler.secret import Secret
 
-__all__ = ["SavedPlan", "binding_problems", "current_binding", "load_plan", "save_plan"]
+__all__ = [
+    "SavedPlan",
+    "binding_problems",
+    "current_binding",
+    "destination",
+    "load_plan",
+    "manifests_commit",
+    "save_plan",
+]
 
 KIND = "reconciler-plan"
 
@@ -82,23 +91,54 @@ def save_plan(
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def current_binding(environment: str | None, facts: RunFacts) -> dict[str, Any]:
-    """What this run is for: the commit (RECONCILER_COMMIT, else GITHUB_SHA, else git's HEAD), the pull
-    request (RECONCILER_PULL_REQUEST, else GITHUB_REF refs/pull/N/…) and the environment."""
+def destination(endpoints: dict[str, str]) -> str:
+    """Where a plan goes, for people: its environment and both hosts (never credentials)."""
+
+    def host(url: str) -> str:
+        return url.split("://", 1)[-1].split("/", 1)[0] or "(not recorded)"
+
+    return (
+        f"For: {endpoints.get('environment') or 'custom'} (Orion {host(endpoints.get('orion', ''))}, "
+        f"SEI {host(endpoints.get('sei', ''))})"
+    )
+
+
+def current_binding(environment: str | None, facts: RunFacts, paths: Sequence[str] = ()) -> dict[str, Any]:
+    """What this run is for: the commit (RECONCILER_COMMIT, else GITHUB_SHA, else the manifests' own
+    repository: `manifests_commit`), the pull request (RECONCILER_PULL_REQUEST, else GITHUB_REF
+    refs/pull/N/…) and the environment."""
+    return {
+        "commit": facts.commit or manifests_commit(paths),
+        "pull_request": facts.pull_request,
+        "environment": environment,
+    }
+
+
+def manifests_commit(paths: Sequence[str]) -> str | None:
+    """HEAD of the repository that holds the manifests (wherever the command was started from), with
+    `+dirty (N files)` when the manifests have changes Git has not committed: evidence names what was
+    really planned or audited. None outside Git."""
     import subprocess
 
-    commit = facts.commit
-    if not commit:
-        try:
-            commit = (
-                subprocess.run(
-                    ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-                ).stdout.strip()
-                or None
-            )
-        except (OSError, subprocess.SubprocessError):
-            commit = None
-    return {"commit": commit, "pull_request": facts.pull_request, "environment": environment}
+    first = Path((tuple(paths) or ("manifests",))[0]).resolve()
+    folder = first if first.is_dir() else first.parent
+    if not folder.exists():
+        return None
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+
+    try:
+        head = git("rev-parse", "HEAD").strip()
+        targets = [str(Path(p).resolve()) for p in (paths or (str(first),))]
+        changed = [ln for ln in git("status", "--porcelain", "--", *targets).splitlines() if ln.strip()]
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if not head:
+        return None
+    return f"{head}+dirty ({len(changed)} file{'s' * (len(changed) != 1)})" if changed else head
 
 
 def binding_problems(bound: dict[str, Any], current: dict[str, Any], *, ci: bool) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 from reconciler.escaping import VENDOR_TEXT_LIMIT, terminal, visible
 from reconciler.model import Change
 
-__all__ = ["describe_instruction", "money", "show", "summary_line", "totals_line"]
+__all__ = ["describe_instruction", "money", "show", "summary_line", "ticket_details", "totals_line"]
 
 
 def show(value: Any, limit: int = VENDOR_TEXT_LIMIT) -> str:
@@ -31,6 +31,15 @@ def describe_instruction(c: Change) -> str:
     if price is not None:
         text += f" @ {price:g} = {money(c.notional)}"
     return f"{text}  (batch {terminal(d.get('batchId'), 80)}, batchSize {d.get('batchSize')})"
+
+
+# the fields describe_instruction already names; ticket_details shows the rest
+_HEADLINE = ("side", "target", "ticker", "orderGenerationPrice", "batchId", "batchSize", "tradeTicketId")
+
+
+def ticket_details(c: Change) -> list[tuple[str, str]]:
+    """Every other field a new ticket will carry, (name, value as shown): nothing it sends is hidden."""
+    return [(k, show(v)) for k, v in c.ticket.items() if k not in _HEADLINE]
 
 
 def summary_line(s: dict) -> str:

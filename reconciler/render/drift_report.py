@@ -43,7 +43,12 @@ def drift_to_document(report) -> dict[str, Any]:
                 "status": f.status,
                 "source": {"file": f.source.file, "line": f.source.line},
                 "fields": [{"path": c.path, "before": c.before, "after": c.after} for c in f.fields],
-                "attribution": {"editedBy": f.edited_by, "editedDate": f.edited_date, "history": f.history},
+                "attribution": {
+                    "editedBy": f.edited_by,
+                    "editedDate": f.edited_date,  # the vendor's own string, offset and all
+                    "editedDateUtc": f.edited_utc,
+                    "history": f.history,
+                },
                 "expired_rules": f.expired_rules,
                 "allocation": f.allocation,
                 "trade": f.trade,
@@ -67,7 +72,8 @@ def _history_line(h: dict) -> str:
         f"{terminal(c.get('field'), 200)} {show(c.get('before'))} → {show(c.get('after'))}"
         for c in h.get("changes") or []
     )
-    return f"{terminal(h.get('editedDate'), 40)} {terminal(h.get('editedBy'), _LIMIT)}: {changes}"
+    when = h.get("editedDateUtc") or h.get("editedDate")
+    return f"{terminal(when, 40)} {terminal(h.get('editedBy'), _LIMIT)}: {changes}"
 
 
 def _audit_line(report) -> str:
@@ -100,9 +106,9 @@ def render_drift_text(report) -> str:
         out.append(f"No drift: {report.checked} managed resources match their manifests.")
     for f in report.findings:
         who = (
-            f" — last edited by {terminal(f.edited_by, _LIMIT)} at {terminal(f.edited_date, 40)}"
+            f" — last edited by {terminal(f.edited_by, _LIMIT)} at {terminal(f.edited_utc, 40)}"
             if f.edited_by
-            else (f" — changed at {terminal(f.edited_date, 40)}" if f.edited_date else "")
+            else (f" — changed at {terminal(f.edited_utc, 40)}" if f.edited_date else "")
         )
         title = {
             "drifted": "differs from its manifest",
@@ -155,7 +161,7 @@ def render_drift_markdown(report) -> str:
     else:
         lines += ["| | Resource | Status | Last edited | Source |", "|---|---|---|---|---|"]
         for f in report.findings:
-            edited = f"{f.edited_by or ''} {f.edited_date or ''}".strip()
+            edited = f"{f.edited_by or ''} {f.edited_utc or ''}".strip()
             lines.append(
                 f"| `{_STATUS[f.status]}` | {md_code(f.address)} | {f.status} | "
                 f"{md_text(edited, _LIMIT) if edited else '—'} | {md_code(f.source)} |"

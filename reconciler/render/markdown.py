@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import re
 
-from reconciler.escaping import html_text, md_code, md_fence, md_text
-from reconciler.model import Action, Plan
+from reconciler.escaping import html_text, md_code, md_fence, md_text, terminal
+from reconciler.model import Action, Change, Plan
 from reconciler.plan.builder import plan_summary
-from reconciler.render._values import describe_instruction, money, summary_line
-from reconciler.render.text import field_lines
+from reconciler.render._values import describe_instruction, money, show, summary_line
 
 __all__ = ["MARKDOWN_LIMIT", "MARKER", "render_plan_markdown"]
 
@@ -104,13 +103,16 @@ def render_plan_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT, environment
             chunk.append(row)
         blocks.append(header + "".join(chunk))
         for c in plan.actionable():
-            if c.action is Action.CREATE:
-                continue
-            lines = field_lines(c)
+            if c.action is Action.CREATE:  # every field the ticket will carry: once sent, it never changes
+                lines = [f"+ {terminal(f.path, 80)}: {show(f.after)}" for f in c.fields]
+                what = f"{len(lines)} field{'s' * (len(lines) != 1)} sent"
+            else:
+                lines = _diff_lines(c)
+                what = f"{len(c.fields)} change{'s' * (len(c.fields) != 1)}"
             body = "\n".join(lines)
             blocks.append(
                 f"<details><summary><code>{_ICON[c.action]} {html_text(c.address)}</code> — {c.action.value}, "
-                f"{len(lines)} change{'s' * (len(lines) != 1)}</summary>\n\n{md_fence(body, 'diff')}\n</details>\n"
+                f"{what}</summary>\n\n{md_fence(body, 'diff')}\n</details>\n"
             )
     if plan.ignored:
         blocks.append(
@@ -147,4 +149,20 @@ def _split(head: str, blocks: list[str], limit: int) -> list[str]:
     for n, part in enumerate(parts, 1):
         notice = f"\n_Part {n} of {total}: the plan is longer than one comment._\n" if total > 1 else ""
         out.append(head + notice + "\n" + "\n".join(part))
+    return out
+
+
+def _diff_lines(c: Change) -> list[str]:
+    """A change as a diff GitHub colours: `- before` in red, `+ after` in green (it leaves `~` lines plain)."""
+    out = []
+    for f in c.fields:
+        if f.before is None and isinstance(f.after, dict):
+            out.append(
+                f"+ {terminal(f.path, 200)}: new sleeve {show({k: v for k, v in f.after.items() if k != 'sleeveType'})}"
+            )
+        elif f.after is None and isinstance(f.before, dict):
+            out.append(f"- {terminal(f.path, 200)}: remove sleeve (sent in deletedSleeveTargets)")
+        else:  # a conflict: what SEI holds, then what the manifest says
+            out.append(f"- {terminal(f.path, 200)}: {show(f.before)}")
+            out.append(f"+ {terminal(f.path, 200)}: {show(f.after)}")
     return out

@@ -7,7 +7,7 @@ from reconciler.model import Action, Change, Plan
 from reconciler.plan.builder import plan_summary
 from reconciler.plan.explain import explain_stages
 from reconciler.plan.stages import Recover, Stage, build_stages
-from reconciler.render._values import describe_instruction, show, summary_line, totals_line
+from reconciler.render._values import describe_instruction, show, summary_line, ticket_details, totals_line
 
 __all__ = ["field_lines", "render_plan_text"]
 
@@ -79,6 +79,9 @@ def render_plan_text(plan: Plan, stages: tuple[Stage, ...] | None = None, *, eac
         for c in actionable:
             if c.action is Action.CREATE:
                 out.append(f"  + {c.address}  {describe_instruction(c)}  # {c.source}")
+                rest = ticket_details(c)
+                if rest:  # the rest of what the ticket will carry, compact: it can never change once sent
+                    out.append("      " + ", ".join(f"{terminal(k, 80)} {v}" for k, v in rest))
                 continue
             title = (
                 "conflict: already at SEI with different values; a submitted ticket cannot change"

@@ -12,6 +12,7 @@ import subprocess
 import httpx
 import pytest
 
+from reconciler.fields import utc_text
 from reconciler.manifests.schema import validate_instance
 from reconciler.render.html import BAR_PX_PER_PERCENT
 
@@ -32,8 +33,8 @@ def test_outside_git_edit_shows_field_values_editor_and_time(env, cli):
     r = cli("drift")
     assert r.code == 2
     assert (
-        f"~ SleeveRegistration/chen-ira differs from its manifest — last edited by asmith at {live['editedDate']}"
-        in r.out
+        "~ SleeveRegistration/chen-ira differs from its manifest — last edited by asmith at "
+        f"{utc_text(live['editedDate'])}" in r.out  # shown in UTC, to the second
     )
     assert "rivera-household" not in r.out
     assert "    isDoNotTrade: live false, manifest true" in r.out
