@@ -30,6 +30,7 @@ from reconciler.files import write_private
 from reconciler.version import __version__
 
 __all__ = [
+    "managed_by",
     "read_registrations",
     "read_tradebatch",
     "registration_manifest",
@@ -225,3 +226,30 @@ def read_tradebatch(vendors, batch_id: str) -> list[dict]:
     if not rows:
         raise LiveStateError(f"SEI holds no tickets with batchId {batch_id!r}; nothing was written")
     return rows
+
+
+def managed_by(output: str, key: str, wanted: list[str]) -> dict[str, str]:
+    """Which of `wanted` (registrationIds or batchIds) a manifest in the tree that `output` writes into
+    already declares, and where: {id: file}. The tree is the nearest folder above `output` named
+    `manifests`, else `output`'s own folder. A quick look at the text (the key and its value), so a tree
+    with errors elsewhere is still searched."""
+    from reconciler.manifests.tree import iter_manifest_files
+
+    start = Path(output).resolve()
+    start = start if start.is_dir() else start.parent
+    tree = next((p for p in (start, *start.parents) if p.name == "manifests"), start)
+    if not tree.exists():
+        return {}
+    pattern = re.compile(rf"^\s*{re.escape(key)}:\s*['\"]?([^'\"\s#]+)", re.MULTILINE)
+    want = set(wanted)
+    found: dict[str, str] = {}
+    files, _ = iter_manifest_files([str(tree)])
+    for path, display in files:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for m in pattern.finditer(text):
+            if m.group(1) in want and m.group(1) not in found:
+                found[m.group(1)] = display
+    return found

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from reconciler.cli.app import ALLOW_EMPTY, CONFIG, DEFAULT_PATHS, SANDBOX, Context, cli, selectors, state_warnings
+from reconciler.cli.app import (
+    ALLOW_EMPTY,
+    CONFIG,
+    SANDBOX,
+    Context,
+    cli,
+    default_paths,
+    report_targeting,
+    selectors,
+    state_warnings,
+)
 
 
 @cli.command()
@@ -27,9 +37,9 @@ from reconciler.cli.app import ALLOW_EMPTY, CONFIG, DEFAULT_PATHS, SANDBOX, Cont
 @click.option("--no-encrypt", is_flag=True, help="Write --output in plaintext even where recipients are set.")
 @click.option("--adopt", is_flag=True, help="Write the live values of drifted declared fields into the manifests.")
 @click.option("--dry-run", is_flag=True, help="With --adopt: print the change as a unified diff; write nothing.")
-@click.option("--target", multiple=True, help="With --adopt: only these addresses (globs).")
-@click.option("--exclude", multiple=True, help="With --adopt: leave these addresses out (globs).")
-@click.option("--selector", multiple=True, help="With --adopt: only resources whose labels match k=v.")
+@click.option("--target", multiple=True, help="Only these addresses (globs), audited or adopted.")
+@click.option("--exclude", multiple=True, help="Leave these addresses out (globs).")
+@click.option("--selector", multiple=True, help="Only resources whose labels match k=v.")
 @SANDBOX
 @CONFIG
 @ALLOW_EMPTY
@@ -58,23 +68,25 @@ def drift(
     from reconciler.plan.targeting import Targeting
     from reconciler.vendors.session import open_session
 
-    paths = paths or DEFAULT_PATHS
+    paths = paths or default_paths(ctx)
     manifests = load_manifests(paths, allow_empty=allow_empty)
     settings = load_settings(paths, config_file=config_file)
+    targeting = Targeting(tuple(target), tuple(exclude), selectors(selector))
     if adopt:
-        return _adopt(
-            ctx,
-            manifests,
-            settings,
-            tuple(paths),
-            sandbox,
-            dry_run,
-            Targeting(tuple(target), tuple(exclude), selectors(selector)),
-        )
+        return _adopt(ctx, manifests, settings, tuple(paths), sandbox, dry_run, targeting)
+    if targeting != Targeting():  # the audit covers the selection, and says so (as plan does)
+        from reconciler.plan.targeting import narrow, targeting_warnings
+
+        total = len(manifests.registrations) + len(manifests.instructions)
+        warnings = targeting_warnings(manifests, targeting)
+        manifests = narrow(manifests, targeting)
+        report_targeting(ctx, targeting, warnings, len(manifests.registrations) + len(manifests.instructions), total)
     with open_session(settings, sandbox=sandbox) as session:
         state_warnings(ctx, session, tuple(paths), sandbox, keeps_out=False)
         _, _, live = read_selected(manifests, session.vendors, settings, missing_ok=True)
-        report = build_drift_report(manifests, live, session.vendors, settings.ignore, audit=_audit(ctx, session))
+        report = build_drift_report(
+            manifests, live, session.vendors, settings.ignore, audit=_audit(ctx, session, tuple(paths))
+        )
     extra = []
     for spec in also:
         kind, sep, target_file = spec.partition("=")
@@ -95,8 +107,9 @@ def drift(
     return 2 if report.has_drift else 0
 
 
-def _audit(ctx: Context, session) -> dict:
-    """Who audited what: endpoints (hosts, never credentials), environment, commit, operator, CI run."""
+def _audit(ctx: Context, session, paths: tuple[str, ...]) -> dict:
+    """Who audited what: endpoints (hosts, never credentials), environment, the manifests' commit (from
+    their own repository, `+dirty` with uncommitted changes), operator, CI run."""
     from reconciler.plan.saved import current_binding
 
     e = session.endpoints
@@ -104,7 +117,7 @@ def _audit(ctx: Context, session) -> dict:
         "environment": e.get("environment"),
         "orion": e.get("orion"),
         "sei": e.get("sei"),
-        "commit": current_binding(None, ctx.facts)["commit"],
+        "commit": current_binding(None, ctx.facts, paths)["commit"],
         "operator": ctx.facts.operator,
         "ci_run_url": ctx.facts.run_url,
     }
@@ -155,9 +168,20 @@ def _adopt(ctx: Context, manifests, settings, paths, sandbox: bool, dry_run: boo
         ctx.out.info(f"adopt {line}")
     for line in adoption.left:
         ctx.out.error(f"left  {line}")
+    # one verdict whichever way it is run: what would be (or was) written, and what was left, counted
+    left = (
+        f"; {len(adoption.left)} drift(s) left as they are (above), so the manifests still differ"
+        if adoption.left
+        else ""
+    )
     if dry_run:
-        ctx.out.result(adoption.diff() or "Nothing to adopt: the manifests match live state.")
+        diff = adoption.diff()
+        ctx.out.result(diff or f"Nothing to adopt{left or ': the manifests match live state'}.")
     else:
         written = write_adoption(adoption)
-        ctx.out.info(f"Adopted into {len(written)} file(s): {', '.join(written)}" if written else "Nothing to adopt.")
+        ctx.out.info(
+            f"Adopted into {len(written)} file(s): {', '.join(written)}{left}."
+            if written
+            else f"Nothing to adopt{left or ': the manifests match live state'}."
+        )
     return 2 if adoption.left or (dry_run and adoption.diff()) else 0

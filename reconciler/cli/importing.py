@@ -17,7 +17,9 @@ _OUTPUT = click.option(
 )
 
 
-_FORCE = click.option("--force", is_flag=True, help="Overwrite existing files.")
+_FORCE = click.option(
+    "--force", is_flag=True, help="Overwrite existing files, and import what the tree already manages."
+)
 
 
 @import_.command("registration")
@@ -37,6 +39,8 @@ def import_registration(ctx: Context, ids, output, force, sandbox, config_file) 
     with open_session(settings, sandbox=sandbox) as session:
         live = read_registrations(session.vendors, list(ids), settings)
         origin = session.settings.orion.base_url
+    if output is not None and not force:
+        _refuse_managed(output, "registrationId", [str(i) for i in ids], "registration")
     docs = [
         (
             registration_manifest(live[i]),
@@ -65,6 +69,8 @@ def import_tradebatch(ctx: Context, batch_id, output, force, sandbox, config_fil
     with open_session(settings, sandbox=sandbox) as session:
         rows = read_tradebatch(session.vendors, batch_id)
         origin = session.settings.sei.base_url
+    if output is not None and not force:
+        _refuse_managed(output, "batchId", [batch_id], "trade batch")
     tickets = len({r["tradeTicketId"] for r in rows})
     _write_imported(
         ctx,
@@ -85,3 +91,15 @@ def _write_imported(ctx: Context, docs: list, vendor: str, origin: str, output: 
         return
     for path in write_imported(docs, vendor, origin, output, force=force):
         ctx.out.info(f"wrote {path}")
+
+
+def _refuse_managed(output: str, key: str, wanted: list[str], what: str) -> None:
+    """Importing what the tree already declares would give it two manifests (the next validate blames the
+    original): refuse, naming the file that manages it. The tree is the one `output` writes into."""
+    from reconciler.audit.importer import managed_by
+    from reconciler.errors import ConfigError
+
+    found = managed_by(output, key, wanted)
+    if found:
+        listed = "; ".join(f"{what} {k} is managed by {path}" for k, path in found.items())
+        raise ConfigError(f"{listed}; nothing was written (edit that manifest, or pass --force to import anyway)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from reconciler.cli.app import CONFIG, DEFAULT_PATHS, SANDBOX, Context, cli
+from reconciler.cli.app import CONFIG, SANDBOX, Context, cli, default_paths
 
 
 @cli.command()
@@ -48,7 +48,7 @@ def doctor(ctx: Context, paths, sandbox, config_file) -> int:
     from reconciler.vendors.doctor import Check, CheckStatus, run_checks
 
     try:
-        settings = load_settings(paths or DEFAULT_PATHS, config_file=config_file)
+        settings = load_settings(paths or default_paths(ctx), config_file=config_file)
         checks = run_checks(settings, sandbox=sandbox)
     except ReconcilerError as e:
         checks = [Check("configuration", CheckStatus.FAIL, str(e), "fix reconciler.yaml or the environment")]
@@ -117,7 +117,7 @@ def sandbox(
     client_ca,
 ) -> int:
     """Serve the built-in emulator of both APIs: Orion under /api, SEI at the root."""
-    from reconciler.sandbox.entry import OptionError, ServerOptions, run_server
+    from reconciler.sandbox.entry import OptionError, ServeError, ServerOptions, run_server
 
     opts = ServerOptions(
         host,
@@ -138,4 +138,7 @@ def sandbox(
         run_server(opts, ctx.out.info)
     except OptionError as e:
         raise click.UsageError(str(e)) from e
+    except ServeError as e:
+        ctx.out.error(f"Error: {e}")
+        return 1
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from reconciler.cli.app import CONFIG, DEFAULT_PATHS, Context, cli
+from reconciler.cli.app import CONFIG, Context, cli, default_paths
 
 
 def _backend_for(ctx: Context, paths: tuple[str, ...], config_file: str | None):
@@ -13,7 +13,7 @@ def _backend_for(ctx: Context, paths: tuple[str, ...], config_file: str | None):
     from reconciler.state.backend import open_backend
     from reconciler.state.workspace import workspace_for
 
-    paths = paths or DEFAULT_PATHS
+    paths = paths or default_paths(ctx)
     settings = load_settings(paths, config_file=config_file)
     ws = workspace_for(
         paths,

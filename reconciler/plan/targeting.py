@@ -7,13 +7,13 @@ caller refuses a selection that is empty altogether.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reconciler.config.ignore import glob_match
 from reconciler.errors import ConfigError
 from reconciler.model import DesiredInstruction, DesiredRegistration, ManifestSet
 
-__all__ = ["Targeting", "TargetingTally", "select", "selection_line", "targeting_warnings"]
+__all__ = ["Targeting", "TargetingTally", "narrow", "select", "selection_line", "targeting_warnings"]
 
 
 @dataclass(frozen=True)
@@ -92,3 +92,15 @@ def selection_line(targeting: Targeting, selected: int, total: int) -> str | Non
     if not selected and total:
         raise ConfigError("--target/--exclude/--selector leave no resource to check; nothing was planned")
     return f"Targeting: {selected} of {total} resources are checked; the rest are not."
+
+
+def narrow(manifests: ManifestSet, targeting: Targeting) -> ManifestSet:
+    """The manifests as the selection sees them: its registrations, and its instructions in their batches."""
+    regs, instrs = select(manifests, targeting)
+    kept = {i.address for i in instrs}
+    batches = tuple(
+        replace(b, instructions=tuple(i for i in b.instructions if i.address in kept))
+        for b in manifests.batches
+        if any(i.address in kept for i in b.instructions)
+    )
+    return replace(manifests, registrations=tuple(regs), batches=batches)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from reconciler.sandbox.faults import parse_faults
 from reconciler.sandbox.server import RunningSandbox, TlsFiles, load_state, serve, start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
 
-__all__ = ["OptionError", "ServerOptions", "embedded", "run_server"]
+__all__ = ["OptionError", "ServeError", "ServerOptions", "embedded", "run_server"]
 
 
 class OptionError(ValueError):
@@ -87,7 +88,8 @@ def run_server(opts: ServerOptions, announce: Callable[[str], None]) -> None:
         else "in memory (demo)"
     )
     tls = TlsFiles(opts.tls_cert, opts.tls_key, opts.client_ca) if opts.tls_cert and opts.tls_key else None
-    base = f"{'https' if tls else 'http'}://{opts.host}:{opts.port}"
+    sock = _bind(opts.host, opts.port)  # before the banner: a busy port is an error, not a server
+    base = f"{'https' if tls else 'http'}://{opts.host}:{sock.getsockname()[1]}"
     lines = [
         f"reconciler sandbox: Orion at {base}/api, SEI at {base}",
         f"state: {kept}; {len(state.registrations)} registrations, {len(state.tickets)} ticket rows",
@@ -101,4 +103,22 @@ def run_server(opts: ServerOptions, announce: Callable[[str], None]) -> None:
     else:
         lines.append("  (credentials: the ORION_TOKEN / SEI_TOKEN / SEI_APP_KEY values it was started with)")
     announce("\n".join(lines))
-    serve(state, creds, host=opts.host, port=opts.port, faults=opts.faults, tls=tls, seed=opts.seed)
+    serve(state, creds, sock=sock, faults=opts.faults, tls=tls, seed=opts.seed)
+
+
+class ServeError(Exception):
+    """The sandbox cannot serve where it was asked to (a busy port, an address it may not bind)."""
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ServeError(
+            f"cannot serve on {host}:{port} ({e.strerror}): another process may be using it; "
+            "pick another with --port (0 picks a free one)"
+        ) from e
+    return sock

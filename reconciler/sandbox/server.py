@@ -134,17 +134,14 @@ def serve(
     state: SandboxState,
     creds: SandboxCredentials,
     *,
-    host: str,
-    port: int,
+    sock: socket.socket,
     faults: str | None,
     tls: TlsFiles | None,
     seed: int | None = None,
 ) -> None:
-    """Serve in the foreground until Ctrl-C (uvicorn handles the signal and shuts down cleanly)."""
+    """Serve on the bound `sock` in the foreground until Ctrl-C (uvicorn handles the signal)."""
     book = FaultBook(parse_faults(faults), seed=seed)
-    config = _config(create_app(state, creds, book), tls)
-    config.host, config.port = host, port
-    uvicorn.Server(config).run()
+    uvicorn.Server(_config(create_app(state, creds, book), tls)).run(sockets=[sock])
 
 
 def _random_token() -> str:

@@ -52,8 +52,11 @@ _CLAIMS_LOCK = 0x636C61696D73  # "claims": claimants take turns, database-wide (
 
 
 def _redact(url: Secret, text: str) -> str:
+    """A server message as one readable line: its password masked, its tabs and newlines (libpq indents
+    with them, and a terminal shows them as a literal `\\t`) folded into single spaces."""
     password = urlsplit(url.reveal()).password
-    return text.replace(password, "****") if password else text
+    text = " ".join((text.replace(password, "****") if password else text).split())
+    return text
 
 
 def connect(url: Secret, *, migrate: bool = True) -> psycopg.Connection:

@@ -249,7 +249,9 @@ def _online(settings: Settings, session) -> list[Check]:
             minted = client.settings.token is None
             out.append(
                 Check(
-                    name, CheckStatus.OK, "a token was minted" if minted else f"{given} given (the read below tries it)"
+                    name,
+                    CheckStatus.OK,
+                    "a token was minted" if minted else f"{given} given (not checked yet: the read below uses it)",
                 )
             )
         except ReconcilerError as e:
@@ -267,25 +269,20 @@ def _online(settings: Settings, session) -> list[Check]:
             )
         )
     except ReconcilerError as e:
-        out.append(
-            Check(
-                "Orion read",
-                CheckStatus.FAIL,
-                bounded(e, 400),
-                "the login works but reads do not: check the account's rights in Orion",
-            )
-        )
+        out.append(Check("Orion read", CheckStatus.FAIL, bounded(e, 400), _read_hint(e, "ORION_TOKEN", "Orion")))
     try:
         sei.get_ticket(1)
         out.append(Check("SEI read", CheckStatus.OK, "trade tickets answered"))
     except ReconcilerError as e:
-        out.append(
-            Check(
-                "SEI read",
-                CheckStatus.FAIL,
-                bounded(e, 400),
-                "the login works but reads do not: check the app's "
-                "access to Trade Order Management in this environment",
-            )
-        )
+        out.append(Check("SEI read", CheckStatus.FAIL, bounded(e, 400), _read_hint(e, "SEI_TOKEN", "SEI")))
     return out
+
+
+def _read_hint(e: ReconcilerError, variable: str, vendor: str) -> str:
+    """What to fix when the first read fails: a refused token (401) is the credentials, not the rights."""
+    status = getattr(e, "status", None)
+    if status == 401:
+        return f"{vendor} refused the credentials: check {variable} (current, and for this environment)"
+    if vendor == "Orion":
+        return "the credentials are accepted but reads are not: check the account's rights in Orion"
+    return "the credentials are accepted but reads are not: check the app's access to Trade Order Management"
