@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from reconciler.cli.app import CONFIG, DEFAULT_PATHS, SANDBOX, Context, cli
+from reconciler.cli.app import CONFIG, SANDBOX, Context, cli, default_paths
 from reconciler.errors import ReconcilerError
 
 
@@ -93,7 +93,7 @@ def github_adopt_pr(ctx: Context, paths, branch, base, report_url, sandbox, conf
     from reconciler.plan.stream import read_selected
     from reconciler.vendors.session import open_session
 
-    paths = paths or DEFAULT_PATHS
+    paths = paths or default_paths(ctx)
     manifests = load_manifests(paths)
     settings = load_settings(paths, config_file=config_file)
     with open_session(settings, sandbox=sandbox) as session:
@@ -110,6 +110,8 @@ def github_adopt_pr(ctx: Context, paths, branch, base, report_url, sandbox, conf
         [str(adoption.paths[n]) for n in written],
         branch,
         f"Adopt drift from Orion into {len(written)} manifest(s)\n\n" + "\n".join(adoption.adopted),
+        token=ctx.facts.github_token,
+        server=ctx.facts.github_server_url,
     )
     client = open_client(ctx.facts)
     try:

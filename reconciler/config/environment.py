@@ -15,7 +15,12 @@ from pathlib import Path
 
 from reconciler.secret import Secret
 
-__all__ = ["RunFacts", "ci_run_url", "run_facts"]
+__all__ = ["RunFacts", "child_env", "ci_run_url", "run_facts"]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment a child process (git) inherits, with `extra` set: this module is the one reader."""
+    return {**os.environ, **extra}
 
 
 def ci_run_url(env: Mapping[str, str] | None = None) -> str | None:
@@ -44,6 +49,7 @@ class RunFacts:
     github_token: Secret | None  # GITHUB_TOKEN (a secret)
     github_repository: str | None  # GITHUB_REPOSITORY, owner/name
     github_api_url: str  # GITHUB_API_URL (GitHub Enterprise), else api.github.com
+    github_server_url: str  # GITHUB_SERVER_URL: where `git push` authenticates (adopt-pr)
     stats: bool  # RECONCILER_STATS=1: plan prints phase timings
     no_color: bool  # NO_COLOR (no-color.org)
     state_home: Path  # $XDG_STATE_HOME, else ~/.local/state
@@ -83,6 +89,7 @@ def run_facts(env: Mapping[str, str] | None = None) -> RunFacts:
         github_token=Secret(env["GITHUB_TOKEN"]) if env.get("GITHUB_TOKEN") else None,
         github_repository=env.get("GITHUB_REPOSITORY") or None,
         github_api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
+        github_server_url=env.get("GITHUB_SERVER_URL") or "https://github.com",
         stats=bool(env.get("RECONCILER_STATS")),
         no_color="NO_COLOR" in env,
         state_home=Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"),

@@ -8,10 +8,13 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 
+from reconciler.config.environment import child_env
 from reconciler.errors import ReconcilerError
 from reconciler.escaping import md_code, md_text
+from reconciler.secret import Secret
 
 __all__ = ["ADOPT_MARKER", "DRIFT_LABEL", "adoption_body", "commit_and_push", "sync_adoption_pull", "sync_drift_issue"]
 
@@ -82,17 +85,37 @@ def sync_adoption_pull(github, branch: str, base: str, body: str, title: str = "
     return f"opened pull request #{created['number']}"
 
 
-def commit_and_push(files: list[str], branch: str, message: str, remote: str = "origin") -> None:
+def commit_and_push(
+    files: list[str],
+    branch: str,
+    message: str,
+    remote: str = "origin",
+    *,
+    token: Secret | None = None,
+    server: str = "https://github.com",
+) -> None:
     """Commit `files` on `branch` (reset to the current commit) and push it, replacing the branch: an
-    adoption branch always holds one commit over its base, whatever an earlier run left."""
+    adoption branch always holds one commit over its base, whatever an earlier run left.
+
+    The workflow checks out with `persist-credentials: false`, so nothing in `.git/config` can push. The
+    push alone gets `token`, as an HTTP header for `server` passed to that one git process through its
+    environment (GIT_CONFIG_*: never on a command line, never written to disk)."""
     ident = ["-c", "user.name=reconciler", "-c", "user.email=reconciler@users.noreply.github.com"]
+    push_env = None
+    if token is not None:
+        basic = base64.b64encode(f"x-access-token:{token.reveal()}".encode()).decode()
+        push_env = child_env(
+            GIT_CONFIG_COUNT="1",
+            GIT_CONFIG_KEY_0=f"http.{server.rstrip('/')}/.extraheader",
+            GIT_CONFIG_VALUE_0=f"AUTHORIZATION: basic {basic}",
+        )
     steps = [
-        ["git", "checkout", "-B", branch],
-        ["git", "add", "--", *files],
-        ["git", *ident, "commit", "-m", message],
-        ["git", "push", "--force", remote, f"{branch}:{branch}"],
+        (["git", "checkout", "-B", branch], None),
+        (["git", "add", "--", *files], None),
+        (["git", *ident, "commit", "-m", message], None),
+        (["git", "push", "--force", remote, f"{branch}:{branch}"], push_env),
     ]
-    for cmd in steps:
-        done = subprocess.run(cmd, capture_output=True, text=True)
+    for cmd, env in steps:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise ReconcilerError(f"`{' '.join(cmd[:3])} …` failed: {done.stderr.strip()[:300]}")

@@ -45,12 +45,12 @@ def test_workflow_has_the_plan_apply_and_drift_paths():
     plan = " | ".join(_steps(doc["jobs"]["plan"]))
     assert "reconciler validate manifests" in plan
     assert "reconciler plan manifests --out plan.json --format markdown --detailed-exitcode > plan.md" in plan
-    assert "actions/upload-artifact@v4" in plan
+    assert "actions/upload-artifact@" in plan
     assert "reconciler github comment --markdown plan.md" in plan and "--exit-code" in plan and "--sha" in plan
     apply = " | ".join(_steps(doc["jobs"]["apply"]))
-    assert "reconciler github find-plan" in apply and "actions/download-artifact@v4" in apply
+    assert "reconciler github find-plan" in apply and "actions/download-artifact@" in apply
     assert "reconciler apply plan.json --report apply-report.json" in apply
-    assert apply.count("actions/upload-artifact@v4") == 2  # the apply report, and a stale plan's fresh one
+    assert apply.count("actions/upload-artifact@") == 2  # the apply report, and a stale plan's fresh one
     drift = " | ".join(_steps(doc["jobs"]["drift"]))
     assert "reconciler drift manifests --format markdown" in drift and "reconciler github drift-issue" in drift
     assert "schedule" in doc["jobs"]["drift"]["if"]
@@ -79,7 +79,64 @@ def test_workflow_never_installs_a_bare_package_name():
     for step in installs:
         assert step["env"]["PACKAGE"] == "${{ vars.RECONCILER_PACKAGE }}"
         assert 'if [ -z "$PACKAGE" ]' in step["run"] and "exit 1" in step["run"]
-        assert "|| 'reconciler'" not in step["run"] and 'pip install "$PACKAGE"' in step["run"]
+        assert "|| 'reconciler'" not in step["run"] and 'pip install --no-deps "$PACKAGE"' in step["run"]
+
+
+def test_workflow_a_security_reviewer_signs_pins_credentials_expressions_and_hashes():
+    """Actions by full commit SHA; checkouts that keep no token; no `${{` inside a script (an input or a
+    branch name would be shell text); every dependency installed from the hash-checked lock."""
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    steps = [s for job in doc["jobs"].values() for s in job["steps"]]
+    uses = [s["uses"] for s in steps if "uses" in s]
+    assert len(uses) == 11
+    for ref in uses:
+        _, _, pin = ref.partition("@")
+        assert len(pin) == 40 and all(c in "0123456789abcdef" for c in pin), ref
+    assert all(
+        "# v" in line for line in WORKFLOW.read_text().splitlines() if "uses: actions/" in line
+    )  # the tag, for people
+    checkouts = [s for s in steps if s.get("uses", "").startswith("actions/checkout@")]
+    assert len(checkouts) == 3 and all(s["with"]["persist-credentials"] is False for s in checkouts)
+    scripts = [s for s in steps if "run" in s]
+    assert scripts and not [s.get("name") for s in scripts if "${{" in s["run"]]
+    installs = [s["run"] for s in scripts if "pip install" in s["run"]]
+    assert len(installs) == 3
+    for run in installs:
+        lines = [ln.strip() for ln in run.splitlines() if "pip install" in ln]
+        assert lines == [
+            "pip install --require-hashes --no-deps -r .github/reconciler-requirements.lock",
+            'pip install --no-deps "$PACKAGE"',
+        ]
+        assert "pip check" in run
+
+
+def test_the_dependency_lock_matches_pyproject_and_hashes_every_file():
+    """The lock the workflow installs from holds every runtime dependency of pyproject.toml at a version
+    its specifier allows, and a hash for each pin: regenerate it (the command is in its header) whenever
+    this fails."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    lock = (ROOT / ".github" / "reconciler-requirements.lock").read_text()
+    pins: dict[str, str] = {}
+    hashed: dict[str, int] = {}
+    current = None
+    for line in lock.splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            name, _, version = line.split(" ")[0].partition("==")
+            current = name.lower().replace("_", "-")
+            pins[current] = version
+            hashed[current] = 0
+        elif "--hash=sha256:" in line and current:
+            hashed[current] += 1
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for dep in map(Requirement, deps):
+        name = dep.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is a dependency but not in the lock"
+        assert dep.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} is outside {dep.specifier}"
+    assert pins and all(hashed[n] >= 1 for n in pins), [n for n in pins if not hashed[n]]
+    assert "--generate-hashes" in lock and "pyproject.toml" in lock
 
 
 def test_jobs_get_only_their_environment_and_sei_jobs_run_on_the_configured_runner():
@@ -106,7 +163,8 @@ def test_a_stale_plan_is_never_replanned_and_applied_unreviewed_by_default():
     doc = yaml.safe_load(WORKFLOW.read_text())
     (step,) = [s for s in doc["jobs"]["apply"]["steps"] if s.get("name") == "Apply"]
     lines = [ln.strip() for ln in step["run"].splitlines()]
-    opted = lines.index('if [ "${{ vars.RECONCILER_REPLAN_ON_MERGE }}" = "true" ]; then')
+    opted = lines.index('if [ "$REPLAN_ON_MERGE" = "true" ]; then')
+    assert step["env"]["REPLAN_ON_MERGE"] == "${{ vars.RECONCILER_REPLAN_ON_MERGE }}"
     assert "--on-stale replan" in lines[opted + 2] and "--auto-approve" in lines[opted + 2]
     default = next(ln for ln in lines[opted + 3 :] if ln.startswith("reconciler apply"))
     assert default.startswith("reconciler apply plan.json --report") and "--auto-approve" not in default
@@ -120,11 +178,9 @@ def test_validate_failures_still_comment_and_set_a_status_for_the_newest_commit(
     doc = yaml.safe_load(WORKFLOW.read_text())
     (comment,) = [s for s in doc["jobs"]["plan"]["steps"] if "github comment" in str(s.get("run", ""))]
     assert comment["if"] == "always()"
-    assert (
-        "--errors validate.txt" in comment["run"]
-        and "--sha ${{ github.event.pull_request.head.sha }}" in comment["run"]
-    )
-    assert "steps.validate.outputs.exitcode != '0' && '1'" in comment["run"]
+    assert "--errors validate.txt" in comment["run"] and '--sha "$HEAD_SHA"' in comment["run"]
+    assert comment["env"]["HEAD_SHA"] == "${{ github.event.pull_request.head.sha }}"
+    assert "steps.validate.outputs.exitcode != '0' && '1'" in comment["env"]["EXIT_CODE"]
     drift = "\n".join(str(s.get("run", "")) for s in doc["jobs"]["drift"]["steps"])
     assert drift.count("reconciler drift ") == 1 and "--also html=drift.html" in drift  # one read of live state
 
