@@ -193,3 +193,44 @@ def test_a_postgres_message_is_one_line_without_literal_tabs():
     raw = 'connection failed: FATAL:  password authentication failed for user "r"\n\tDETAIL: pw-sekrit\n'
     shown = _redact(Secret("postgresql://r:pw-sekrit@127.0.0.1/db"), raw)
     assert "\t" not in shown and "\n" not in shown and "pw-sekrit" not in shown and "DETAIL: ****" in shown
+
+
+# --- real networks: Orion behind a private CA -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def private_ca(tmp_path_factory):
+    from ..helpers.external import issue_tls_files
+
+    return issue_tls_files(tmp_path_factory.mktemp("orion-tls"))
+
+
+def test_an_orion_sandbox_behind_a_private_ca_is_planned_with_orion_ca_bundle(private_ca, tmp_path):
+    """Orion over TLS with a certificate of the firm's own CA: refused with a hint naming Orion's own
+    variables, then planned once ORION_CA_BUNDLE names the CA (SEI on plain loopback http)."""
+    import os
+
+    from reconciler.sandbox.demo import demo_state
+    from reconciler.sandbox.server import TlsFiles, start_sandbox
+    from reconciler.sandbox.state import SandboxState, SandboxTiming
+
+    tls = TlsFiles(private_ca["server_cert"], private_ca["server_key"])
+    with (
+        start_sandbox(SandboxState.from_json(demo_state(), timing=SandboxTiming(0.2)), tls=tls) as orion,
+        start_sandbox(SandboxState.from_json(demo_state(), timing=SandboxTiming(0.2))) as sei,
+    ):
+        env = {
+            **os.environ,
+            **quick_env(sei),
+            "ORION_BASE_URL": orion.orion_url.replace("127.0.0.1", "localhost"),
+            "ORION_TOKEN": orion.creds.orion_token,
+            "RECONCILER_WORKSPACE": str(tmp_path / "ws"),
+        }
+        for k in ("SSL_CERT_FILE", "SSL_CERT_DIR", "ORION_CA_BUNDLE"):
+            env.pop(k, None)
+        refused = reconciler(env, "plan")
+        assert refused.returncode == 1
+        assert "ORION_CA_BUNDLE" in refused.stderr and "SEI_CA_BUNDLE" not in refused.stderr
+        planned = reconciler({**env, "ORION_CA_BUNDLE": private_ca["ca"]}, "plan")
+        assert planned.returncode == 0, planned.stderr[-2000:]
+        assert "reconciler will perform these actions" in planned.stdout
