@@ -17,7 +17,7 @@ from reconciler.sandbox.app import DEMO_CREDENTIALS, SandboxCredentials
 from reconciler.sandbox.batches import parse_latency
 from reconciler.sandbox.demo import demo_state
 from reconciler.sandbox.faults import parse_faults
-from reconciler.sandbox.server import RunningSandbox, TlsFiles, load_state, serve, start_sandbox
+from reconciler.sandbox.server import RunningSandbox, TlsFiles, listening_socket, load_state, serve, start_sandbox
 from reconciler.sandbox.state import SandboxState, SandboxTiming
 
 __all__ = ["OptionError", "ServeError", "ServerOptions", "embedded", "run_server"]
@@ -111,14 +111,10 @@ class ServeError(Exception):
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        return listening_socket(host, port)
     except OSError as e:
-        sock.close()
         raise ServeError(
             f"cannot serve on {host}:{port} ({e.strerror}): another process may be using it; "
             "pick another with --port (0 picks a free one)"
         ) from e
-    return sock

@@ -114,11 +114,26 @@ def start_sandbox(
     return RunningSandbox(url, state, book, creds, server, thread)
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), for uvicorn to listen on. Raises OSError if it cannot bind.
+
+    `proto` must say TCP: asyncio sets TCP_NODELAY only on accepted sockets whose proto is IPPROTO_TCP.
+    Without it, every second request on a kept-alive connection waited 40 ms for a delayed ACK (Nagle),
+    and the sandbox, not reconciler, was the SEI wave's bottleneck (1,000 tickets: 11 s instead of 2)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def serve_in_thread(app, *, host: str = "127.0.0.1", port: int = 0, tls: TlsFiles | None = None):
     """Any ASGI app on a loopback port in a daemon thread: (url, server, thread); stop with server.should_exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = listening_socket(host, port)
     server = uvicorn.Server(_config(app, tls))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="asgi-server", daemon=True)
     thread.start()

@@ -389,3 +389,34 @@ def test_a_latency_range_gives_each_batch_its_own_time_within_it():
     drawn = [timing.draw() for _ in range(200)]
     assert all(1.0 <= d <= 2.0 for d in drawn) and max(drawn) - min(drawn) > 0.8
     assert SandboxTiming(batch_latency=0.5).draw() == 0.5
+
+
+def test_the_sandbox_answers_kept_alive_connections_without_nagle_delay():
+    """asyncio turns TCP_NODELAY on only for accepted sockets whose listening socket says IPPROTO_TCP;
+    without it each second request on a kept-alive connection waited 40 ms for a delayed ACK, and the
+    benchmarks measured the sandbox instead of reconciler."""
+    import asyncio
+    import socket
+
+    from reconciler.sandbox.server import listening_socket
+
+    async def accepted_nodelay() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport):  # type: ignore[override]
+                sock = transport.get_extra_info("socket")
+                seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        sock = listening_socket("127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+            value = await asyncio.wait_for(seen, 5)
+            writer.close()
+            return value
+        finally:
+            server.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0
