@@ -19,11 +19,12 @@ from dataclasses import dataclass, field, replace
 
 from reconciler.apply.evaluator import Evaluator
 from reconciler.apply.recovery import Evidence
+from reconciler.apply.trail import RunFactsForTrail, change_records
 from reconciler.apply.watch import Phases, Signals, reporter
 from reconciler.config import Settings
 from reconciler.config.environment import RunFacts, run_facts
 from reconciler.console import Output
-from reconciler.errors import PlanBlockedError, PlanFileError
+from reconciler.errors import PlanBlockedError, PlanFileError, StateBackendError
 from reconciler.files import check_writable, write_private
 from reconciler.manifests import ManifestStream
 from reconciler.manifests.policy import enforce_policies, evaluate_policies, window_guard
@@ -38,6 +39,7 @@ from reconciler.render import render_plan_text
 from reconciler.render.apply_report import apply_report, render_apply_text
 from reconciler.state.backend import open_backend
 from reconciler.state.claims import Claims
+from reconciler.state.history import History
 from reconciler.state.journal import Journal
 from reconciler.state.lock import Lease
 from reconciler.state.workspace import run_workspace
@@ -113,9 +115,12 @@ def run_apply(
                 for notice in backend.notices:
                     out.info(notice)
                 claims = backend.claims()
+                history = backend.history()  # opened before any write: a history that cannot be kept stops the run
+                assert history is not None  # a writer's history is created where there is none
                 try:
-                    return _run_locked(request, stream, session, journal, claims, lock, stop, out, clock)
+                    return _run_locked(request, stream, session, journal, claims, lock, stop, out, clock, history)
                 finally:
+                    history.close()
                     claims.close()
                     journal.close()
             finally:
@@ -153,6 +158,7 @@ def _run_locked(
     stop: threading.Event,
     out: Output,
     clock: Callable[[], dt.datetime],
+    history: History,
 ) -> int:
     settings = session.settings
     clocked = Phases()
@@ -213,6 +219,17 @@ def _run_locked(
         declared = streamed.registrations + streamed.instructions
         result = replace(result, selected=streamed.selected, unchecked=declared - streamed.selected)
     journal.finish_run(run_id, "converged" if result.exit_code == 0 else "incomplete", result.error)
+    trail = RunFactsForTrail(
+        run_id,
+        plan_id,
+        request.facts,
+        current_binding(None, request.facts, request.paths)["commit"],
+        session.endpoints.get("environment"),
+        [r.as_dict() for r in plan.policy_results],
+        overrides,
+        tuple(request.saved.binding.get("approvers") or ()) if request.saved is not None else (),
+    )
+    recorded = _record_history(history, change_records(result, {c.address: c for c in plan.changes}, trail), out)
     out.result(render_apply_text(result, each_applied=not out.ci))
     if request.report_file:
         report = apply_report(result, plan_id=plan_id, manifests_digest=streamed.digest, endpoints=session.endpoints)
@@ -227,9 +244,27 @@ def _run_locked(
         out.info(f"Apply report written to {request.report_file}{' (encrypted)' if sealed else ''}.")
     if request.facts.stats:
         out.info(clocked.line(journal))
+    if not recorded and result.exit_code == 0:
+        return 1
     if result.error:
         out.error(f"Error: apply stopped early ({result.error}); every item is listed above with what is known of it")
     return result.exit_code
+
+
+def _record_history(history: History, records: list[dict], out: Output) -> bool:
+    """Append the run's change records to the audit trail; an auditor misses what is not there, so a
+    failure is an error (exit 1 where the run converged), naming what to do."""
+    try:
+        sealed = history.append(records)
+    except StateBackendError as e:
+        out.error(
+            f"Error: the {len(records)} change record(s) of this run were not written to the history ({e}); "
+            "the apply report (--report) holds every item: keep it with your change evidence"
+        )
+        return False
+    if sealed:
+        out.info(f"History: {len(sealed)} change record(s) written; head {sealed[-1]['hash'][:16]}…")
+    return True
 
 
 def _plan_to_apply(

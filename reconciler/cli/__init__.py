@@ -8,7 +8,16 @@ vendor library (measured with `/usr/bin/time python -c 'import …'`, 2026-12-02
 Exit codes: see cli/app.py.
 """
 
-from reconciler.cli import applying, auditing, github, importing, planning, tools, workspace  # noqa: F401  (registers commands)
+from reconciler.cli import (  # noqa: F401  (registers commands)
+    applying,
+    auditing,
+    github,
+    history,
+    importing,
+    planning,
+    tools,
+    workspace,
+)
 from reconciler.cli.app import cli, main, run
 
 __all__ = ["cli", "main", "run"]

@@ -40,6 +40,7 @@ from reconciler.cli.app import (
 @click.option("--target", multiple=True, help="Only these addresses (globs), audited or adopted.")
 @click.option("--exclude", multiple=True, help="Leave these addresses out (globs).")
 @click.option("--selector", multiple=True, help="Only resources whose labels match k=v.")
+@click.option("--no-history", is_flag=True, help="Do not record findings in the history (read only).")
 @SANDBOX
 @CONFIG
 @ALLOW_EMPTY
@@ -56,6 +57,7 @@ def drift(
     target,
     exclude,
     selector,
+    no_history,
     sandbox,
     config_file,
     allow_empty,
@@ -87,6 +89,8 @@ def drift(
         report = build_drift_report(
             manifests, live, session.vendors, settings.ignore, audit=_audit(ctx, session, tuple(paths))
         )
+    if not (no_history or sandbox):
+        _record_history(ctx, tuple(paths), config_file, report, narrowed=targeting != Targeting())
     extra = []
     for spec in also:
         kind, sep, target_file = spec.partition("=")
@@ -105,6 +109,33 @@ def drift(
             ctx, settings, target_file, _render_drift(report, kind), kind, encrypt=True, findings=len(report.findings)
         )
     return 2 if report.has_drift else 0
+
+
+def _record_history(ctx: Context, paths: tuple[str, ...], config_file, report, *, narrowed: bool) -> None:
+    """Findings that appeared or ended go into the workspace's history (audit/drift_trail.py). A pull
+    request's audit only reads: nothing a pull request runs writes history."""
+    import datetime as dt
+
+    from reconciler.audit.drift_trail import record_drift
+    from reconciler.cli.workspace import backend_for
+    from reconciler.errors import StateBackendError
+
+    if ctx.facts.pull_request is not None:
+        ctx.out.info("History: not written (a pull request's audit only reads)")
+        return
+    try:
+        history = backend_for(ctx, paths, config_file).history()
+        assert history is not None
+        try:
+            sealed = record_drift(history, report, narrowed=narrowed, now=dt.datetime.now(dt.UTC))
+        finally:
+            history.close()
+    except StateBackendError as e:
+        ctx.out.error(f"Warning: the drift findings were not recorded in the history ({e})")
+        return
+    if sealed:
+        ended = sum(1 for r in sealed if r.get("event") == "ended")
+        ctx.out.info(f"History: {len(sealed) - ended} finding(s) first seen, {ended} ended; recorded")
 
 
 def _audit(ctx: Context, session, paths: tuple[str, ...]) -> dict:

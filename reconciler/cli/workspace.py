@@ -7,7 +7,7 @@ import click
 from reconciler.cli.app import CONFIG, Context, cli, default_paths
 
 
-def _backend_for(ctx: Context, paths: tuple[str, ...], config_file: str | None):
+def backend_for(ctx: Context, paths: tuple[str, ...], config_file: str | None):
     """The state backend of the workspace for `paths` and the configured endpoints (no network to vendors)."""
     from reconciler.config import load_settings, require_safe_url
     from reconciler.state.backend import open_backend
@@ -31,7 +31,7 @@ def _journal_for(ctx: Context, paths: tuple[str, ...], config_file: str | None):
     from reconciler.escaping import terminal
     from reconciler.state.sqlite import salvage
 
-    backend = _backend_for(ctx, paths, config_file)
+    backend = backend_for(ctx, paths, config_file)
     try:
         journal = backend.read_journal()
     except StateBackendError:
@@ -66,7 +66,7 @@ def lock_status(ctx: Context, as_json, paths, config_file) -> int:
 
     from reconciler.escaping import terminal
 
-    backend = _backend_for(ctx, tuple(paths), config_file)
+    backend = backend_for(ctx, tuple(paths), config_file)
     leases = backend.leases()
     if as_json:
         ctx.out.result(
@@ -95,7 +95,7 @@ def lock_release(ctx: Context, paths, config_file) -> int:
     """Clear the lease record of a holder whose process or session is gone. A live holder is never broken."""
     from reconciler.errors import LockError
 
-    backend = _backend_for(ctx, tuple(paths), config_file)
+    backend = backend_for(ctx, tuple(paths), config_file)
     live = [r for r in backend.leases() if r["workspace"] == backend.workspace.key and r["alive"]]
     if live:
         raise LockError(
@@ -178,7 +178,7 @@ def journal_resolve(ctx: Context, kind, key, outcome, reason, paths, config_file
     """Resolve one in-doubt write by hand, with a recorded reason."""
     from reconciler.errors import ReconcilerError
 
-    j = _backend_for(ctx, tuple(paths), config_file).journal()
+    j = backend_for(ctx, tuple(paths), config_file).journal()
     entries = {(e.kind, e.key) for e in j.in_doubt()}
     if (kind, key) not in entries:
         j.close()

@@ -16,7 +16,7 @@ import markupsafe
 from reconciler.escaping import visible
 from reconciler.render.drift_report import drift_to_document
 
-__all__ = ["BAR_PX_PER_PERCENT", "render_drift_html"]
+__all__ = ["BAR_PX_PER_PERCENT", "render_drift_html", "render_history_html"]
 
 BAR_PX_PER_PERCENT = 3
 
@@ -52,3 +52,14 @@ def render_drift_html(report) -> str:
         resources.files("reconciler.render").joinpath("templates/drift.html.j2").read_text("utf-8")
     )
     return template.render(doc=drift_to_document(report), px=BAR_PX_PER_PERCENT)
+
+
+def render_history_html(doc: dict) -> str:
+    """The evidence pack's index (audit/evidence_pack.py builds `doc`); self-contained, autoescaped."""
+    env = jinja2.Environment(
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, finalize=_finalize
+    )
+    template = env.from_string(
+        resources.files("reconciler.render").joinpath("templates/history.html.j2").read_text("utf-8")
+    )
+    return template.render(doc=doc)

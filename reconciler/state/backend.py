@@ -25,6 +25,7 @@ from reconciler.config import Secret, Settings
 from reconciler.config.environment import RunFacts, run_facts
 from reconciler.errors import LockError, StateBackendError
 from reconciler.state.claims import Claims, SqliteClaims
+from reconciler.state.history import History, SqliteHistory
 from reconciler.state.journal import Journal
 from reconciler.state.lock import Lease, WorkspaceLock, flock_held
 from reconciler.state.sqlite import SqliteJournal
@@ -137,6 +138,19 @@ class Backend:
         finally:
             old_lock.release()
         self.notices.append(f"moved the journal an older reconciler kept at {legacy} to {self.workspace.journal_path}")
+
+    # --- the audit trail --------------------------------------------------------------------------
+
+    def history(self, *, readonly: bool = False) -> History | None:
+        """The workspace's history (state/history.py). A reader gets None where none exists yet."""
+        if self.shared:
+            from reconciler.state.postgres import PostgresHistory
+
+            return PostgresHistory(self.url, self.workspace.key, readonly=readonly)
+        if readonly:
+            return SqliteHistory.open_readonly(self.workspace.history_path)
+        ensure_state_dir(self.workspace)
+        return SqliteHistory(self.workspace.history_path)
 
     # --- lock and claims --------------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ __all__ = [
     "SCHEMA_VERSION",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the history (state/history.py)
 
 
 def journal_ddl(prefix: str, serial: str, real: str, bigint: str) -> list[str]:

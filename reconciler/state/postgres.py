@@ -34,6 +34,7 @@ from reconciler.config import Secret, mask_url
 from reconciler.config.environment import RunFacts
 from reconciler.errors import LockError, StateBackendError
 from reconciler.state.claims import Claims, Execute, Holder, T, claims_ddl
+from reconciler.state.history import History, append_only_ddl, history_ddl
 from reconciler.state.journal import SCHEMA_VERSION, Journal, journal_ddl
 
 __all__ = ["PostgresClaims", "PostgresJournal", "PostgresLease", "connect", "lease_rows", "release_dead_leases"]
@@ -91,6 +92,13 @@ def connect(url: Secret, *, migrate: bool = True) -> psycopg.Connection:
 
 
 def _ensure_schema(conn: psycopg.Connection) -> None:
+    """Create or upgrade the schema; nothing to do (and no CREATE right needed) once it is current."""
+    try:
+        row = conn.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = 'schema_version'").fetchone()
+        if row and int(row[0]) == SCHEMA_VERSION:
+            return
+    except psycopg.errors.UndefinedTable:
+        pass
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
@@ -100,7 +108,9 @@ def _ensure_schema(conn: psycopg.Connection) -> None:
             f"CREATE TABLE IF NOT EXISTS {SCHEMA}.leases (workspace TEXT PRIMARY KEY, label TEXT, "
             "holder TEXT, backend_pid INTEGER, started TEXT, heartbeat TEXT)"
         )
-        for ddl in claims_ddl(f"{SCHEMA}."):
+        for ddl in (
+            claims_ddl(f"{SCHEMA}.") + history_ddl(f"{SCHEMA}.", workspace_column=True) + append_only_ddl(SCHEMA)
+        ):
             conn.execute(ddl)
         row = conn.execute(f"SELECT value FROM {SCHEMA}.meta WHERE key = 'schema_version'").fetchone()
         if row and int(row[0]) > SCHEMA_VERSION:
@@ -155,6 +165,37 @@ class _Borrowed(Journal):
 
     def close(self) -> None:
         pass
+
+
+class PostgresHistory(History):
+    """The shared history: one table for every workspace, appended under a per-workspace advisory lock."""
+
+    prefix = f"{SCHEMA}."
+    _key = "workspace=? AND "
+
+    def __init__(self, url: Secret, workspace: str, *, readonly: bool = False):
+        super().__init__(workspace)
+        self._url = url
+        self._conn = connect(url, migrate=not readonly)
+
+    def _args(self, *args: Any) -> tuple:
+        return (self.workspace, *args)
+
+    def _transaction(self, work: Callable[[Execute], T]) -> T:
+        def execute(sql: str, args: tuple) -> list[tuple]:
+            cur = self._conn.execute(sql.replace("?", "%s"), args)
+            return cur.fetchall() if cur.description else []
+
+        try:
+            with self._conn.transaction():
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("history:" + self.workspace),))
+                return work(execute)
+        except psycopg.errors.UndefinedTable:
+            return []  # type: ignore[return-value]  # a reader before the first apply: no history yet
+        except psycopg.Error as e:
+            raise StateBackendError(f"the state backend failed on history: {_redact(self._url, str(e).strip())}") from e
+
+    close = PostgresJournal.close
 
 
 class PostgresClaims(Claims):

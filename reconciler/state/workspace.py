@@ -62,6 +62,10 @@ class Workspace:
         return self.directory / "journal.db"
 
     @property
+    def history_path(self) -> Path:
+        return self.directory / "history.db"
+
+    @property
     def lock_path(self) -> Path:
         return self.directory / "lock"
 

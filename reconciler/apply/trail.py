@@ -1,0 +1,90 @@
+"""One apply's change records for the audit trail (state/history.py): one per item the run handled.
+
+An auditor samples changes and asks, for each: who made it, who approved it, when, what exactly
+changed, under which policies, and what the vendor answered. Every record of a run carries the same
+run facts (run id, operator, CI run, commit, pull request and approvers, plan digest, policies and
+overrides) and its item's own: address, action, fields before → after, vendor references, outcome.
+
+A run under a soft-policy override, or with any policy not passed, is an emergency change: its
+records say so (`emergency: true`), for the after-the-fact review `history --emergency` lists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.apply.outcomes import ApplyResult, ItemResult
+from reconciler.config.environment import RunFacts
+from reconciler.model import Change
+
+__all__ = ["RunFactsForTrail", "change_records"]
+
+
+@dataclass(frozen=True)
+class RunFactsForTrail:
+    """What every change record of one run shares."""
+
+    run: int
+    plan_digest: str
+    facts: RunFacts
+    commit: str | None
+    environment: str | None
+    policy_results: Sequence[dict[str, Any]] = ()
+    overrides: Sequence[dict[str, Any]] = ()
+    approvers: Sequence[dict[str, Any]] = field(default_factory=tuple)
+
+    @property
+    def emergency(self) -> bool:
+        return bool(self.overrides) or any(not r.get("passed", True) for r in self.policy_results)
+
+    def operator(self) -> dict[str, Any]:
+        f = self.facts
+        return {"name": f.operator, "os_user": f.os_user, "ci_actor": f.ci_actor, "ci_run_url": f.run_url}
+
+
+def _vendor(reference: str | None) -> dict[str, Any]:
+    """The vendor's references from an item's: "batch 26140410, correlationId c-1" → batch_id and
+    correlation_id; "ticket 10000002" → ticket_id. Anything else is kept as it was written."""
+    found: dict[str, Any] = {}
+    for part in (reference or "").split(", "):
+        kind, _, value = part.partition(" ")
+        key = {"batch": "batch_id", "ticket": "ticket_id", "correlationId": "correlation_id"}.get(kind)
+        if key and value:
+            found[key] = int(value) if value.isdigit() else value
+        elif part:
+            found.setdefault("reference", reference)
+    return found
+
+
+def change_records(
+    result: ApplyResult, changes: Mapping[str, Change], run: RunFactsForTrail, now: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """The run's records, in the order its items were listed; `time` is when the run recorded them (UTC)."""
+    time = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return [_record(item, changes.get(item.address), run, time) for item in result.items]
+
+
+def _record(item: ItemResult, change: Change | None, run: RunFactsForTrail, time: str) -> dict[str, Any]:
+    return {
+        "kind": "change",
+        "time": time,
+        "run": run.run,
+        "operator": run.operator(),
+        "commit": run.commit,
+        "pull_request": run.facts.pull_request,
+        "approvers": list(run.approvers),
+        "plan_digest": run.plan_digest,
+        "environment": run.environment,
+        "address": item.address,
+        "action": item.action,
+        "source": {"file": item.source.file, "line": item.source.line},
+        "fields": [{"path": f.path, "before": f.before, "after": f.after} for f in (change.fields if change else ())],
+        "policy": {"results": list(run.policy_results), "overrides": list(run.overrides)},
+        "emergency": run.emergency,
+        "vendor": _vendor(item.reference),
+        "outcome": item.status.value,
+        "message": item.message,
+    }
