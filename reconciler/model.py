@@ -138,6 +138,36 @@ class Policy:
     limits: dict[str, float]
     windows: tuple[Window, ...]
     source: Source
+    approvals: dict[str, Any] = field(default_factory=dict)  # requireApprovals: N, applierNotApprover: true
+
+
+@dataclass(frozen=True)
+class Approval:
+    login: str
+    at: str  # when the review was submitted (GitHub's time, UTC)
+    commit: str | None  # the commit it approved
+
+
+@dataclass(frozen=True)
+class Approvals:
+    """A pull request's approving reviews, as GitHub showed them when read (github/approvals.py).
+
+    Only a review in state APPROVED, each reviewer's latest, on the planned commit counts: an approval
+    of an earlier push does not approve what is planned now."""
+
+    pull_request: int | None
+    commit: str | None
+    author: str | None = None
+    approvals: tuple[Approval, ...] = ()
+    applier: str | None = None  # who applies (known at apply, not at plan)
+    error: str | None = None  # why they could not be read
+
+    def others(self) -> tuple[Approval, ...]:
+        """Approvals by people other than the pull request's author."""
+        return tuple(a for a in self.approvals if a.login != self.author)
+
+    def as_list(self) -> list[dict[str, Any]]:
+        return [{"login": a.login, "at": a.at, "commit": a.commit} for a in self.approvals]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from reconciler.errors import PlanBlockedError, PlanFileError, StateBackendError
 from reconciler.files import check_writable, write_private
 from reconciler.manifests import ManifestStream
 from reconciler.manifests.policy import enforce_policies, evaluate_policies, window_guard
-from reconciler.model import Plan
+from reconciler.model import Approvals, Plan
 from reconciler.plan.desired import DesiredStore
 from reconciler.plan.receipt import endpoint_problems, receipt_problems, stale_reasons
 from reconciler.plan.saved import SavedPlan, binding_problems, current_binding, destination
@@ -65,6 +65,7 @@ class ApplyRequest:
     no_encrypt: bool = False
     overrides: tuple[tuple[str, str], ...] = ()  # (soft policy name, reason)
     facts: RunFacts = field(default_factory=run_facts)  # CI, the reviewed commit, who is applying
+    approvals: Approvals | None = None  # the pull request's approvals, read at apply (github/approvals.py)
 
 
 def run_apply(
@@ -182,7 +183,7 @@ def _run_locked(
         clocked.lap("plan")
         plan = streamed.plan
         _refuse_if_blocked(plan, request.max_changes)
-        plan = replace(plan, policy_results=evaluate_policies(plan, streamed.policies, clock()))
+        plan = replace(plan, policy_results=evaluate_policies(plan, streamed.policies, clock(), request.approvals))
         enforcement = enforce_policies(plan.policy_results, streamed.policies, dict(request.overrides))
         for warning in enforcement.warnings:
             out.error(f"Warning: {warning}")
@@ -227,7 +228,7 @@ def _run_locked(
         session.endpoints.get("environment"),
         [r.as_dict() for r in plan.policy_results],
         overrides,
-        tuple(request.saved.binding.get("approvers") or ()) if request.saved is not None else (),
+        request.approvals.as_list() if request.approvals is not None else (),
     )
     recorded = _record_history(history, change_records(result, {c.address: c for c in plan.changes}, trail), out)
     out.result(render_apply_text(result, each_applied=not out.ci))

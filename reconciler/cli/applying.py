@@ -144,10 +144,28 @@ def apply(
             allow_plaintext_plan,
             no_encrypt,
             tuple((name, reason) for name in overrides),
+            approvals=_approvals(ctx, saved),
         )
         return run_apply(request, stream, settings, ctx.out)
     finally:  # workers still parsing after an early error are stopped, not waited for
         stream.close()
+
+
+def _approvals(ctx: Context, saved):
+    """The pull request's approvals, read afresh now (a review may have been dismissed since the plan):
+    for a saved plan, the pull request and commit it is bound to; else this run's. None without a PR."""
+    from reconciler.github.approvals import read_approvals
+
+    binding = saved.binding if saved is not None else {}
+    pr = binding.get("pull_request") if saved is not None else ctx.facts.pull_request
+    commit = binding.get("commit") if saved is not None else (ctx.facts.expected_commit or ctx.facts.commit)
+    if pr is None:
+        return None
+    approvals = read_approvals(ctx.facts, int(pr), commit, ctx.facts.operator)
+    if approvals.error is None:
+        who = ", ".join(a.login for a in approvals.approvals) or "nobody"
+        ctx.out.info(f"Pull request #{pr}: approved on {str(commit or '?')[:12]} by {who}")
+    return approvals
 
 
 @cli.command()

@@ -41,6 +41,19 @@ def validate(ctx: Context, paths: tuple[str, ...], allow_empty: bool) -> int:
     return 0
 
 
+def _approvals(ctx: Context, policies, paths: tuple[str, ...]):
+    """The pull request's approvals on the planned commit, when a policy uses them or a PR is known
+    (they are bound into a saved plan); None otherwise. Plan never needs them to be complete: a rule
+    that uses approvals shows what is missing."""
+    from reconciler.github.approvals import read_approvals
+    from reconciler.plan.saved import current_binding
+
+    if ctx.facts.pull_request is None and not any(p.approvals for p in policies):
+        return None
+    commit = current_binding(None, ctx.facts, paths)["commit"]
+    return read_approvals(ctx.facts, ctx.facts.pull_request, commit, None)
+
+
 def _server_validate(ctx: Context, vendors, plan) -> list:
     """Orion's own dry run for every changed registration: rejections are shown before review."""
     from reconciler.escaping import terminal
@@ -142,9 +155,10 @@ def plan(
             endpoints = session.endpoints
             t_plan = time.perf_counter()
             moment = now_for(settings, now)
+            approvals = _approvals(ctx, streamed.policies, tuple(paths))
             result = replace(
                 streamed.plan,
-                policy_results=evaluate_policies(streamed.plan, streamed.policies, moment),
+                policy_results=evaluate_policies(streamed.plan, streamed.policies, moment, approvals),
                 windows_as_of=moment.isoformat(timespec="seconds") if (now or settings.now) else None,
             )
             checks = _server_validate(ctx, session.vendors, result) if server_validate else None
@@ -181,7 +195,10 @@ def plan(
                 "excludes": list(exclude),
                 "selectors": [list(kv) for kv in selectors(selector)],
             },
-            binding=current_binding(endpoints.get("environment"), ctx.facts, tuple(paths)),
+            binding={
+                **current_binding(endpoints.get("environment"), ctx.facts, tuple(paths)),
+                **({"approvers": approvals.as_list(), "author": approvals.author} if approvals else {}),
+            },
             recipients=recipients,
         )
         how = f"encrypted to {len(recipients)} recipient(s)" if recipients else "plaintext"

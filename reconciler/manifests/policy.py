@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from reconciler.errors import PlanBlockedError
-from reconciler.model import Action, Plan, Policy, Window
+from reconciler.model import Action, Approvals, Plan, Policy, Window
 
 __all__ = [
     "Enforcement",
@@ -96,7 +96,9 @@ def _money(x: float) -> str:
     return f"${x:,.2f}"
 
 
-def evaluate_policies(plan: Plan, policies: tuple[Policy, ...], now: dt.datetime) -> tuple[PolicyResult, ...]:
+def evaluate_policies(
+    plan: Plan, policies: tuple[Policy, ...], now: dt.datetime, approvals: Approvals | None = None
+) -> tuple[PolicyResult, ...]:
     notional = {c.address: c.notional for c in plan.changes if c.action is Action.CREATE and c.payload}
     updates = [c for c in plan.changes if c.action is Action.UPDATE]
     writes_to = {s.api for s in plan.submissions}
@@ -153,6 +155,7 @@ def evaluate_policies(plan: Plan, policies: tuple[Policy, ...], now: dt.datetime
                     () if ok else tuple(c.address for c in removing),
                 )
             )
+        out += _approval_results(p, approvals)
         for api in ("orion", "sei"):
             windows = tuple(w for w in p.windows if w.api == api)
             if not windows or api not in writes_to:
@@ -182,6 +185,63 @@ def evaluate_policies(plan: Plan, policies: tuple[Policy, ...], now: dt.datetime
                     )
                 )
     return tuple(out)
+
+
+def _approval_results(p: Policy, approvals: Approvals | None) -> list[PolicyResult]:
+    """requireApprovals and applierNotApprover, over the pull request's reviews (model.Approvals)."""
+    out: list[PolicyResult] = []
+    rules = p.approvals
+    unknown = None
+    if approvals is None or approvals.pull_request is None:
+        unknown = "no pull request is known for this run (plan it in one, or set RECONCILER_PULL_REQUEST)"
+    elif approvals.error:
+        unknown = f"the approvals of pull request #{approvals.pull_request} could not be read: {approvals.error}"
+    if "requireApprovals" in rules:
+        need = int(rules["requireApprovals"])
+        if unknown or approvals is None:
+            out.append(PolicyResult(p.name, "requireApprovals", p.enforcement, False, f"{unknown}; {need} needed"))
+        else:
+            others = approvals.others()
+            who = ", ".join(a.login for a in others) or "nobody"
+            self_only = " (an approval by the author does not count)" if len(others) < len(approvals.approvals) else ""
+            out.append(
+                PolicyResult(
+                    p.name,
+                    "requireApprovals",
+                    p.enforcement,
+                    len(others) >= need,
+                    f"pull request #{approvals.pull_request} has {len(others)} approval(s) on commit "
+                    f"{(approvals.commit or '?')[:12]} from people other than its author {approvals.author} "
+                    f"({who}); {need} needed{self_only}",
+                )
+            )
+    if rules.get("applierNotApprover"):
+        if approvals is None or approvals.applier is None:
+            out.append(
+                PolicyResult(
+                    p.name,
+                    "applierNotApprover",
+                    p.enforcement,
+                    True,
+                    "checked at apply: whoever applies must not be one of the approvers",
+                )
+            )
+        elif unknown:
+            out.append(PolicyResult(p.name, "applierNotApprover", p.enforcement, False, unknown))
+        else:
+            own = approvals.applier in {a.login for a in approvals.approvals}
+            out.append(
+                PolicyResult(
+                    p.name,
+                    "applierNotApprover",
+                    p.enforcement,
+                    not own,
+                    f"{approvals.applier} applies and approved this change"
+                    if own
+                    else f"{approvals.applier} applies and is not among the approvers",
+                )
+            )
+    return out
 
 
 @dataclass(frozen=True)

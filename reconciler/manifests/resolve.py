@@ -104,6 +104,7 @@ def _policy(doc: Document, diags: list[Diagnostic]) -> Policy:
         dict(spec.get("limits") or {}),
         tuple(windows),
         _source(doc, ()),
+        dict(spec.get("approvals") or {}),
     )
 
 

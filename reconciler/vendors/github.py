@@ -97,6 +97,13 @@ class GitHubClient:
     def pulls_for_commit(self, sha: str) -> list[dict]:
         return self.http.request("GET", f"/repos/{self.repo}/commits/{sha}/pulls", safe=True).json()
 
+    def pull(self, number: int) -> dict:
+        return self.http.request("GET", f"/repos/{self.repo}/pulls/{number}", safe=True).json()
+
+    def reviews(self, number: int) -> list[dict]:
+        """A pull request's reviews, oldest first (each: user.login, state, submitted_at, commit_id)."""
+        return self._get_all(f"/repos/{self.repo}/pulls/{number}/reviews")
+
     def runs(self, head_sha: str, event: str = "pull_request") -> list[dict]:
         return self._get_all(f"/repos/{self.repo}/actions/runs", {"head_sha": head_sha, "event": event})
 

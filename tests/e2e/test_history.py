@@ -156,3 +156,22 @@ def test_history_export_writes_the_pack_with_the_chain_verdict(sandbox, tmp_path
     page = (out / "index.html").read_text()
     assert 'id="verify"' in page and "Intact: 6 record(s)" in page and chain["head"] in page
     assert "<script" not in page and "http://" not in page and "https://" not in page  # self-contained
+
+
+def test_a_run_under_a_soft_override_is_an_emergency_change_with_its_reason(sandbox, tmp_path):
+    repo = repository(tmp_path / "repo")
+    (repo / "manifests" / "policy.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Policy\nmetadata: {name: desk-limits}\n"
+        "spec:\n  enforcement: soft\n  limits:\n    maxTicketNotional: 1\n"
+    )
+    env = sandbox_env(sandbox)
+    r = reconciler(
+        env, "apply", "--auto-approve", "--override-policy", "desk-limits", "--reason", "INC-4411 client deadline",
+        cwd=repo,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    emergencies = _records(env, repo, "--emergency")
+    assert emergencies and len(emergencies) == len(_records(env, repo))
+    (override,) = emergencies[0]["policy"]["overrides"]
+    assert override["policy"] == "desk-limits" and override["reason"] == "INC-4411 client deadline"
+    assert "EMERGENCY" in reconciler(env, "history", cwd=repo).stdout

@@ -25,6 +25,8 @@ class FakeGitHub:
         self.runs: dict[str, list[dict]] = {}  # head sha → runs
         self.opened: dict[int, dict] = {}  # number → pull requests opened through the API
         self.labels: dict[int, list[str]] = {}  # issue/PR number → label names
+        self.authors: dict[int, str] = {}  # PR number → its author's login (GET pulls/N)
+        self.reviews: dict[int, list[dict]] = {}  # PR number → reviews, oldest first
         self._ids = itertools.count(1000)
         self.url, self._server, self._thread = serve_in_thread(Starlette(routes=self._routes()))
 
@@ -134,11 +136,24 @@ class FakeGitHub:
             owner, _, ref = (request.query_params.get("head") or "").partition(":")
             return JSONResponse([p for p in self.opened.values() if p["state"] == "open" and p["head"]["ref"] == ref])
 
+        async def reviews(request: Request):
+            denied, _ = await record(request)
+            if denied:
+                return denied
+            rows = self.reviews.get(int(request.path_params["n"]), [])
+            page, per = int(request.query_params.get("page", 1)), int(request.query_params.get("per_page", 30))
+            return JSONResponse(rows[(page - 1) * per : page * per])
+
         async def repo_pull(request: Request):
             denied, payload = await record(request)
             if denied:
                 return denied
-            pr = self.opened[int(request.path_params["n"])]
+            n = int(request.path_params["n"])
+            if request.method == "GET":
+                if n not in self.authors:
+                    return JSONResponse({"message": "Not Found"}, status_code=404)
+                return JSONResponse({"number": n, "state": "open", "user": {"login": self.authors[n]}})
+            pr = self.opened[n]
             pr.update(payload)
             return JSONResponse(pr)
 
@@ -154,5 +169,6 @@ class FakeGitHub:
             Route(f"{r}/issues/{{n:int}}/labels", labels, methods=["GET", "POST"]),
             Route(f"{r}/issues/{{n:int}}/labels/{{name:path}}", label, methods=["DELETE"]),
             Route(f"{r}/pulls", repo_pulls, methods=["GET", "POST"]),
-            Route(f"{r}/pulls/{{n:int}}", repo_pull, methods=["PATCH"]),
+            Route(f"{r}/pulls/{{n:int}}", repo_pull, methods=["GET", "PATCH"]),
+            Route(f"{r}/pulls/{{n:int}}/reviews", reviews, methods=["GET"]),
         ]
