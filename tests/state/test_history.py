@@ -12,6 +12,9 @@ from reconciler.config import Secret
 from reconciler.state.history import GENESIS, HistoryFilter, SqliteHistory, canonical
 from reconciler.state.postgres import PostgresHistory
 
+from ..helpers.processes import ROOT, reconciler, sandbox_env
+from ..helpers.trees import repository
+
 
 def _record(i: int, address: str = "SleeveRegistration/a", kind: str = "change") -> dict:
     return {
@@ -111,25 +114,30 @@ def test_postgres_refuses_update_and_delete_and_verify_catches_a_superusers_edit
         other.close()
 
 
-def test_the_tools_role_may_append_and_read_but_never_update(pg_fresh):
-    """The role README's "Audit trail" section creates: SELECT and INSERT on the history, nothing more."""
-    PostgresHistory(Secret(pg_fresh), "ws").close()  # the owner creates the schema once
+def _readme_roles_sql() -> str:
+    """The role SQL the README's "Audit trail" section gives operators, as written there."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("```sql", text.index("## Audit trail")) + len("```sql")
+    return text[start : text.index("```", start)]
+
+
+def test_the_readme_roles_apply_and_read_but_never_change_history(sandbox, pg_fresh, tmp_path):
+    """The roles exactly as the README creates them: the tool's role runs a whole apply (journal, lock,
+    claims, history) and cannot UPDATE or DELETE history; the reader's role reads history."""
+    repo = repository(tmp_path / "repo")
+    PostgresHistory(Secret(pg_fresh), "owner").close()  # the owner creates the schema once
     with psycopg.connect(pg_fresh, autocommit=True) as conn:
         conn.execute("DROP ROLE IF EXISTS reconciler_tool")
-        conn.execute("CREATE ROLE reconciler_tool LOGIN PASSWORD 'tool-pw'")
-        conn.execute("GRANT USAGE ON SCHEMA reconciler TO reconciler_tool")
-        conn.execute("GRANT SELECT, INSERT ON reconciler.history TO reconciler_tool")
-        conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON reconciler.drift_seen TO reconciler_tool")
-    tool_url = pg_fresh.replace("reconciler:", "reconciler_tool:", 1).replace(
-        pg_fresh.split(":")[2].split("@")[0], "tool-pw", 1
-    )
-    history = PostgresHistory(Secret(tool_url), "ws", readonly=True)  # no schema rights: it must not migrate
-    try:
-        _chain(history, 2)
-        assert history.verify().intact
-    finally:
-        history.close()
-    with psycopg.connect(tool_url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS reconciler_reader")
+        conn.execute(_readme_roles_sql().replace("'…'", "'pw-1'"))
+    host = pg_fresh.split("@", 1)[1]
+    tool, reader = f"postgresql://reconciler_tool:pw-1@{host}", f"postgresql://reconciler_reader:pw-1@{host}"
+    env = sandbox_env(sandbox, RECONCILER_BACKEND_URL=tool)
+    applied = reconciler(env, "apply", "--auto-approve", cwd=repo)
+    assert applied.returncode == 0, applied.stderr
+    read = reconciler({**env, "RECONCILER_BACKEND_URL": reader}, "history", "verify", cwd=repo)
+    assert read.returncode == 0 and "History intact: 6 record(s)" in read.stdout, read.stdout + read.stderr
+    with psycopg.connect(tool, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("UPDATE reconciler.history SET run = 9")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
