@@ -82,6 +82,7 @@ class VerdictKind(enum.StrEnum):
     MATCH = "match"  # the ticket is there with the declared values
     ABSENT = "absent"  # no row for it
     DIFFERS = "differs"  # there, with other values
+    PENDING = "pending"  # absent so far, and this run stops reading before the window ends: still in doubt
 
 
 @dataclass(frozen=True)

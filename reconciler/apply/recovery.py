@@ -228,15 +228,14 @@ class Evidence:
         """Read the ticket back until it shows, or the settle window since its last send has passed."""
         return drive(self.settle_ticket_steps(ticket_id, last_send_epoch), self.sleep)
 
-    def settle_ticket_steps(self, ticket_id: int, last_send_epoch: float) -> Steps[Verdict | None]:
-        """`settle_ticket` as a parkable task: read-backs spread over the settle window since the last send.
-
-        None when SEI cannot be read: the ticket stays in doubt. `absent` only if every read-back,
-        the last at or after the end of the window, showed it absent.
-        """
+    def settle_ticket_steps(self, ticket_id: int, epoch: float, budget: float | None = None) -> Steps[Verdict | None]:
+        """Parkable read-backs over the settle window since the last send. None: SEI cannot be read (still
+        in doubt). `absent` only if every read-back, the last at or after the window's end, showed it
+        absent; `pending` if a `budget` (s) shorter than the window's rest ran out first (in doubt)."""
         found = self.instructions.get(f"TradeInstruction/{ticket_id}")
         desired = found if isinstance(found, DesiredInstruction) else None  # None: presence decides
-        deadline = last_send_epoch + self.settings.settle
+        deadline = epoch + self.settings.settle
+        give_up = self.clock() + budget if budget is not None and budget < deadline - self.clock() else None
         step = self.settings.settle / READ_BACKS
         while True:
             try:
@@ -251,6 +250,8 @@ class Evidence:
             now = self.clock()
             if now >= deadline:
                 return Verdict(VerdictKind.ABSENT, f"absent in every read-back over {self.settings.settle:g} s")
+            if give_up is not None and now >= give_up:
+                return Verdict(VerdictKind.PENDING, f"not at SEI in read-backs over {budget:g} s")
             if self.interrupted():
                 return None
             self.progress(
@@ -258,7 +259,7 @@ class Evidence:
                 f"TradeInstruction/{ticket_id}: not at SEI yet; reading it back again "
                 f"until {self.settings.settle:g} s after the send",
             )
-            yield min(step, deadline - now) + 0.01
+            yield min(step, (give_up or deadline) - now) + 0.01
 
     # --- the Recover stage ------------------------------------------------------------------------
 

@@ -19,11 +19,14 @@ from reconciler.model import Submission
 from reconciler.plan.stages import Gate, SeiWave
 from reconciler.state.journal import TicketEvent
 
-__all__ = ["MAX_TICKET_SENDS", "TicketWave"]
+__all__ = ["LAST_SEND_READS", "MAX_TICKET_SENDS", "TicketWave"]
 
 # A ticket is POSTed at most this many times in a run, the second only after read-backs over a whole
 # settle window all showed SEI does not have the first.
 MAX_TICKET_SENDS = 2
+# How long the last send's answer is looked for, when lost: it is not sent again in this run anyway, so the
+# run does not spend a second settle window on it; still absent, it stays in doubt for a rerun to settle.
+LAST_SEND_READS = 10.0
 
 
 def _ticket_id(address: str) -> int:
@@ -109,8 +112,11 @@ class TicketWave:
             assert sent is not None  # its `sending` event was journaled just above
             lost = bounded(getattr(e, "status", None) or "no answer")
             self.progress("state", f"{address}: the answer was lost ({lost}); reading it back beside the wave")
+            # the last send is never followed by another: its read-backs need not wait out a second
+            # window, which would double the run's time in doubt; what they do not find, a rerun settles
+            budget = min(LAST_SEND_READS, self.settings.settle / 4) if attempt == MAX_TICKET_SENDS else None
             self.kit.park(
-                self.evidence.settle_ticket_steps(tid, sent.last_send_epoch),
+                self.evidence.settle_ticket_steps(tid, sent.last_send_epoch, budget),
                 lambda verdict: self._settled(sub, ctx, attempt, exists, lost, verdict),
                 sub,
                 ctx,
@@ -154,6 +160,14 @@ class TicketWave:
         if exists:
             return self._done(
                 sub, ctx, ItemStatus.UNKNOWN, "SEI answered 409 but does not show the ticket; it is not sent again"
+            )
+        if verdict.kind == VerdictKind.PENDING:  # in doubt still: the journal keeps it so; a rerun reads it back
+            return self._done(
+                sub,
+                ctx,
+                ItemStatus.UNKNOWN,
+                f"sent {attempt} times, the last answer lost ({lost}), and {verdict.detail}; it is not sent again "
+                "in this run, and a rerun reads it back before any re-send",
             )
         self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.ABSENT_SETTLED, verdict.detail)
         if attempt == MAX_TICKET_SENDS:

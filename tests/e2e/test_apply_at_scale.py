@@ -15,7 +15,7 @@ from reconciler.sandbox.state import SandboxState, SandboxTiming
 
 from ..helpers.invariants import assert_converged_now
 from ..helpers.processes import apply_reported, reconciler, sandbox_env, start
-from ..helpers.sandbox import edit_outside_git, orion_batches, quiet, wait_for
+from ..helpers.sandbox import edit_outside_git, orion_batches, quiet, ticket_posts, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -103,3 +103,27 @@ def test_one_ticket_in_doubt_does_not_hold_up_the_others(tmp_path):
         assert items[held]["message"] == "the answer was lost, but the read-back shows SEI has it"
         assert all(i["message"] == "accepted by SEI" for a, i in items.items() if a.startswith("Trade") and a != held)
         assert_converged_now(env)
+
+
+@pytest.mark.slow
+def test_a_ticket_in_doubt_on_both_sends_costs_one_window_and_the_rerun_settles_it(sandbox, tmp_path):
+    """SEI answers both POSTs of one ticket 503 without storing it. The first answer in doubt is read back
+    over the whole settle window (8 s) before the one re-send; the re-send's lost answer is read back for a
+    quarter of it only (a third send never follows in this run), so the run spends one window in doubt,
+    not two, and ends unknown (exit 3). The rerun settles it by the journal's rules, then sends it: three
+    POSTs in all, stored once."""
+    env = sandbox_env(sandbox, workspace=tmp_path / "ws", RECONCILER_SETTLE_WINDOW="8")
+    sandbox.faults.add(parse_faults("503=none@POST:/v1/order/tradetickets#2"))
+    started = time.monotonic()
+    r, items = apply_reported(env, tmp_path / "r1.json", "--target", "TradeInstruction/10000002")
+    took = time.monotonic() - started
+    assert r.returncode == 3, r.stderr[-2000:]
+    item = items["TradeInstruction/10000002"]
+    assert item["status"] == "unknown" and "sent 2 times" in item["message"], item
+    assert "not at SEI in read-backs over 2 s" in item["message"] and "rerun reads it back" in item["message"]
+    assert 8 <= took < 8 + 8, took  # one window and a quarter, not two windows
+    assert ticket_posts(sandbox) == 2 and sandbox.state.ticket_count(10000002) == 0
+    r2, items2 = apply_reported(env, tmp_path / "r2.json", "--target", "TradeInstruction/10000002")
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    quiet(sandbox)
+    assert ticket_posts(sandbox) == 3 and sandbox.state.ticket_count(10000002) == 1
