@@ -194,6 +194,9 @@ def test_workflow_applies_on_the_shared_backend_and_plans_only_read_it():
     assert apply_step["env"]["RECONCILER_BACKEND_URL"] == "${{ secrets.RECONCILER_BACKEND_URL }}"
     (plan_step,) = [s for s in doc["jobs"]["plan"]["steps"] if s.get("name") == "Plan"]
     assert plan_step["env"]["RECONCILER_BACKEND_URL"] == "${{ secrets.RECONCILER_BACKEND_READONLY_URL }}"
+    # the scheduled drift audit records its findings in the shared history (issue 31); it runs on main only
+    (drift_step,) = [s for s in doc["jobs"]["drift"]["steps"] if s.get("id") == "drift"]
+    assert drift_step["env"]["RECONCILER_BACKEND_URL"] == "${{ secrets.RECONCILER_BACKEND_URL }}"
 
 
 def test_workflow_gives_the_identity_only_to_apply_and_encrypts_what_pull_requests_upload():
