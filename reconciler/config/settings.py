@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from reconciler.config.durations import parse_duration
 from reconciler.config.ignore import IgnoreRule, ignore_rule
+from reconciler.config.proxy import ProxySettings, proxy_settings
 from reconciler.config.urls import mask_url
 from reconciler.errors import ConfigError, ManifestError
 from reconciler.fields import ENVIRONMENTS, ORION_BATCH_LIMIT, ORION_READ_CHUNK, SETTLE_FLOOR_SECONDS
@@ -99,6 +100,8 @@ class Settings:
     # RECONCILER_CLAIMS_DIR: where the local backend keeps the claims that stop two workspaces from
     # sending one registration or ticket at once; None: the user's state folder (state/claims.py).
     claims_dir: Path | None = None
+    # HTTPS_PROXY / NO_PROXY, or `proxy:` in reconciler.yaml (config/proxy.py); None: connect directly
+    proxy: ProxySettings | None = None
 
     @property
     def settle(self) -> float:
@@ -151,10 +154,13 @@ def load_settings(
     file = Path(config_file) if config_file else _find_config(paths)
     orion_file: dict[str, Any] = {}
     sei_file: dict[str, Any] = {}
+    proxy_file: Any = None
     if file is not None:
         data = _read_config(file)
         orion_file, sei_file = data.pop("orion", {}) or {}, data.pop("sei", {}) or {}
+        proxy_file = data.pop("proxy", None)
         values.update(_parse_file(file, data))
+    values["proxy"] = proxy_settings(env, proxy_file, str(file))
     for name, (attr, typ) in _ENV_KEYS.items():
         if env.get(name):
             values[attr] = _convert(env[name], typ, name)

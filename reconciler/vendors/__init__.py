@@ -71,7 +71,10 @@ def sei_tls(settings: Settings) -> VendorTls:
 
 
 def _client(base_url: str, settings: Settings, tls: VendorTls, connections: int) -> httpx.Client:
+    """One vendor's connection pool. trust_env=False: only the proxy settings reads on purpose apply."""
+    proxy = settings.proxy.for_url(base_url) if settings.proxy is not None else None
     return httpx.Client(
+        proxy=proxy.reveal() if proxy is not None else None,
         base_url=base_url,
         timeout=httpx.Timeout(
             connect=settings.connect_timeout,
@@ -96,6 +99,9 @@ def open_vendors(settings: Settings, *, gate: PauseGate | None = None) -> Iterat
     )
     gate = gate or PauseGate()
     redact = Redactor()
+    if settings.proxy is not None:
+        for secret in settings.proxy.secrets():  # a proxy's error may quote its URL
+            redact.add(secret)
     connections = max(settings.parallelism, settings.read_workers) * 2 + 2
     o_tls, s_tls = orion_tls(settings), sei_tls(settings)
     orion_http = _client(orion_url, settings, o_tls, connections)

@@ -222,6 +222,16 @@ class VendorHttp:
                 raise ApiError(str(e), method=method, path=path) from e
             self._retry_or_raise(e, method, path, budget, "no complete answer")
             return None
+        except httpx.ProxyError as e:  # the tunnel was refused: no byte of the request reached the vendor
+            raise ApiError(
+                self.redact(
+                    f"the proxy refused the tunnel ({e}); check HTTPS_PROXY or `proxy:` in reconciler.yaml (its "
+                    f"credentials), or add this host to NO_PROXY"
+                ),
+                method=method,
+                path=path,
+                refused=True,
+            ) from e
         except httpx.HTTPError as e:
             cls = ApiError if safe else AmbiguousWriteError
             raise cls(self.redact(f"request failed: {type(e).__name__}: {e}"), method=method, path=path) from e

@@ -234,3 +234,40 @@ def test_an_orion_sandbox_behind_a_private_ca_is_planned_with_orion_ca_bundle(pr
         planned = reconciler({**env, "ORION_CA_BUNDLE": private_ca["ca"]}, "plan")
         assert planned.returncode == 0, planned.stderr[-2000:]
         assert "reconciler will perform these actions" in planned.stdout
+
+
+def test_orion_through_the_firms_proxy_with_its_credentials_masked(private_ca, tmp_path):
+    """HTTPS_PROXY with user:password: Orion (TLS, the firm's CA) is reached through the proxy's CONNECT
+    tunnel, SEI on NO_PROXY goes direct; a wrong proxy password fails naming the proxy, never the password."""
+    import os
+
+    from reconciler.sandbox.demo import demo_state
+    from reconciler.sandbox.server import TlsFiles, start_sandbox
+    from reconciler.sandbox.state import SandboxState, SandboxTiming
+
+    from ..helpers.proxy import ConnectProxy
+
+    tls = TlsFiles(private_ca["server_cert"], private_ca["server_key"])
+    with (
+        start_sandbox(SandboxState.from_json(demo_state(), timing=SandboxTiming(0.2)), tls=tls) as orion,
+        start_sandbox(SandboxState.from_json(demo_state(), timing=SandboxTiming(0.2))) as sei,
+        ConnectProxy("ops", "pr0xy-s3cret") as proxy,
+    ):
+        env = {
+            **{k: v for k, v in os.environ.items() if k.lower() not in ("https_proxy", "no_proxy", "http_proxy")},
+            **quick_env(sei),
+            "ORION_BASE_URL": orion.orion_url.replace("127.0.0.1", "localhost"),
+            "ORION_TOKEN": orion.creds.orion_token,
+            "ORION_CA_BUNDLE": private_ca["ca"],
+            "RECONCILER_WORKSPACE": str(tmp_path / "ws"),
+            "HTTPS_PROXY": f"http://ops:pr0xy-s3cret@127.0.0.1:{proxy.port}",
+            "NO_PROXY": "127.0.0.1",
+        }
+        planned = reconciler(env, "plan")
+        assert planned.returncode == 0, planned.stderr[-2000:]
+        port = orion.orion_url.split(":")[2].split("/")[0]
+        assert proxy.tunnels and set(proxy.tunnels) == {f"localhost:{port}"}  # Orion only: SEI is on NO_PROXY
+        wrong = reconciler({**env, "HTTPS_PROXY": f"http://ops:wr0ng-s3cret@127.0.0.1:{proxy.port}"}, "plan")
+        assert wrong.returncode == 1 and proxy.refused >= 1
+        assert "wr0ng-s3cret" not in wrong.stderr + wrong.stdout and "Traceback" not in wrong.stderr
+        assert "the proxy refused the tunnel" in wrong.stderr and "HTTPS_PROXY" in wrong.stderr, wrong.stderr[-2000:]
