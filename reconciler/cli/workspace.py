@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from reconciler.cli.app import CONFIG, Context, cli, default_paths
 
 
-def backend_for(ctx: Context, paths: tuple[str, ...], config_file: str | None):
-    """The state backend of the workspace for `paths` and the configured endpoints (no network to vendors)."""
+def backend_for(ctx: Context, paths: tuple[str, ...], config_file: str | None, *, any_workspace: bool = False):
+    """The state backend of the workspace for `paths` and the configured endpoints (no network to vendors).
+    `any_workspace`: with the shared backend, where the endpoints are not configured, the database as a
+    whole (lock status lists every workspace in it, and needs no vendor URL to do so)."""
     from reconciler.config import load_settings, require_safe_url
     from reconciler.state.backend import open_backend
-    from reconciler.state.workspace import workspace_for
+    from reconciler.state.workspace import Workspace, workspace_for, workspace_root
 
     paths = paths or default_paths(ctx)
     settings = load_settings(paths, config_file=config_file)
+    if any_workspace and settings.backend_url is not None and not (settings.orion.base_url and settings.sei.base_url):
+        everyone = Workspace("", "(every workspace in the database)", Path(), workspace_root(paths))
+        return open_backend(settings, everyone, facts=ctx.facts)
     ws = workspace_for(
         paths,
         require_safe_url(settings.orion.base_url, "ORION_BASE_URL"),
@@ -66,14 +73,16 @@ def lock_status(ctx: Context, as_json, paths, config_file) -> int:
 
     from reconciler.escaping import terminal
 
-    backend = backend_for(ctx, tuple(paths), config_file)
+    backend = backend_for(ctx, tuple(paths), config_file, any_workspace=True)
     leases = backend.leases()
     if as_json:
         ctx.out.result(
             json.dumps({"backend": backend.name, "workspace": backend.workspace.key, "leases": leases}, indent=2)
         )
         return 0
-    if not leases:
+    if not leases and not backend.workspace.key:
+        ctx.out.result(f"No apply holds any workspace in the database ({backend.name}).")
+    elif not leases:
         ctx.out.result(f"No apply holds the workspace {terminal(backend.workspace.label)} ({backend.name}).")
     for r in leases:
         state = "held" if r["alive"] else "free (its holder is gone; `reconciler lock release` clears the record)"

@@ -82,6 +82,11 @@ def test_a_second_apply_waits_then_refuses_naming_the_holder_and_a_killed_holder
     assert lease["heartbeat"] and lease["started"] and lease["command"].startswith("reconciler apply")
     refused = run(b, shared_env(slow, b, pg_fresh), "lock", "release")
     assert refused.returncode == 1 and "never released" in refused.stderr
+    # an operator's shell with the database URL alone (no vendor URLs) still sees every holder
+    bare = {k: v for k, v in shared_env(slow, b, pg_fresh).items() if not k.endswith("_BASE_URL")}
+    everyone = run(tmp_path, bare, "lock", "status", "--json")
+    assert everyone.returncode == 0, everyone.stderr
+    assert [x["pid"] for x in json.loads(everyone.stdout)["leases"]] == [holder.pid]
 
     holder.send_signal(signal.SIGKILL)
     killed = time.monotonic()
