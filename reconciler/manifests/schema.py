@@ -9,6 +9,7 @@ that say what to do, e.g. "quote it" when YAML turned an identifier into a numbe
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import re
@@ -243,15 +244,24 @@ def _iter_leaf_errors(errors) -> Iterator[jsonschema.ValidationError]:
             yield e
 
 
+def _unknown_hint(name: str, schema: Any) -> str:
+    """Did you mean a field of this level (a typo), or does it belong one level down (under spec)?"""
+    props = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    close = difflib.get_close_matches(name, list(props), n=1, cutoff=0.8)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    for parent, sub in props.items():
+        if isinstance(sub, dict) and name in (sub.get("properties") or {}):
+            return f"'{name}' belongs under {parent}:"
+    return "check the spelling against the schema in schemas/"
+
+
 def _explain(doc: Document, e: jsonschema.ValidationError, path: tuple) -> list[Diagnostic]:
     field = str(path[-1]) if path else "document"
     v = e.validator
     if v in ("additionalProperties", "unevaluatedProperties"):
         names = _UNEXPECTED.findall(e.message.split("(", 1)[-1]) if "(" in e.message else []
-        return [
-            doc.diagnostic(path + (n,), f"unknown field '{n}'", "check the spelling against the schema in schemas/")
-            for n in names
-        ]
+        return [doc.diagnostic(path + (n,), f"unknown field '{n}'", _unknown_hint(n, e.schema)) for n in names]
     if v == "readOnly":
         if field == "batchSize":
             return [

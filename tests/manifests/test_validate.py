@@ -164,7 +164,12 @@ def test_yes_as_flag_is_caught(cli, write):
 @pytest.mark.parametrize(
     "extra,line,message",
     [
-        ("  isActiv: true\n", 6, "unknown field 'isActiv'"),
+        ("  isActiv: true\n", 6, "unknown field 'isActiv' (did you mean 'isActive'?)"),
+        (
+            "  accountSleeves:\n    - {sleeveType: Normal sleeve, modelAggId: 1, targetAlocation: 100}\n",
+            7,
+            "unknown field 'targetAlocation' (did you mean 'targetAllocation'?)",
+        ),
         ("  clientId: 29685\n", 6, "'clientId' is owned by the server"),
         ("  tolerancePercent: 120\n", 6, "tolerancePercent: 120 is greater than the maximum of 100"),
         ("  autoRebalFrequency: Weekly\n", 6, 'autoRebalFrequency: "Weekly" is not allowed'),
@@ -179,6 +184,11 @@ def test_yes_as_flag_is_caught(cli, write):
 def test_registration_schema_errors(cli, write, extra, line, message):
     err = one_error(cli, write("r.yaml", REG.format(extra=extra)))
     assert f"r.yaml:{line}:" in err and message in err, err
+
+
+def test_a_field_at_the_wrong_level_says_where_it_belongs(cli, write):
+    err = one_error(cli, write("r.yaml", REG.format(extra="") + "isDoNotTrade: true\n"))
+    assert "unknown field 'isDoNotTrade' ('isDoNotTrade' belongs under spec:)" in err, err
 
 
 def test_missing_registration_id(cli, write):
