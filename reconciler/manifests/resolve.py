@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import Diagnostic
-from reconciler.fields import INSTRUCTION_FIELDS
+from reconciler.fields import INSTRUCTION_FIELDS, SLEEVE_TYPES
 from reconciler.manifests.rules import cusip_check_digit, iter_registration_problems
 from reconciler.model import (
     DesiredBatch,
@@ -237,10 +237,14 @@ def rule_diagnostics(kind: str, doc: Document) -> list[Diagnostic]:
     sleeves = spec.get("accountSleeves")
     if isinstance(sleeves, list):
         fields = {k: v for k, v in spec.items() if k.endswith("AllocationMethod") and isinstance(v, str)}
+        # a sleeve whose type the schema refused may or may not count: a sum over the rest would be a
+        # cascade of that one error, not an independent one, so the whole-list rules wait for its fix
+        unsure = any(not isinstance(x, dict) or x.get("sleeveType") not in SLEEVE_TYPES for x in sleeves)
         for path, message, hint in iter_registration_problems(
             fields, [_well_typed_sleeve(x) for x in sleeves], complete=False
         ):
-            out.append(doc.diagnostic(("spec",) + path, message, hint))
+            if not (unsure and path == ("accountSleeves",)):
+                out.append(doc.diagnostic(("spec",) + path, message, hint))
     return out
 
 

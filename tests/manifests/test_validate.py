@@ -186,6 +186,18 @@ def test_registration_schema_errors(cli, write, extra, line, message):
     assert f"r.yaml:{line}:" in err and message in err, err
 
 
+def test_a_refused_sleeve_type_does_not_cascade_into_a_sum_error(cli, write):
+    """The sum over Normal and Unmanaged sleeves cannot be judged while one sleeve's type is refused:
+    only the type error is reported (an independent error, e.g. a sleeve's own, still is)."""
+    sleeves = (
+        "  accountSleeves:\n"
+        "    - {sleeveType: Nrmal sleeve, modelAggId: 1, targetAllocation: 60}\n"
+        "    - {sleeveType: Normal sleeve, modelAggId: 2, targetAllocation: 40}\n"
+    )
+    err = one_error(cli, write("r.yaml", REG.format(extra=sleeves)))
+    assert 'sleeveType: "Nrmal sleeve" is not allowed' in err and "sums" not in err, err
+
+
 def test_a_field_at_the_wrong_level_says_where_it_belongs(cli, write):
     err = one_error(cli, write("r.yaml", REG.format(extra="") + "isDoNotTrade: true\n"))
     assert "unknown field 'isDoNotTrade' ('isDoNotTrade' belongs under spec:)" in err, err
