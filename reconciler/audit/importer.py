@@ -35,6 +35,7 @@ __all__ = [
     "read_tradebatch",
     "registration_manifest",
     "render_imported",
+    "schema_line",
     "slug",
     "tradebatch_manifest",
     "write_imported",
@@ -181,12 +182,30 @@ def _header(vendor: str, origin: str, what: str, when: str) -> str:
     return f"Imported by reconciler {__version__} on {when} from {vendor} ({host}): {what}.\nReview it, then commit."
 
 
-def render_imported(docs: list[tuple[dict, str]], vendor: str, origin: str) -> str:
-    """All documents as one YAML stream, each with its provenance header."""
+def schema_line(kind: str, folder: Path) -> str:
+    """The editor's schema line for a file written into `folder`, as the hand-written manifests carry it:
+    the nearest `schemas/` above the folder that has the kind's schema, by relative path; "" if none."""
+    from reconciler.manifests.schema import KIND_SCHEMAS
+
+    name = KIND_SCHEMAS.get(kind)
+    if name is None:
+        return ""
+    start = folder.resolve()
+    for parent in (start, *start.parents):
+        schema = parent / "schemas" / name
+        if schema.is_file():
+            return f"# yaml-language-server: $schema={os.path.relpath(str(schema), str(start))}\n"
+    return ""
+
+
+def render_imported(docs: list[tuple[dict, str]], vendor: str, origin: str, folder: Path | None = None) -> str:
+    """All documents as one YAML stream, each with its provenance header; the editor's schema line first
+    where the file goes into a tree with `schemas/` (`folder`: where it is written; stdout: the cwd)."""
     from reconciler.manifests.writer import dump_manifests
 
     when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    return "---\n".join(dump_manifests([d], _header(vendor, origin, what, when)) for d, what in docs)
+    line = schema_line(docs[0][0].get("kind", ""), folder or Path.cwd()) if docs else ""
+    return line + "---\n".join(dump_manifests([d], _header(vendor, origin, what, when)) for d, what in docs)
 
 
 def write_imported(docs: list[tuple[dict, str]], vendor: str, origin: str, output: str, *, force: bool) -> list[Path]:
@@ -207,7 +226,7 @@ def write_imported(docs: list[tuple[dict, str]], vendor: str, origin: str, outpu
         raise ReconcilerError(f"refusing to overwrite {', '.join(existing)} (pass --force); nothing was written")
     for path, group in files:
         # manifests are meant to be committed: readable like other source files, written atomically
-        write_private(path, render_imported(group, vendor, origin), mode=0o644)
+        write_private(path, render_imported(group, vendor, origin, path.parent), mode=0o644)
     return [p for p, _ in files]
 
 

@@ -10,22 +10,10 @@ import yaml
 __all__ = ["QUOTED_FIELDS", "dump_manifests"]
 
 # Strings that are identifiers or free text: quoted even when YAML would read them right unquoted,
-# so a reviewer never has to wonder whether 037833100 stayed a string.
-QUOTED_FIELDS = frozenset(
-    {
-        "batchId",
-        "cusip",
-        "ticker",
-        "strategyCode",
-        "securityName",
-        "comments",
-        "contributionAllocationMethod",
-        "distributionAllocationMethod",
-        "corporateActionAllocationMethod",
-        "autoRebalFrequency",
-        "template",
-    }
-)
+# so a reviewer never has to wonder whether 037833100 stayed a string. Enum values (sleeveType,
+# allocation methods, autoRebalFrequency) stay plain, as people write them; the dumper still quotes
+# any value YAML 1.1 would read as something else (yes, on, 1.0).
+QUOTED_FIELDS = frozenset({"batchId", "cusip", "ticker", "strategyCode", "securityName", "comments", "template"})
 
 
 class _Quoted(str):

@@ -175,6 +175,7 @@ def test_html_report_renders_in_headless_chromium_with_bars_of_the_right_width(e
 
 def test_import_round_trip_validates_and_plans_no_changes(env, cli, tmp_path):
     out = tmp_path / "imported"
+    shutil.copytree(ROOT / "schemas", tmp_path / "schemas")  # a tree with the schemas, as the repository has
     httpx.post(f"{env.url}/_sandbox/counters/reset")
     r = cli("import", "registration", "31547", "31548", "31549", "31550", "31551", "31552", "--output", f"{out}/")
     assert r.code == 0, r
@@ -197,7 +198,11 @@ def test_import_round_trip_validates_and_plans_no_changes(env, cli, tmp_path):
     r = cli("plan", str(out), "--detailed-exitcode")
     assert r.code == 0 and "No changes." in r.out
     text = (out / "registration-31547.yaml").read_text()
-    assert text.startswith("# Imported by reconciler") and "from Orion (127.0.0.1:" in text
+    first, second = text.splitlines()[:2]
+    assert first == "# yaml-language-server: $schema=../schemas/sleeve-registration.schema.json"  # editors check it
+    assert second.startswith("# Imported by reconciler") and "from Orion (127.0.0.1:" in text
+    assert "contributionAllocationMethod: Assigned\n" in text  # enums plain, as people write them
+    assert "$schema=../schemas/trade-batch.schema.json" in (out / "lcg-20261120-01.yaml").read_text()
     for server_owned in ("clientId", "currentValue", "editedBy", "sleeveDescription", "Custodial account"):
         assert server_owned not in text
     batch = (out / "lcg-20261120-01.yaml").read_text()
