@@ -155,7 +155,8 @@ def _with_template(
             doc.diagnostic(
                 ("spec", "template"),
                 f"template '{name}' does not exist",
-                "define a SleeveTemplate with that metadata.name, or fix the name",
+                "define a SleeveTemplate with that metadata.name, or fix the name; only the paths given are "
+                "read, so one defined elsewhere in the tree needs the whole tree (e.g. manifests/)",
             )
         )
         return None

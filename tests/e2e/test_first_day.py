@@ -127,6 +127,13 @@ def test_plan_from_a_subfolder_finds_the_manifests_above(env, cli, monkeypatch):
 # --- import checks what is already managed ----------------------------------------------------------
 
 
+def test_validating_a_subfolder_names_the_whole_tree_for_templates_defined_elsewhere(cli):
+    r = cli("validate", str(ROOT / "manifests" / "registrations" / "east"))
+    assert r.code == 1 and "template 'equity-mf-20-30-50' does not exist" in r.err
+    assert "needs the whole tree (e.g. manifests/)" in r.err
+    assert cli("validate", str(ROOT / "manifests")).code == 0
+
+
 def test_import_refuses_an_id_the_tree_already_manages(env, cli, tmp_path):
     tree = tmp_path / "manifests"
     shutil.copytree(ROOT / "manifests", tree)
