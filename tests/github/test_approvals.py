@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ..helpers.fake_github import TOKEN, FakeGitHub
+from ..helpers.fake_github import TOKEN
 from ..helpers.processes import reconciler, sandbox_env
 from ..helpers.sandbox import writes
 from ..helpers.trees import repository
@@ -26,13 +26,6 @@ spec:
     requireApprovals: 1
     applierNotApprover: true
 """
-
-
-@pytest.fixture
-def gh():
-    fake = FakeGitHub()
-    yield fake
-    fake.stop()
 
 
 def _review(login: str, state: str = "APPROVED", commit: str = HEAD) -> dict:

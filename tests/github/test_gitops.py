@@ -13,21 +13,11 @@ import yaml
 
 from reconciler.render.markdown import MARKER
 
-from ..helpers.fake_github import TOKEN, FakeGitHub
+from ..helpers.fake_github import TOKEN
 from ..helpers.processes import ROOT
 
 pytestmark = pytest.mark.integration
 WORKFLOW = ROOT / ".github" / "workflows" / "reconciler.yml"
-
-
-@pytest.fixture
-def gh(monkeypatch):
-    fake = FakeGitHub()
-    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
-    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/manifests")
-    monkeypatch.setenv("GITHUB_API_URL", fake.url)
-    yield fake
-    fake.stop()
 
 
 # --- the workflow file ---------------------------------------------------------------------------
