@@ -259,6 +259,8 @@ class Plan:
     # set when `plan --now` / RECONCILER_NOW judged change windows as of another moment (what-if);
     # None: the real clock. Shown with the results, never carried into apply (which uses its clock).
     windows_as_of: str | None = None
+    # a partial plan (`plan --changed-since`): what it covers, from plan/changes.py Scope.as_dict; None: full
+    scope: dict[str, Any] | None = None
 
     def actionable(self) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action is not Action.NO_OP)

@@ -110,8 +110,9 @@ def apply(
         raise click.UsageError("--override-policy needs --reason TEXT (it is recorded in the journal and the report)")
     saved = _saved_plan_arg(args)
     paths = saved.paths if saved else (args or default_paths(ctx))
+    files = _partial_files(saved, paths)
     # first, while this process has one thread: the parsing workers fork from it (as `plan` does)
-    stream = ManifestStream(paths, allow_empty=allow_empty).start()
+    stream = ManifestStream(paths, allow_empty=allow_empty or files is not None, files=files).start()
     try:
         from reconciler.apply.run import ApplyRequest, run_apply
         from reconciler.config import load_settings
@@ -149,6 +150,23 @@ def apply(
         return run_apply(request, stream, settings, ctx.out)
     finally:  # workers still parsing after an early error are stopped, not waited for
         stream.close()
+
+
+def _partial_files(saved, paths) -> list | None:
+    """A saved partial plan (--changed-since) is applied over the same scope, recomputed from the same
+    base commit: its receipt then compares the same resources, and nothing outside them is touched."""
+    if saved is None or saved.plan.scope is None:
+        return None
+    from reconciler.errors import PlanFileError
+    from reconciler.plan.changes import changed_scope
+
+    scope = changed_scope(tuple(paths), saved.plan.scope["base"])
+    if scope is None:
+        raise PlanFileError(
+            "the saved plan is partial (--changed-since), and reconciler.yaml has changed since its base "
+            "commit, which can change any resource's plan; nothing was written. Make a new plan"
+        )
+    return list(scope.files)
 
 
 def _approvals(ctx: Context, saved):

@@ -41,6 +41,18 @@ def validate(ctx: Context, paths: tuple[str, ...], allow_empty: bool) -> int:
     return 0
 
 
+def _scope(ctx: Context, paths, since: str):
+    """What a partial plan reads (plan/changes.py), or None when only a full plan will do (said why)."""
+    from reconciler.plan.changes import changed_scope
+
+    scope = changed_scope(tuple(paths), since)
+    if scope is None:
+        ctx.out.info(
+            f"reconciler.yaml changed since {since}: it can change any resource's plan, so this is a full plan"
+        )
+    return scope
+
+
 def _approvals(ctx: Context, policies, paths: tuple[str, ...]):
     """The pull request's approvals on the planned commit, when a policy uses them or a PR is known
     (they are bound into a saved plan); None otherwise. Plan never needs them to be complete: a rule
@@ -93,6 +105,12 @@ def _server_validate(ctx: Context, vendors, plan) -> list:
 @ALLOW_EMPTY
 @click.option("--now", help="Evaluate change windows as of this moment (ISO 8601 with offset) [env RECONCILER_NOW].")
 @click.option("--server-validate", is_flag=True, help="Ask Orion's Validate about every changed registration.")
+@click.option(
+    "--changed-since",
+    "changed_since",
+    metavar="REF",
+    help="Plan only what changed since this Git revision (e.g. the PR's base): a partial plan.",
+)
 @click.pass_obj
 def plan(
     ctx: Context,
@@ -110,6 +128,7 @@ def plan(
     allow_empty,
     now,
     server_validate,
+    changed_since,
 ) -> int:
     """Read live state, diff it against the manifests, print the plan. Never writes to an API."""
     from dataclasses import replace
@@ -118,8 +137,13 @@ def plan(
 
     t_start = time.perf_counter()
     paths = paths or default_paths(ctx)
+    scope = _scope(ctx, paths, changed_since) if changed_since else None
+    if scope is not None and not scope.changed and not scope.templates and not scope.gone:
+        ctx.out.result(f"No manifest changed since {changed_since}: nothing to plan (a full plan shows drift).")
+        return 0
     # first, while this process has one thread and few modules: the parsing workers fork from it
-    stream = ManifestStream(paths, allow_empty=allow_empty).start()  # raises for a path that does not exist
+    files = list(scope.files) if scope is not None else None
+    stream = ManifestStream(paths, allow_empty=allow_empty or scope is not None, files=files).start()
 
     from reconciler.config import load_settings
     from reconciler.manifests.policy import evaluate_policies
@@ -156,9 +180,10 @@ def plan(
             t_plan = time.perf_counter()
             moment = now_for(settings, now)
             approvals = _approvals(ctx, streamed.policies, tuple(paths))
+            partial = replace(streamed.plan, scope=scope.as_dict() if scope is not None else None)
             result = replace(
-                streamed.plan,
-                policy_results=evaluate_policies(streamed.plan, streamed.policies, moment, approvals),
+                partial,
+                policy_results=evaluate_policies(partial, streamed.policies, moment, approvals),
                 windows_as_of=moment.isoformat(timespec="seconds") if (now or settings.now) else None,
             )
             checks = _server_validate(ctx, session.vendors, result) if server_validate else None

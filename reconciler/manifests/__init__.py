@@ -80,12 +80,19 @@ class ManifestStream:
     """
 
     def __init__(
-        self, paths: list[str] | tuple[str, ...], *, workers: int | None = None, allow_empty: bool = False
+        self,
+        paths: list[str] | tuple[str, ...],
+        *,
+        workers: int | None = None,
+        allow_empty: bool = False,
+        files: list[tuple[Path, str]] | None = None,
     ) -> None:
+        """`files`: read only these (path, display) of the tree, templates first (a partial plan's
+        scope, plan/changes.py); the digest then covers them alone."""
         self.paths = tuple(paths)
         self.allow_empty = allow_empty
         self.workers = workers or min(os.cpu_count() or 1, 8)
-        self._files, self._tree_problems = iter_manifest_files(paths)
+        self._files, self._tree_problems = (files, []) if files is not None else iter_manifest_files(paths)
         self.files: tuple[str, ...] = tuple(d for _, d in self._files)
         self.digest = ""
         self.policies: tuple = ()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
 from reconciler.errors import PlanBlockedError
@@ -156,6 +156,14 @@ def evaluate_policies(
                 )
             )
         out += _approval_results(p, approvals)
+        if plan.scope is not None:  # a partial plan: whole-plan limits see the change only
+            whole = ("maxPlanNotional", "maxRegistrationsTouched", "maxSleeveRemovals")
+            out = [
+                replace(r, message=r.message + " (evaluated on this partial plan's resources only)")
+                if r.policy == p.name and r.rule in whole and "partial" not in r.message
+                else r
+                for r in out
+            ]
         for api in ("orion", "sei"):
             windows = tuple(w for w in p.windows if w.api == api)
             if not windows or api not in writes_to:

@@ -33,6 +33,8 @@ def plan_to_document(plan: Plan, *, include_payloads: bool = False) -> dict[str,
             **({"windows_as_of": plan.windows_as_of} if plan.windows_as_of else {}),
         },
     }
+    if plan.scope is not None:
+        doc["partial"] = plan.scope
     return doc
 
 
@@ -100,4 +102,4 @@ def plan_from_document(doc: dict[str, Any]) -> Plan:
         )
         for r in (doc.get("policy") or {}).get("results", [])
     )
-    return Plan(changes, submissions, int(doc["summary"]["unchanged"]), ignored, results)
+    return Plan(changes, submissions, int(doc["summary"]["unchanged"]), ignored, results, scope=doc.get("partial"))

@@ -31,6 +31,21 @@ def render_plan_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT, environment
             f"{md_code(host(environment.get('orion', '?')))} · SEI {md_code(host(environment.get('sei', '?')))}",
             "",
         ]
+    if plan.scope is not None:  # a partial plan says so above everything else
+        sc = plan.scope
+        templates = ", ".join(md_code(t) for t in sc["changed_templates"])
+        head.append(
+            f"> **Partial plan** (`--changed-since` {md_code(sc['since'])}, {md_code(sc['base'][:12])}): "
+            f"{len(sc['changed_files'])} changed manifest file(s)"
+            + (f", and {sc['template_users']} file(s) taking the changed template(s) {templates}" if templates else "")
+            + ". Live state is read for these only: drift elsewhere is not shown."
+        )
+        for gone in sc["no_longer_managed"][:20]:
+            head.append(
+                f"> - no longer managed here: {md_code(gone['address'])} (was in {md_code(gone['file'])}); "
+                "nothing is removed at the vendor"
+            )
+        head.append("")
     if plan.actionable():
         head.append(
             f"Registrations touched: **{s['registrations_touched']}** · gross buy notional "

@@ -9,7 +9,7 @@ from reconciler.plan.explain import explain_stages
 from reconciler.plan.stages import Recover, Stage, build_stages
 from reconciler.render._values import describe_instruction, show, summary_line, ticket_details, totals_line
 
-__all__ = ["field_lines", "render_plan_text"]
+__all__ = ["field_lines", "partial_lines", "render_plan_text"]
 
 _MARK = {Action.UPDATE: "~", Action.CREATE: "+", Action.CONFLICT: "!"}
 
@@ -57,13 +57,38 @@ def policy_lines(plan: Plan) -> list[str]:
     return out
 
 
+def partial_lines(plan: Plan) -> list[str]:
+    """What a partial plan (--changed-since) covers, and what it does not, before anything else."""
+    scope = plan.scope
+    if scope is None:
+        return []
+    out = [
+        f"Partial plan: the resources of {len(scope['changed_files'])} manifest file(s) changed since "
+        f"{terminal(scope['since'])} ({terminal(scope['base'][:12])})"
+        + (
+            f", and the {scope['template_users']} file(s) taking the changed template(s) "
+            f"{', '.join(terminal(t) for t in scope['changed_templates'])}"
+            if scope["changed_templates"]
+            else ""
+        )
+        + ". Live state is read for them only: drift elsewhere is not shown (a full plan or `drift` shows it)."
+    ]
+    for gone in scope["no_longer_managed"]:
+        out.append(
+            f"  no longer managed here: {terminal(gone['address'])} (was in {terminal(gone['file'])}); nothing is "
+            "removed at the vendor"
+        )
+    out.append("")
+    return out
+
+
 def render_plan_text(plan: Plan, stages: tuple[Stage, ...] | None = None, *, each: bool = True) -> str:
     """The plan, and the stages apply will run for it (given, or built with nothing in doubt).
     `each=False` (apply's log in CI): the counts and totals, not a line per change and submission."""
     stages = stages if stages is not None else build_stages(plan)
     s = plan_summary(plan)
     in_doubt = stages[0] if stages and isinstance(stages[0], Recover) and stages[0].busy else None
-    out: list[str] = []
+    out: list[str] = partial_lines(plan)
     actionable = plan.actionable()
     if not actionable:
         out.append("No changes. Live state matches the manifests.")

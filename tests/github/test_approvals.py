@@ -44,14 +44,14 @@ def _env(sandbox, gh, **extra):
     )
 
 
-def _repo(tmp_path):
+def _policy_repo(tmp_path):
     repo = repository(tmp_path / "repo")
     (repo / "manifests" / "policy.yaml").write_text(POLICY)
     return repo
 
 
 def test_one_approval_by_someone_else_passes_and_the_approvers_are_recorded(sandbox, gh, tmp_path):
-    repo = _repo(tmp_path)
+    repo = _policy_repo(tmp_path)
     gh.authors[12] = "alice"
     gh.reviews[12] = [_review("carol", "CHANGES_REQUESTED"), _review("bob"), _review("dave", commit="0" * 40)]
     env = _env(sandbox, gh, GITHUB_ACTOR="ci-bot")
@@ -72,7 +72,7 @@ def test_one_approval_by_someone_else_passes_and_the_approvers_are_recorded(sand
 
 
 def test_a_self_approved_pull_request_is_refused_with_zero_writes(sandbox, gh, tmp_path):
-    repo = _repo(tmp_path)
+    repo = _policy_repo(tmp_path)
     gh.authors[12] = "alice"
     gh.reviews[12] = [_review("alice")]
     env = _env(sandbox, gh, GITHUB_ACTOR="ci-bot")
@@ -84,7 +84,7 @@ def test_a_self_approved_pull_request_is_refused_with_zero_writes(sandbox, gh, t
 
 
 def test_the_approver_may_not_apply_their_own_approval(sandbox, gh, tmp_path):
-    repo = _repo(tmp_path)
+    repo = _policy_repo(tmp_path)
     gh.authors[12] = "alice"
     gh.reviews[12] = [_review("bob")]
     r = reconciler(_env(sandbox, gh, GITHUB_ACTOR="bob"), "apply", "--auto-approve", cwd=repo)

@@ -34,7 +34,16 @@ def test_workflow_has_the_plan_apply_and_drift_paths():
     assert triggers["push"]["branches"] == ["main"]
     plan = " | ".join(_steps(doc["jobs"]["plan"]))
     assert "reconciler validate manifests" in plan
-    assert "reconciler plan manifests --out plan.json --format markdown --detailed-exitcode > plan.md" in plan
+    assert (
+        'reconciler plan manifests "${scope[@]}" --out plan.json --format markdown --detailed-exitcode > plan.md'
+        in plan
+    )
+    # a pull request plans what it changed since its base (issue 30), unless the repository opts out
+    assert 'scope=(--changed-since "$BASE_SHA")' in plan and 'if [ "$FULL_PLAN" = "true" ]; then scope=(); fi' in plan
+    (plan_step,) = [s for s in doc["jobs"]["plan"]["steps"] if s.get("name") == "Plan"]
+    assert plan_step["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    checkouts = [s for job in ("plan", "apply") for s in doc["jobs"][job]["steps"] if "checkout" in s.get("uses", "")]
+    assert all(c["with"]["fetch-depth"] == 0 for c in checkouts)  # the base commit is there to diff against
     assert "actions/upload-artifact@" in plan
     assert "reconciler github comment --markdown plan.md" in plan and "--exit-code" in plan and "--sha" in plan
     apply = " | ".join(_steps(doc["jobs"]["apply"]))

@@ -9,7 +9,7 @@ from ..benchmarks.estate import write_estate
 from .processes import ROOT
 from .sandbox import control
 
-__all__ = ["estate", "example_tree", "repository"]
+__all__ = ["committed_repository", "estate", "example_tree", "git", "repository"]
 
 
 def repository(where: Path, manifests: str = "manifests") -> Path:
@@ -31,3 +31,24 @@ def estate(sb, tmp_path: Path, regs: int, instrs: int = 0, drift: float = 0.01) 
     control(sb, "PUT", "/state", json=state)
     control(sb, "POST", "/counters/reset")
     return str(tmp_path / "m")
+
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo` as a fixed author, with nothing of the user's configuration."""
+    import subprocess
+
+    return subprocess.run(
+        ["git", *args], cwd=repo, env={**GIT_ENV, "PATH": "/usr/bin:/bin"}, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def committed_repository(where: Path) -> Path:
+    """The example estate in a Git repository of its own, committed on `main`."""
+    shutil.copytree(ROOT / "manifests", where / "manifests")
+    git(where, "init", "-q", "-b", "main")
+    git(where, "add", ".")
+    git(where, "commit", "-qm", "base")
+    return where
