@@ -36,7 +36,7 @@ import httpx
 import yaml
 
 from reconciler.manifests.tree import iter_manifest_files
-from tests.benchmarks.estate import write_estate
+from tests.benchmarks.estate import FIRST_ID, template_yaml, write_estate
 
 TOKENS = {"ORION_TOKEN": "bench-orion", "SEI_TOKEN": "bench-sei", "SEI_APP_KEY": "bench-key"}
 CURVE = (10_000, 30_000, 100_000)
@@ -123,10 +123,13 @@ def run_size(
     drift: float,
     rounds: int,
     varied: bool = True,
+    changed: bool = False,
 ) -> dict:
     root = work / "manifests"
     t = time.perf_counter()
     state = write_estate(root, registrations, instructions, drift=drift, varied=varied)
+    if changed:
+        rare_template(root, registrations)
     (work / "state.json").write_text(json.dumps(state))
     ids = [r["registrationId"] for r in state["registrations"]]
     del state
@@ -178,6 +181,7 @@ def run_size(
                 flush=True,
             )
         counts = httpx.get(f"{base}/_sandbox/counters").json()
+        partial = changed_rows(launcher, work, cli, env, registrations) if changed else None
     finally:
         sandbox.terminate()
         sandbox.wait()
@@ -217,7 +221,49 @@ def run_size(
         "bulk": bulk,
         "pages": pages,
         "ratios": [t / sum(f) for (t, _), f in zip(plans, floors)],
+        "partial": partial,
     }
+
+
+def rare_template(root: Path, registrations: int) -> None:
+    """A sixth template, `model-rare` (model 1's sleeves), taken by 1% of the registrations (every
+    hundredth, all former users of model 1): the row "one template used by 1% of the estate"."""
+    (root / "templates" / "model-rare.yaml").write_text(template_yaml(1).replace("name: model-1", "name: model-rare"))
+    for i in range(1, registrations, 100):
+        path = root / "registrations" / f"o{i % 7}" / f"a{i % 41}" / f"reg-{FIRST_ID + i}.yaml"
+        path.write_text(path.read_text().replace("template: model-1\n", "template: model-rare\n"))
+
+
+def changed_rows(launcher: Launcher, work: Path, cli: list[str], env: dict, registrations: int) -> dict:
+    """`plan --changed-since HEAD` after a change of 10 registration files, then of the 1% template."""
+    git_env = {**env, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
+               "GIT_COMMITTER_EMAIL": "b@x"}  # fmt: skip
+    t = time.perf_counter()
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "estate"]):
+        subprocess.run(["git", *args], cwd=work, env=git_env, check=True, capture_output=True)
+    print(f"git: {registrations:,} registrations committed in {time.perf_counter() - t:.1f} s", flush=True)
+    root = work / "manifests"
+    rows = {}
+    step = max(1, registrations // 10)
+    edits = {
+        "10 registration files": [
+            root / "registrations" / f"o{i % 7}" / f"a{i % 41}" / f"reg-{FIRST_ID + i}.yaml"
+            for i in range(0, registrations, step)
+        ][:10],
+        "one template used by 1% of the estate": [root / "templates" / "model-rare.yaml"],
+    }
+    for name, paths in edits.items():
+        for path in paths:
+            text = path.read_text()
+            path.write_text(text.replace("toleranceUpper: 3", "toleranceUpper: 4") if "Template" in text else text
+                            + "  autoRebalDay: 5\n")  # fmt: skip
+        elapsed, rss, r = launcher.run(cli + ["plan", str(root), "--changed-since", "HEAD"], env, work)
+        assert r.returncode == 0 and "Partial plan" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+        summary = next((ln for ln in r.stdout.splitlines() if ln.startswith("Plan:")), "")
+        print(f"changed-since, {name}: {elapsed:6.2f} s, peak RSS {rss / 1024:5.0f} MiB; {summary}", flush=True)
+        rows[name] = (elapsed, rss / 1024)
+        subprocess.run(["git", "checkout", "-q", "--", "."], cwd=work, env=git_env, check=True)
+    return rows
 
 
 def main() -> None:
@@ -237,6 +283,11 @@ def main() -> None:
     )
     ap.add_argument("--dir", type=Path, help="work folder (default: a new temporary one, removed after)")
     ap.add_argument("--uniform", action="store_true", help="the old data: no templates, one order per ticket")
+    ap.add_argument(
+        "--changed-since-rows",
+        action="store_true",
+        help="also plan --changed-since after a change of 10 registration files, and of a template 1%% take",
+    )
     args = ap.parse_args()
     launcher = Launcher()  # first, while this process is small
     sizes = args.registrations or list(CURVE)
@@ -245,7 +296,9 @@ def main() -> None:
         for n in sizes:
             work = (args.dir or Path(tempfile.mkdtemp(prefix="bench-plan-"))) / f"n{n}"
             work.mkdir(parents=True, exist_ok=True)
-            rows.append(run_size(launcher, work, n, 2 * n, args.drift, args.rounds, not args.uniform))
+            rows.append(
+                run_size(launcher, work, n, 2 * n, args.drift, args.rounds, not args.uniform, args.changed_since_rows)
+            )
             if not args.dir:
                 shutil.rmtree(work.parent, ignore_errors=True)
             print()
@@ -265,6 +318,15 @@ def main() -> None:
             f"{r['validate'] / r['parse_best']:.2f} | {r['validate_rss']:,.0f} MiB | "
             f"{r['bulk']} bulk reads + {r['pages']} ticket pages |"
         )
+    for r in rows:
+        if r["partial"]:
+            print()
+            print(f"| {r['registrations']:,} + {r['instructions']:,} | wall | peak RSS | ÷ cold full plan |")
+            print("|---|---|---|---|")
+            print(f"| cold full plan | {r['plan']:.1f} s | {r['plan_rss']:,.0f} MiB | 1.00 |")
+            print("| warm full plan (a cache of checked manifests) | not built yet | | |")
+            for name, (elapsed, rss) in r["partial"].items():
+                print(f"| --changed-since, {name} | {elapsed:.1f} s | {rss:,.0f} MiB | {elapsed / r['plan']:.2f} |")
 
 
 if __name__ == "__main__":
