@@ -12,7 +12,7 @@ records say so (`emergency: true`), for the after-the-fact review `history --eme
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,10 +61,12 @@ def _vendor(reference: str | None) -> dict[str, Any]:
 
 def change_records(
     result: ApplyResult, changes: Mapping[str, Change], run: RunFactsForTrail, now: dt.datetime | None = None
-) -> list[dict[str, Any]]:
-    """The run's records, in the order its items were listed; `time` is when the run recorded them (UTC)."""
+) -> Iterator[dict[str, Any]]:
+    """The run's records, in the order its items were listed; `time` is when the run recorded them (UTC).
+    A generator: 100,000 items are appended in chunks, never held as records all at once."""
     time = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return [_record(item, changes.get(item.address), run, time) for item in result.items]
+    for item in result.items:
+        yield _record(item, changes.get(item.address), run, time)
 
 
 def _record(item: ItemResult, change: Change | None, run: RunFactsForTrail, time: str) -> dict[str, Any]:
