@@ -17,7 +17,9 @@ from reconciler.escaping import visible
 __all__ = ["declares_kind", "iter_manifest_files"]
 
 
-def iter_manifest_files(paths: list[str] | tuple[str, ...]) -> tuple[list[tuple[Path, str]], list[Diagnostic]]:
+def iter_manifest_files(
+    paths: list[str] | tuple[str, ...], *, templates_first: bool = True
+) -> tuple[list[tuple[Path, str]], list[Diagnostic]]:
     """Every *.yaml / *.yml under `paths`, sorted (template files first), as (path, display name), and
     the tree's problems.
 
@@ -25,7 +27,8 @@ def iter_manifest_files(paths: list[str] | tuple[str, ...]) -> tuple[list[tuple[
     Symbolic links are followed while they stay inside the folder given (a loop, or a link leaving it,
     is an error: a tree is never planned in part without saying so). A FIFO, socket or device is an
     error too, found with stat() and never opened, so it cannot block. Display names are relative to
-    the working directory when possible, as editors and CI logs expect.
+    the working directory when possible, as editors and CI logs expect. `templates_first=False`: in
+    name order only, for a caller that reads every file itself anyway (plan/changes.py).
     """
     found: dict[str, Path] = {}
     problems: list[Diagnostic] = []
@@ -45,7 +48,8 @@ def iter_manifest_files(paths: list[str] | tuple[str, ...]) -> tuple[list[tuple[
                 f"{visible(raw)}: not a regular file or folder (a FIFO, socket or device); "
                 "give a manifest file or folder"
             )
-    return _templates_first([(path, display) for display, path in sorted(found.items())]), problems
+    files = [(path, display) for display, path in sorted(found.items())]
+    return (_templates_first(files) if templates_first else files), problems
 
 
 # `kind: SleeveTemplate` at the start of a line (a document's top-level key), quoted or not
