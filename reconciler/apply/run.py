@@ -232,6 +232,7 @@ def _run_locked(
         request.approvals.as_list() if request.approvals is not None else (),
     )
     recorded = _record_history(history, change_records(result, {c.address: c for c in plan.changes}, trail), out)
+    clocked.lap("history")
     out.result(render_apply_text(result, each_applied=not out.ci))
     if request.report_file:
         report = apply_report(result, plan_id=plan_id, manifests_digest=streamed.digest, endpoints=session.endpoints)
