@@ -28,6 +28,8 @@ from .helpers.vendors import settings_for
 # Claims live machine-wide (the user's state folder) by default; the suite's, and those of every CLI
 # process it starts, stay in a folder of its own.
 os.environ.setdefault("RECONCILER_CLAIMS_DIR", tempfile.mkdtemp(prefix="reconciler-test-claims-"))
+# The manifest cache (manifests/cache.py) too: a run of the suite never writes into the user's ~/.cache.
+os.environ.setdefault("RECONCILER_CACHE_DIR", tempfile.mkdtemp(prefix="reconciler-test-cache-"))
 
 
 @pytest.fixture(autouse=True)

@@ -106,6 +106,12 @@ def _server_validate(ctx: Context, vendors, plan) -> list:
 @click.option("--now", help="Evaluate change windows as of this moment (ISO 8601 with offset) [env RECONCILER_NOW].")
 @click.option("--server-validate", is_flag=True, help="Ask Orion's Validate about every changed registration.")
 @click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    help="Where checked manifests are kept between runs [env RECONCILER_CACHE_DIR; default ~/.cache/reconciler].",
+)
+@click.option("--no-cache", is_flag=True, help="Check every manifest file again; read and write no cache.")
+@click.option(
     "--changed-since",
     "changed_since",
     metavar="REF",
@@ -128,6 +134,8 @@ def plan(
     allow_empty,
     now,
     server_validate,
+    cache_dir,
+    no_cache,
     changed_since,
 ) -> int:
     """Read live state, diff it against the manifests, print the plan. Never writes to an API."""
@@ -143,7 +151,8 @@ def plan(
         return 0
     # first, while this process has one thread and few modules: the parsing workers fork from it
     files = list(scope.files) if scope is not None else None
-    stream = ManifestStream(paths, allow_empty=allow_empty or scope is not None, files=files).start()
+    cache = None if no_cache else str(cache_dir or ctx.facts.cache_dir)  # plan only: apply never reads it
+    stream = ManifestStream(paths, allow_empty=allow_empty or scope is not None, files=files, cache=cache).start()
 
     from reconciler.config import load_settings
     from reconciler.manifests.policy import evaluate_policies

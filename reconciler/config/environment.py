@@ -53,6 +53,7 @@ class RunFacts:
     stats: bool  # RECONCILER_STATS=1: plan prints phase timings
     no_color: bool  # NO_COLOR (no-color.org)
     state_home: Path  # $XDG_STATE_HOME, else ~/.local/state
+    cache_dir: Path  # RECONCILER_CACHE_DIR, else $XDG_CACHE_HOME/reconciler, else ~/.cache/reconciler
 
     @property
     def operator(self) -> str:
@@ -93,4 +94,7 @@ def run_facts(env: Mapping[str, str] | None = None) -> RunFacts:
         stats=bool(env.get("RECONCILER_STATS")),
         no_color="NO_COLOR" in env,
         state_home=Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"),
+        cache_dir=Path(
+            env.get("RECONCILER_CACHE_DIR") or Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reconciler"
+        ),
     )

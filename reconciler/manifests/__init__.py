@@ -11,6 +11,7 @@ import gc
 import hashlib
 import logging
 import os
+import pickle
 import sys
 import threading
 from collections import deque
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from reconciler.errors import ConfigError, Diagnostic, ManifestError
 from reconciler.escaping import visible
+from reconciler.manifests.cache import CheckCache, cache_key
 from reconciler.manifests.resolve import Resolved, resolve_document, rule_diagnostics
 from reconciler.manifests.schema import KIND_SCHEMAS, validate_document
 from reconciler.manifests.tree import iter_manifest_files
@@ -86,10 +88,13 @@ class ManifestStream:
         workers: int | None = None,
         allow_empty: bool = False,
         files: list[tuple[Path, str]] | None = None,
+        cache: str | None = None,
     ) -> None:
         """`files`: read only these (path, display) of the tree, templates first (a partial plan's
-        scope, plan/changes.py); the digest then covers them alone."""
+        scope, plan/changes.py); the digest then covers them alone. `cache`: a folder of checked files
+        (manifests/cache.py) that are not parsed again while their bytes are unchanged."""
         self.paths = tuple(paths)
+        self.cache = cache
         self.allow_empty = allow_empty
         self.workers = workers or min(os.cpu_count() or 1, 8)
         self._files, self._tree_problems = (files, []) if files is not None else iter_manifest_files(paths)
@@ -157,7 +162,7 @@ class ManifestStream:
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context(method), initializer=_worker_gc)
                 self._chunks = iter(_chunks_in_order(self._files, max(self.workers * 4, len(self._files) // 400)))
                 self._pending = deque(
-                    self._pool.submit(_check_files, chunk)
+                    self._pool.submit(_check_files_cached, chunk, self.cache)
                     for chunk in islice(self._chunks, self.workers * CHUNKS_AHEAD)
                 )
             except (BrokenProcessPool, OSError) as e:
@@ -181,9 +186,12 @@ class ManifestStream:
             assert pool is not None  # started with workers: the pool exists while there is work pending
             try:
                 while self._pending:
-                    results = self._pending.popleft().result()
-                    self._pending.extend(pool.submit(_check_files, chunk) for chunk in islice(self._chunks, 1))
-                    for result in results:
+                    blobs = self._pending.popleft().result()
+                    self._pending.extend(
+                        pool.submit(_check_files_cached, chunk, self.cache) for chunk in islice(self._chunks, 1)
+                    )
+                    for blob in blobs:
+                        result = _loaded(blob, self._files[done])
                         done += 1
                         yield result
                 return
@@ -191,7 +199,12 @@ class ManifestStream:
                 log.debug("parallel manifest loading failed (%s); the rest is checked in this process", e)
             finally:
                 self.close()
-        yield from _check_files(self._files[done:])
+        rest = self._files[done:]
+        if self.cache is None:
+            yield from _check_files(rest)
+            return
+        for blob, file in zip(_check_files_cached(rest, self.cache), rest):
+            yield _loaded(blob, file)
 
 
 def _chunks_in_order(files: list[tuple[Path, str]], n: int) -> list[list[tuple[Path, str]]]:
@@ -271,6 +284,50 @@ def _check_files(files: list[tuple[Path, str]]) -> list[tuple[str, bytes, list[R
                 diags.extend(d for d in rule_diagnostics(kind, doc) if (d.line, d.col, d.message) not in seen)
         out.append((display, hashlib.sha256(data).digest(), typed, diags))
     return out
+
+
+def _check_files_cached(files: list[tuple[Path, str]], cache: str | None) -> list[bytes]:
+    """`_check_files` through the cache (`cache`: its folder, or None): each file's result pickled,
+    taken from the cache while the file's key is there, checked and stored when not. Pickles cross
+    the process boundary as they are, so the main process unpickles each result once."""
+    if not cache:
+        return [pickle.dumps(result, pickle.HIGHEST_PROTOCOL) for result in _check_files(files)]
+    store = CheckCache(cache)
+    try:
+        keyed: list[tuple[tuple[Path, str], str | None]] = []
+        for path, display in files:
+            try:
+                keyed.append(((path, display), cache_key(display, path.read_bytes())))
+            except OSError:
+                keyed.append(((path, display), None))  # its check reports why it cannot be read
+        hits = store.get_many([k for _, k in keyed if k is not None])
+        out: list[bytes] = []
+        new: list[tuple[str, bytes]] = []
+        for file, key in keyed:
+            blob = hits.get(key) if key is not None else None
+            if blob is None:
+                blob = pickle.dumps(_check_files([file])[0], pickle.HIGHEST_PROTOCOL)
+                if key is not None:
+                    new.append((key, blob))
+            out.append(blob)
+        if new:
+            store.put_many(new)
+        return out
+    finally:
+        store.close()
+
+
+def _loaded(blob: bytes, file: tuple[Path, str]) -> tuple[str, bytes, list[Resolved], list[Diagnostic]]:
+    """A cached result, or the file checked again when the entry does not load (damaged, or written by
+    something else): a cache is never a reason to fail."""
+    try:
+        result = pickle.loads(blob)
+        if isinstance(result, tuple) and len(result) == 4 and result[0] == file[1]:
+            return result
+    except Exception:  # any unpickling failure: recompute
+        pass
+    log.debug("a cached check of %s did not load; checking it again", file[1])
+    return _check_files([file])[0]
 
 
 def _check_header(doc: Document, diags: list[Diagnostic]) -> str | None:
