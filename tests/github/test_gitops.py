@@ -44,6 +44,9 @@ def test_workflow_has_the_plan_apply_and_drift_paths():
     assert plan_step["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
     checkouts = [s for job in ("plan", "apply") for s in doc["jobs"][job]["steps"] if "checkout" in s.get("uses", "")]
     assert all(c["with"]["fetch-depth"] == 0 for c in checkouts)  # the base commit is there to diff against
+    # the checked-manifests cache is restored for plans only: apply never unpickles what a PR job wrote
+    assert "actions/cache@" in " | ".join(_steps(doc["jobs"]["plan"]))
+    assert "actions/cache@" not in " | ".join(_steps(doc["jobs"]["apply"]) + _steps(doc["jobs"]["drift"]))
     assert "actions/upload-artifact@" in plan
     assert "reconciler github comment --markdown plan.md" in plan and "--exit-code" in plan and "--sha" in plan
     apply = " | ".join(_steps(doc["jobs"]["apply"]))
@@ -87,7 +90,7 @@ def test_workflow_a_security_reviewer_signs_pins_credentials_expressions_and_has
     doc = yaml.safe_load(WORKFLOW.read_text())
     steps = [s for job in doc["jobs"].values() for s in job["steps"]]
     uses = [s["uses"] for s in steps if "uses" in s]
-    assert len(uses) == 11
+    assert len(uses) == 12  # every one pinned below
     for ref in uses:
         _, _, pin = ref.partition("@")
         assert len(pin) == 40 and all(c in "0123456789abcdef" for c in pin), ref
