@@ -20,7 +20,7 @@ from itertools import islice
 
 from reconciler.apply.evaluator import Evaluator
 from reconciler.apply.recovery import Evidence
-from reconciler.apply.trail import RunFactsForTrail, change_records
+from reconciler.apply.trail import RunFactsForTrail, change_records, stopped_runs
 from reconciler.apply.watch import Phases, Signals, reporter
 from reconciler.config import Settings
 from reconciler.config.environment import RunFacts, run_facts
@@ -174,6 +174,10 @@ def _run_locked(
     )
     recovered = evidence.recover()
     claims.settle(journal)  # what recovery settled, other workspaces may send
+    later = RunFactsForTrail(0, "", request.facts, None, session.endpoints.get("environment"))
+    for stopped, records in stopped_runs(journal, history, later):  # a killed run's sends, from its journal
+        if _record_history(history, records, out):
+            journal.finish_run(stopped, "stopped", "its change records were written by a later apply")
     clocked.lap("recover")
     for note in recovered.notes:
         out.info(f"recovered: {note}")

@@ -19,8 +19,10 @@ from typing import Any
 from reconciler.apply.outcomes import ApplyResult, ItemResult
 from reconciler.config.environment import RunFacts
 from reconciler.model import Change
+from reconciler.state.history import History, HistoryFilter
+from reconciler.state.journal import Journal, TicketEvent
 
-__all__ = ["RunFactsForTrail", "change_records"]
+__all__ = ["RunFactsForTrail", "change_records", "stopped_runs"]
 
 
 @dataclass(frozen=True)
@@ -89,4 +91,57 @@ def _record(item: ItemResult, change: Change | None, run: RunFactsForTrail, time
         "vendor": _vendor(item.reference),
         "outcome": item.status.value,
         "message": item.message,
+    }
+
+
+def stopped_runs(
+    journal: Journal, history: History, run: RunFactsForTrail
+) -> Iterator[tuple[int, Iterator[dict[str, Any]]]]:
+    """(run id, its records) for each earlier run that sent and never recorded (killed before its end:
+    its journal run is still `running`), from the journal, so no handled item is missing from the
+    history. Outcomes are what the journal shows: a ticket SEI stored is applied, a refused one failed,
+    everything else unknown (this run's recovery and plan show what is live; its own records say what it
+    did). The caller marks the run stopped once its records are written."""
+    for row in journal.runs():
+        stopped, status = int(row[0]), row[4]
+        if stopped != run.run and status == "running":
+            if not history.records(HistoryFilter(kind="change", run=stopped)):
+                yield stopped, _stopped_records(journal, run, stopped, row[2], row[1])
+
+
+def _stopped_records(
+    journal: Journal, run: RunFactsForTrail, stopped: int, started: str, plan_digest: str | None
+) -> Iterator[dict[str, Any]]:
+    batches, tickets = journal.run_writes(stopped)
+    why = f"run {stopped} (started {started}) stopped before it recorded its outcome; the journal shows "
+    base = _record_base(run, stopped, plan_digest)
+    for b in batches:
+        where = f"batch {b.local_id} {b.state}" + (f" (Orion batch {b.batch_id})" if b.batch_id else "")
+        vendor = {"batch_id": b.batch_id} if b.batch_id else {}
+        for address in b.addresses:
+            yield {**base, "address": address, "action": "update", "vendor": vendor, "outcome": "unknown",
+                   "message": why + where}  # fmt: skip
+    for tid, address, event, detail in tickets:
+        outcome = "applied" if event in TicketEvent.STORED else "failed" if event == "refused" else "unknown"
+        yield {**base, "address": address, "action": "create", "vendor": {"ticket_id": tid}, "outcome": outcome,
+               "message": why + f"ticket {tid} {event}" + (f" ({detail})" if detail else "")}  # fmt: skip
+
+
+def _record_base(run: RunFactsForTrail, stopped: int, plan_digest: str | None) -> dict[str, Any]:
+    time = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return {
+        "kind": "change",
+        "time": time,
+        "run": stopped,
+        "recorded_later": True,  # by a later apply, from the journal
+        "operator": run.operator(),
+        "commit": None,
+        "pull_request": None,
+        "approvers": [],
+        "plan_digest": plan_digest,
+        "environment": run.environment,
+        "source": None,
+        "fields": [],
+        "policy": {"results": [], "overrides": []},
+        "emergency": False,
     }

@@ -1,9 +1,8 @@
 """The write-ahead journal: the authority on every write whose outcome is in doubt.
 
-`Journal` holds the logic and portable SQL; `sqlite.SqliteJournal` (the embedded default, one file per
-workspace in its state folder) and `postgres.PostgresJournal` (shared, so it outlives a CI runner)
-only say how to connect and which column types to use. Every row carries its workspace key, so one
-PostgreSQL database serves many workspaces without them seeing each other's writes.
+`Journal` holds the logic and portable SQL; `sqlite.SqliteJournal` (one file per workspace) and
+`postgres.PostgresJournal` (shared: it outlives a CI runner) say how to connect. Every row carries its
+workspace key, so one PostgreSQL database serves many workspaces without them seeing each other's writes.
 
 Every submission is written down *before* it is sent and again when its answer comes back, each entry its
 own commit. An intent (a batch submitting, its id, a ticket sending) waits for the disk before the request
@@ -28,9 +27,8 @@ SEI tickets (an event log per tradeTicketId; the last event decides):
        ├──────► exists ──► confirmed / conflict       409, read back
        └──────► in-doubt ──► confirmed / conflict / absent-settled / (still in-doubt)
 
-A ticket may be POSTed only when it has no events, or its last is `refused`, `absent-settled`
-(read-backs over a whole settle window all showed it absent) or an operator's `resolved-absent`.
-Files are created 0600 in a 0700 folder: the journal names accounts and tickets.
+A ticket may be POSTed only when it has no events, or its last is `refused`, `absent-settled` (read-backs
+over a whole settle window all showed it absent) or an operator's `resolved-absent`. Files are 0600.
 """
 
 from __future__ import annotations
@@ -187,8 +185,6 @@ class Journal:
         with self._lock:
             return self._execute(self._t(sql), args, True)
 
-    # --- runs ---------------------------------------------------------------------------------------
-
     def begin_run(self, plan_id: str) -> int:
         return self._write(
             "INSERT INTO {p}runs(workspace, plan_id, started, status, pid, host) VALUES (?,?,?,?,?,?) RETURNING id",
@@ -245,6 +241,12 @@ class Journal:
         """Batches whose end was never seen: tracked, never resubmitted; their registrations kept out."""
         marks = ",".join("?" * len(BatchState.OPEN))
         return self._batches(f"state IN ({marks})", tuple(sorted(BatchState.OPEN)))
+
+    def run_writes(self, run_id: int) -> tuple[list[BatchEntry], list[tuple]]:
+        """What one run sent: its batches, and each of its tickets' last (ticket, address, event, detail)."""
+        sql = "SELECT ticket_id, address, event, detail FROM {p}tickets WHERE workspace=? AND run_id=? ORDER BY id"
+        rows = self._read(sql, (self.workspace, run_id))
+        return self._batches("run_id = ?", (run_id,)), list({r[0]: tuple(r) for r in rows}.values())
 
     def batch(self, local_id: str) -> BatchEntry | None:
         found = self._batches("local_id = ?", (local_id,))
@@ -331,8 +333,6 @@ class Journal:
                 "is in doubt; it is read back, never sent again blindly"
             )
         return f"the journal records ticket {ticket_id} as {t.event} at SEI; it is never sent twice"
-
-    # --- entries as claims name them (claims.py) -------------------------------------------------------
 
     @staticmethod
     def ticket_entry(ticket_id: int) -> str:

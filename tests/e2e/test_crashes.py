@@ -107,6 +107,24 @@ def test_sigkill_then_rerun_converges_without_resending(point, tmp_path):
             timeout=60,
         )
         assert check.returncode == 0, check.stdout
+        # the killed run's sends are in the history too, from its journal, beside the rerun's own records
+        history = subprocess.run(
+            [sys.executable, "-m", "reconciler", "history", "--format", "json"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        records = json.loads(history.stdout)
+        killed = [r for r in records if r["run"] == 1]
+        assert killed and all("run 1 (started" in r["message"] for r in killed), records
+        assert {r["address"] for r in killed} >= {"SleeveRegistration/okafor-trust", "SleeveRegistration/sd-regname1"}
+        assert all(r["recorded_later"] for r in killed)
+        verify = subprocess.run(
+            [sys.executable, "-m", "reconciler", "history", "verify"], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert verify.returncode == 0, verify.stderr
 
 
 @pytest.mark.slow
