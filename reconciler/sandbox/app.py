@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from reconciler.sandbox.contract import BATCH_LIMIT, PAGE_LIMIT, READ_CHUNK
+from reconciler.sandbox.contract import BATCH_LIMIT, PAGE_LIMIT, READ_CHUNK, shape_problems
 from reconciler.sandbox.faults import FaultBook, parse_faults
 from reconciler.sandbox.middleware import FaultMiddleware
 from reconciler.sandbox.state import SandboxState
@@ -168,6 +168,8 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         body = await body_json(request)
         if not isinstance(body, dict):
             return orion_error(400, "The body must be one registration object.")
+        if shape_problems(body):
+            return orion_error(400, "; ".join(shape_problems(body)))
         return JSONResponse(state.validate({**body, "registrationId": request.path_params["rid"]}))
 
     async def submit_batch(request: Request, user: str) -> Response:
@@ -178,6 +180,9 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
             return orion_error(400, f"A batch holds at most {BATCH_LIMIT} registrations.")
         if not all(isinstance(i, dict) and isinstance(i.get("registrationId"), int) for i in items):
             return orion_error(400, "Every item must be a registration object with a registrationId.")
+        shapes = [f"registration {i['registrationId']}: {p}" for i in items for p in shape_problems(i)]
+        if shapes:
+            return orion_error(400, "; ".join(shapes))
         stuck = faults.take("POST", request.url.path, ("stuck",)) is not None
         rejected = frozenset(int(f.arg) for f in faults.peek_all("POST", request.url.path, "reject") if f.arg)
         batch_id = state.submit_batch(items, user, stuck=stuck, rejected=rejected)

@@ -104,6 +104,16 @@ def _assigned(method: Any) -> bool:
     return isinstance(method, str) and method.replace(" ", "").lower() in ("assigned", "useassigned")
 
 
+def shape_problems(reg: dict) -> list[str]:
+    """What no rule can judge: sleeve lists that are not lists of objects (Orion answers 400, never 500)."""
+    out = []
+    for name in ("accountSleeves",):
+        value = reg.get(name)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(s, dict) for s in value)):
+            out.append(f"{name} must be a list of objects")
+    return out
+
+
 def registration_problems(reg: dict) -> list[str]:
     """Why Orion would refuse this whole registration (API.md §1 "Business rules"); [] if it would not."""
     sleeves = reg.get("accountSleeves") or []

@@ -420,3 +420,16 @@ def test_the_sandbox_answers_kept_alive_connections_without_nagle_delay():
             server.close()
 
     assert asyncio.run(accepted_nodelay()) != 0
+
+
+def test_sleeve_lists_that_are_not_objects_are_a_400_not_a_crash(sandbox):
+    """Found by fuzzing the sandbox against its own OpenAPI description (schemathesis): a sleeve given as
+    a string made Validate and the batch POST fail with 500."""
+    headers = {"Authorization": f"Session {sandbox.creds.orion_token}"}
+    base = f"{sandbox.orion_url}/v1/Trading/Sleeve/Registrations"
+    bad = {"registrationId": 31547, "accountSleeves": ["not a sleeve"]}
+    validate = httpx.put(f"{base}/31547/Validate", json=bad, headers=headers, timeout=30)
+    batch = httpx.post(f"{base}/Action/process/batch", json=[bad], headers=headers, timeout=30)
+    for r in (validate, batch):
+        assert r.status_code == 400 and "accountSleeves must be a list of objects" in r.json()["message"], r.text
+    assert not [w for w in sandbox.state.writes if w["api"] == "orion"]
