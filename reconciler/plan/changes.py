@@ -169,7 +169,8 @@ def changed_scope(paths: Sequence[str], since: str) -> Scope | None:
             now.add((root / changed_path).resolve())
         i += 2
     now |= {(root / u.decode()).resolve() for u in untracked if u}
-    changed = sorted(filter(None, (by_path.get(p) for p in now)), key=lambda f: f[1])
+    manifests_now = (p for p in now if p.suffix in (".yaml", ".yml"))  # a README beside them is no manifest
+    changed = sorted(filter(None, (by_path.get(p) for p in manifests_now)), key=lambda f: f[1])
     old_addresses: dict[str, str] = {}
     templates: set[str] = set()
     for git_path in before:
