@@ -21,6 +21,7 @@ from reconciler.fields import (
     COUNTED_SLEEVE_TYPES,
     INSTRUCTION_FIELDS,
     REGISTRATION_DEFAULTS,
+    REGISTRATION_FIELDS,
     SLEEVE_DEFAULTS,
     TARGET_BALANCE_TYPES,
     normalise_method,
@@ -42,24 +43,6 @@ __all__ = [
 ]
 
 API_VERSION = "reconciler/v1"
-_REG_ORDER = (
-    "isActive",
-    "isDoNotTrade",
-    "contributionAllocationMethod",
-    "distributionAllocationMethod",
-    "corporateActionAllocationMethod",
-    "autoRebalFrequency",
-    "autoRebalMonth",
-    "autoRebalDay",
-    "sleeveStrategyId",
-    "sleeveStrategyAggId",
-    "mandate",
-    "tolerancePercent",
-    "custodialBilling",
-    "sleeveBilling",
-    "excludedAssets",
-    "includedAssets",
-)
 _SLEEVE_ORDER = (
     "sleeveType",
     "modelAggId",
@@ -99,7 +82,7 @@ def _is_default(value: Any, default: Any) -> bool:
 
 def registration_manifest(reg: dict, name: str | None = None) -> dict:
     spec: dict[str, Any] = {"registrationId": reg["registrationId"]}
-    for f in _REG_ORDER:
+    for f in REGISTRATION_FIELDS:  # the declarable fields, in the catalogue's order
         if f not in reg:
             continue
         v = reg[f]
