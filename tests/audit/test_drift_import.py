@@ -19,6 +19,7 @@ from reconciler.render.html import BAR_PX_PER_PERCENT
 from ..helpers.external import chromium_or_skip
 from ..helpers.processes import ROOT
 from ..helpers.sandbox import edit_outside_git as edit
+from ..helpers.sandbox import sei_holds_a_conflicting_ticket
 
 pytestmark = pytest.mark.integration
 
@@ -50,27 +51,7 @@ def test_outside_git_edit_shows_field_values_editor_and_time(env, cli):
 
 
 def test_missing_and_conflicting_instructions_are_drift(env, cli):
-    rows = [
-        {
-            "batchId": "LCG-20261120-01",
-            "batchSize": 3,
-            "tradeTicketId": 10000002,
-            "masterOrderId": 5550001,
-            "strategyCode": "LCG",
-            "side": "SELL",
-            "ticker": "MSFT",
-            "cusip": "594918104",
-            "securityName": "Microsoft Corp.",
-            "target": 75,
-            "orderGenerationPrice": 415.25,
-            "affectsModel": True,
-            "orderId": None,
-            "status": "Original",
-            "createDate": "2026-11-20T10:00:00",
-            "changeDate": "2026-11-20T11:00:00",
-        }
-    ]
-    httpx.post(f"{env.url}/_sandbox/tickets", json={"rows": rows})
+    sei_holds_a_conflicting_ticket(env)
     r = cli("drift", "--format", "json")
     assert r.code == 2
     by = {f["address"]: f for f in json.loads(r.out)["findings"]}

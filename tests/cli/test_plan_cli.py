@@ -11,6 +11,7 @@ import pytest
 from reconciler.manifests.schema import validate_instance
 
 from ..helpers.processes import ROOT
+from ..helpers.sandbox import sei_holds_a_conflicting_ticket
 
 pytestmark = pytest.mark.integration
 
@@ -45,26 +46,7 @@ def test_detailed_exitcode(env, cli):
 
 
 def test_conflict_gives_exit_2_and_says_it_blocks(env, cli):
-    rows = [
-        {
-            "batchId": "LCG-20261120-01",
-            "batchSize": 3,
-            "tradeTicketId": 10000002,
-            "masterOrderId": 5550001,
-            "strategyCode": "LCG",
-            "side": "SELL",
-            "ticker": "MSFT",
-            "cusip": "594918104",
-            "securityName": "Microsoft Corp.",
-            "target": 75,
-            "orderGenerationPrice": 415.25,
-            "affectsModel": True,
-            "orderId": None,
-            "status": "Original",
-            "createDate": "2026-11-20T10:00:00",
-        }
-    ]
-    httpx.post(f"{env.url}/_sandbox/tickets", json={"rows": rows})
+    sei_holds_a_conflicting_ticket(env)
     r = cli("plan", "--detailed-exitcode", "--target", "TradeInstruction/*")
     assert r.code == 2
     assert "! TradeInstruction/10000002 conflict" in r.out and "! target: 75 → 80" in r.out

@@ -11,7 +11,7 @@ from reconciler.state.lock import WorkspaceLock
 from reconciler.state.sqlite import SqliteJournal
 
 from ..helpers.processes import ROOT
-from ..helpers.sandbox import batch_posts, control, ticket_posts
+from ..helpers.sandbox import batch_posts, control, sei_holds_a_conflicting_ticket, ticket_posts
 from ..helpers.state import journal_file
 from ..helpers.trees import estate
 
@@ -100,26 +100,7 @@ def test_expired_plan_is_refused(env, cli, tmp_path, monkeypatch):
 
 
 def test_conflict_blocks_apply_unless_excluded(env, cli):
-    rows = [
-        {
-            "batchId": "LCG-20261120-01",
-            "batchSize": 3,
-            "tradeTicketId": 10000002,
-            "masterOrderId": 5550001,
-            "strategyCode": "LCG",
-            "side": "SELL",
-            "ticker": "MSFT",
-            "cusip": "594918104",
-            "securityName": "Microsoft Corp.",
-            "target": 75,
-            "orderGenerationPrice": 415.25,
-            "affectsModel": True,
-            "orderId": None,
-            "status": "Original",
-            "createDate": "2026-11-20T10:00:00",
-        }
-    ]
-    control(env, "POST", "/tickets", json={"rows": rows})
+    sei_holds_a_conflicting_ticket(env)
     r = cli("apply", "--auto-approve")
     assert r.code == 1 and "conflicts block apply" in r.err and "TradeInstruction/10000002" in r.err
     assert control(env, "GET", "/counters")["writes"] == 0

@@ -15,6 +15,7 @@ from reconciler.render.markdown import MARKER
 
 from ..helpers.fake_github import TOKEN
 from ..helpers.processes import ROOT
+from ..helpers.sandbox import sei_holds_a_conflicting_ticket
 
 pytestmark = pytest.mark.integration
 WORKFLOW = ROOT / ".github" / "workflows" / "reconciler.yml"
@@ -312,24 +313,7 @@ def test_the_comment_puts_the_summary_context_and_irreversible_changes_above_the
     the status and the full plan in the job summary."""
     import shutil
 
-    rows = [
-        {
-            "batchId": "LCG-20261120-01",
-            "tradeTicketId": 10000002,
-            "masterOrderId": 5550001,
-            "strategyCode": "LCG",
-            "side": "SELL",
-            "ticker": "MSFT",
-            "cusip": "594918104",
-            "securityName": "Microsoft Corp.",
-            "target": 75,
-            "orderGenerationPrice": 415.25,
-            "affectsModel": True,
-            "orderId": None,
-            "status": "Original",
-        }
-    ]
-    httpx.post(f"{env.url}/_sandbox/tickets", json={"rows": rows})
+    sei_holds_a_conflicting_ticket(env)
     tree = tmp_path / "m"
     shutil.copytree(ROOT / "manifests", tree)
     (tree / "p.yaml").write_text(

@@ -13,6 +13,7 @@ __all__ = [
     "counts",
     "edit_outside_git",
     "orion_batches",
+    "sei_holds_a_conflicting_ticket",
     "quiet",
     "raw_batch_status",
     "ticket_posts",
@@ -73,3 +74,27 @@ def quiet(sb, timeout: float = 60.0) -> None:
     """Wait until no request is held by a `late` or `slow` fault: every write that will land has landed.
     A fault test checks its invariants only after this, or a duplicate arriving late goes unseen."""
     wait_for(lambda: sb.faults.held == 0, timeout)
+
+
+def sei_holds_a_conflicting_ticket(sb) -> None:
+    """SEI already holds ticket 10000002 (Sell MSFT, batch LCG-20261120-01) with target 75, where the
+    example manifests declare 80: a conflict, since a submitted ticket cannot change."""
+    row = {
+        "batchId": "LCG-20261120-01",
+        "batchSize": 3,
+        "tradeTicketId": 10000002,
+        "masterOrderId": 5550001,
+        "strategyCode": "LCG",
+        "side": "SELL",
+        "ticker": "MSFT",
+        "cusip": "594918104",
+        "securityName": "Microsoft Corp.",
+        "target": 75,
+        "orderGenerationPrice": 415.25,
+        "affectsModel": True,
+        "orderId": None,
+        "status": "Original",
+        "createDate": "2026-11-20T10:00:00",
+        "changeDate": "2026-11-20T11:00:00",
+    }
+    control(sb, "POST", "/tickets", json={"rows": [row]})
