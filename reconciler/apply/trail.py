@@ -19,7 +19,7 @@ from typing import Any
 from reconciler.apply.outcomes import ApplyResult, ItemResult
 from reconciler.config.environment import RunFacts
 from reconciler.model import Change
-from reconciler.state.history import History, HistoryFilter
+from reconciler.state.history import History, HistoryFilter, record_time
 from reconciler.state.journal import Journal, TicketEvent
 
 __all__ = ["RunFactsForTrail", "change_records", "stopped_runs"]
@@ -66,7 +66,7 @@ def change_records(
 ) -> Iterator[dict[str, Any]]:
     """The run's records, in the order its items were listed; `time` is when the run recorded them (UTC).
     A generator: 100,000 items are appended in chunks, never held as records all at once."""
-    time = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    time = record_time(now)
     for item in result.items:
         yield _record(item, changes.get(item.address), run, time)
 
@@ -128,10 +128,9 @@ def _stopped_records(
 
 
 def _record_base(run: RunFactsForTrail, stopped: int, plan_digest: str | None) -> dict[str, Any]:
-    time = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return {
         "kind": "change",
-        "time": time,
+        "time": record_time(),
         "run": stopped,
         "recorded_later": True,  # by a later apply, from the journal
         "operator": run.operator(),

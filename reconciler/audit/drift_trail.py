@@ -20,18 +20,14 @@ import datetime as dt
 from typing import Any
 
 from reconciler.audit.drift import DriftReport, Finding
-from reconciler.state.history import History, HistoryFilter
+from reconciler.state.history import History, HistoryFilter, record_time
 
 __all__ = ["record_drift"]
 
 
-def _utc(now: dt.datetime) -> str:
-    return now.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def record_drift(history: History, report: DriftReport, *, narrowed: bool, now: dt.datetime) -> list[dict[str, Any]]:
     """Append what this audit saw appear and (unless narrowed) end; returns the sealed records."""
-    time = _utc(now)
+    time = record_time(now)
     open_findings: dict[str, dict[str, Any]] = {}
     for r in history.records(HistoryFilter(kind="drift")):
         if r.get("event") == "seen":

@@ -18,7 +18,7 @@ from reconciler.files import write_private
 from reconciler.render.history import history_csv, history_summary
 from reconciler.render.html import render_history_html
 from reconciler.sealing import for_upload
-from reconciler.state.history import Chain
+from reconciler.state.history import Chain, record_time
 from reconciler.version import __version__
 
 __all__ = ["write_pack"]
@@ -36,7 +36,7 @@ def write_pack(
     """Write the pack into `output` (created 0700 if missing); returns the files written."""
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    exported = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    exported = record_time(now)
     since, until = period
     summary = history_summary(records)
     doc = {

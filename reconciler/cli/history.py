@@ -19,6 +19,8 @@ PATH = click.option("--path", "paths", multiple=True, help="Manifest paths the w
 def _moment(value: str | None, *, end: bool) -> str | None:
     """A date (2026-10-01) or an ISO 8601 time → the UTC text records carry. A date given as --until
     includes that whole day."""
+    from reconciler.state.history import record_time
+
     if not value:
         return None
     try:
@@ -30,7 +32,7 @@ def _moment(value: str | None, *, end: bool) -> str | None:
             moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date (2026-10-01) or an ISO 8601 time") from None
-    return moment.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return record_time(moment)
 
 
 def _history(ctx: Context, paths: tuple[str, ...], config_file: str | None):

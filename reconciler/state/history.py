@@ -17,6 +17,7 @@ the table (README, "Audit trail"). Retention is the firm's: nothing in the tool 
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import hashlib
 import json
@@ -39,6 +40,7 @@ __all__ = [
     "append_only_ddl",
     "canonical",
     "history_ddl",
+    "record_time",
     "seal",
 ]
 
@@ -46,6 +48,11 @@ T = TypeVar("T")
 Execute = Callable[[str, tuple], list[tuple]]
 
 GENESIS = "0" * 64  # the `previous` of the first record
+
+
+def record_time(moment: dt.datetime | None = None) -> str:
+    """A moment as records carry it: UTC, to the second, `Z` (text that sorts as time); now by default."""
+    return (moment or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def canonical(record: dict[str, Any]) -> bytes:
