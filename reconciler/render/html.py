@@ -43,23 +43,20 @@ def _value(v) -> str:
     return str(v)
 
 
-def render_drift_html(report) -> str:
+def _template(name: str) -> jinja2.Template:
+    """A template of templates/, in the one environment every page shares: autoescaped, strict, and
+    `finalize` making control and invisible characters visible."""
     env = jinja2.Environment(
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, finalize=_finalize
     )
     env.filters["value"] = _value
-    template = env.from_string(
-        resources.files("reconciler.render").joinpath("templates/drift.html.j2").read_text("utf-8")
-    )
-    return template.render(doc=drift_to_document(report), px=BAR_PX_PER_PERCENT)
+    return env.from_string(resources.files("reconciler.render").joinpath(f"templates/{name}").read_text("utf-8"))
+
+
+def render_drift_html(report) -> str:
+    return _template("drift.html.j2").render(doc=drift_to_document(report), px=BAR_PX_PER_PERCENT)
 
 
 def render_history_html(doc: dict) -> str:
     """The evidence pack's index (audit/evidence_pack.py builds `doc`); self-contained, autoescaped."""
-    env = jinja2.Environment(
-        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, finalize=_finalize
-    )
-    template = env.from_string(
-        resources.files("reconciler.render").joinpath("templates/history.html.j2").read_text("utf-8")
-    )
-    return template.render(doc=doc)
+    return _template("history.html.j2").render(doc=doc)
