@@ -37,11 +37,12 @@ def record_drift(history: History, report: DriftReport, *, narrowed: bool, now: 
     current = {f.address: f for f in report.findings}
     audit = report.audit or {}
     records = [_seen(f, time, audit) for address, f in current.items() if address not in open_findings]
-    if not narrowed:
+    ending = [] if narrowed else [seen for address, seen in open_findings.items() if address not in current]
+    if ending:
         last_seen = history.last_seen()
-        for address, seen in open_findings.items():
-            if address not in current:
-                records.append(_ended(history, report, seen, time, last_seen.get(address, seen["time"])))
+        evidence = _Evidence(history, report, min(seen["first_seen"] for seen in ending))
+        for seen in ending:
+            records.append(_ended(evidence, report, seen, time, last_seen.get(seen["address"], seen["time"])))
     sealed = history.append(records)
     history.mark_seen(current, time)
     return sealed
@@ -64,10 +65,10 @@ def _seen(f: Finding, time: str, audit: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _ended(history: History, report: DriftReport, seen: dict[str, Any], time: str, last_seen: str) -> dict[str, Any]:
+def _ended(evidence: _Evidence, report: DriftReport, seen: dict[str, Any], time: str, last_seen: str) -> dict[str, Any]:
     address = seen["address"]
     audit = report.audit or {}
-    how, detail = _how(history, report, seen, audit)
+    how, detail = _how(evidence, seen, audit)
     return {
         "kind": "drift",
         "event": "ended",
@@ -84,17 +85,26 @@ def _ended(history: History, report: DriftReport, seen: dict[str, Any], time: st
     }
 
 
-def _how(history: History, report: DriftReport, seen: dict[str, Any], audit: dict[str, Any]) -> tuple[str, str]:
+class _Evidence:
+    """What tells how findings ended, read once per audit (not once per finding): the ignore rules that
+    now hide each address, and the applied change records since the earliest finding's first sighting."""
+
+    def __init__(self, history: History, report: DriftReport, since: str) -> None:
+        self.ignored: dict[str, dict[str, Any]] = {}
+        for i in report.ignored:
+            self.ignored.setdefault(str(i.get("address")), i)
+        self.applied: dict[str, list[dict[str, Any]]] = {}
+        for r in history.records(HistoryFilter(kind="change", since=since)):
+            if r.get("outcome") == "applied":
+                self.applied.setdefault(str(r.get("address")), []).append(r)
+
+
+def _how(evidence: _Evidence, seen: dict[str, Any], audit: dict[str, Any]) -> tuple[str, str]:
     address = seen["address"]
-    rules = [i for i in report.ignored if i.get("address") == address]
-    if rules:
-        r = rules[0]
-        return "ignored", f"hidden by ignore rule {r.get('reason')!r} until {r.get('expires') or 'no end date'}"
-    applied = [
-        r
-        for r in history.records(HistoryFilter(kind="change", since=seen["first_seen"]))
-        if r.get("address") == address and r.get("outcome") == "applied"
-    ]
+    rule = evidence.ignored.get(address)
+    if rule is not None:
+        return "ignored", f"hidden by ignore rule {rule.get('reason')!r} until {rule.get('expires') or 'no end date'}"
+    applied = [r for r in evidence.applied.get(address, []) if str(r.get("time", "")) >= seen["first_seen"]]
     if applied:
         last = applied[-1]
         by = f" (pull request #{last['pull_request']})" if last.get("pull_request") else ""
