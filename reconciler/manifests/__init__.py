@@ -258,8 +258,6 @@ def _check_files(files: list[tuple[Path, str]]) -> list[tuple[str, bytes, list[R
     """Per file: (display, sha256 of its bytes, its documents resolved as far as one file allows, diagnostics)."""
     out: list[tuple[str, bytes, list[Resolved], list[Diagnostic]]] = []
     for path, display in files:
-        diags: list[Diagnostic] = []
-        typed: list[Resolved] = []
         try:
             data = path.read_bytes()
         except OSError as e:
@@ -267,23 +265,30 @@ def _check_files(files: list[tuple[Path, str]]) -> list[tuple[str, bytes, list[R
                 (display, b"", [], [Diagnostic(display, 1, 1, f"cannot read file: {e.strerror}", "check permissions")])
             )
             continue
-        docs, file_diags = load_documents(data, display)
-        diags.extend(file_diags)
-        for doc in docs:
-            kind = _check_header(doc, diags)
-            if kind is None:
-                continue
-            schema_diags = validate_document(doc, kind)
-            explained = {(d.line, d.col) for d in schema_diags}
-            diags.extend(schema_diags)
-            diags.extend(d for p, d in doc.surprises.items() if doc.pos(p) not in explained)
-            if not schema_diags and not doc.value_errors:  # the loader refused none of its values
-                typed.append(resolve_document(kind, doc))  # surprises keep their (well-typed) value
-            else:  # still report every independent error: the rules on what is well typed
-                seen = {(d.line, d.col, d.message) for d in diags}
-                diags.extend(d for d in rule_diagnostics(kind, doc) if (d.line, d.col, d.message) not in seen)
-        out.append((display, hashlib.sha256(data).digest(), typed, diags))
+        out.append(_check_data(display, data))
     return out
+
+
+def _check_data(display: str, data: bytes) -> tuple[str, bytes, list[Resolved], list[Diagnostic]]:
+    """One file's bytes checked: parsed, each document's header and schema, the rules one file allows."""
+    diags: list[Diagnostic] = []
+    typed: list[Resolved] = []
+    docs, file_diags = load_documents(data, display)
+    diags.extend(file_diags)
+    for doc in docs:
+        kind = _check_header(doc, diags)
+        if kind is None:
+            continue
+        schema_diags = validate_document(doc, kind)
+        explained = {(d.line, d.col) for d in schema_diags}
+        diags.extend(schema_diags)
+        diags.extend(d for p, d in doc.surprises.items() if doc.pos(p) not in explained)
+        if not schema_diags and not doc.value_errors:  # the loader refused none of its values
+            typed.append(resolve_document(kind, doc))  # surprises keep their (well-typed) value
+        else:  # still report every independent error: the rules on what is well typed
+            seen = {(d.line, d.col, d.message) for d in diags}
+            diags.extend(d for d in rule_diagnostics(kind, doc) if (d.line, d.col, d.message) not in seen)
+    return (display, hashlib.sha256(data).digest(), typed, diags)
 
 
 def _check_files_cached(files: list[tuple[Path, str]], cache: str | None) -> list[bytes]:
@@ -294,19 +299,21 @@ def _check_files_cached(files: list[tuple[Path, str]], cache: str | None) -> lis
         return [pickle.dumps(result, pickle.HIGHEST_PROTOCOL) for result in _check_files(files)]
     store = CheckCache(cache)
     try:
-        keyed: list[tuple[tuple[Path, str], str | None]] = []
+        keyed: list[tuple[tuple[Path, str], bytes | None, str | None]] = []
         for path, display in files:
             try:
-                keyed.append(((path, display), cache_key(display, path.read_bytes())))
+                data = path.read_bytes()  # read once: for the key, and for the check on a miss
+                keyed.append(((path, display), data, cache_key(display, data)))
             except OSError:
-                keyed.append(((path, display), None))  # its check reports why it cannot be read
-        hits = store.get_many([k for _, k in keyed if k is not None])
+                keyed.append(((path, display), None, None))  # its check reports why it cannot be read
+        hits = store.get_many([k for _, _, k in keyed if k is not None])
         out: list[bytes] = []
         new: list[tuple[str, bytes]] = []
-        for file, key in keyed:
+        for file, content, key in keyed:
             blob = hits.get(key) if key is not None else None
             if blob is None:
-                blob = pickle.dumps(_check_files([file])[0], pickle.HIGHEST_PROTOCOL)
+                result = _check_data(file[1], content) if content is not None else _check_files([file])[0]
+                blob = pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
                 if key is not None:
                     new.append((key, blob))
             out.append(blob)
