@@ -11,20 +11,23 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import secrets
 import time
-import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from reconciler.sandbox.contract import BATCH_LIMIT, PAGE_LIMIT, READ_CHUNK, shape_problems
+from reconciler.sandbox.contract import cursor_offset, encode_cursor, parse_instant
 from reconciler.sandbox.faults import FaultBook, parse_faults
 from reconciler.sandbox.middleware import FaultMiddleware
+from reconciler.sandbox.openapi import Checked, Description, Operation, Problem, description
 from reconciler.sandbox.state import SandboxState
 from reconciler.sandbox.vendor_errors import orion_error, sei_error
 
@@ -55,13 +58,24 @@ class SandboxCredentials:
 DEMO_CREDENTIALS = {"ORION_TOKEN": "demo-orion-token", "SEI_TOKEN": "demo-sei-token", "SEI_APP_KEY": "demo-app-key"}
 
 
-def _epoch(value: str | None) -> float | None:
-    if not value:
-        return None
-    import datetime as dt
+def _orion_bad_request(problems: Iterable[Problem]) -> Response:
+    return orion_error(400, "The request is invalid. " + "; ".join(map(str, problems)))
 
-    when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+
+def _sei_bad_request(problems: Iterable[Problem]) -> Response:
+    errors = [{"field": p.field or p.location, "location": p.location, "reason": p.reason} for p in problems]
+    return sei_error(400, "request.invalid", "The request is invalid", transient="false", errors=errors)
+
+
+async def _not_routed(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods answer in the vendor's own error body (JSON), never as plain text."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 404
+    headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else None
+    if request.url.path.startswith("/api/"):
+        return orion_error(status, "No HTTP resource was found that matches the request URI.", headers=headers)
+    return sei_error(
+        status, "resource.notfound" if status == 404 else "method.notallowed", "No such route", headers=headers
+    )
 
 
 def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook | None = None) -> FaultMiddleware:
@@ -112,104 +126,98 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         except ValueError:
             return _Invalid()
 
-    def orion(handler):
-        async def wrapped(request: Request) -> Response:
-            user = orion_user(request)
-            if user is None:
-                return orion_error(401, "Authorization has been denied for this request.")
-            return await handler(request, user)
+    # --- every vendor route: credentials, then the published description, then the handler ----------
 
-        return wrapped
+    def credentials_refusal(op: Operation, request: Request) -> Response | None:
+        """What the operation's security requirement says of the caller; None when it may go on."""
+        if "session" in op.security and orion_user(request) is None:
+            return orion_error(401, "Authorization has been denied for this request.")
+        if "bearer" in op.security:
+            return sei_refusal(request)
+        return None  # Basic-secured token routes check their credentials themselves
 
-    def sei(handler):
-        async def wrapped(request: Request) -> Response:
-            refusal = sei_refusal(request)
-            return refusal if refusal is not None else await handler(request)
+    def vendor_routes(prefix: str, desc: Description, handlers: dict[str, Any], refuse) -> list[Route]:
+        """One Route per path of the description; a request breaking it gets the vendor's 400 and never
+        reaches the handler, which receives the typed parameters and the parsed body instead."""
+        routes, integers = [], desc.integer_path_params
+        for path in desc.paths():
+            by_method = {m: handlers[f"{m} {path}"] for m in desc.methods(path)}
 
-        return wrapped
+            async def endpoint(request: Request, path: str = path, by_method: dict = by_method) -> Response:
+                method = "GET" if request.method == "HEAD" else request.method  # starlette answers HEAD as GET
+                op = desc.operation(method, path)
+                refusal = credentials_refusal(op, request)
+                if refusal is not None:
+                    return refusal
+                checked = op.check(request.path_params, request.query_params.multi_items(), await request.body())
+                if checked.problems:
+                    return refuse(checked.problems)
+                return await by_method[method](request, checked)
+
+            # integer path parameters match digits only, as an ASP.NET route's {id:int} does: a word there
+            # is another route (…/ListWithAccountSleeves) or no route at all (404), never a bad id
+            routed = re.sub(r"\{(\w+)\}", lambda m: f"{{{m[1]}:int}}" if m[1] in integers else m[0], path)
+            routes.append(Route(prefix + routed, endpoint, methods=list(by_method)))
+        return routes
 
     # --- Orion ------------------------------------------------------------------------------------
 
-    async def orion_token(request: Request) -> Response:
+    async def orion_token(request: Request, call: Checked) -> Response:
         if basic(request) != (creds.orion_username, creds.orion_password):
             return orion_error(401, "Invalid username or password.")
         token = secrets.token_urlsafe(24)
         creds.minted_orion.add(token)
         return JSONResponse({"access_token": token, "expires_in": 36000})
 
-    async def list_registrations(request: Request, user: str) -> Response:
+    async def list_registrations(request: Request, call: Checked) -> Response:
         return JSONResponse(state.summaries())
 
-    async def get_registration(request: Request, user: str) -> Response:
-        reg = state.get(request.path_params["rid"])
+    async def get_registration(request: Request, call: Checked) -> Response:
+        rid = call.params["registrationId"]
+        reg = state.get(rid)
         if reg is None:
-            return orion_error(404, f"Registration {request.path_params['rid']} was not found.")
-        if request.query_params.get("includeAssets", "true").lower() == "false":
+            return orion_error(404, f"Registration {rid} was not found.")
+        if call.params.get("includeAssets") is False:
             for s in reg.get("accountSleeves") or []:
                 s["assets"] = []
         return JSONResponse(reg)
 
-    async def bulk_read(request: Request, user: str) -> Response:
-        ids = await body_json(request)
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-            return orion_error(400, "The body must be a JSON array of registration ids.")
-        if len(ids) > READ_CHUNK:
-            return orion_error(400, f"At most {READ_CHUNK} registration ids per request.")
-        return JSONResponse(state.list_with_sleeves(ids))
+    async def bulk_read(request: Request, call: Checked) -> Response:
+        return JSONResponse(state.list_with_sleeves(call.body))
 
-    async def histories(request: Request, user: str) -> Response:
-        rid = request.path_params["rid"]
+    async def histories(request: Request, call: Checked) -> Response:
+        rid = call.params["registrationId"]
         if state.get(rid) is None:
             return orion_error(404, f"Registration {rid} was not found.")
         with state.lock:
             return JSONResponse(list(state.histories.get(rid, [])))
 
-    async def validate(request: Request, user: str) -> Response:
-        body = await body_json(request)
-        if not isinstance(body, dict):
-            return orion_error(400, "The body must be one registration object.")
-        if shape_problems(body):
-            return orion_error(400, "; ".join(shape_problems(body)))
-        return JSONResponse(state.validate({**body, "registrationId": request.path_params["rid"]}))
+    async def validate(request: Request, call: Checked) -> Response:
+        return JSONResponse(state.validate({**call.body, "registrationId": call.params["registrationId"]}))
 
-    async def submit_batch(request: Request, user: str) -> Response:
-        items = await body_json(request)
-        if not isinstance(items, list) or not items:
-            return orion_error(400, "The body must be a non-empty JSON array of registrations.")
-        if len(items) > BATCH_LIMIT:
-            return orion_error(400, f"A batch holds at most {BATCH_LIMIT} registrations.")
-        if not all(isinstance(i, dict) and isinstance(i.get("registrationId"), int) for i in items):
-            return orion_error(400, "Every item must be a registration object with a registrationId.")
-        shapes = [f"registration {i['registrationId']}: {p}" for i in items for p in shape_problems(i)]
-        if shapes:
-            return orion_error(400, "; ".join(shapes))
+    async def submit_batch(request: Request, call: Checked) -> Response:
         stuck = faults.take("POST", request.url.path, ("stuck",)) is not None
         rejected = frozenset(int(f.arg) for f in faults.peek_all("POST", request.url.path, "reject") if f.arg)
-        batch_id = state.submit_batch(items, user, stuck=stuck, rejected=rejected)
+        batch_id = state.submit_batch(call.body, creds.orion_username, stuck=stuck, rejected=rejected)
         return PlainTextResponse(str(batch_id))
 
-    async def batch_status(request: Request, user: str) -> Response:
-        status = state.batch_status(request.path_params["bid"])
+    async def batch_status(request: Request, call: Checked) -> Response:
+        status = state.batch_status(call.params["batchId"])
         return orion_error(404, "Batch not found.") if status is None else JSONResponse(status)
 
-    async def list_batches(request: Request, user: str) -> Response:
-        q = request.query_params
-        try:
-            start = _epoch(q.get("startDate"))
-            end = _epoch(q.get("endDate"))
-        except ValueError:
-            return orion_error(400, "startDate and endDate must be ISO 8601 dates.")
+    async def list_batches(request: Request, call: Checked) -> Response:
+        q = call.params
+        start, end = parse_instant(q.get("startDate")), parse_instant(q.get("endDate"))
         return JSONResponse(state.list_batches(start, end, q.get("status")))
 
-    async def batch_errors(request: Request, user: str) -> Response:
-        errors = state.batch_errors(request.path_params["bid"])
+    async def batch_errors(request: Request, call: Checked) -> Response:
+        errors = state.batch_errors(call.params["batchId"])
         return orion_error(404, "Batch not found.") if errors is None else JSONResponse(errors)
 
     # --- SEI --------------------------------------------------------------------------------------
 
-    async def sei_token(request: Request) -> Response:
-        # urlencoded by the spec; parsed here rather than with starlette's form parser (python-multipart)
-        form = {k: v[0] for k, v in urllib.parse.parse_qs((await request.body()).decode(errors="replace")).items()}
+    async def sei_token(request: Request, call: Checked) -> Response:
+        form = call.body or {}
         if basic(request) != (creds.sei_app_key, creds.sei_app_secret):
             return sei_error(401, "gateway.authentication.failure", "Invalid client credentials")
         if form.get("grant_type") == "invalidate_token":  # revokes one token [docs]
@@ -228,48 +236,25 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         creds.sei_last_used[token] = time.monotonic()
         return JSONResponse({"access_token": token, "expires_in": int(creds.sei_token_ttl), "token_type": "Bearer"})
 
-    async def list_tickets(request: Request) -> Response:
-        q = request.query_params
-        try:
-            limit = int(q.get("limit") or SEI_DEFAULT_PAGE)
-            ticket_id = int(q["id"]) if q.get("id") else None
-            cursor = int(base64.urlsafe_b64decode(q["cursor"]).decode()) if q.get("cursor") else 0
-        except (ValueError, binascii.Error, UnicodeDecodeError):
-            return sei_error(
-                400,
-                "request.invalid",
-                "id, limit and cursor must be valid",
-                errors=[{"field": "query", "location": "query", "reason": "invalid"}],
-            )
-        if not 1 <= limit <= PAGE_LIMIT:
-            return sei_error(
-                400,
-                "request.invalid",
-                f"limit must be between 1 and {PAGE_LIMIT}",
-                errors=[{"field": "limit", "location": "query", "reason": "out of range"}],
-            )
-        rows, total, nxt = state.tickets_page(ticket_id, q.get("status"), limit, cursor)
-        prev = base64.urlsafe_b64encode(str(max(0, cursor - limit)).encode()).decode() if cursor else None
+    async def list_tickets(request: Request, call: Checked) -> Response:
+        q = call.params
+        limit = q.get("limit", SEI_DEFAULT_PAGE)
+        cursor = cursor_offset(q.get("cursor")) or 0
+        rows, total, nxt = state.tickets_page(q.get("id"), q.get("status"), limit, cursor)
         return JSONResponse(
             {
                 "data": rows,
                 "paging": {
                     "totalCount": total,
                     "limit": limit,
-                    "previous": prev,
-                    "next": base64.urlsafe_b64encode(str(nxt).encode()).decode() if nxt is not None else None,
+                    "previous": encode_cursor(max(0, cursor - limit)) if cursor else None,
+                    "next": encode_cursor(nxt) if nxt is not None else None,
                 },
             }
         )
 
-    async def post_ticket(request: Request) -> Response:
-        body = await body_json(request)
-        data = body.get("data") if isinstance(body, dict) else None
-        problems = state.ticket_problems(data)
-        if problems or not isinstance(data, dict):
-            return sei_error(
-                400, "request.invalid", "The trade instruction is invalid", transient="false", errors=problems
-            )
+    async def post_ticket(request: Request, call: Checked) -> Response:
+        data = call.body["data"]
         row = state.add_ticket(data)
         if row is None:
             return sei_error(
@@ -356,21 +341,28 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
-    regs = "/api/v1/Trading/Sleeve/Registrations"
+    regs = "/v1/Trading/Sleeve/Registrations"
+    batches = "/v1/Utility/BatchProcessing"
+    orion_handlers = {
+        "GET /v1/Security/Token": orion_token,
+        f"GET {regs}": list_registrations,
+        f"POST {regs}/ListWithAccountSleeves": bulk_read,
+        f"POST {regs}/Action/process/batch": submit_batch,
+        f"GET {regs}/{{registrationId}}": get_registration,
+        f"GET {regs}/{{registrationId}}/Histories": histories,
+        f"PUT {regs}/{{registrationId}}/Validate": validate,
+        f"GET {batches}": list_batches,
+        f"GET {batches}/{{batchId}}": batch_status,
+        f"GET {batches}/{{batchId}}/Errors": batch_errors,
+    }
+    sei_handlers = {
+        "POST /v2/oauthtoken": sei_token,
+        "GET /v1/order/tradetickets": list_tickets,
+        "POST /v1/order/tradetickets": post_ticket,
+    }
     routes = [
-        Route("/api/v1/Security/Token", orion_token, methods=["GET"]),
-        Route(regs, orion(list_registrations), methods=["GET"]),
-        Route(f"{regs}/ListWithAccountSleeves", orion(bulk_read), methods=["POST"]),
-        Route(f"{regs}/Action/process/batch", orion(submit_batch), methods=["POST"]),
-        Route(f"{regs}/{{rid:int}}", orion(get_registration), methods=["GET"]),
-        Route(f"{regs}/{{rid:int}}/Histories", orion(histories), methods=["GET"]),
-        Route(f"{regs}/{{rid:int}}/Validate", orion(validate), methods=["PUT"]),
-        Route("/api/v1/Utility/BatchProcessing", orion(list_batches), methods=["GET"]),
-        Route("/api/v1/Utility/BatchProcessing/{bid:int}", orion(batch_status), methods=["GET"]),
-        Route("/api/v1/Utility/BatchProcessing/{bid:int}/Errors", orion(batch_errors), methods=["GET"]),
-        Route("/v2/oauthtoken", sei_token, methods=["POST"]),
-        Route("/v1/order/tradetickets", sei(list_tickets), methods=["GET"]),
-        Route("/v1/order/tradetickets", sei(post_ticket), methods=["POST"]),
+        *vendor_routes("/api", description("orion.openapi.yaml"), orion_handlers, _orion_bad_request),
+        *vendor_routes("", description("sei.openapi.yaml"), sei_handlers, _sei_bad_request),
         Route("/_sandbox/health", health, methods=["GET"]),
         Route("/_sandbox/counters", counters, methods=["GET"]),
         Route("/_sandbox/counters/reset", reset_counters, methods=["POST"]),
@@ -383,7 +375,7 @@ def create_app(state: SandboxState, creds: SandboxCredentials, faults: FaultBook
         Route("/_sandbox/faults", faults_endpoint, methods=["GET", "PUT", "POST", "DELETE"]),
         Route("/_sandbox/batches/release", release, methods=["POST"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={404: _not_routed, 405: _not_routed})
     app.state.sandbox = state
     app.state.faults = faults
     return FaultMiddleware(app, state, faults)

@@ -9,19 +9,22 @@ as data in tests/vectors/, not to shared code. import-linter keeps the sandbox o
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
+import re
 from typing import Any
 
 __all__ = [
-    "BATCH_LIMIT",
     "INSTRUCTION_FIELDS",
-    "PAGE_LIMIT",
-    "READ_CHUNK",
     "REGISTRATION_FIELDS",
     "SLEEVE_FIELDS",
+    "cursor_offset",
     "cusip_is_valid",
+    "encode_cursor",
+    "parse_instant",
     "registration_problems",
     "sleeve_model",
-    "ticket_problems",
 ]
 
 # API.md §1 "Registration fields": what a posted registration may change.
@@ -77,9 +80,8 @@ INSTRUCTION_FIELDS = (
     "affectsModel",
     "comments",
 )
-BATCH_LIMIT = 100  # items per batch POST; more is a 400 [assumed in API.md]
-READ_CHUNK = 500  # ids per ListWithAccountSleeves call [assumed]
-PAGE_LIMIT = 1000  # the largest `limit` of the ticket list [assumed]
+# The wire limits (100 registrations a batch, 500 ids a bulk read, pages of 1 to 1,000 tickets) and every
+# field's type are stated once, in the OpenAPI descriptions the sandbox enforces (openapi.py).
 
 _SUMMED = ("Normal sleeve", "Unmanaged sleeve")  # "all sleeves except Custodial, Contribution and Distribution"
 _AT_MOST_ONE = ("Custodial account", "Contribution sleeve", "Distribution sleeve")
@@ -102,16 +104,6 @@ def _is_dollars(sleeve: dict) -> bool:
 def _assigned(method: Any) -> bool:
     """`Assigned` in the guides, `UseAssigned` in the OpenAPI description."""
     return isinstance(method, str) and method.replace(" ", "").lower() in ("assigned", "useassigned")
-
-
-def shape_problems(reg: dict) -> list[str]:
-    """What no rule can judge: sleeve lists that are not lists of objects (Orion answers 400, never 500)."""
-    out = []
-    for name in ("accountSleeves",):
-        value = reg.get(name)
-        if value is not None and (not isinstance(value, list) or not all(isinstance(s, dict) for s in value)):
-            out.append(f"{name} must be a list of objects")
-    return out
 
 
 def registration_problems(reg: dict) -> list[str]:
@@ -170,24 +162,47 @@ def cusip_is_valid(cusip: Any) -> bool:
     return (10 - digits % 10) % 10 == int(cusip[8])
 
 
-def ticket_problems(data: Any) -> list[dict]:
-    """SEI's field errors for one posted instruction (API.md §2 "Write"), in its `errors` shape."""
-    if not isinstance(data, dict):
-        return [{"field": "data", "location": "body", "reason": "must be one instruction object"}]
-    problems = []
-    for f in ("batchId", "batchSize", "tradeTicketId", "side", "ticker", "cusip", "target"):
-        if data.get(f) in (None, ""):
-            problems.append({"field": f, "location": "body", "reason": "required"})
-    unknown = set(data) - set(INSTRUCTION_FIELDS) - {"batchSize"}
-    problems += [{"field": f, "location": "body", "reason": "unknown field"} for f in sorted(unknown)]
-    if str(data.get("side", "")).title() not in ("Buy", "Sell"):
-        problems.append({"field": "side", "location": "body", "reason": "must be Buy or Sell"})
-    if not cusip_is_valid(data.get("cusip")):
-        problems.append({"field": "cusip", "location": "body", "reason": "not a valid CUSIP"})
-    if len(str(data.get("comments") or "")) > 255:
-        problems.append({"field": "comments", "location": "body", "reason": "longer than 255 characters"})
-    for f in ("tradeTicketId", "masterOrderId"):
-        v = data.get(f)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= 99999999):
-            problems.append({"field": f, "location": "body", "reason": "an integer of up to 8 digits"})
-    return problems
+_CURSOR = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
+)
+
+
+def encode_cursor(offset: int) -> str:
+    """SEI's cursors are opaque [docs]; the sandbox's are the row offset, base64url-encoded."""
+    return base64.urlsafe_b64encode(str(offset).encode()).decode()
+
+
+def cursor_offset(cursor: Any) -> int | None:
+    """The offset a cursor this server issued stands for; None for any other string."""
+    if not isinstance(cursor, str) or not _CURSOR.fullmatch(cursor):
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    if not re.fullmatch(r"0|[1-9][0-9]{0,17}", text) or encode_cursor(int(text)) != cursor:
+        return None
+    return int(text)
+
+
+def parse_instant(value: Any) -> float | None:
+    """An RFC 3339 date-time (the BatchProcessing list's startDate and endDate) as epoch seconds; None if
+    it is not one. A leap second (23:59:60) counts as the second before it."""
+    m = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        return None
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    if second == 60 and (hour, minute) == (23, 59):
+        second = 59
+    try:
+        when = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    offset = 0
+    if m.group(9):
+        hours, minutes = int(m.group(10)), int(m.group(11))
+        if hours > 23 or minutes > 59:
+            return None
+        offset = (hours * 3600 + minutes * 60) * (1 if m.group(9) == "+" else -1)
+    return when.timestamp() - offset + float("0" + (m.group(7) or ""))

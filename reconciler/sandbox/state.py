@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.sandbox.batches import Batch, SandboxTiming, status_view
-from reconciler.sandbox.contract import INSTRUCTION_FIELDS, registration_problems, sleeve_model, ticket_problems
+from reconciler.sandbox.contract import INSTRUCTION_FIELDS, registration_problems, sleeve_model
 from reconciler.sandbox.writes import clone, field_changes, merge, now_iso, recompute_totals
 
 __all__ = ["Batch", "SandboxState", "SandboxTiming"]  # Batch and SandboxTiming live in batches.py
@@ -352,9 +352,6 @@ class SandboxState:
             page = rows[cursor : cursor + limit]  # the whole list is never copied to serve one page
             nxt = cursor + limit if cursor + limit < len(rows) else None
             return clone(page), len(rows), nxt
-
-    def ticket_problems(self, data: Any) -> list[dict]:
-        return ticket_problems(data)
 
     def add_ticket(self, data: dict) -> dict | None:
         """Store a submitted instruction as one row with orderId null. None if the id exists (409)."""

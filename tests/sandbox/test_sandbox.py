@@ -431,5 +431,5 @@ def test_sleeve_lists_that_are_not_objects_are_a_400_not_a_crash(sandbox):
     validate = httpx.put(f"{base}/31547/Validate", json=bad, headers=headers, timeout=30)
     batch = httpx.post(f"{base}/Action/process/batch", json=[bad], headers=headers, timeout=30)
     for r in (validate, batch):
-        assert r.status_code == 400 and "accountSleeves must be a list of objects" in r.json()["message"], r.text
+        assert r.status_code == 400 and "accountSleeves[0]: must be object" in r.json()["message"], r.text
     assert not [w for w in sandbox.state.writes if w["api"] == "orion"]
