@@ -1,7 +1,8 @@
 """Vendor clients: the only package that imports httpx.
 
-`open_vendors(settings)` builds both clients with their timeouts, TLS and one shared Retry-After
-pause, and closes them on exit. Tests pass their own httpx.Client (e.g. on httpx.MockTransport)
+`open_vendors(settings)` builds both clients with their timeouts, TLS and a Retry-After pause per
+vendor (shared by all of that vendor's workers, API.md §3; a vendor's rate limit says nothing of the
+other's), and closes them on exit. Tests pass their own httpx.Client (e.g. on httpx.MockTransport)
 through `OrionClient`/`SeiClient` directly.
 """
 
@@ -91,13 +92,12 @@ def _client(base_url: str, settings: Settings, tls: VendorTls, connections: int)
 
 
 @contextmanager
-def open_vendors(settings: Settings, *, gate: PauseGate | None = None) -> Iterator[Vendors]:
+def open_vendors(settings: Settings) -> Iterator[Vendors]:
     orion_url = require_safe_url(settings.orion.base_url, "ORION_BASE_URL")
     sei_url = require_safe_url(settings.sei.base_url, "SEI_BASE_URL")
     policy = HttpPolicy(
         max_attempts=settings.max_attempts, retry_after_cap=settings.retry_after_cap, deadline=settings.request_deadline
     )
-    gate = gate or PauseGate()
     redact = Redactor()
     if settings.proxy is not None:
         for secret in settings.proxy.secrets():  # a proxy's error may quote its URL
@@ -106,10 +106,10 @@ def open_vendors(settings: Settings, *, gate: PauseGate | None = None) -> Iterat
     o_tls, s_tls = orion_tls(settings), sei_tls(settings)
     orion_http = _client(orion_url, settings, o_tls, connections)
     sei_http = _client(sei_url, settings, s_tls, connections)
-    sei_client = SeiClient(settings.sei, sei_http, redact=redact, policy=policy, gate=gate, tls=s_tls)
+    sei_client = SeiClient(settings.sei, sei_http, redact=redact, policy=policy, gate=PauseGate(), tls=s_tls)
     try:
         yield Vendors(
-            OrionClient(settings.orion, orion_http, redact=redact, policy=policy, gate=gate, tls=o_tls),
+            OrionClient(settings.orion, orion_http, redact=redact, policy=policy, gate=PauseGate(), tls=o_tls),
             sei_client,
             redact,
         )

@@ -3,7 +3,8 @@
 - Safe requests (GET, and the bulk-read POST) are retried with jittered exponential backoff on
   connection failures, time-outs, 5xx and 429/503. Writes only when they surely never left.
 - 429/503 with Retry-After (seconds or an HTTP date), capped, pause *every* worker sharing the
-  PauseGate: a vendor that says when to come back is honoured until the request's deadline.
+  PauseGate (one per vendor): a vendor that says when to come back is honoured until the request's
+  deadline, and the other vendor's workers go on.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def backoff(policy: HttpPolicy, attempt: int) -> float:
 
 
 class PauseGate:
-    """One pause shared by all workers: a 429 seen by one worker holds back the others too."""
+    """One pause shared by all of a vendor's workers: a 429 seen by one worker holds back the others too."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self._until = 0.0
@@ -45,6 +46,10 @@ class PauseGate:
     def pause(self, seconds: float) -> None:
         with self._lock:
             self._until = max(self._until, self._clock() + seconds)
+
+    def paused(self) -> bool:
+        with self._lock:
+            return self._until > self._clock()
 
     def wait(self, deadline: float) -> None:
         while True:

@@ -25,7 +25,7 @@ from reconciler.vendors import open_vendors
 
 from ..conftest import FAST_BATCHES
 from ..helpers.external import issue_tls_files
-from ..helpers.sandbox import control, raw_batch_status
+from ..helpers.sandbox import control, raw_batch_status, wait_for
 from ..helpers.vendors import settings_for
 
 pytestmark = pytest.mark.integration
@@ -194,6 +194,29 @@ def test_429_storm_pause_is_honoured_and_shared_by_concurrent_workers(sandbox):
     assert min(finished) >= 1.0, finished
     assert max(finished) < 4.0, finished
     assert sandbox.state.counters["GET /api/v1/Trading/Sleeve/Registrations/31547"] == 25
+
+
+def test_one_vendors_retry_after_never_pauses_the_other(sandbox, vendors):
+    """Plan reads both vendors at once: SEI asking to wait 3 s holds SEI's workers, never Orion's."""
+    control(sandbox, "PUT", "/faults", content="429=3@GET:/v1/order/tradetickets#1")
+    sei_took: list[float] = []
+
+    def read_sei():
+        started = time.monotonic()
+        vendors.sei.get_ticket(10000001)
+        sei_took.append(time.monotonic() - started)
+
+    reader = threading.Thread(target=read_sei)
+    reader.start()
+    wait_for(vendors.sei.http.gate.paused)  # the 429 has come back, and SEI's workers wait
+    started = time.monotonic()
+    for _ in range(3):
+        vendors.orion.get_registration(31547)
+    orion_took = time.monotonic() - started
+    reader.join()
+    assert orion_took < 1.5, orion_took  # inside SEI's 3 s pause: Orion was not held
+    assert sei_took[0] >= 3.0, sei_took  # and SEI's own pause was honoured
+    assert sandbox.state.counters["GET /v1/order/tradetickets"] == 2
 
 
 def test_retry_after_as_http_date(sandbox, vendors):
