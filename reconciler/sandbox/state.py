@@ -182,12 +182,14 @@ class SandboxState:
             return {"isValid": not problems, "validationMessage": "; ".join(problems) or None}
 
     def submit_batch(self, items: list[dict], who: str, stuck: bool = False, rejected: frozenset = frozenset()) -> int:
+        """Queue a batch. It takes `items` as they are: the request's own, just decoded, used by nobody else
+        (a copy cost 24 ms of the emulator's one thread per 100 registrations)."""
         with self.lock:
             batch_id = self.next_batch_id
             self.next_batch_id += 1
             self.batches[batch_id] = Batch(
                 batch_id,
-                clone(items),
+                items,
                 self.clock(),
                 now_iso(),
                 who,
