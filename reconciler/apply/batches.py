@@ -2,8 +2,11 @@
 
 Each batch's registrations are read fresh (bodies.py), claimed (state/claims.py), journaled before the
 batch is sent, polled with backoff until `isDone`, its /Errors read, and its registrations re-read to
-decide per item. `parallelism` is the number of batches at Orion at once (a slot from the fresh read
-to the batch's end); the re-reads of ended batches run beside them, on workers of their own. A batch
+decide per item. `parallelism` is the number of batches at Orion at once (a slot from the POST to the
+batch's end); the fresh reads of the next batches and the re-reads of ended ones run beside them, on
+workers of their own, so the client's work overlaps the vendor's. A fresh read that waited more than
+FRESH_FOR_SECONDS for its slot (behind slow or stuck batches) is read again: the window for a lost
+update stays seconds long. A batch
 whose answer was lost is never resubmitted: it is looked for (recovery.Evidence) and tracked if found.
 """
 
@@ -27,7 +30,9 @@ from reconciler.plan.stages import OrionWave, PendingBatch
 from reconciler.state.journal import BatchEntry, BatchState
 from reconciler.vendors.orion import BatchError
 
-__all__ = ["BatchWave"]
+__all__ = ["FRESH_FOR_SECONDS", "BatchWave"]
+
+FRESH_FOR_SECONDS = 5.0  # the longest a batch's fresh read may wait for its slot before it is read again
 
 
 class BatchWave:
@@ -47,8 +52,8 @@ class BatchWave:
                 for a in s.items:
                     self.kit.record(ctx, a, ItemStatus.SKIPPED, closed)
             stage = OrionWave((), stage.track, stage.parallelism)
-        # twice the workers of the slots: while `parallelism` batches are at Orion, others read back the
-        # registrations of the batches that just ended (that work is the client's, not the vendor's)
+        # twice the workers of the slots: while `parallelism` batches are at Orion, others read the next
+        # batches fresh and read back the batches that just ended (that work is the client's, not the vendor's)
         self._slots = threading.BoundedSemaphore(max(1, stage.parallelism))
         with (
             ThreadPoolExecutor(max(1, len(stage.track)), thread_name_prefix="orion-track") as trackers,
@@ -99,8 +104,20 @@ class BatchWave:
                     f"{', '.join(sorted(held))}; a registration is never in two batches",
                 )
             return
-        with self._slots:  # at Orion: from the fresh read to the batch's end, `parallelism` at a time
-            sent = self._send_batch(sub, ctx)
+        read_at = self.clock()
+        ready = self._fresh(sub, ctx)  # before the slot: the client's work overlaps the batches at Orion
+        if not ready:
+            return
+        with self._slots:  # at Orion: from the POST to the batch's end, `parallelism` at a time
+            if self.stop.is_set():
+                for d, _ in ready:
+                    self.kit.record(ctx, d.address, ItemStatus.SKIPPED, "not sent: apply was interrupted")
+                return
+            if self.clock() - read_at > FRESH_FOR_SECONDS:  # a long wait for a slot: read them fresh again
+                ready = self._fresh(self._narrowed(sub, ready), ctx)
+                if not ready:
+                    return
+            sent = self._send_batch(sub, ready, ctx)
             if sent is None:
                 return
             items, local_id, batch_id = sent
@@ -109,12 +126,18 @@ class BatchWave:
             )
         self._batch_polled(items, local_id, batch_id, polled, ctx)  # its errors and re-read: out of the slot
 
-    def _send_batch(self, sub: Submission, ctx: RunContext) -> tuple[list[DesiredRegistration], str, int] | None:
-        """Read fresh, claim, journal, POST: (its registrations, local id, batch id) once Orion accepted it;
-        None when nothing went, it was refused, or its answer was lost (then it is looked for, parked)."""
-        ready = self._fresh(sub, ctx)
-        if not ready:
-            return None
+    @staticmethod
+    def _narrowed(sub: Submission, ready: list[tuple[DesiredRegistration, dict]]) -> Submission:
+        """`sub` for just the registrations still to send, each with the plan's fingerprint."""
+        keep = {d.address for d, _ in ready}
+        pairs = [(a, f) for a, f in zip(sub.items, sub.fingerprints or ("",) * len(sub.items)) if a in keep]
+        return replace(sub, items=tuple(a for a, _ in pairs), fingerprints=tuple(f for _, f in pairs))
+
+    def _send_batch(
+        self, sub: Submission, ready: list[tuple[DesiredRegistration, dict]], ctx: RunContext
+    ) -> tuple[list[DesiredRegistration], str, int] | None:
+        """Claim, journal, POST the bodies read fresh: (its registrations, local id, batch id) once Orion
+        accepted it; None when nothing went, it was refused, or its answer was lost (then it is looked for)."""
         local_id = uuid.uuid4().hex
         ready = self._claim_batch(ready, local_id, ctx)
         if not ready:

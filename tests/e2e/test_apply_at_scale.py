@@ -62,6 +62,41 @@ def test_a_registration_edited_after_the_plan_and_before_its_batch_is_not_overwr
 
 
 @pytest.mark.slow
+def test_a_fresh_read_that_waited_long_for_its_slot_is_read_again_before_the_post(tmp_path):
+    """Batches are read fresh before they get a slot, while others are at Orion. One at a time, the first
+    batch takes 7 s; the second was read fresh at once and waits for its slot; then its registration is
+    edited in Orion's UI. Having waited longer than FRESH_FOR_SECONDS (5 s), it is read again before the
+    POST: stale, not sent, the edit stands. (Without the second read the edit is overwritten.)"""
+    state = SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=7.0))
+    with start_sandbox(state) as sb:
+        env = sandbox_env(sb, workspace=tmp_path / "ws", RECONCILER_PARALLELISM="1", RECONCILER_BATCH_SIZE="1")
+        saved = tmp_path / "plan.json"
+        assert reconciler(env, "plan", "--out", str(saved)).returncode == 0
+        doc = json.loads(saved.read_text())
+        batches = [s["items"][0] for s in doc["submissions"] if s["api"] == "orion"]
+        rid_of = {c["address"]: c["registration_id"] for c in doc["changes"] if c["address"] in batches}
+
+        report = tmp_path / "report.json"
+        proc = start(env, "apply", str(saved), "--report", str(report))
+        wait_for(lambda: len(orion_batches(sb)) >= 1 or proc.poll() is not None)  # one batch is at Orion
+        time.sleep(1.5)  # the other worker's fresh read of the next batch (milliseconds) is long done
+        # two workers took the first two batches; whichever got the slot first, the other one waits
+        first = orion_batches(sb)[0]["registrationIds"]
+        waiting = next(a for a in batches[:2] if [rid_of[a]] != first)
+        rid = rid_of[waiting]
+        edit_outside_git(sb, rid, "jdoe", set={"isDoNotTrade": True})
+        assert proc.poll() is None and len(orion_batches(sb)) == 1  # edited while it waited for its slot
+        out, err = proc.communicate(timeout=120)
+        quiet(sb)
+
+        assert proc.returncode == 3, out[-2000:] + err[-2000:]
+        stale = {i["address"]: i for i in json.loads(report.read_text())["items"]}[waiting]
+        assert stale["status"] == "failed" and stale["message"].startswith("stale: changed in Orion since the plan")
+        assert [rid] not in [w["registrationIds"] for w in orion_batches(sb)]
+        assert sb.state.registrations[rid]["isDoNotTrade"] is True
+
+
+@pytest.mark.slow
 def test_a_batch_held_in_processing_for_60_s_adds_at_most_3_lines_to_a_ci_log(tmp_path):
     """The same apply twice in CI: once as usual, once with a batch stuck in Processing for 60 s. Polls
     print nothing in a log; a heartbeat every 30 s says the run is alive."""
