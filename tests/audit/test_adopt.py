@@ -82,6 +82,9 @@ def test_a_live_state_that_breaks_a_sleeve_rule_is_not_adopted_and_its_file_stay
         headers={"Authorization": f"Session {env.creds.orion_token}"},
     ).json()
     edit(env, 31550, "ops", sleeves={sleeve_id(live, 36): {"targetAllocation": 70}})  # now sums to 115
+    dry = cli("drift", str(tree), "--adopt", "--dry-run")  # one verdict, never "the manifests match"
+    assert dry.code == 2 and "Nothing to adopt; 1 drift(s) left as they are (above)" in dry.out
+    assert "match live state" not in dry.out + dry.err
     r = cli("drift", str(tree), "--adopt")
     assert r.code == 2
     assert (
