@@ -162,6 +162,29 @@ def test_sigint_drains_in_flight_and_a_second_sigint_exits_at_once(tmp_path):
         assert all(n == 1 for n in sb.state.ticket_posts.values()) and len(sb.state.ticket_posts) == 3
 
 
+@pytest.mark.slow
+def test_sigint_sends_no_batch_that_was_waiting_for_its_slot(tmp_path):
+    """One batch at a time, each 3 s at Orion; the next one is read fresh and waits for the slot. Ctrl-C
+    while the first is at Orion: it finishes and is journaled; the waiting one is skipped, never POSTed."""
+    state = SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=3.0))
+    with start_sandbox(state) as sb:
+        env = sandbox_env(sb, workspace=tmp_path / "ws", RECONCILER_PARALLELISM="1", RECONCILER_BATCH_SIZE="1")
+        report = tmp_path / "report.json"
+        cmd = [sys.executable, "-m", "reconciler", "apply", "--auto-approve", "--report", str(report)]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        batches = lambda: [w for w in sb.state.writes if w["api"] == "orion"]  # noqa: E731
+        wait_for(lambda: bool(batches()) or proc.poll() is not None)  # the first batch is at Orion
+        time.sleep(0.5)  # the next batch has been read fresh and waits for the slot
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 3, err[-2000:]
+        assert len(batches()) == 1  # the one at Orion finished; the waiting one never left
+        items = {i["address"]: i for i in json.loads(report.read_text())["items"]}
+        regs = [i for a, i in items.items() if a.startswith("SleeveRegistration/")]
+        assert sum(i["status"] == "applied" for i in regs) == 1
+        assert all(i["status"] == "skipped" for i in regs if i["status"] != "applied"), regs
+
+
 def test_no_secret_reaches_any_output_even_with_debug(tmp_path):
     """Canary credentials: --debug logs, plan, saved plan, apply report, drift and errors stay clean."""
     from reconciler.sandbox.app import SandboxCredentials
