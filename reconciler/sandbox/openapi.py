@@ -31,7 +31,7 @@ import yaml
 
 from reconciler.sandbox.contract import cursor_offset, cusip_is_valid, parse_instant
 
-__all__ = ["Description", "Operation", "Problem", "description"]
+__all__ = ["Checked", "Description", "Operation", "Problem", "description"]
 
 _FORMATS = {
     "cusip": ("not a valid CUSIP", cusip_is_valid),
