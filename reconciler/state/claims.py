@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from reconciler.errors import StateBackendError
+from reconciler.state.local_db import Execute, immediate, open_private
 
 if TYPE_CHECKING:
     from reconciler.state.journal import Journal
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["STORED", "Claims", "Execute", "Held", "Holder", "SqliteClaims", "claims_ddl"]
 
 # runs one SQL statement (`?` placeholders) inside a claim's transaction; returns its rows
-Execute = Callable[[str, tuple], list[tuple]]
 T = TypeVar("T")
 
 STORED = "stored:"  # the entry of a ticket SEI stored: never released
@@ -213,12 +213,7 @@ class SqliteClaims(Claims):
         super().__init__(state, label, state)
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not path.exists():
-                os.close(os.open(str(path), os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = open_private(path)
             for ddl in claims_ddl(""):
                 self._db.execute(ddl)
         except (OSError, sqlite3.Error) as e:
@@ -229,18 +224,8 @@ class SqliteClaims(Claims):
             ) from e
 
     def _transaction(self, work: Callable[[Execute], T]) -> T:
-        def execute(sql: str, args: tuple) -> list[tuple]:
-            return self._db.execute(sql, args).fetchall()
-
         try:
-            self._db.execute("BEGIN IMMEDIATE")  # one claimant at a time, machine-wide
-            try:
-                result = work(execute)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return result
+            return immediate(self._db, work)  # one claimant at a time, machine-wide
         except sqlite3.Error as e:
             raise StateBackendError(f"the claims file {self.path} failed: {e}") from e
 

@@ -21,7 +21,6 @@ import datetime as dt
 import fnmatch
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from reconciler.errors import StateBackendError
+from reconciler.state.local_db import Execute, immediate, open_private
 
 __all__ = [
     "GENESIS",
@@ -45,7 +45,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-Execute = Callable[[str, tuple], list[tuple]]
 
 GENESIS = "0" * 64  # the `previous` of the first record
 
@@ -279,12 +278,7 @@ class SqliteHistory(History):
             if readonly:
                 self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
                 return
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                os.close(os.open(str(path), os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = open_private(path)
             for ddl in history_ddl("", workspace_column=False):
                 self._db.execute(ddl)
             for op in ("UPDATE", "DELETE"):
@@ -300,20 +294,10 @@ class SqliteHistory(History):
         return cls(path, readonly=True) if path.exists() else None
 
     def _transaction(self, work: Callable[[Execute], T]) -> T:
-        def execute(sql: str, args: tuple) -> list[tuple]:
-            return self._db.execute(sql, args).fetchall()
-
         try:
             if not self._writable():
-                return work(execute)
-            self._db.execute("BEGIN IMMEDIATE")  # one writer at a time: the head read and the append are one
-            try:
-                result = work(execute)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return result
+                return work(lambda sql, args: self._db.execute(sql, args).fetchall())
+            return immediate(self._db, work)  # one writer at a time: the head read and the append are one
         except sqlite3.OperationalError as e:
             if "no such table" in str(e):
                 return []  # type: ignore[return-value]  # an older file: nothing recorded yet

@@ -182,14 +182,8 @@ class PostgresHistory(History):
         return (self.workspace, *args)
 
     def _transaction(self, work: Callable[[Execute], T]) -> T:
-        def execute(sql: str, args: tuple) -> list[tuple]:
-            cur = self._conn.execute(sql.replace("?", "%s"), args)
-            return cur.fetchall() if cur.description else []
-
         try:
-            with self._conn.transaction():
-                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("history:" + self.workspace),))
-                return work(execute)
+            return _serialised(self._conn, _lock_key("history:" + self.workspace), work)
         except psycopg.errors.UndefinedTable:
             return []  # type: ignore[return-value]  # a reader before the first apply: no history yet
         except psycopg.Error as e:
@@ -209,14 +203,8 @@ class PostgresClaims(Claims):
         self._conn = connect(url)
 
     def _transaction(self, work: Callable[[Execute], T]) -> T:
-        def execute(sql: str, args: tuple) -> list[tuple]:
-            cur = self._conn.execute(sql.replace("?", "%s"), args)
-            return cur.fetchall() if cur.description else []
-
         try:
-            with self._conn.transaction():
-                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIMS_LOCK,))
-                return work(execute)
+            return _serialised(self._conn, _CLAIMS_LOCK, work)
         except psycopg.Error as e:
             raise StateBackendError(f"the state backend failed on claims: {_redact(self._url, str(e).strip())}") from e
 
@@ -231,6 +219,19 @@ class PostgresClaims(Claims):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _serialised(conn: psycopg.Connection, lock: int, work: Callable[[Execute], T]) -> T:
+    """Run `work(execute)` (portable `?` SQL) in one transaction holding the advisory lock `lock`: one
+    writer at a time for the history's head and append, and for a claim's check and insert."""
+
+    def execute(sql: str, args: tuple) -> list[tuple]:
+        cur = conn.execute(sql.replace("?", "%s"), args)
+        return cur.fetchall() if cur.description else []
+
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        return work(execute)
 
 
 def _lock_key(workspace: str) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from reconciler.errors import StateBackendError
 from reconciler.state.journal import SCHEMA_VERSION, Journal, journal_ddl
+from reconciler.state.local_db import open_private
 
 __all__ = ["SqliteJournal", "damaged_journal", "salvage"]
 
@@ -65,12 +66,7 @@ class SqliteJournal(Journal):
                 self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
                 self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a damaged file fails here
                 return
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not path.exists():
-                os.close(os.open(str(path), os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # every commit is fsynced before we go on
+            self._db = open_private(path)
             for ddl in journal_ddl("", "INTEGER PRIMARY KEY AUTOINCREMENT", "REAL", "INTEGER"):
                 self._db.execute(ddl)
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
