@@ -20,6 +20,16 @@ from ..helpers.sandbox import edit_outside_git, orion_batches, quiet, ticket_pos
 pytestmark = pytest.mark.integration
 
 
+def _saved_plan_in_batches_of_one(sb, tmp_path):
+    """Apply's settings for one batch of one registration at a time, and the plan saved with them: (env,
+    the saved plan's path, its JSON, the addresses of its Orion batches in order)."""
+    env = sandbox_env(sb, workspace=tmp_path / "ws", RECONCILER_PARALLELISM="1", RECONCILER_BATCH_SIZE="1")
+    saved = tmp_path / "plan.json"
+    assert reconciler(env, "plan", "--out", str(saved)).returncode == 0
+    doc = json.loads(saved.read_text())
+    return env, saved, doc, [s["items"][0] for s in doc["submissions"] if s["api"] == "orion"]
+
+
 @pytest.mark.slow
 def test_a_registration_edited_after_the_plan_and_before_its_batch_is_not_overwritten(tmp_path):
     """plan --out; apply it one batch of one at a time; while the first batch processes, someone edits the
@@ -27,11 +37,7 @@ def test_a_registration_edited_after_the_plan_and_before_its_batch_is_not_overwr
     out: reported stale by name, the others apply, exit 3, and the next plan shows it."""
     state = SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=2.0))
     with start_sandbox(state) as sb:
-        env = sandbox_env(sb, workspace=tmp_path / "ws", RECONCILER_PARALLELISM="1", RECONCILER_BATCH_SIZE="1")
-        saved = tmp_path / "plan.json"
-        assert reconciler(env, "plan", "--out", str(saved)).returncode == 0
-        doc = json.loads(saved.read_text())
-        batches = [s["items"][0] for s in doc["submissions"] if s["api"] == "orion"]
+        env, saved, doc, batches = _saved_plan_in_batches_of_one(sb, tmp_path)
         assert len(batches) >= 3
         last = next(c for c in doc["changes"] if c["address"] == batches[-1])
         rid = last["registration_id"]
@@ -69,11 +75,7 @@ def test_a_fresh_read_that_waited_long_for_its_slot_is_read_again_before_the_pos
     POST: stale, not sent, the edit stands. (Without the second read the edit is overwritten.)"""
     state = SandboxState.from_json(demo_state(), timing=SandboxTiming(batch_latency=7.0))
     with start_sandbox(state) as sb:
-        env = sandbox_env(sb, workspace=tmp_path / "ws", RECONCILER_PARALLELISM="1", RECONCILER_BATCH_SIZE="1")
-        saved = tmp_path / "plan.json"
-        assert reconciler(env, "plan", "--out", str(saved)).returncode == 0
-        doc = json.loads(saved.read_text())
-        batches = [s["items"][0] for s in doc["submissions"] if s["api"] == "orion"]
+        env, saved, doc, batches = _saved_plan_in_batches_of_one(sb, tmp_path)
         rid_of = {c["address"]: c["registration_id"] for c in doc["changes"] if c["address"] in batches}
 
         report = tmp_path / "report.json"
