@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from reconciler.escaping import VENDOR_TEXT_LIMIT, terminal, visible
-from reconciler.model import Change
+from reconciler.model import Change, FieldChange
 
-__all__ = ["describe_instruction", "money", "show", "summary_line", "ticket_details", "totals_line"]
+__all__ = ["describe_instruction", "money", "show", "sleeve_line", "summary_line", "ticket_details", "totals_line"]
 
 
 def show(value: Any, limit: int = VENDOR_TEXT_LIMIT) -> str:
@@ -18,6 +18,16 @@ def show(value: Any, limit: int = VENDOR_TEXT_LIMIT) -> str:
     if isinstance(value, dict):
         return visible("{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}", limit)
     return visible(json.dumps(value, default=str, ensure_ascii=False), limit)
+
+
+def sleeve_line(f: FieldChange) -> str | None:
+    """A whole sleeve added (`+`) or removed (`-`), the same line in text and markdown; None for any other
+    field change, which each format shows its own way."""
+    if f.before is None and isinstance(f.after, dict):
+        return f"+ {terminal(f.path, 200)}: new sleeve {show({k: v for k, v in f.after.items() if k != 'sleeveType'})}"
+    if f.after is None and isinstance(f.before, dict):
+        return f"- {terminal(f.path, 200)}: remove sleeve (sent in deletedSleeveTargets)"
+    return None
 
 
 def money(x: float) -> str:

@@ -11,7 +11,7 @@ import re
 from reconciler.escaping import html_text, md_code, md_fence, md_text, terminal
 from reconciler.model import Action, Change, Plan
 from reconciler.plan.builder import plan_summary
-from reconciler.render._values import describe_instruction, money, show, summary_line
+from reconciler.render._values import describe_instruction, money, show, sleeve_line, summary_line
 
 __all__ = ["MARKDOWN_LIMIT", "MARKER", "render_plan_markdown"]
 
@@ -171,12 +171,8 @@ def _diff_lines(c: Change) -> list[str]:
     """A change as a diff GitHub colours: `- before` in red, `+ after` in green (it leaves `~` lines plain)."""
     out = []
     for f in c.fields:
-        if f.before is None and isinstance(f.after, dict):
-            out.append(
-                f"+ {terminal(f.path, 200)}: new sleeve {show({k: v for k, v in f.after.items() if k != 'sleeveType'})}"
-            )
-        elif f.after is None and isinstance(f.before, dict):
-            out.append(f"- {terminal(f.path, 200)}: remove sleeve (sent in deletedSleeveTargets)")
+        if (sleeve := sleeve_line(f)) is not None:
+            out.append(sleeve)
         else:  # a conflict: what SEI holds, then what the manifest says
             out.append(f"- {terminal(f.path, 200)}: {show(f.before)}")
             out.append(f"+ {terminal(f.path, 200)}: {show(f.after)}")

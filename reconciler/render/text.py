@@ -7,7 +7,14 @@ from reconciler.model import Action, Change, Plan
 from reconciler.plan.builder import plan_summary
 from reconciler.plan.explain import explain_stages
 from reconciler.plan.stages import Recover, Stage, build_stages
-from reconciler.render._values import describe_instruction, show, summary_line, ticket_details, totals_line
+from reconciler.render._values import (
+    describe_instruction,
+    show,
+    sleeve_line,
+    summary_line,
+    ticket_details,
+    totals_line,
+)
 
 __all__ = ["field_lines", "partial_lines", "render_plan_text"]
 
@@ -17,12 +24,8 @@ _MARK = {Action.UPDATE: "~", Action.CREATE: "+", Action.CONFLICT: "!"}
 def field_lines(c: Change) -> list[str]:
     lines = []
     for f in c.fields:
-        if f.before is None and isinstance(f.after, dict):
-            lines.append(
-                f"+ {terminal(f.path, 200)}: new sleeve {show({k: v for k, v in f.after.items() if k != 'sleeveType'})}"
-            )
-        elif f.after is None and isinstance(f.before, dict):
-            lines.append(f"- {terminal(f.path, 200)}: remove sleeve (sent in deletedSleeveTargets)")
+        if (sleeve := sleeve_line(f)) is not None:
+            lines.append(sleeve)
         else:
             mark = "!" if c.action is Action.CONFLICT else "~"
             lines.append(f"{mark} {terminal(f.path, 200)}: {show(f.before)} → {show(f.after)}")
