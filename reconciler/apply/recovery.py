@@ -23,6 +23,7 @@ from functools import partial
 
 from reconciler.apply.outcomes import Verdict, VerdictKind, ticket_verdict
 from reconciler.apply.parking import Parking, Steps, drive
+from reconciler.apply.polling import POLL_FIRST, POLL_GROWTH, POLL_MAX, next_poll
 from reconciler.config import Settings
 from reconciler.errors import ApiAuthError, ApiError, NotFoundError
 from reconciler.escaping import bounded
@@ -36,10 +37,6 @@ from reconciler.vendors.orion import BatchStatus
 
 __all__ = ["BatchEvidence", "BatchPoll", "Evidence", "EvidenceKind", "PollEnd", "in_doubt_view"]
 
-# seconds between status polls: start quick, back off by half to 1 s, so an ended batch is noticed within
-# about a second, and a short one within a tenth (at 5 s, a batch of 0.3 s cost 2.5 s on average; 200 of
-# them, four at a time, two minutes)
-POLL_FIRST, POLL_GROWTH, POLL_MAX = 0.05, 1.5, 1.0
 READ_BACKS = 4  # read-backs spread over a settle window, after the first one
 
 
@@ -199,9 +196,10 @@ class Evidence:
 
     def poll_steps(self, batch_id: int, deadline: float, *, interruptible: bool = False) -> Steps[BatchPoll]:
         """`poll` as a parkable task. Progress says when the batch's state changes, not at every poll."""
-        delay = POLL_FIRST
+        delay, sent = POLL_FIRST, self.clock()
         seen: str | None = None
         while True:
+            status = None
             try:
                 status = self.vendors.orion.batch_status(batch_id)
                 self.progress(
@@ -219,7 +217,7 @@ class Evidence:
                 self.progress("poll", f"batch {batch_id}: status not readable ({bounded(e, 120)}); retrying")
             if self.clock() + delay > deadline or (interruptible and self.interrupted()):
                 return BatchPoll(PollEnd.TIMEOUT)
-            yield delay
+            yield min(next_poll(self.clock() - sent, delay, status), deadline - self.clock())  # progress may say later
             delay = min(delay * POLL_GROWTH, POLL_MAX)
 
     # --- tickets ----------------------------------------------------------------------------------

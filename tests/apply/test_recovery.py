@@ -80,6 +80,42 @@ def test_polling_a_batch_says_how_it_ended(tmp_path):
     assert ev.poll(9, SENT_AT + 1).end is PollEnd.TIMEOUT
 
 
+def _progressing(clock, seconds: float, polls: list[float], stuck: bool = False):
+    """A batch of 100 items, sent at SENT_AT, that reports its progress as Orion does and ends after
+    `seconds` (or stays at 99 % for good)."""
+
+    def answer(request):
+        elapsed = clock[0] - SENT_AT
+        polls.append(elapsed)
+        done = not stuck and elapsed >= seconds
+        completed = 99 if stuck else min(100, int(100 * elapsed / seconds))
+        return httpx.Response(
+            200,
+            json={"id": 9, "status": "Complete" if done else "Processing", "isDone": done, "errorCount": 0}
+            | {"totalItems": 100, "itemsCompleted": 100 if done else completed},
+        )
+
+    return answer
+
+
+def test_a_batch_is_polled_when_its_progress_says_it_ends_and_noticed_soon_after(tmp_path):
+    polls: list[float] = []
+    ev, _, clock = evidence(tmp_path)
+    ev.vendors.orion = orion(_progressing(clock, 3.0, polls))
+    assert ev.poll(9, SENT_AT + 60).end is PollEnd.ENDED
+    # backoff alone: 9 polls, the end seen 0.46 s late; at the rate its progress shows, 4, and 0.03 s late
+    assert len(polls) <= 5 and polls[-1] - 3.0 <= 0.1, polls
+
+
+def test_a_batch_stuck_at_99_percent_is_polled_no_more_often_than_backoff_and_at_least_every_second(tmp_path):
+    polls: list[float] = []
+    ev, _, clock = evidence(tmp_path)
+    ev.vendors.orion = orion(_progressing(clock, 3.0, polls, stuck=True))
+    assert ev.poll(9, SENT_AT + 60).end is PollEnd.TIMEOUT
+    gaps = [b - a for a, b in zip(polls, polls[1:])]
+    assert max(gaps) <= 1.0 + 1e-9 and 55 <= len(polls) <= 70, (len(polls), max(gaps))
+
+
 def _ticket_10000002():
     return DesiredInstruction(
         10000002,
