@@ -196,8 +196,9 @@ class Evidence:
 
     def poll_steps(self, batch_id: int, deadline: float, *, interruptible: bool = False) -> Steps[BatchPoll]:
         """`poll` as a parkable task. Progress says when the batch's state changes, not at every poll."""
-        delay, sent = POLL_FIRST, self.clock()
+        delay, sent, done_before = POLL_FIRST, self.clock(), 0
         seen: str | None = None
+        yield POLL_FIRST  # not at once: a batch just accepted is New
         while True:
             status = None
             try:
@@ -217,7 +218,8 @@ class Evidence:
                 self.progress("poll", f"batch {batch_id}: status not readable ({bounded(e, 120)}); retrying")
             if self.clock() + delay > deadline or (interruptible and self.interrupted()):
                 return BatchPoll(PollEnd.TIMEOUT)
-            yield min(next_poll(self.clock() - sent, delay, status), deadline - self.clock())  # progress may say later
+            yield min(next_poll(self.clock() - sent, delay, status, done_before), deadline - self.clock())
+            done_before = max(done_before, status.items_completed or 0) if status is not None else done_before
             delay = min(delay * POLL_GROWTH, POLL_MAX)
 
     # --- tickets ----------------------------------------------------------------------------------

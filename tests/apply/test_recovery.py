@@ -6,6 +6,7 @@ from __future__ import annotations
 import types
 
 import httpx
+import pytest
 
 from reconciler.apply.outcomes import VerdictKind
 from reconciler.apply.recovery import Evidence, EvidenceKind, PollEnd
@@ -80,12 +81,12 @@ def test_polling_a_batch_says_how_it_ended(tmp_path):
     assert ev.poll(9, SENT_AT + 1).end is PollEnd.TIMEOUT
 
 
-def _progressing(clock, seconds: float, polls: list[float], stuck: bool = False):
-    """A batch of 100 items, sent at SENT_AT, that reports its progress as Orion does and ends after
-    `seconds` (or stays at 99 % for good)."""
+def _progressing(clock, seconds: float, polls: list[float], stuck: bool = False, ahead: float = 0.0):
+    """A batch of 100 items that reports its progress as Orion does and ends after `seconds` (or stays at
+    99 % for good). Orion's clock started `ahead` seconds before ours (SENT_AT): its answer took that long."""
 
     def answer(request):
-        elapsed = clock[0] - SENT_AT
+        elapsed = clock[0] - SENT_AT + ahead
         polls.append(elapsed)
         done = not stuck and elapsed >= seconds
         completed = 99 if stuck else min(100, int(100 * elapsed / seconds))
@@ -98,13 +99,16 @@ def _progressing(clock, seconds: float, polls: list[float], stuck: bool = False)
     return answer
 
 
-def test_a_batch_is_polled_when_its_progress_says_it_ends_and_noticed_soon_after(tmp_path):
+@pytest.mark.parametrize(("seconds", "ahead"), [(3.0, 0.2), (0.6, 0.04)])
+def test_a_batch_is_polled_when_its_progress_says_it_ends_and_noticed_soon_after(tmp_path, seconds, ahead):
+    """Backoff alone sees the 3 s batch 0.46 s late after 9 polls, the 0.6 s one 0.1 s late; at the rate their
+    progress shows, 5 and 4 polls, 0.01 s and 0.05 s late (the estimate runs early by Orion's head start, and
+    a batch that moves is polled again after 0.05 s, not after backoff's grown gap)."""
     polls: list[float] = []
     ev, _, clock = evidence(tmp_path)
-    ev.vendors.orion = orion(_progressing(clock, 3.0, polls))
+    ev.vendors.orion = orion(_progressing(clock, seconds, polls, ahead=ahead))
     assert ev.poll(9, SENT_AT + 60).end is PollEnd.ENDED
-    # backoff alone: 9 polls, the end seen 0.46 s late; at the rate its progress shows, 4, and 0.03 s late
-    assert len(polls) <= 5 and polls[-1] - 3.0 <= 0.1, polls
+    assert len(polls) <= 5 and polls[-1] - seconds <= 0.06, polls  # Orion's elapsed at each poll
 
 
 def test_a_batch_stuck_at_99_percent_is_polled_no_more_often_than_backoff_and_at_least_every_second(tmp_path):
