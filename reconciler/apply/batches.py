@@ -1,13 +1,13 @@
 """The Orion wave: this plan's batches, `parallelism` at a time, and earlier runs' batches tracked beside them.
 
-Each batch's registrations are read fresh (bodies.py), claimed (state/claims.py), journaled before the
-batch is sent, polled with backoff until `isDone`, its /Errors read, and its registrations re-read to
-decide per item. `parallelism` is the number of batches at Orion at once (a slot from the POST to the
-batch's end); the fresh reads of the next batches and the re-reads of ended ones run beside them, on
-workers of their own, so the client's work overlaps the vendor's. A fresh read that waited more than
-FRESH_FOR_SECONDS for its slot (behind slow or stuck batches) is read again: the window for a lost
-update stays seconds long. A batch
-whose answer was lost is never resubmitted: it is looked for (recovery.Evidence) and tracked if found.
+Each batch's registrations are read fresh (bodies.py) and claimed (state/claims.py) before it takes a
+slot, journaled before it is sent, polled until `isDone` (apply/polling.py), its /Errors read, and its
+registrations re-read to decide per item. `parallelism` is the number of batches at Orion at once (a
+slot from the POST to the batch's end); the fresh reads and claims of the next batches and the re-reads
+of ended ones run beside them, on workers of their own, so the client's work overlaps the vendor's. A
+fresh read that waited more than FRESH_FOR_SECONDS for its slot (behind slow or stuck batches) is read
+again: the window for a lost update stays seconds long. A batch whose answer was lost is never
+resubmitted: it is looked for (recovery.Evidence) and tracked if found.
 """
 
 from __future__ import annotations
@@ -104,20 +104,24 @@ class BatchWave:
                     f"{', '.join(sorted(held))}; a registration is never in two batches",
                 )
             return
-        read_at = self.clock()
-        ready = self._fresh(sub, ctx)  # before the slot: the client's work overlaps the batches at Orion
+        read_at, local_id = self.clock(), uuid.uuid4().hex
+        # before the slot, the client's work overlaps the batches at Orion: the fresh read, and the claims (a
+        # claim without a journaled batch is ours while we hold the workspace lock, stale once we do not)
+        ready = self._claim_batch(self._fresh(sub, ctx), local_id, ctx)
         if not ready:
             return
         with self._slots:  # at Orion: from the POST to the batch's end, `parallelism` at a time
             if self.stop.is_set():
+                self.claims.release(local_id)
                 for d, _ in ready:
                     self.kit.record(ctx, d.address, ItemStatus.SKIPPED, "not sent: apply was interrupted")
                 return
             if self.clock() - read_at > FRESH_FOR_SECONDS:  # a long wait for a slot: read them fresh again
                 ready = self._fresh(self._narrowed(sub, ready), ctx)
                 if not ready:
+                    self.claims.release(local_id)
                     return
-            sent = self._send_batch(sub, ready, ctx)
+            sent = self._send_batch(sub, ready, local_id, ctx)
             if sent is None:
                 return
             items, local_id, batch_id = sent
@@ -134,14 +138,10 @@ class BatchWave:
         return replace(sub, items=tuple(a for a, _ in pairs), fingerprints=tuple(f for _, f in pairs))
 
     def _send_batch(
-        self, sub: Submission, ready: list[tuple[DesiredRegistration, dict]], ctx: RunContext
+        self, sub: Submission, ready: list[tuple[DesiredRegistration, dict]], local_id: str, ctx: RunContext
     ) -> tuple[list[DesiredRegistration], str, int] | None:
-        """Claim, journal, POST the bodies read fresh: (its registrations, local id, batch id) once Orion
-        accepted it; None when nothing went, it was refused, or its answer was lost (then it is looked for)."""
-        local_id = uuid.uuid4().hex
-        ready = self._claim_batch(ready, local_id, ctx)
-        if not ready:
-            return None
+        """Journal and POST the bodies read fresh and claimed: (its registrations, local id, batch id) once
+        Orion accepted it; None when it was refused, or its answer was lost (then it is looked for)."""
         items = [d for d, _ in ready]
         sub = replace(sub, items=tuple(d.address for d in items), body=[p for _, p in ready])
         self.journal.batch_submitting(ctx.run_id, local_id, sub.items, [r.registration_id for r in items])
@@ -199,6 +199,8 @@ class BatchWave:
         self, ready: list[tuple[DesiredRegistration, dict]], local_id: str, ctx: RunContext
     ) -> list[tuple[DesiredRegistration, dict]]:
         """Claim the batch's registrations; those another workspace has in flight are skipped, the rest go."""
+        if not ready:
+            return ready
         others = self.claims.claim(
             self.kit.orion_endpoint, "registration", local_id, [str(r.registration_id) for r, _ in ready]
         )
