@@ -15,9 +15,11 @@ A claim lives exactly as long as the write it guards may still be in flight:
 
 Otherwise the claim is stale and the next claimant takes it over. Holders release their claims as
 soon as a batch ends or a ticket settles, so a long run does not hold what it has finished. A ticket
-SEI stored is the exception: a submitted ticket can never change, so its claim becomes a permanent
-record (`stored:`), and a second workspace whose plan still shows it missing (made before the first
-sent it) is refused instead of POSTing it again.
+SEI stored is the exception: a submitted ticket can never change, so its claim stands for good, and a
+second workspace whose plan still shows it missing (made before the first sent it) is refused instead
+of POSTing it again. Its holder's journal says so from the moment SEI accepts it; the claim becomes a
+permanent record (`stored:`) when the run settles its claims at its end (or its rerun does, if it was
+killed), one transaction for the whole wave instead of one per ticket.
 
 `Claims` holds the logic over portable SQL; `SqliteClaims` keeps claims in one SQLite file in the
 user's state folder (shared by every workspace of this OS account on this machine), and
@@ -94,10 +96,9 @@ class Held:
             return (
                 f"{kind} {resource} was already sent to SEI by {self.holder.describe()}; a ticket is never sent twice"
             )
-        return (
-            f"{kind} {resource} is in flight from {self.holder.describe()}; rerun once that write has "
-            f"{'ended' if kind == 'registration' else 'settled'}"
-        )
+        if kind == "ticket":  # its holder's journal says in flight, or stored and the run not yet settled
+            return f"{kind} {resource} is sent or being sent by {self.holder.describe()}; rerun once it has settled"
+        return f"{kind} {resource} is in flight from {self.holder.describe()}; rerun once that write has ended"
 
 
 def _now() -> str:
@@ -121,7 +122,8 @@ class Claims:
         raise NotImplementedError
 
     def _alive(self, execute: Execute, holder: Holder, entry: str) -> bool:
-        """Whether `holder`'s write `entry` may still be in flight (journal open, or lock held)."""
+        """Whether `holder`'s claim for `entry` stands: its lock is held, or its journal says the write may
+        be in flight or SEI stored it (`Journal.entry_stands`)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -135,12 +137,16 @@ class Claims:
     def claim(self, endpoint: str, kind: str, entry: str, resources: Sequence[str]) -> dict[str, Held]:
         """Claim `resources` for the write `entry`. Returns those another workspace holds (not claimed);
         the rest are ours until `release(entry)` or until our journal closes the entry."""
+        return self.claim_each(endpoint, kind, [(entry, r) for r in resources])
+
+    def claim_each(self, endpoint: str, kind: str, pairs: Sequence[tuple[str, str]]) -> dict[str, Held]:
+        """`claim` for (entry, resource) pairs, each its own write, in one transaction (a wave's tickets)."""
         mine = json.dumps(asdict(self.holder()))
         p = self.prefix
 
         def work(execute: Execute) -> dict[str, Held]:
             held: dict[str, Held] = {}
-            for resource in resources:
+            for entry, resource in pairs:
                 rows = execute(
                     f"SELECT workspace, entry, holder FROM {p}claims WHERE endpoint=? AND kind=? AND resource=?",
                     (endpoint, kind, resource),
@@ -166,16 +172,6 @@ class Claims:
             self._transaction(
                 lambda execute: execute(
                     f"DELETE FROM {self.prefix}claims WHERE workspace=? AND entry=?", (self.workspace, entry)
-                )
-            )
-
-    def keep_stored(self, entry: str) -> None:
-        """SEI stored the ticket of `entry`: its claim stays, for good, so no other workspace sends it again."""
-        with self._lock:
-            self._transaction(
-                lambda execute: execute(
-                    f"UPDATE {self.prefix}claims SET entry=? WHERE workspace=? AND entry=?",
-                    (STORED + entry, self.workspace, entry),
                 )
             )
 
@@ -241,7 +237,7 @@ class SqliteClaims(Claims):
             if journal is None:
                 return False  # the holder's journal is gone, and its lock with it
             try:
-                return journal.entry_open(entry)
+                return journal.entry_stands(entry)
             finally:
                 journal.close()
         except StateBackendError:

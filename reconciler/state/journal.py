@@ -346,6 +346,11 @@ class Journal:
         b = self.batch(entry)
         return b is not None and b.state in BatchState.OPEN
 
+    def entry_stands(self, entry: str) -> bool:
+        """Whether a claim for `entry` must still stand: its write may be in flight, or it is a ticket SEI
+        stored (a claim turns `stored:` at the end of its run; a run killed before that still holds it)."""
+        return self.entry_open(entry) or self.entry_stored(entry)
+
     def entry_stored(self, entry: str) -> bool:
         """Whether `entry` names a ticket SEI stored (final: never sent again)."""
         if not entry.startswith("ticket:"):

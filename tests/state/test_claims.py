@@ -29,3 +29,38 @@ def test_a_stale_claim_is_taken_over_and_a_stored_ticket_never_is(sandbox, tmp_p
     (held,) = ours.claim(sandbox.sei_url, "ticket", "ticket:10000002", ["10000002"]).values()
     assert "was already sent to SEI by workspace their-tree" in held.why("ticket", "10000002")
     ours.close()
+
+
+def test_a_ticket_stored_by_a_run_killed_before_it_settled_its_claims_is_never_taken_over(sandbox, tmp_path):
+    """Their run journaled the ticket `sent` (SEI stored it) and was killed before the end of its run made
+    the claim `stored:`: no lock, no open entry. The claim still stands (their journal says stored), so a
+    plan of ours made before their send never POSTs it; their rerun's settle makes it permanent."""
+    theirs = SqliteClaims(tmp_path / "claims.db", "their-tree", str(tmp_path / "theirs"))
+    their_journal = SqliteJournal(tmp_path / "theirs" / "journal.db")
+    assert theirs.claim_each(sandbox.sei_url, "ticket", [("ticket:10000002", "10000002")]) == {}
+    their_journal.ticket_event(1, 10000002, "TradeInstruction/10000002", TicketEvent.SENDING)
+    their_journal.ticket_event(1, 10000002, "TradeInstruction/10000002", TicketEvent.SENT)
+    their_journal.close()  # killed here: no settle
+    theirs.close()
+    ours = claims_for(tmp_path, "ours")
+    (held,) = ours.claim(sandbox.sei_url, "ticket", "ticket:10000002", ["10000002"]).values()
+    assert "ticket 10000002 is sent or being sent by workspace their-tree" in held.why("ticket", "10000002")
+    ours.close()
+
+
+def test_in_postgresql_too_a_stored_ticket_of_a_killed_run_is_never_taken_over(sandbox, pg_fresh):
+    """The same, in the shared backend: their journal rows say `sent`, they hold no lease."""
+    from reconciler.secret import Secret
+    from reconciler.state.postgres import PostgresClaims, PostgresJournal
+
+    url = Secret(pg_fresh)
+    theirs, their_journal = PostgresClaims(url, "their-ws", "their-tree"), PostgresJournal(url, "their-ws")
+    assert theirs.claim_each(sandbox.sei_url, "ticket", [("ticket:10000002", "10000002")]) == {}
+    their_journal.ticket_event(1, 10000002, "TradeInstruction/10000002", TicketEvent.SENDING)
+    their_journal.ticket_event(1, 10000002, "TradeInstruction/10000002", TicketEvent.SENT)
+    their_journal.close()
+    theirs.close()
+    ours = PostgresClaims(url, "our-ws", "our-tree")
+    (held,) = ours.claim(sandbox.sei_url, "ticket", "ticket:10000002", ["10000002"]).values()
+    assert "ticket 10000002 is sent or being sent by workspace their-tree" in held.why("ticket", "10000002")
+    ours.close()
