@@ -77,14 +77,17 @@ class TicketWave:
     def _send(self, sub: Submission, ctx: RunContext) -> None:
         self._attempt(sub, ctx, 1)
 
-    def _done(self, sub: Submission, ctx: RunContext, status: ItemStatus, message: str) -> None:
+    def _done(
+        self, sub: Submission, ctx: RunContext, status: ItemStatus, message: str, event: str | None = None
+    ) -> None:
         """Record the ticket's outcome; its claim is released once it settled without SEI storing it. A
-        stored ticket's claim stands for good (the journal says stored; the run's end makes it `stored:`)."""
+        stored ticket's claim stands for good (the journal says stored; the run's end makes it `stored:`).
+        `event`: the journal's last event for it, when the caller just wrote it (else it is read)."""
         address = sub.items[0]
         tid = _ticket_id(address)
         self.kit.record(ctx, address, status, message, f"ticket {tid}")
-        last = self.journal.ticket(tid)
-        if last is None or last.event not in TicketEvent.OPEN | TicketEvent.STORED:  # others may send it
+        last = event or getattr(self.journal.ticket(tid), "event", None)
+        if last is None or last not in TicketEvent.OPEN | TicketEvent.STORED:  # others may send it
             self.claims.release(self.journal.ticket_entry(tid))
 
     def _attempt(self, sub: Submission, ctx: RunContext, attempt: int) -> None:
@@ -130,7 +133,7 @@ class TicketWave:
             )
             return None
         self.journal.ticket_event(ctx.run_id, tid, address, TicketEvent.SENT)
-        return self._done(sub, ctx, ItemStatus.APPLIED, "accepted by SEI")
+        return self._done(sub, ctx, ItemStatus.APPLIED, "accepted by SEI", TicketEvent.SENT)
 
     def _settled(
         self, sub: Submission, ctx: RunContext, attempt: int, exists: bool, lost: str, verdict: Verdict | None

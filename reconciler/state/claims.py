@@ -123,7 +123,7 @@ class Claims:
 
     def _alive(self, execute: Execute, holder: Holder, entry: str) -> bool:
         """Whether `holder`'s claim for `entry` stands: its lock is held, or its journal says the write may
-        be in flight or SEI stored it (`Journal.entry_stands`)."""
+        be in flight or SEI stored it (`Journal.standing`)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -180,12 +180,13 @@ class Claims:
         entry: kept while open, kept for good once SEI stored the ticket, otherwise released."""
 
         def work(execute: Execute) -> None:
-            for (entry,) in execute(
-                f"SELECT DISTINCT entry FROM {self.prefix}claims WHERE workspace=?", (self.workspace,)
-            ):
-                if entry.startswith(STORED) or journal.entry_open(entry):
+            rows = execute(f"SELECT DISTINCT entry FROM {self.prefix}claims WHERE workspace=?", (self.workspace,))
+            entries = [e for (e,) in rows if not e.startswith(STORED)]
+            standing = journal.standing(entries)
+            for entry in entries:
+                if standing.get(entry) == "open":
                     continue
-                if journal.entry_stored(entry):
+                if standing.get(entry) == "stored":
                     execute(
                         f"UPDATE {self.prefix}claims SET entry=? WHERE workspace=? AND entry=?",
                         (STORED + entry, self.workspace, entry),
@@ -237,7 +238,7 @@ class SqliteClaims(Claims):
             if journal is None:
                 return False  # the holder's journal is gone, and its lock with it
             try:
-                return journal.entry_stands(entry)
+                return entry in journal.standing([entry])
             finally:
                 journal.close()
         except StateBackendError:

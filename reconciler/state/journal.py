@@ -338,25 +338,21 @@ class Journal:
     def ticket_entry(ticket_id: int) -> str:
         return f"ticket:{ticket_id}"
 
-    def entry_open(self, entry: str) -> bool:
-        """Whether the batch (its local id) or ticket ("ticket:<id>") named by `entry` may still be in flight."""
-        if entry.startswith("ticket:"):
-            t = self.ticket(int(entry.split(":", 1)[1]))
-            return t is not None and t.event in TicketEvent.OPEN
-        b = self.batch(entry)
-        return b is not None and b.state in BatchState.OPEN
-
-    def entry_stands(self, entry: str) -> bool:
-        """Whether a claim for `entry` must still stand: its write may be in flight, or it is a ticket SEI
-        stored (a claim turns `stored:` at the end of its run; a run killed before that still holds it)."""
-        return self.entry_open(entry) or self.entry_stored(entry)
-
-    def entry_stored(self, entry: str) -> bool:
-        """Whether `entry` names a ticket SEI stored (final: never sent again)."""
-        if not entry.startswith("ticket:"):
-            return False
-        t = self.ticket(int(entry.split(":", 1)[1]))
-        return t is not None and t.event in TicketEvent.STORED
+    def standing(self, entries: list[str]) -> dict[str, str]:
+        """How claims' entries (a batch's local id, "ticket:<id>") stand: "open" (the write may be in flight),
+        "stored" (SEI has the ticket), or absent (settled, never journaled); tickets read 500 at a time."""
+        out: dict[str, str] = {}
+        ids = [int(e.split(":", 1)[1]) for e in entries if e.startswith("ticket:")]
+        for k in range(0, len(ids), 500):
+            chunk = ids[k : k + 500]
+            for t in self._tickets(f"AND t.ticket_id IN ({','.join('?' * len(chunk))})", tuple(chunk)):
+                kind = "open" if t.event in TicketEvent.OPEN else "stored" if t.event in TicketEvent.STORED else None
+                if kind:
+                    out[self.ticket_entry(t.ticket_id)] = kind
+        for e in entries:
+            if not e.startswith("ticket:") and (b := self.batch(e)) is not None and b.state in BatchState.OPEN:
+                out[e] = "open"
+        return out
 
     def in_doubt(self) -> list[InDoubt]:
         out = [

@@ -214,7 +214,7 @@ class PostgresClaims(Claims):
             "k.locktype = 'advisory' AND k.granted WHERE l.workspace = ?)",
             (holder.workspace,),
         )
-        return bool(lease[0][0]) or _Borrowed(execute, holder.workspace).entry_stands(entry)
+        return bool(lease[0][0]) or entry in _Borrowed(execute, holder.workspace).standing([entry])
 
     def close(self) -> None:
         with self._lock:
