@@ -15,7 +15,6 @@ ends in `assert_never`, as the explainer's is (plan/explain.py): a new stage can
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import assert_never
 
 from reconciler.apply.batches import BatchWave
 from reconciler.apply.context import Kit, RunContext
+from reconciler.apply.heap import long_lived_heap
 from reconciler.apply.outcomes import ApplyResult, ItemStatus
 from reconciler.apply.recovery import Evidence
 from reconciler.apply.tickets import MAX_TICKET_SENDS, TicketWave
@@ -125,19 +125,17 @@ class Evaluator:
                     assert_never(stage)
         error = None
         try:
-            gc.collect()  # what the plan left alive lives to the end of the run: out of the collector's walks
-            gc.freeze()  # (each full collection had walked it, 0.15 s with every thread stopped, 20 times a wave)
-            for stage in stages:
-                began = time.perf_counter()
-                self._run_stage(stage, ctx)
-                name = type(stage).__name__
-                self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - began
+            with long_lived_heap():  # what the plan left alive lives to the end of the run (apply/heap.py)
+                for stage in stages:
+                    began = time.perf_counter()
+                    self._run_stage(stage, ctx)
+                    name = type(stage).__name__
+                    self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - began
         except Exception as e:  # nothing half-applied goes unreported: see the loop below
             error = f"{type(e).__name__}: {bounded(e)}"
         finally:
             kit.parking.join()  # a stage that raised may leave writes in doubt being settled: they end first
             kit.parking.close()
-            gc.unfreeze()  # a process that applies again (a test's) collects it again
         for a in planned:
             if a not in ctx.results:
                 kit.end_unfinished(a, ctx, error or "the run ended before this item was handled")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from itertools import islice
 
 from reconciler.apply.evaluator import Evaluator
+from reconciler.apply.heap import long_lived_heap
 from reconciler.apply.recovery import Evidence
 from reconciler.apply.trail import RunFactsForTrail, change_records, stopped_runs
 from reconciler.apply.watch import Phases, Signals, reporter
@@ -120,7 +121,8 @@ def run_apply(
                 history = backend.history()  # opened before any write: a history that cannot be kept stops the run
                 assert history is not None  # a writer's history is created where there is none
                 try:
-                    return _run_locked(request, stream, session, journal, claims, lock, stop, out, clock, history)
+                    with long_lived_heap():  # a saved plan's receipt, the results: kept for the run (apply/heap.py)
+                        return _run_locked(request, stream, session, journal, claims, lock, stop, out, clock, history)
                 finally:
                     history.close()
                     claims.close()

@@ -5,7 +5,8 @@
 - a read-back that fails is `unknown`, never "absent", so the ticket is not sent again;
 - claims: a registration or ticket another workspace holds is never sent (claims.py).
 The plans here are made as a stale run would make them (the journal not consulted), so nothing but the
-guard stands between them and a duplicate. How each was broken on purpose is in tests/README.md.
+guard stands between them and a duplicate. README.md ("Each guard, and the test that fails without it") lists
+them with the guards tested elsewhere.
 One more is not a guard but would cost memory if missed: the heap frozen for the waves is thawed after.
 """
 
@@ -140,13 +141,17 @@ def test_a_claim_of_another_workspace_stops_the_batch_and_the_ticket(sandbox, tm
 def test_the_heap_is_frozen_out_of_collection_for_the_waves_and_thawed_after(sandbox, tmp_path, monkeypatch):
     """Full collections walked the plan's objects 20 times an Orion wave (0.15 s each, every thread stopped);
     a process that applies again (a test's, an embedding's) must get them back into collection."""
-    seen: list[int] = []
+    seen: list[tuple[int, int]] = []
     submit = type(sandbox.state).submit_batch
     monkeypatch.setattr(
-        type(sandbox.state), "submit_batch", lambda *a, **k: seen.append(gc.get_freeze_count()) or submit(*a, **k)
+        type(sandbox.state),
+        "submit_batch",
+        lambda *a, **k: seen.append((gc.get_freeze_count(), gc.get_threshold()[2])) or submit(*a, **k),
     )
+    before = gc.get_threshold()
     journal = SqliteJournal(tmp_path / "j.db")
     apply_plan(sandbox, tmp_path, journal, ["SleeveRegistration/*"])
     journal.close()
-    assert seen and min(seen) > 0, "the wave ran with the plan's objects in every full collection"
-    assert gc.get_freeze_count() == 0, "the run left its heap frozen"
+    assert seen and min(f for f, _ in seen) > 0, "the wave ran with the plan's objects in every full collection"
+    assert min(t for _, t in seen) >= 100, "full collections came every 10 young ones during the wave"
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before, "the run left its heap frozen"
