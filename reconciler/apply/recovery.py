@@ -219,7 +219,8 @@ class Evidence:
             if self.clock() + delay > deadline or (interruptible and self.interrupted()):
                 return BatchPoll(PollEnd.TIMEOUT)
             yield min(next_poll(self.clock() - sent, delay, status, done_before), deadline - self.clock())
-            done_before = max(done_before, status.items_completed or 0) if status is not None else done_before
+            if status is not None:
+                done_before = max(done_before, status.items_completed or 0)
             delay = min(delay * POLL_GROWTH, POLL_MAX)
 
     # --- tickets ----------------------------------------------------------------------------------

@@ -64,10 +64,9 @@ class TicketWave:
             return
         # one claims transaction for the wave (one per ticket was a third of its time); the ticket's own
         # entry, as `why_not_send` and the journal name it, so a claim ends with its ticket's write
+        ids = [_ticket_id(s.items[0]) for s in stage.tickets]
         self._held = self.claims.claim_each(
-            self.kit.sei_endpoint,
-            "ticket",
-            [(self.journal.ticket_entry(_ticket_id(s.items[0])), str(_ticket_id(s.items[0]))) for s in stage.tickets],
+            self.kit.sei_endpoint, "ticket", [(self.journal.ticket_entry(t), str(t)) for t in ids]
         )
         with ThreadPoolExecutor(max(1, self.settings.parallelism), thread_name_prefix="sei-ticket") as pool:
             for f in [pool.submit(self.kit.guarded, self._send, s, ctx) for s in stage.tickets]:
